@@ -1,0 +1,1 @@
+"""The model-running core of lmscope. Imports no textual, rich or plotext."""

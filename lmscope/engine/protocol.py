@@ -1,0 +1,35 @@
+"""The interface the TUI and the headless printer drive: the real Stepper and tests' FakeEngine."""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord
+
+
+class Engine(Protocol):
+    """A generation session that advances one token per call.
+
+    Every method may run torch: callers on a UI thread must call them from a worker thread,
+    one call at a time.
+    """
+
+    info: SessionInfo
+    """The loaded model and settings."""
+
+    @property
+    def finished(self) -> bool:
+        """True once EOS, a stop string or max_new_tokens ended generation."""
+        ...
+
+    def start(self) -> PromptRecord:
+        """Begin (or begin again): tokenize, prefill or encode, reset the cache and the seed."""
+        ...
+
+    def step(self) -> StepRecord:
+        """Run one forward pass and choose one token. Raises if called when finished."""
+        ...
+
+
+EngineFactory = Callable[[], Engine]
+"""Builds an engine; loading weights happens here, so call it from a worker thread."""
