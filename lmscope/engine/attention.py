@@ -1,0 +1,153 @@
+"""Attention capture at SDPA cost.
+
+transformers returns attention weights only from its eager implementation, which builds the
+full ``[batch, head, query_pos, key_pos]`` matrix for every layer (3-4x the time and memory of
+SDPA at long context). lmscope registers its own attention function instead: the layer's
+output comes from transformers' SDPA function, unchanged, and probabilities are computed
+only for the query rows lmscope keeps (the new token's row at a decode step, the prompt's
+last rows at prefill) with the same arithmetic as eager attention.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+ATTENTION_NAME = "lmscope"
+
+_RECORDER: contextvars.ContextVar[AttentionRecorder | None] = contextvars.ContextVar("lmscope_recorder", default=None)
+
+
+@dataclass
+class AttentionRecorder:
+    """Collects kept rows during one forward pass.
+
+    Attributes:
+        kinds: module id -> (kind, layer), built once per model by :func:`label_modules`.
+        max_rows: at most this many of the last query rows are kept per forward pass.
+        rows: kind -> {layer: probs ``[head, kept_rows, key_pos]``} on the model's device.
+    """
+
+    kinds: dict[int, tuple[str, int]]
+    max_rows: int = 1
+    rows: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+
+    def keep(self, module: torch.nn.Module, probs: torch.Tensor) -> None:
+        kind, layer = self.kinds[id(module)]
+        self.rows.setdefault(kind, {})[layer] = probs[0]
+
+    def stacked(self, kind: str) -> torch.Tensor | None:
+        """Rows of one kind stacked over layers: ``[layer, head, kept_rows, key_pos]``."""
+        by_layer = self.rows.get(kind)
+        if not by_layer:
+            return None
+        return torch.stack([by_layer[layer] for layer in sorted(by_layer)])
+
+
+def label_modules(model: torch.nn.Module) -> dict[int, tuple[str, int]]:
+    """Map each attention module to its kind (self, cross, encoder) and layer index.
+
+    The names are transformers' own: ``model.layers.3.self_attn`` (Llama family),
+    ``encoder.block.1.layer.0.SelfAttention``, ``decoder.block.1.layer.1.EncDecAttention`` (T5).
+    """
+    labels = {}
+    for name, module in model.named_modules():
+        if not _is_attention(name):
+            continue
+        layer = int(re.search(r"\.(\d+)\.", name).group(1))
+        if "EncDecAttention" in name:
+            labels[id(module)] = ("cross", layer)
+        elif name.startswith("encoder."):
+            labels[id(module)] = ("encoder", layer)
+        else:
+            labels[id(module)] = ("self", layer)
+    return labels
+
+
+def _is_attention(name: str) -> bool:
+    return re.search(r"\.\d+\.", name) is not None and name.rsplit(".", 1)[-1] in (
+        "self_attn", "SelfAttention", "EncDecAttention",
+    )
+
+
+@contextmanager
+def recording(recorder: AttentionRecorder):
+    """Make ``recorder`` receive the kept rows of every forward pass inside the block."""
+    token = _RECORDER.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _RECORDER.reset(token)
+
+
+def register() -> None:
+    """Register lmscope's attention function and SDPA's mask builder under ``ATTENTION_NAME``."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(ATTENTION_NAME, capture_attention_forward)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, sdpa_mask)
+
+
+def capture_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """SDPA attention for the output; eager probabilities for the kept rows.
+
+    Args:
+        query: ``[batch, head, query_pos, head_dim]``.
+        key, value: ``[batch, kv_head, key_pos, head_dim]`` (GQA: fewer kv heads).
+        attention_mask: SDPA's mask: None (causal or full), boolean (True = attend) or additive float.
+    Returns:
+        ``(attn_output [batch, query_pos, head, head_dim], None)`` as transformers expects.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    output, _ = sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+    )
+    recorder = _RECORDER.get()
+    if recorder is not None and id(module) in recorder.kinds:
+        rows = min(recorder.max_rows, query.shape[2])
+        recorder.keep(module, kept_probs(module, query, key, attention_mask, scaling, rows, kwargs))
+    return output, None
+
+
+def kept_probs(module, query, key, attention_mask, scaling, rows: int, kwargs) -> torch.Tensor:
+    """Eager attention probabilities of the last ``rows`` queries: ``[batch, head, rows, key_pos]``.
+
+    The arithmetic is eager attention's: ``softmax(q @ k.T * scaling + bias + mask)`` in float32.
+    Grouped-query attention is computed per kv head on a view, without repeating keys.
+    """
+    batch, heads, query_len, head_dim = query.shape
+    kv_heads, key_len = key.shape[1], key.shape[2]
+    if scaling is None:
+        scaling = head_dim**-0.5
+    groups = heads // kv_heads
+    query = query[:, :, query_len - rows :].reshape(batch, kv_heads, groups * rows, head_dim)
+    scores = (torch.matmul(query, key.transpose(2, 3)) * scaling).view(batch, heads, rows, key_len)
+    position_bias = kwargs.get("position_bias")
+    if position_bias is not None:
+        scores = scores + position_bias[:, :, -rows:]
+    scores = _apply_mask(module, scores, attention_mask, query_len, kwargs)
+    return torch.softmax(scores, dim=-1, dtype=torch.float32)
+
+
+def _apply_mask(module, scores, attention_mask, query_len: int, kwargs) -> torch.Tensor:
+    rows, key_len = scores.shape[2], scores.shape[3]
+    if attention_mask is None:
+        is_causal = kwargs.get("is_causal")
+        is_causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
+        if not is_causal or query_len == 1:
+            return scores
+        first_query = key_len - rows
+        allowed = torch.arange(first_query, key_len, device=scores.device)[:, None] >= torch.arange(
+            key_len, device=scores.device
+        )
+        return scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    mask = attention_mask[:, :, -rows:]
+    if mask.dtype == torch.bool:
+        return scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return scores + mask

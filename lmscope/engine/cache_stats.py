@@ -1,0 +1,45 @@
+"""KV-cache sizes per layer. The only module that reads transformers' Cache internals."""
+
+from __future__ import annotations
+
+from lmscope.engine.records import CacheStats, LayerCache
+
+
+def cache_stats(cache, query_heads: int, kv_heads: int) -> CacheStats | None:
+    """Shapes and bytes of every layer's keys and values.
+
+    Args:
+        cache: a transformers ``Cache`` (``DynamicCache``) or ``EncoderDecoderCache``, or None.
+        query_heads: the model's attention heads, shown beside kv heads to make GQA visible.
+        kv_heads: the model's key/value heads.
+    Returns:
+        Self-attention layers first, then T5's cross-attention layers; None without a cache.
+    """
+    if cache is None:
+        return None
+    if hasattr(cache, "self_attention_cache"):
+        entries = _layers(cache.self_attention_cache, "self") + _layers(cache.cross_attention_cache, "cross")
+    else:
+        entries = _layers(cache, "self")
+    return CacheStats(
+        layers=tuple(entries), query_heads=query_heads, kv_heads=kv_heads, cache_class=type(cache).__name__
+    )
+
+
+def _layers(cache, kind: str) -> list[LayerCache]:
+    entries = []
+    for index, layer in enumerate(cache.layers):
+        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+        if keys is None or keys.numel() == 0:
+            continue
+        entries.append(
+            LayerCache(
+                layer=index,
+                kind=kind,
+                key_shape=tuple(keys.shape),
+                value_shape=tuple(values.shape),
+                dtype=str(keys.dtype).removeprefix("torch."),
+                bytes=keys.numel() * keys.element_size() + values.numel() * values.element_size(),
+            )
+        )
+    return entries

@@ -1,0 +1,116 @@
+"""Run transformers' own LogitsProcessorList one processor at a time, keeping each stage's top-k.
+
+The list is the one ``generate`` builds (see ``generation.prepare``); lmscope never
+re-implements a processor. Calling the processors in the list's order on the same inputs
+gives exactly what ``LogitsProcessorList.__call__`` gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from lmscope.engine.records import Candidate, Stage
+
+
+@dataclass
+class StageTensors:
+    """One stage's summary, still on the model's device until :func:`to_stages` copies it.
+
+    Attributes:
+        name: ``"logits"`` or the processor class name.
+        top_ids, top_scores, top_probs: ``[top]`` best entries of the stage, best first.
+        previous_scores: ``[top]`` this stage's scores at the previous stage's top ids.
+        kept: number of finite scores, 0-d.
+        entropy: entropy in nats of softmax(scores), 0-d.
+    """
+
+    name: str
+    top_ids: torch.Tensor
+    top_scores: torch.Tensor
+    top_probs: torch.Tensor
+    previous_scores: torch.Tensor
+    kept: torch.Tensor
+    entropy: torch.Tensor
+
+
+def run_stages(processors, input_ids: torch.Tensor, logits: torch.Tensor, top: int):
+    """Apply each processor in order and summarise every stage.
+
+    Args:
+        processors: transformers ``LogitsProcessorList``.
+        input_ids: ``[batch=1, seq]`` ids so far (decoder ids for T5), as ``generate`` passes them.
+        logits: ``[batch=1, d_vocab]`` float32 raw logits of the last position.
+        top: candidates kept per stage.
+    Returns:
+        ``(scores, summaries)``: the final ``[1, d_vocab]`` scores and one StageTensors per stage.
+    """
+    scores = logits
+    summaries = [summarise("logits", scores, top, None)]
+    for processor in processors:
+        scores = processor(input_ids, scores)
+        summaries.append(summarise(type(processor).__name__, scores, top, summaries[-1].top_ids))
+    return scores, summaries
+
+
+def summarise(name: str, scores: torch.Tensor, top: int, previous_ids: torch.Tensor | None) -> StageTensors:
+    """Top-k, probabilities, finite count and entropy of ``scores [1, d_vocab]``, on device.
+
+    ``previous_ids`` are the previous stage's top ids; their scores in this stage tell which
+    of them this stage removed (set to -inf).
+    """
+    log_probs = torch.log_softmax(scores[0], dim=-1)
+    top_scores, top_ids = torch.topk(scores[0], k=min(top, scores.shape[-1]))
+    previous_ids = top_ids if previous_ids is None else previous_ids
+    return StageTensors(
+        name=name,
+        top_ids=top_ids,
+        top_scores=top_scores,
+        top_probs=log_probs[top_ids].exp(),
+        previous_scores=scores[0, previous_ids],
+        kept=torch.isfinite(scores[0]).sum(),
+        entropy=torch.special.entr(log_probs.exp()).sum(),
+    )
+
+
+def to_stages(summaries: list[StageTensors], decode: Callable[[int], str]) -> tuple[Stage, ...]:
+    """Copy every stage to the CPU in one transfer and build the frozen records."""
+    packed = torch.stack([_pack(s) for s in summaries]).cpu().tolist()
+    top = summaries[0].top_ids.numel()
+    stages, previous_ids = [], None
+    for summary, row in zip(summaries, packed):
+        ids = [int(i) for i in row[:top]]
+        candidates = tuple(
+            Candidate(token_id=i, token=decode(i), score=s, prob=p)
+            for i, s, p in zip(ids, row[top : 2 * top], row[2 * top : 3 * top])
+        )
+        removed, reranked = _changes(previous_ids, row[3 * top : 4 * top], ids)
+        stages.append(Stage(summary.name, candidates, removed, reranked, int(row[-2]), float(row[-1])))
+        previous_ids = ids
+    return tuple(stages)
+
+
+def _pack(summary: StageTensors) -> torch.Tensor:
+    parts = (summary.top_ids, summary.top_scores, summary.top_probs, summary.previous_scores)
+    return torch.cat([p.double() for p in parts] + [summary.kept.double()[None], summary.entropy.double()[None]])
+
+
+def _changes(previous_ids, previous_scores, ids) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Ids of the previous stage's top that this stage set to -inf, or moved to another rank.
+
+    A survivor counts as re-ranked only if its rank among survivors changed: removing a token
+    above it moves it up without re-ranking it.
+    """
+    if previous_ids is None:
+        return (), ()
+    removed, reranked = [], []
+    for rank, (token_id, score) in enumerate(zip(previous_ids, previous_scores)):
+        if score == float("-inf"):
+            removed.append(token_id)
+            continue
+        expected = rank - len(removed)
+        if expected >= len(ids) or ids[expected] != token_id:
+            reranked.append(token_id)
+    return tuple(removed), tuple(reranked)

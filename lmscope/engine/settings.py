@@ -1,0 +1,114 @@
+"""Generation settings under transformers' GenerationConfig names, and their validation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+class SettingsError(ValueError):
+    """A setting the user gave is invalid; the message is one line meant for them."""
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What ``model.generate`` would receive, under the same names.
+
+    ``None`` means "not given": transformers then uses the model's generation config or its
+    own default, exactly as ``generate`` would.
+    """
+
+    max_new_tokens: int = 32
+    min_new_tokens: int | None = None
+    do_sample: bool = False
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    typical_p: float | None = None
+    repetition_penalty: float | None = None
+    no_repeat_ngram_size: int | None = None
+    bad_words: tuple[str, ...] = ()
+    stop_strings: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def generate_kwargs(self, tokenizer=None) -> dict:
+        """Keyword arguments for ``model.generate`` (and for lmscope's own setup, which calls it).
+
+        Args:
+            tokenizer: needed to turn ``bad_words`` into ``bad_words_ids`` and for stop strings.
+        """
+        kwargs = {k: v for k, v in asdict(self).items() if v is not None}
+        for local_only in ("bad_words", "stop_strings", "seed"):
+            kwargs.pop(local_only, None)
+        if self.bad_words:
+            kwargs["bad_words_ids"] = bad_words_ids(tokenizer, self.bad_words)
+        if self.stop_strings:
+            kwargs["stop_strings"] = list(self.stop_strings)
+            kwargs["tokenizer"] = tokenizer
+        return kwargs
+
+    def changed(self) -> tuple[tuple[str, str], ...]:
+        """The settings given explicitly, as (name, text) pairs for display."""
+        pairs = []
+        for name, value in asdict(self).items():
+            if value not in (None, (), False):
+                pairs.append((name, ",".join(value) if isinstance(value, tuple) else str(value)))
+        return tuple(pairs)
+
+
+def bad_words_ids(tokenizer, words: tuple[str, ...]) -> list[list[int]]:
+    """Token id sequences for each banned word, as transformers' docs build them.
+
+    A word is banned both at the start of a text and after a space, since BPE tokenizers
+    give the two different ids.
+    """
+    sequences = []
+    for word in words:
+        for variant in {word, " " + word}:
+            ids = tokenizer(variant, add_special_tokens=False).input_ids
+            if ids and ids not in sequences:
+                sequences.append(ids)
+    return sequences
+
+
+def validate(settings: GenerationSettings) -> None:
+    """Reject settings ``generate`` would reject or silently misuse, with one line each.
+
+    transformers' own checks run too: ``GenerationConfig.validate(strict=True)`` here, and each
+    processor's constructor when the processor list is built. These checks come first so the
+    user reads the setting's flag name rather than a processor's internals.
+    """
+    checks = (
+        (settings.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
+        (settings.min_new_tokens is not None and settings.min_new_tokens < 0, "--min-new-tokens must be >= 0"),
+        (_positive_or_none(settings.temperature), "--temperature must be > 0"),
+        (settings.top_k is not None and settings.top_k < 0, "--top-k must be >= 0"),
+        (settings.top_p is not None and not 0 < settings.top_p <= 1, "--top-p must be in (0, 1]"),
+        (settings.min_p is not None and not 0 <= settings.min_p <= 1, "--min-p must be in [0, 1]"),
+        (settings.typical_p is not None and not 0 < settings.typical_p <= 1, "--typical-p must be in (0, 1]"),
+        (_positive_or_none(settings.repetition_penalty), "--repetition-penalty must be > 0"),
+        (settings.no_repeat_ngram_size is not None and settings.no_repeat_ngram_size < 0,
+         "--no-repeat-ngram-size must be >= 0"),
+    )
+    for failed, message in checks:
+        if failed:
+            raise SettingsError(message)
+    _validate_with_transformers(settings)
+
+
+def _positive_or_none(value: float | None) -> bool:
+    return value is not None and not value > 0
+
+
+def _validate_with_transformers(settings: GenerationSettings) -> None:
+    from transformers import GenerationConfig
+
+    try:
+        GenerationConfig(**settings.generate_kwargs()).validate(strict=True)
+    except ValueError as error:
+        raise SettingsError(_first_line(error)) from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,210 @@
+"""The Stepper: transformers' sampling loop, one token per call, recording everything shown.
+
+Each ``step()`` is one iteration of ``GenerationMixin._sample`` for a batch of one: forward
+pass (the prefill first), logits of the last position, transformers' processors one at a time,
+argmax or multinomial, then transformers' stopping criteria. The Stepper owns the cache that
+``generate``'s own setup created (see ``generation.prepare``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from lmscope.engine import models
+from lmscope.engine.attention import AttentionRecorder, label_modules, recording
+from lmscope.engine.cache_stats import cache_stats
+from lmscope.engine.generation import prepare
+from lmscope.engine.processors import run_stages, to_stages
+from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord
+from lmscope.engine.settings import GenerationSettings
+from lmscope.engine.step_parts import Decoder, attention_rows, finish_reason
+from lmscope.engine.tensors import ForwardInputs, describe
+
+
+class Stepper:
+    """A generation session over one loaded model and prompt. Not thread-safe: one caller.
+
+    Args:
+        loaded: the model, tokenizer and family.
+        prompt: the user's text.
+        settings: generation settings (GenerationConfig names).
+        top: candidates kept per stage.
+        chat: wrap the prompt in the tokenizer's chat template.
+        capture_attention: record attention rows (self, cross, encoder).
+        prefill_rows: at most this many of the prompt's last query rows are kept at prefill.
+    """
+
+    def __init__(self, loaded: models.LoadedModel, prompt: str, settings: GenerationSettings, *,
+                 top: int = 10, chat: bool = False, capture_attention: bool = True, prefill_rows: int = 64):
+        self.model, self.tokenizer, self.family = loaded.model, loaded.tokenizer, loaded.family
+        self.prompt, self.settings, self.top, self.chat = prompt, settings, top, chat
+        self.prefill_rows = prefill_rows
+        self._labels = label_modules(self.model) if capture_attention else {}
+        self._decoder = Decoder(self.tokenizer)
+        self._inputs = ForwardInputs(self.model)
+        self.info = _session_info(loaded, settings)
+        self._state = None
+
+    @property
+    def finished(self) -> bool:
+        return self._state is None or self._state.finished
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        """``[1, seq]`` ids so far: prompt + generated (decoder-only) or decoder ids (T5)."""
+        return self._state.input_ids
+
+    def start(self) -> PromptRecord:
+        """Tokenize, let ``generate`` set up (T5: run the encoder), prefill (decoder-only)."""
+        if self.settings.seed is not None:
+            torch.manual_seed(self.settings.seed)
+        began = time.perf_counter()
+        prompt_ids = self._encode_prompt().to(self.model.device)
+        recorder = AttentionRecorder(self._labels, max_rows=self.prefill_rows)
+        with recording(recorder):
+            prepared = prepare(self.model, prompt_ids, self.settings.generate_kwargs(self.tokenizer))
+        self._state = _State(prepared)
+        if self.family == "llama":
+            self._state.pending = (*self._forward(recorder), recorder)
+        return self._prompt_record(prompt_ids, recorder, time.perf_counter() - began)
+
+    def step(self) -> StepRecord:
+        """Generate one token and return everything recorded about it."""
+        if self.finished:
+            raise RuntimeError("generation has finished; call start() to begin again")
+        began = time.perf_counter()
+        state = self._state
+        if state.pending:  # decoder-only step 0: the prefill already ran in start()
+            outputs, tensors, recorder = state.pending
+        else:
+            recorder = AttentionRecorder(self._labels, max_rows=1)
+            outputs, tensors = self._forward(recorder)
+        state.pending = None
+        with torch.no_grad():
+            token_id, chosen_by, summaries = self._choose(outputs)
+        del outputs  # the prefill's logits can be large; keep nothing of the forward pass
+        return self._step_record(token_id, chosen_by, summaries, tensors, recorder, began)
+
+    # -- one iteration of transformers' _sample ---------------------------------------------
+
+    def _forward(self, recorder: AttentionRecorder):
+        """One forward pass exactly as ``_sample`` makes it; returns (outputs, tensor infos)."""
+        state, model = self._state, self.model
+        with torch.no_grad(), recording(recorder), self._inputs.watch() as seen:
+            if not state.prefilled:
+                outputs = model._prefill(state.input_ids, state.config, state.model_kwargs)
+                state.prefilled = True
+            else:
+                model_inputs = model.prepare_inputs_for_generation(
+                    state.input_ids, next_sequence_length=1, **state.model_kwargs
+                )
+                outputs = model(**model_inputs, return_dict=True)
+            state.model_kwargs = model._update_model_kwargs_for_generation(
+                outputs, state.model_kwargs, is_encoder_decoder=model.config.is_encoder_decoder
+            )
+        return outputs, seen.tensors + describe({"logits": outputs.logits})
+
+    def _choose(self, outputs):
+        state = self._state
+        logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=state.input_ids.device)
+        scores, summaries = run_stages(state.processors, state.input_ids, logits, self.top)
+        if state.config.do_sample:
+            probs = torch.nn.functional.softmax(scores, dim=-1)
+            next_tokens, chosen_by = torch.multinomial(probs, num_samples=1).squeeze(1), "sample"
+        else:
+            next_tokens, chosen_by = torch.argmax(scores, dim=-1), "argmax"
+        state.input_ids = torch.cat([state.input_ids, next_tokens[:, None]], dim=-1)
+        state.generated += 1
+        state.stopped = bool(state.stopping_criteria(state.input_ids, scores)[0])
+        return int(next_tokens[0]), chosen_by, summaries
+
+    # -- records -----------------------------------------------------------------------------
+
+    def _encode_prompt(self) -> torch.Tensor:
+        if not self.chat:
+            return self.tokenizer(self.prompt, return_tensors="pt").input_ids
+        messages = [{"role": "user", "content": self.prompt}]
+        encoded = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        return encoded["input_ids"]
+
+    def _prompt_record(self, prompt_ids, recorder, elapsed: float) -> PromptRecord:
+        ids = prompt_ids[0].tolist()
+        state = self._state
+        is_t5 = self.family == "t5"
+        start_id = int(state.input_ids[0, 0]) if is_t5 else None
+        tensors = describe({"input_ids": prompt_ids}) + self._inputs.encoder_tensors(state.model_kwargs)
+        pending_tensors = state.pending[1] if state.pending else ()  # the prefill's inputs
+        return PromptRecord(
+            family=self.family,
+            prompt=self.prompt,
+            input_ids=tuple(ids),
+            input_tokens=tuple(self._decoder.token(i) for i in ids),
+            decoder_start_id=start_id,
+            decoder_start_token=self._decoder.token(start_id) if is_t5 else None,
+            tensors=tensors if is_t5 else pending_tensors,
+            attention=attention_rows(recorder, "encoder" if is_t5 else "self", query_len=len(ids)),
+            cache=None if is_t5 else self._cache_stats(),
+            elapsed_s=elapsed,
+        )
+
+    def _step_record(self, token_id, chosen_by, summaries, tensors, recorder, began) -> StepRecord:
+        state = self._state
+        query_len = state.input_ids.shape[1] - 1
+        return StepRecord(
+            step=state.generated - 1,
+            token_id=token_id,
+            token=self._decoder.token(token_id),
+            chosen_by=chosen_by,
+            stages=to_stages(summaries, self._decoder.token),
+            tensors=tensors,
+            cache=self._cache_stats(),
+            attention=attention_rows(recorder, "self", query_len=query_len, last_row_only=True),
+            cross_attention=attention_rows(recorder, "cross", query_len=query_len, last_row_only=True),
+            finished=state.finished,
+            finish_reason=finish_reason(state, token_id, self.settings) if state.finished else None,
+            elapsed_s=time.perf_counter() - began,
+        )
+
+    def _cache_stats(self):
+        return cache_stats(self._state.model_kwargs.get("past_key_values"), self.info.query_heads, self.info.kv_heads)
+
+
+class _State:
+    """Mutable loop state of one session: what ``_sample`` keeps in local variables."""
+
+    def __init__(self, prepared):
+        self.input_ids = prepared.input_ids
+        self.processors = prepared.processors
+        self.stopping_criteria = prepared.stopping_criteria
+        self.config = prepared.generation_config
+        self.model_kwargs = prepared.model_kwargs
+        self.prefilled = False
+        self.pending = None
+        self.generated = 0
+        self.stopped = False
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped
+
+
+def _session_info(loaded: models.LoadedModel, settings: GenerationSettings) -> SessionInfo:
+    config = loaded.model.config
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "num_heads")
+    layers = getattr(config, "num_decoder_layers", None) or config.num_hidden_layers
+    return SessionInfo(
+        model=loaded.source,
+        family=loaded.family,
+        model_type=config.model_type,
+        device=str(loaded.model.device),
+        dtype=str(loaded.model.dtype).removeprefix("torch."),
+        layers=layers,
+        query_heads=heads,
+        kv_heads=getattr(config, "num_key_value_heads", None) or heads,
+        max_new_tokens=settings.max_new_tokens,
+        settings=settings.changed(),
+    )

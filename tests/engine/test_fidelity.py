@@ -1,0 +1,121 @@
+"""What the Stepper records equals what transformers' own generate() computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lmscope.engine import models
+from lmscope.engine.settings import GenerationSettings
+from lmscope.engine.stepper import Stepper
+
+PROMPT = "the quick brown fox"
+
+SETTINGS = {
+    "greedy": GenerationSettings(max_new_tokens=12),
+    "greedy-penalties": GenerationSettings(max_new_tokens=12, repetition_penalty=1.4, no_repeat_ngram_size=2,
+                                           min_new_tokens=6),
+    "sample-warpers": GenerationSettings(max_new_tokens=12, do_sample=True, temperature=0.7, top_k=20, top_p=0.9,
+                                         seed=11),
+    "sample-everything": GenerationSettings(max_new_tokens=12, do_sample=True, temperature=1.3, top_k=40, top_p=0.95,
+                                            repetition_penalty=1.2, no_repeat_ngram_size=3, min_new_tokens=5, seed=5),
+    "sample-min-p": GenerationSettings(max_new_tokens=10, do_sample=True, min_p=0.05, seed=2),
+}
+
+
+@pytest.fixture(scope="module", params=["llama", "t5"])
+def loaded(request, tiny_llama_dir, tiny_t5_dir):
+    folder = tiny_llama_dir if request.param == "llama" else tiny_t5_dir
+    return models.load(str(folder), request.param, device="cpu", dtype="float32")
+
+
+def run_stepper(loaded, settings):
+    stepper = Stepper(loaded, PROMPT, settings)
+    prompt = stepper.start()
+    steps = []
+    while not stepper.finished:
+        steps.append(stepper.step())
+    return prompt, steps
+
+
+def run_generate(loaded, settings, **extra):
+    ids = loaded.tokenizer(PROMPT, return_tensors="pt").input_ids
+    if settings.seed is not None:
+        torch.manual_seed(settings.seed)
+    out = loaded.model.generate(
+        ids, return_dict_in_generate=True, output_scores=True, output_logits=True,
+        **settings.generate_kwargs(loaded.tokenizer), **extra,
+    )
+    start = 1 if loaded.family == "t5" else ids.shape[1]  # T5's sequences begin with <pad>
+    return out, out.sequences[0, start:].tolist()
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_tokens_equal_generate(loaded, name):
+    settings = SETTINGS[name]
+    _, steps = run_stepper(loaded, settings)
+    _, expected = run_generate(loaded, settings)
+    assert [s.token_id for s in steps] == expected
+    assert steps[-1].finished and all(not s.finished for s in steps[:-1])
+
+
+@pytest.mark.parametrize("name", ["greedy-penalties", "sample-everything"])
+def test_stage_scores_equal_generate_logits_and_scores(loaded, name):
+    settings = SETTINGS[name]
+    _, steps = run_stepper(loaded, settings)
+    out, _ = run_generate(loaded, settings)
+    assert len(steps) == len(out.logits) == len(out.scores)
+    for step, logits, scores in zip(steps, out.logits, out.scores):
+        raw, last = step.stages[0], step.stages[-1]
+        np.testing.assert_allclose([c.score for c in raw.top], logits[0, [c.token_id for c in raw.top]], rtol=1e-5)
+        np.testing.assert_allclose([c.score for c in last.top], scores[0, [c.token_id for c in last.top]], rtol=1e-5)
+        # The raw stage's top is the true top-k of generate's logits.
+        assert [c.token_id for c in raw.top] == torch.topk(logits[0], len(raw.top)).indices.tolist()
+
+
+def test_stages_follow_transformers_processor_order(loaded):
+    _, steps = run_stepper(loaded, SETTINGS["sample-everything"])
+    names = [stage.name for stage in steps[0].stages]
+    assert names == [
+        "logits", "RepetitionPenaltyLogitsProcessor", "NoRepeatNGramLogitsProcessor",
+        "MinLengthLogitsProcessor", "MinNewTokensLengthLogitsProcessor",
+        "TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper",
+    ]
+    assert steps[0].chosen_by == "sample"
+
+
+def test_captured_attention_equals_eager(loaded):
+    settings = GenerationSettings(max_new_tokens=6)
+    prompt, steps = run_stepper(loaded, settings)
+    eager_model = type(loaded.model).from_pretrained(loaded.source, attn_implementation="eager").eval()
+    eager = models.LoadedModel(eager_model, loaded.tokenizer, loaded.family, loaded.source)
+    out, tokens = run_generate(eager, settings, output_attentions=True)
+    assert [s.token_id for s in steps] == tokens
+    if loaded.family == "t5":
+        check_t5_attention(prompt, steps, out)
+    else:
+        check_llama_attention(prompt, steps, out)
+
+
+def stack(per_layer) -> np.ndarray:
+    """Eager attentions, a tuple over layers of ``[1, head, query, key]`` -> ``[layer, head, query, key]``."""
+    return torch.cat(per_layer).numpy()
+
+
+def check_llama_attention(prompt, steps, out):
+    np.testing.assert_allclose(prompt.attention.probs, stack(out.attentions[0]), atol=1e-4)
+    assert prompt.attention.query_start == 0
+    # Step 0's token came from the prompt's last query; later steps from the new token's query.
+    np.testing.assert_allclose(steps[0].attention.probs, stack(out.attentions[0])[:, :, -1:], atol=1e-4)
+    for step, attentions in zip(steps[1:], out.attentions[1:]):
+        np.testing.assert_allclose(step.attention.probs, stack(attentions), atol=1e-4)
+        assert step.attention.query_start == len(prompt.input_ids) + step.step - 1
+
+
+def check_t5_attention(prompt, steps, out):
+    np.testing.assert_allclose(prompt.attention.probs, stack(out.encoder_attentions), atol=1e-4)
+    for step, self_rows, cross_rows in zip(steps, out.decoder_attentions, out.cross_attentions):
+        np.testing.assert_allclose(step.attention.probs, stack(self_rows), atol=1e-4)
+        np.testing.assert_allclose(step.cross_attention.probs, stack(cross_rows), atol=1e-4)
+        assert step.cross_attention.probs.shape[-1] == len(prompt.input_ids)
