@@ -6,12 +6,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lmscope.engine.errors import UserError, first_line
+
 FAMILIES = ("llama", "t5")
 T5_MODEL_TYPES = ("t5", "mt5", "umt5", "byt5")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """The model cannot be loaded as asked; the message is one line meant for the user."""
 
 
@@ -103,10 +105,12 @@ def _local_only(source: str) -> bool:
 def _load_config(source: str):
     from transformers import AutoConfig
 
+    if source.startswith((".", "/", "~")) and not Path(source).expanduser().is_dir():
+        raise ModelError(f"model folder {source!r} does not exist")
     try:
         return AutoConfig.from_pretrained(source, local_files_only=_local_only(source))
     except (OSError, ValueError) as error:
-        raise ModelError(f"cannot load model {source!r}: {_first_line(error)}") from None
+        raise ModelError(f"cannot load model {source!r}: {first_line(error)}") from None
 
 
 def _load_weights(source: str, family: str, torch_dtype):
@@ -123,10 +127,5 @@ def _load_weights(source: str, family: str, torch_dtype):
             source, dtype=torch_dtype, attn_implementation=ATTENTION_NAME, local_files_only=local
         )
     except (OSError, ValueError) as error:
-        raise ModelError(f"cannot load model {source!r}: {_first_line(error)}") from None
+        raise ModelError(f"cannot load model {source!r}: {first_line(error)}") from None
     return model, tokenizer
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from lmscope.engine.errors import UserError, first_line
 
-class SettingsError(ValueError):
+
+class SettingsError(UserError):
     """A setting the user gave is invalid; the message is one line meant for them."""
 
 
@@ -93,7 +95,15 @@ def validate(settings: GenerationSettings) -> None:
     for failed, message in checks:
         if failed:
             raise SettingsError(message)
+    given = [flag for flag, value in _SAMPLING_ONLY if getattr(settings, value) is not None]
+    if given and not settings.do_sample:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise SettingsError(f"{', '.join(given)} only {verb} when sampling: add --do-sample")
     _validate_with_transformers(settings)
+
+
+_SAMPLING_ONLY = (("--temperature", "temperature"), ("--top-k", "top_k"), ("--top-p", "top_p"),
+                  ("--min-p", "min_p"), ("--typical-p", "typical_p"))
 
 
 def _positive_or_none(value: float | None) -> bool:
@@ -104,11 +114,6 @@ def _validate_with_transformers(settings: GenerationSettings) -> None:
     from transformers import GenerationConfig
 
     try:
-        GenerationConfig(**settings.generate_kwargs()).validate(strict=True)
+        GenerationConfig(**settings.generate_kwargs()).validate()
     except ValueError as error:
-        raise SettingsError(_first_line(error)) from None
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        raise SettingsError(first_line(error)) from None

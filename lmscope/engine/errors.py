@@ -1,0 +1,13 @@
+"""Errors caused by what the user asked for. The CLI prints their message as one line, exit 2."""
+
+from __future__ import annotations
+
+
+class UserError(ValueError):
+    """Bad input: a setting, a model id, a device. The message is one line meant for the user."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's text, or its class name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

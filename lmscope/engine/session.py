@@ -1,0 +1,76 @@
+"""Options of one lmscope session, and the factory that turns them into a running Stepper."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from lmscope.engine.errors import UserError
+from lmscope.engine.settings import GenerationSettings, validate
+
+DEFAULT_PROMPTS = {
+    "llama": "What is the capital of France?",
+    "t5": "the man sees the dog because the dog opens the door",
+}
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Everything the CLI collects; the TUI and the headless printer share it.
+
+    Attributes:
+        family: ``"llama"`` or ``"t5"``: the subcommand.
+        prompt: the text to generate from.
+        model: hub id or local folder; None means the offline default of the family.
+        settings: generation settings.
+        device, dtype: where and how to load the weights.
+        top: candidates kept per stage.
+        chat: apply the tokenizer's chat template.
+        capture_attention: record attention rows.
+        prefill_rows: prompt rows of attention kept at prefill.
+    """
+
+    family: str
+    prompt: str
+    model: str | None = None
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    device: str = "auto"
+    dtype: str = "auto"
+    top: int = 10
+    chat: bool = False
+    capture_attention: bool = True
+    prefill_rows: int = 64
+
+    def check(self) -> None:
+        """Reject bad options before any model is loaded (one-line UserError)."""
+        if not self.prompt.strip():
+            raise UserError("the prompt is empty: pass --prompt TEXT")
+        if self.top < 1:
+            raise UserError("--top must be at least 1")
+        if self.prefill_rows < 1:
+            raise UserError("--prefill-rows must be at least 1")
+        validate(self.settings)
+
+
+def model_source(options: SessionOptions, progress: Callable[[str], None] | None = None) -> str:
+    """The id or folder to load: ``--model``, or the family's offline default."""
+    if options.model:
+        return options.model
+    from lmscope.engine import defaults
+
+    if options.family == "t5":
+        return str(defaults.default_t5_dir())
+    return str(defaults.ensure_default_llama(progress))
+
+
+def open_session(options: SessionOptions, progress: Callable[[str], None] | None = None):
+    """Load the model and build a Stepper (slow: call from a worker thread in a UI)."""
+    from lmscope.engine import models
+    from lmscope.engine.stepper import Stepper
+
+    options.check()
+    loaded = models.load(model_source(options, progress), options.family, options.device, options.dtype)
+    return Stepper(
+        loaded, options.prompt, options.settings, top=options.top, chat=options.chat,
+        capture_attention=options.capture_attention, prefill_rows=options.prefill_rows,
+    )

@@ -1,0 +1,137 @@
+"""Records <-> JSON: the headless output (one JSON object per step) and recorded sessions.
+
+Scores of tokens a processor removed are ``-inf``; JSON has no infinity, so they are written
+as ``null``. Attention rows are included only when asked (they dominate the size).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lmscope.engine.records import (
+    AttentionRows, CacheStats, Candidate, LayerCache, PromptRecord, Stage, StepRecord, TensorInfo,
+)
+
+
+def step_to_dict(record: StepRecord, attention: bool = False) -> dict:
+    """The JSON object of one generated token (see the README's headless section)."""
+    chosen = record.chosen
+    data = {
+        "step": record.step,
+        "token_id": record.token_id,
+        "token": record.token,
+        "chosen": {"id": record.token_id, "token": record.token, "by": record.chosen_by,
+                   "prob": chosen.prob if chosen else None},
+        "entropy": record.entropy,
+        "stages": [_stage(stage) for stage in record.stages],
+        "finished": record.finished,
+        "finish_reason": record.finish_reason,
+        "cache": _cache(record.cache),
+        "tensors": [_tensor(info) for info in record.tensors],
+        "elapsed_s": record.elapsed_s,
+    }
+    if attention:
+        data["attention"] = _rows(record.attention)
+        data["cross_attention"] = _rows(record.cross_attention)
+    return data
+
+
+def prompt_to_dict(record: PromptRecord, attention: bool = False) -> dict:
+    """The JSON object of the prompt (prefill, or T5's encoder pass)."""
+    data = {
+        "family": record.family, "prompt": record.prompt, "input_ids": list(record.input_ids),
+        "input_tokens": list(record.input_tokens), "decoder_start_id": record.decoder_start_id,
+        "decoder_start_token": record.decoder_start_token,
+        "tensors": [_tensor(info) for info in record.tensors], "cache": _cache(record.cache),
+        "elapsed_s": record.elapsed_s,
+    }
+    if attention:
+        data["attention"] = _rows(record.attention)
+    return data
+
+
+def step_from_dict(data: dict) -> StepRecord:
+    """Inverse of :func:`step_to_dict` (attention is restored when it was written)."""
+    return StepRecord(
+        step=data["step"], token_id=data["token_id"], token=data["token"], chosen_by=data["chosen"]["by"],
+        stages=tuple(_stage_from(s) for s in data["stages"]),
+        tensors=tuple(_tensor_from(t) for t in data["tensors"]), cache=_cache_from(data["cache"]),
+        attention=_rows_from(data.get("attention")), cross_attention=_rows_from(data.get("cross_attention")),
+        finished=data["finished"], finish_reason=data["finish_reason"], elapsed_s=data["elapsed_s"],
+    )
+
+
+def prompt_from_dict(data: dict) -> PromptRecord:
+    """Inverse of :func:`prompt_to_dict`."""
+    return PromptRecord(
+        family=data["family"], prompt=data["prompt"], input_ids=tuple(data["input_ids"]),
+        input_tokens=tuple(data["input_tokens"]), decoder_start_id=data["decoder_start_id"],
+        decoder_start_token=data["decoder_start_token"],
+        tensors=tuple(_tensor_from(t) for t in data["tensors"]), attention=_rows_from(data.get("attention")),
+        cache=_cache_from(data["cache"]), elapsed_s=data["elapsed_s"],
+    )
+
+
+def _number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _stage(stage: Stage) -> dict:
+    return {
+        "name": stage.name,
+        "top": [{"id": c.token_id, "token": c.token, "score": _number(c.score), "prob": c.prob} for c in stage.top],
+        "removed": list(stage.removed), "reranked": list(stage.reranked), "kept": stage.kept,
+        "entropy": stage.entropy,
+    }
+
+
+def _stage_from(data: dict) -> Stage:
+    top = tuple(
+        Candidate(c["id"], c["token"], -math.inf if c["score"] is None else c["score"], c["prob"]) for c in data["top"]
+    )
+    return Stage(data["name"], top, tuple(data["removed"]), tuple(data["reranked"]), data["kept"], data["entropy"])
+
+
+def _tensor(info: TensorInfo) -> dict:
+    return {"name": info.name, "shape": list(info.shape), "dtype": info.dtype, "preview": list(info.preview)}
+
+
+def _tensor_from(data: dict) -> TensorInfo:
+    return TensorInfo(data["name"], tuple(data["shape"]), data["dtype"], tuple(data["preview"]))
+
+
+def _cache(stats: CacheStats | None) -> dict | None:
+    if stats is None:
+        return None
+    layers = [
+        {"layer": e.layer, "kind": e.kind, "key_shape": list(e.key_shape), "value_shape": list(e.value_shape),
+         "dtype": e.dtype, "bytes": e.bytes}
+        for e in stats.layers
+    ]
+    return {"layers": layers, "total_bytes": stats.total_bytes, "query_heads": stats.query_heads,
+            "kv_heads": stats.kv_heads, "cache_class": stats.cache_class}
+
+
+def _cache_from(data: dict | None) -> CacheStats | None:
+    if data is None:
+        return None
+    layers = tuple(
+        LayerCache(e["layer"], e["kind"], tuple(e["key_shape"]), tuple(e["value_shape"]), e["dtype"], e["bytes"])
+        for e in data["layers"]
+    )
+    return CacheStats(layers, data["query_heads"], data["kv_heads"], data["cache_class"])
+
+
+def _rows(rows: AttentionRows | None) -> dict | None:
+    if rows is None:
+        return None
+    return {"kind": rows.kind, "query_start": rows.query_start, "shape": list(rows.probs.shape),
+            "probs": np.asarray(rows.probs, dtype=np.float32).round(6).tolist()}
+
+
+def _rows_from(data: dict | None) -> AttentionRows | None:
+    if data is None:
+        return None
+    return AttentionRows(data["kind"], np.asarray(data["probs"], dtype=np.float32), data["query_start"])

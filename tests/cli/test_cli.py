@@ -1,0 +1,88 @@
+"""The command line: headless output, JSON Lines schema, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lmscope.cli import main
+
+
+def run(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_json_lines_schema(tiny_llama_dir, capsys):
+    code, out, _ = run(["llama", "--model", str(tiny_llama_dir), "--prompt", "the quick", "--json",
+                        "--max-new-tokens", "4", "--do-sample", "--top-k", "5", "--seed", "1"], capsys)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(lines) == 4
+    first = lines[0]
+    assert [s["name"] for s in first["stages"]] == ["logits", "TopKLogitsWarper"]
+    assert set(first["stages"][0]["top"][0]) == {"id", "token", "score", "prob"}
+    assert first["chosen"]["by"] == "sample" and first["chosen"]["id"] == first["token_id"]
+    assert first["cache"]["total_bytes"] == sum(layer["bytes"] for layer in first["cache"]["layers"])
+    assert [line["step"] for line in lines] == [0, 1, 2, 3]
+    assert lines[-1]["finished"] and lines[-1]["finish_reason"] == "max_new_tokens"
+    assert "attention" not in first
+
+
+def test_json_attention_rows_for_t5(tiny_t5_dir, capsys):
+    code, out, _ = run(["t5", "--model", str(tiny_t5_dir), "--prompt", "the dog", "--json", "--attention",
+                        "--max-new-tokens", "2"], capsys)
+    first = json.loads(out.splitlines()[0])
+    assert code == 0
+    assert first["cross_attention"]["kind"] == "cross"
+    layers, heads, rows, keys = first["cross_attention"]["shape"]
+    assert (layers, heads, rows) == (2, 4, 1) and keys == len(first["cross_attention"]["probs"][0][0][0])
+
+
+def test_headless_table(tiny_t5_dir, capsys):
+    code, out, _ = run(["t5", "--model", str(tiny_t5_dir), "--prompt", "the dog", "--headless",
+                        "--max-new-tokens", "3"], capsys)
+    assert code == 0
+    assert "decoder starts from '<pad>' (id 0)" in out
+    assert out.strip().endswith("[max_new_tokens]")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prompt", ""], "the prompt is empty"),
+    (["--do-sample", "--temperature", "0"], "--temperature must be > 0"),
+    (["--do-sample", "--top-p", "1.5"], "--top-p must be in (0, 1]"),
+    (["--top-k", "5"], "--top-k only applies when sampling"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--dtype", "int8"], "unknown dtype 'int8'"),
+    (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1"),
+    (["--max-new-tokens", "x"], "Invalid value for '--max-new-tokens'"),
+    (["--bogus"], "No such option: --bogus"),
+])
+def test_bad_input_is_one_line_and_exit_2(tiny_llama_dir, capsys, args, message):
+    code, out, err = run(["llama", "--model", str(tiny_llama_dir), "--json", *args], capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("lmscope: error: ") and message in err
+
+
+def test_missing_model_and_wrong_family(tiny_llama_dir, tmp_path, capsys):
+    code, _, err = run(["llama", "--model", str(tmp_path / "nothing"), "--json"], capsys)
+    assert code == 2 and "does not exist" in err
+    code, _, err = run(["t5", "--model", str(tiny_llama_dir), "--json"], capsys)
+    assert code == 2 and "run `lmscope llama`" in err
+
+
+def test_unsupported_family(tmp_path, capsys):
+    from transformers import BartConfig
+
+    BartConfig(vocab_size=10, d_model=8, encoder_layers=1, decoder_layers=1).save_pretrained(tmp_path)
+    code, _, err = run(["llama", "--model", str(tmp_path), "--json"], capsys)
+    assert code == 2 and "model type 'bart' is not supported" in err and err.count("\n") == 1
+
+
+def test_console_script_exit_code(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "lmscope", "llama", "--model", str(tmp_path / "x"), "--json"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
