@@ -18,6 +18,7 @@ from lmscope.engine.cache_stats import cache_stats
 from lmscope.engine.generation import prepare
 from lmscope.engine.processors import run_stages, to_stages
 from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord
+from lmscope.engine.row_store import RowStore
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.step_parts import Decoder, attention_rows, finish_reason
 from lmscope.engine.tensors import ForwardInputs, describe
@@ -46,6 +47,7 @@ class Stepper:
         self._inputs = ForwardInputs(self.model)
         self.info = _session_info(loaded, settings)
         self._state = None
+        self._rows = RowStore()
 
     @property
     def finished(self) -> bool:
@@ -66,6 +68,7 @@ class Stepper:
         with recording(recorder):
             prepared = prepare(self.model, prompt_ids, self.settings.generate_kwargs(self.tokenizer))
         self._state = _State(prepared)
+        self._rows = RowStore()  # a new store per run: the old history keeps its own alive
         if self.family == "llama":
             self._state.pending = (*self._forward(recorder), recorder)
         return self._prompt_record(prompt_ids, recorder, time.perf_counter() - began)
@@ -146,7 +149,7 @@ class Stepper:
             decoder_start_id=start_id,
             decoder_start_token=self._decoder.token(start_id) if is_t5 else None,
             tensors=tensors if is_t5 else pending_tensors,
-            attention=attention_rows(recorder, "encoder" if is_t5 else "self", query_len=len(ids)),
+            attention=attention_rows(recorder, self._rows, "encoder" if is_t5 else "self", query_len=len(ids)),
             cache=None if is_t5 else self._cache_stats(),
             elapsed_s=elapsed,
         )
@@ -162,8 +165,8 @@ class Stepper:
             stages=to_stages(summaries, self._decoder.token),
             tensors=tensors,
             cache=self._cache_stats(),
-            attention=attention_rows(recorder, "self", query_len=query_len, last_row_only=True),
-            cross_attention=attention_rows(recorder, "cross", query_len=query_len, last_row_only=True),
+            attention=attention_rows(recorder, self._rows, "self", query_len, last_row_only=True),
+            cross_attention=attention_rows(recorder, self._rows, "cross", query_len, last_row_only=True),
             finished=state.finished,
             finish_reason=finish_reason(state, token_id, self.settings) if state.finished else None,
             elapsed_s=time.perf_counter() - began,
