@@ -1,0 +1,1 @@
+"""One pane per module. Each pane has a ``current`` View set on it and never queries its siblings."""

@@ -1,0 +1,64 @@
+"""Actions that only read records: history, layer and head, tabs, zoom, help.
+
+None of these calls the engine, so they run on the UI thread at once, also while a step runs.
+Each builds a new View from the one the app holds.
+"""
+
+from __future__ import annotations
+
+from textual.widgets import TabbedContent
+
+from lmscope.tui.help import HelpScreen
+
+
+class BrowseActions:
+    """Mixin for the app: ``self.view`` is the app's View reactive."""
+
+    def action_move(self, delta: int) -> None:
+        """Select the step ``delta`` away (left/right)."""
+        self.view = self.view.moved(delta)
+
+    def action_select(self, index: int) -> None:
+        """Select step ``index`` (-1: the prompt)."""
+        self.view = self.view.selecting(index)
+
+    def action_select_last(self) -> None:
+        """Select the newest step, so new steps are followed again."""
+        self.view = self.view.selecting(len(self.view.steps) - 1)
+
+    def action_layer(self, delta: int) -> None:
+        """Change the attention layer (``[`` ``]``)."""
+        self.view = self.view.with_layer(delta)
+
+    def action_head(self, delta: int) -> None:
+        """Change the attention head (``{`` ``}``)."""
+        self.view = self.view.with_head(delta)
+
+    def action_head_mean(self) -> None:
+        """Toggle the mean over heads (``h``)."""
+        self.view = self.view.with_mean()
+
+    def action_toggle_ids(self) -> None:
+        """Show or hide token ids (``i``)."""
+        self.view = self.view.with_ids()
+
+    def action_show_tab(self, tab: str) -> None:
+        """Bring a tab of the lower area to the front (``1``-``4``)."""
+        tabs = self.get_screen_stack_root().query_one("#tabs", TabbedContent)
+        if tab == "cross" and (self.view.prompt is None or self.view.prompt.family != "t5"):
+            self.notify("cross-attention exists only in encoder-decoder models (T5)")
+            return
+        tabs.active = tab
+
+    def action_zoom(self) -> None:
+        """Maximize the focused pane, or restore the layout (``z``)."""
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+        elif screen.focused is not None:
+            screen.maximize(screen.focused)
+
+    def action_help(self) -> None:
+        """Open the key list (``?``)."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())

@@ -1,0 +1,174 @@
+"""LmscopeApp: the actions behind the keys, the engine workers, and the handlers of their messages.
+
+State is one immutable ``View`` (``self.view``); every change builds a new one and hands it to
+the panes (attributes down). One engine call at a time: ``busy`` is set before a worker starts
+and cleared by the message that ends it, and ``check_action`` disables (greys) the actions that
+would start a second one. ``continue`` steps in its worker until generation finishes or the
+``threading.Event`` set by ``pause`` is seen at a step boundary.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from typing import Iterable
+
+from textual.app import App, SystemCommand
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import TabbedContent
+
+from lmscope.engine.protocol import Engine, EngineFactory
+from lmscope.tui.actions import BrowseActions
+from lmscope.tui.keys import COMMANDS, keys_for
+from lmscope.tui.messages import EngineFailed, ModelLoaded, PromptEncoded, RunStopped, StepCompleted
+from lmscope.tui.screen import PANES, DebuggerScreen
+from lmscope.tui.view import View
+from lmscope.tui.workers import EngineWorkers
+
+_ENGINE_ACTIONS = {"step", "continue", "restart"}
+
+
+class LmscopeApp(BrowseActions, EngineWorkers, App):
+    """The debugger. ``engine_factory`` is called once, in a worker thread, to load the model.
+
+    Args:
+        engine_factory: builds the Engine (loads weights: slow).
+        title: the app title.
+        theme: a Textual theme name (snapshots fix one); None keeps Textual's default.
+    """
+
+    CSS_PATH = "lmscope.tcss"
+    TITLE = "lmscope"
+
+    busy: reactive[bool] = reactive(False, bindings=True)
+    """True while an engine call runs; step, continue and restart are disabled meanwhile."""
+    view: reactive[View] = reactive(View, init=False)
+    """Everything the panes show."""
+
+    def __init__(self, engine_factory: EngineFactory, *, title: str = "lmscope", theme: str | None = None) -> None:
+        super().__init__()
+        self.engine_factory = engine_factory
+        self.engine: Engine | None = None
+        self.title = title
+        if theme is not None:
+            self.theme = theme
+        self._panes: list | None = None
+        self.pause_requested = threading.Event()
+        """Set by ``pause`` (and on quit); the stepping worker checks it between steps."""
+
+    def get_default_screen(self) -> Screen:
+        """The debugger screen."""
+        return DebuggerScreen()
+
+    def on_ready(self) -> None:
+        """Once the screen is up, load the model in a worker; a loading indicator covers the panes."""
+        self.busy = True
+        self.screen.query_one("#panes").loading = True
+        self.load_engine(self.engine_factory)
+
+    def watch_view(self, view: View) -> None:
+        """Attributes down: every pane gets the new View."""
+        if self._panes is None:
+            screen = self.get_screen_stack_root()
+            self._panes = [pane for kind in PANES for pane in screen.query(kind)]
+        for pane in self._panes:
+            pane.current = view
+
+    def get_screen_stack_root(self) -> Screen:
+        """The debugger screen, even while a help or palette screen is on top of it."""
+        return self.screen_stack[0] if self.screen_stack else self.screen
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Grey out (None) what cannot run now: engine actions while busy, pause unless running."""
+        if action in _ENGINE_ACTIONS:
+            if self.busy or self.engine is None or self.view.prompt is None:
+                return None
+            if action != "restart" and self.view.state == "finished":
+                return None
+        if action == "pause" and self.view.state != "running":
+            return None
+        return True
+
+    def action_step(self) -> None:
+        """One step (n, space, F10)."""
+        self._run(limit=1, state="stepping")
+
+    def action_continue(self) -> None:
+        """Step until finished or paused (c, F5)."""
+        self._run(limit=None, state="running")
+
+    def _run(self, limit: int | None, state: str) -> None:
+        if self.check_action("step", ()) is not True:  # the command palette calls actions directly
+            return
+        self.pause_requested.clear()
+        self.busy = True
+        self.view = self.view.with_state(state)
+        self.run_steps(self.engine, limit, self.pause_requested)
+
+    def action_pause(self) -> None:
+        """Ask the running continue to stop after the current step (p)."""
+        self.pause_requested.set()
+
+    def action_restart(self) -> None:
+        """Encode the prompt again and clear the history (r)."""
+        if self.check_action("restart", ()) is not True:
+            return
+        self.busy = True
+        self.view = self.view.with_state("loading")
+        self.start_engine(self.engine)
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        """Keep the engine; hide the cross-attention tab for decoder-only models."""
+        self.engine = message.engine
+        if message.info.family != "t5":
+            self.get_screen_stack_root().query_one("#tabs", TabbedContent).hide_tab("cross")
+        self.view = View(info=message.info, state="loading")
+
+    def on_prompt_encoded(self, message: PromptEncoded) -> None:
+        """A fresh session: history cleared, ready to step."""
+        self.get_screen_stack_root().query_one("#panes").loading = False
+        self.busy = False
+        self.view = self.view.started(message.prompt)
+
+    def on_step_completed(self, message: StepCompleted) -> None:
+        """Append the step to the history (the selection follows if it was on the newest step)."""
+        self.view = self.view.appended(message.record)
+
+    def on_run_stopped(self, message: RunStopped) -> None:
+        """The worker ended: finished, paused, or ready for the next step."""
+        state = "finished" if message.finished else ("paused" if message.paused else "ready")
+        self.busy = False
+        self.view = self.view.with_state(state)
+
+    def on_engine_failed(self, message: EngineFailed) -> None:
+        """Show the error; keep the history so the steps before it stay browsable."""
+        self.get_screen_stack_root().query_one("#panes").loading = False
+        self.busy = False
+        self.view = self.view.with_state("error")
+        error = message.error
+        self.notify(f"{type(error).__name__}: {error}", title=f"engine failed during {message.during}",
+                    severity="error", timeout=10)
+
+    def action_quit(self) -> None:
+        """Stop a running continue at the next step boundary, then exit."""
+        self.pause_requested.set()
+        self.exit()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's commands plus lmscope's, each running through ``run_action`` (so gated)."""
+        yield from super().get_system_commands(screen)
+        for command in COMMANDS:
+            keys = keys_for(command.action)
+            help_text = f"{command.help} ({keys})" if keys else command.help
+            yield SystemCommand(command.title, help_text, partial(self.run_action, command.action))
+
+
+def make_app(engine_factory: EngineFactory, **kwargs) -> LmscopeApp:
+    """The one way to build the app (CLI, tests and screenshot script).
+
+    Args:
+        engine_factory: builds the Engine; called in a worker thread.
+        **kwargs: ``title``, ``theme``.
+    """
+    return LmscopeApp(engine_factory, **kwargs)

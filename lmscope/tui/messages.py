@@ -1,0 +1,57 @@
+"""Messages the engine worker posts to the app (past tense: each reports something that happened).
+
+``post_message`` is thread-safe, so the worker thread uses it to hand records to the UI thread;
+the handlers on the app are the only code that changes the session's history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from lmscope.engine.protocol import Engine
+from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord
+
+
+@dataclass
+class ModelLoaded(Message):
+    """``engine_factory()`` returned: the model is loaded, the prompt not yet encoded."""
+
+    engine: Engine
+    info: SessionInfo
+
+
+@dataclass
+class PromptEncoded(Message):
+    """``engine.start()`` returned: a fresh session begins (history is cleared)."""
+
+    prompt: PromptRecord
+
+
+@dataclass
+class StepCompleted(Message):
+    """``engine.step()`` returned one generated token."""
+
+    record: StepRecord
+
+
+@dataclass
+class RunStopped(Message):
+    """The worker stopped stepping: after one step, at a pause, or at the end of generation."""
+
+    finished: bool
+    paused: bool
+
+
+@dataclass
+class EngineFailed(Message):
+    """An engine call raised; the session keeps its history.
+
+    Attributes:
+        error: the exception.
+        during: ``"load"``, ``"start"`` or ``"step"``.
+    """
+
+    error: Exception
+    during: str

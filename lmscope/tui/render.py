@@ -1,0 +1,106 @@
+"""Pure helpers that turn record values into display text and colours (no widgets here).
+
+Token texts go into ``rich.text.Text`` objects, never into markup strings, so a token such as
+``[INST]`` or ``[/bold]`` is shown as typed instead of being parsed as Rich markup.
+"""
+
+from __future__ import annotations
+
+import re
+
+from textual.color import Color
+
+# Whitespace and control characters get a visible stand-in, like repr() but readable in a line.
+_VISIBLE = {"\n": "⏎", "\r": "␍", "\t": "⇥", "\u00a0": "⍽", "\x00": "␀"}
+_SPECIAL = re.compile(r"<[^<>\s]{1,20}>|\[/?[A-Z_]{2,12}\]|<\|[^|]{1,30}\|>")
+_LOW, _MID, _HIGH = Color.parse("#e5534b"), Color.parse("#d4a72c"), Color.parse("#57ab5a")
+_EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def token_text(token: str) -> str:
+    """A token's text with newlines, tabs and control characters made visible.
+
+    Spaces are kept, except that a token made only of spaces shows them as ``·``; an empty
+    token (a special token decoded to nothing) shows as ``∅``.
+    """
+    if token == "":
+        return "∅"
+    if token.strip(" ") == "":
+        return "·" * len(token)
+    out = []
+    for char in token:
+        if char in _VISIBLE:
+            out.append(_VISIBLE[char])
+        elif ord(char) < 32 or ord(char) == 127:
+            out.append(repr(char)[1:-1])
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def is_special(token: str) -> bool:
+    """Heuristic: ``<s>``, ``</s>``, ``<pad>``, ``[INST]``, ``<|im_end|>`` look like special tokens.
+
+    Records do not say which ids are special, so this only picks the style.
+    """
+    return bool(_SPECIAL.fullmatch(token.strip()))
+
+
+def truncate(text: str, width: int) -> str:
+    """``text`` cut to ``width`` cells with an ellipsis."""
+    if width <= 0:
+        return ""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def prob_color(prob: float | None) -> str:
+    """Hex colour for a probability: red (unlikely) through amber to green (near certain)."""
+    if prob is None:
+        return _LOW.hex
+    p = min(max(prob, 0.0), 1.0)
+    return (_LOW.blend(_MID, p / 0.5) if p < 0.5 else _MID.blend(_HIGH, (p - 0.5) / 0.5)).hex
+
+
+def bar_color(prob: float) -> str:
+    """A dark tint of ``prob_color``, dark enough to read text on (probability bars behind text)."""
+    return Color.parse("#1b1f24").blend(Color.parse(prob_color(prob)), 0.45).hex
+
+
+def bar(fraction: float, width: int) -> str:
+    """A horizontal bar of ``width`` cells filled to ``fraction`` with eighth-block precision."""
+    eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
+    full, part = divmod(eighths, 8)
+    text = "█" * full + (_EIGHTHS[part] if part else "")
+    return text.ljust(width)
+
+
+def percent(prob: float) -> str:
+    """A probability in 4 cells: ``100%``, `` 41%``, ``4.2%``, `` <1%`` (one more digit when small)."""
+    if prob >= 0.995:
+        return "100%"
+    if prob >= 0.095:
+        return f"{prob * 100:3.0f}%"
+    return f"{prob * 100:3.1f}%" if prob >= 0.0095 else " <1%"
+
+
+def stage_label(name: str) -> str:
+    """Short stage name: ``TopPLogitsWarper`` becomes ``TopP``."""
+    for suffix in ("LogitsProcessor", "LogitsWarper", "Processor", "Warper"):
+        if name.endswith(suffix) and name != suffix:
+            return name[: -len(suffix)]
+    return name
+
+
+def human_bytes(count: int) -> str:
+    """Bytes in binary units: ``1.5 MiB``."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def compact_count(count: int) -> str:
+    """``49152`` as ``49k``, small counts as they are."""
+    return f"{count // 1000}k" if count >= 10_000 else str(count)

@@ -1,0 +1,87 @@
+"""KV cache: sizes after the selected step, per layer and in total, and how they grew.
+
+Grouped-query attention shows as fewer kv heads than query heads; for T5 the self-attention
+cache (grows each step) and the cross-attention cache (encoder keys, fixed) are shown apart.
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from rich.table import Table
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.reactive import reactive
+from textual.widgets import Sparkline, Static
+
+from lmscope.engine.records import CacheStats, LayerCache
+from lmscope.tui.render import human_bytes
+from lmscope.tui.view import View
+
+
+def heads_line(stats: CacheStats) -> str:
+    """``9 query heads / 3 kv heads: grouped-query, 3 query heads share each kv head``."""
+    q, kv = stats.query_heads, stats.kv_heads
+    if kv and kv < q:
+        kind = "multi-query" if kv == 1 else f"grouped-query, {q // kv} query heads share each kv head"
+    else:
+        kind = "multi-head, one kv head per query head"
+    return f"{q} query heads / {kv} kv heads: {kind}"
+
+
+def summary(stats: CacheStats, where: str) -> Text:
+    """Totals by kind and the head layout."""
+    text = Text.assemble((f"{stats.cache_class or 'cache'}", "bold"), f" after {where}\n")
+    kinds = (("self", "self-attention (grows)"), ("cross", "cross-attention (fixed)"))
+    for kind, label in kinds:
+        if any(entry.kind == kind for entry in stats.layers):
+            text.append(f"{label:<24}{human_bytes(stats.bytes_of(kind)):>10}\n")
+    text.append(f"{'total':<24}{human_bytes(stats.total_bytes):>10}\n", style="bold")
+    text.append(heads_line(stats), style="dim")
+    return text
+
+
+def layer_table(stats: CacheStats) -> Table:
+    """Layers grouped into runs with the same kind, shapes and size (usually one or two rows)."""
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold dim")
+    for name in ("layers", "kind", "key [b,kv,pos,d]", "value", "dtype", "each"):
+        table.add_column(name, no_wrap=True)
+
+    def same(entry: LayerCache) -> tuple:
+        return entry.kind, entry.key_shape, entry.value_shape, entry.dtype, entry.bytes
+
+    for (kind, key, value, dtype, size), run in groupby(stats.layers, key=same):
+        layers = [entry.layer for entry in run]
+        span = str(layers[0]) if len(layers) == 1 else f"{layers[0]}-{layers[-1]}"
+        table.add_row(span, kind, str(list(key)), str(list(value)), dtype, human_bytes(size))
+    return table
+
+
+class KVCachePane(VerticalScroll):
+    """Cache summary, a sparkline of the total over the steps up to the selection, per-layer runs."""
+
+    current: reactive[View | None] = reactive(None, layout=False)
+    """The View to show; set by the app."""
+
+    def compose(self):
+        """Summary, growth sparkline, layer table."""
+        yield Static(id="kv-summary")
+        yield Static("growth of the total over the steps", id="kv-growth-label", classes="dim")
+        yield Sparkline([], id="kv-growth", summary_function=max)
+        yield Static(id="kv-layers")
+
+    def watch_current(self, view: View | None) -> None:
+        """Update when the selection or the history changed."""
+        if view is None or view.prompt is None:
+            return
+        record = view.selected
+        stats = record.cache if record is not None else view.prompt.cache
+        where = f"step {view.index + 1}" if record is not None else "the prompt"
+        if stats is None:
+            self.query_one("#kv-summary", Static).update(Text("no cache yet (T5 fills it at the first step)", style="dim"))
+            self.query_one("#kv-layers", Static).update("")
+        else:
+            self.query_one("#kv-summary", Static).update(summary(stats, where))
+            self.query_one("#kv-layers", Static).update(layer_table(stats))
+        totals = [s.cache.total_bytes for s in view.steps[: view.index + 1] if s.cache is not None]
+        self.query_one("#kv-growth", Sparkline).data = totals or [0]

@@ -1,0 +1,123 @@
+"""Stages: the selected step's top candidates after the raw logits and after each processor.
+
+One column per stage, in transformers' order, ranks down the rows, each with a probability bar.
+``▸`` marks the chosen token; below the ranks, ``✗`` rows list (struck through) the candidates
+a stage removed from the previous stage's top. Each column's header gives ``kept`` and entropy.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from lmscope.engine.records import Candidate, StepRecord
+from lmscope.tui.render import bar_color, compact_count, percent, stage_label, token_text, truncate
+from lmscope.tui.view import View
+
+_RANK_WIDTH = 3
+
+
+class Column:
+    """One stage column: ``▸token   41%`` with the probability drawn as a bar behind the cell."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.inner = width - 1  # one cell of gap between columns
+        self.token = max(1, self.inner - 6)
+
+    def cell(self, candidate: Candidate | None, chosen_id: int, removed: bool = False) -> Text:
+        """One candidate; struck and dim when the stage removed it, bold and ``▸`` when chosen."""
+        if candidate is None:
+            return Text(" " * self.width)
+        chosen = candidate.token_id == chosen_id
+        mark = "✗" if removed else ("▸" if chosen else " ")
+        token = truncate(token_text(candidate.token), self.token)
+        body = Text(mark, style="bold" if chosen else "dim")
+        body.append(token, style="dim strike" if removed else ("bold" if chosen else ""))
+        body.append(" " * (self.inner - 4 - body.cell_len))
+        body.append(percent(candidate.prob), style="dim" if removed else "")
+        if not removed:  # the bar: the first prob * width cells get a tinted background
+            body.stylize(f"on {bar_color(candidate.prob)}", 0, round(candidate.prob * self.inner))
+        body.append(" ")
+        return body
+
+
+def removed_candidates(record: StepRecord, index: int) -> list[Candidate]:
+    """Candidates of stage ``index - 1``'s top that stage ``index`` removed (with their old prob)."""
+    if index == 0:
+        return []
+    before = {c.token_id: c for c in record.stages[index - 1].top}
+    return [before[i] for i in record.stages[index].removed if i in before]
+
+
+def stage_table(record: StepRecord, width: int, height: int) -> Text:
+    """The whole pane as Text: 2 header rows, rank rows, then ``✗`` rows, cropped to the size."""
+    stages = record.stages
+    column = Column(max(8, (width - _RANK_WIDTH) // len(stages)))
+    removed = [removed_candidates(record, i) for i in range(len(stages))]
+    removed_rows = min(max(map(len, removed)), max(0, height - 5))
+    ranks = min(max(len(s.top) for s in stages), max(1, height - 2 - removed_rows))
+    lines = [_header(stages, column, True), _header(stages, column, False)]
+    for rank in range(ranks):
+        line = Text(f"{rank + 1:>2} ", style="dim")
+        for stage in stages:
+            line.append_text(column.cell(stage.top[rank] if rank < len(stage.top) else None, record.token_id))
+        lines.append(line)
+    for row in range(removed_rows):
+        line = Text(" ✗ ", style="dim")
+        for gone in removed:
+            line.append_text(column.cell(gone[row] if row < len(gone) else None, record.token_id, removed=True))
+        lines.append(line)
+    return Text("\n", no_wrap=True, overflow="crop", end="").join(lines)
+
+
+def _header(stages, column: Column, names: bool) -> Text:
+    line = Text(" " * _RANK_WIDTH)
+    for stage in stages:
+        if names:
+            line.append(truncate(stage_label(stage.name), column.width - 1).ljust(column.width), style="bold")
+        else:
+            facts = f"k{compact_count(stage.kept)} H{stage.entropy:.2f}"
+            line.append(truncate(facts, column.width - 1).ljust(column.width), style="dim")
+    return line
+
+
+class StagesPane(Widget):
+    """The processor pipeline of the selected step."""
+
+    can_focus = True
+    current: reactive[View | None] = reactive(None, layout=False)
+    """The View to show; set by the app."""
+    _shown: StepRecord | None = None
+
+    def watch_current(self, view: View | None) -> None:
+        """Redraw when another step is selected; the title names the chosen token."""
+        record = view.selected if view is not None else None
+        if record is self._shown and record is not None:
+            return
+        self._shown = record
+        if record is not None:
+            chosen = record.chosen
+            prob = f" p={chosen.prob:.2f}" if chosen else " (not in top)"
+            self.border_subtitle = f"▸ {token_text(record.token)}{prob} · {record.chosen_by} · H {record.entropy:.2f} nats"
+        else:
+            self.border_subtitle = ""
+        self.refresh()
+
+    @staticmethod
+    def hint(view: View | None) -> str:
+        """What to do when no step is selected."""
+        if view is None or view.prompt is None:
+            return "waiting for the model…"
+        if view.steps:
+            return "the prompt (prefill) is selected: → shows step 1's processors"
+        return "no step yet: n steps one token, c continues to the end"
+
+    def render(self) -> Text:
+        """The stage table, or a hint when the prompt (no step) is selected."""
+        view = self.current
+        record = view.selected if view is not None else None
+        if record is None or not record.stages:
+            return Text(self.hint(view), style="dim")
+        return stage_table(record, self.content_size.width, self.content_size.height)

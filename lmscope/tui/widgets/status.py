@@ -1,0 +1,63 @@
+"""Status: state, step counter, time per step and settings on the first line; the model below.
+
+At one row of height (small terminals) only the first line is shown.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from lmscope.tui.view import View
+
+STATE_STYLES = {
+    "loading": "bold #d4a72c", "ready": "bold #57ab5a", "stepping": "bold #39c5cf", "running": "bold #39c5cf",
+    "paused": "bold #d4a72c", "finished": "bold #6cb6ff", "error": "bold #e5534b",
+}
+
+
+def progress_line(view: View) -> Text:
+    """``● running  step 12/32 · viewing 5  31.2 ms/step  │ temperature=0.7 top_k=50 …``."""
+    style = STATE_STYLES.get(view.state, "")
+    text = Text.assemble(("● ", style), (f"{view.state:<8}", style))
+    if view.info is not None:
+        text.append(f"  step {len(view.steps)}/{view.info.max_new_tokens}")
+    if view.prompt is not None and not view.following:
+        text.append(f" · viewing {'prompt' if view.index < 0 else view.index + 1}", style="bold")
+    record = view.selected
+    if record is not None:
+        text.append(f"  {record.elapsed_s * 1000:.1f} ms/step")
+        if record.finish_reason:
+            text.append(f"  ended by {record.finish_reason}", style="bold")
+    elif view.prompt is not None:
+        text.append(f"  prefill {view.prompt.elapsed_s * 1000:.1f} ms")
+    if view.info is not None:
+        settings = " ".join(f"{key}={value}" for key, value in view.info.settings) or "greedy"
+        text.append(f"  │ {settings}", style="dim")
+    return text
+
+
+def model_line(view: View) -> Text:
+    """``SmolLM2-135M · llama/llama · cpu · float32 · 30 layers · 9 q / 3 kv heads``."""
+    info = view.info
+    if info is None:
+        return Text("loading the model…", style="dim")
+    text = Text.assemble((info.model, "bold"), f" · {info.family}/{info.model_type} · {info.device} · {info.dtype}")
+    text.append(f" · {info.layers} layers · {info.query_heads} q / {info.kv_heads} kv heads", style="dim")
+    return text
+
+
+class StatusBar(Widget):
+    """Two lines of session status; the app sets ``current``."""
+
+    current: reactive[View | None] = reactive(None, layout=False)
+    """The View to show; set by the app."""
+
+    def render(self) -> Text:
+        """Progress line, then the model line when there is room."""
+        view = self.current or View()
+        lines = [progress_line(view)]
+        if self.content_size.height > 1:
+            lines.append(model_line(view))
+        return Text("\n", no_wrap=True, overflow="ellipsis", end="").join(lines)

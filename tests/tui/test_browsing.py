@@ -1,0 +1,108 @@
+"""History, layer and head keys, tabs, help and the palette: they only read records."""
+
+from __future__ import annotations
+
+from lmscope.testing import screen_text
+from lmscope.tui.help import HelpScreen
+from lmscope.tui.widgets.attention import AttentionPlot
+from lmscope.tui.widgets.cross_attention import CrossAttentionPlot
+from lmscope.tui.widgets.stages import StagesPane
+from lmscope.tui.widgets.tokens import TokensPane
+from tests.tui.conftest import running, settle
+
+
+async def test_left_right_move_the_selection_without_engine_calls():
+    async with running(steps=6) as (app, pilot, engine):
+        await pilot.press("c")
+        await settle(app, pilot)
+        calls = engine.step_calls
+        await pilot.press("left", "left")
+        assert app.view.index == 3 and app.query_one(StagesPane).current.selected is app.view.steps[3]
+        assert "viewing 4" in screen_text(app)
+        await pilot.press("home")
+        assert app.view.index == -1 and "prompt" in app.query_one(StagesPane).render().plain
+        await pilot.press("left", "right")
+        assert app.view.index == 0
+        await pilot.press("end", "right")
+        assert app.view.index == 5
+        assert engine.step_calls == calls and engine.start_calls == 1
+
+
+async def test_layer_and_head_keys_change_the_attention_pane():
+    async with running() as (app, pilot, engine):
+        await pilot.press("n", "n")
+        await settle(app, pilot)
+        plot = app.query_one(AttentionPlot)
+        assert (plot.layer, plot.head) == (0, 0)
+        await pilot.press("right_square_bracket", "right_curly_bracket", "right_curly_bracket")
+        assert (plot.layer, plot.head) == (1, 2)
+        await pilot.pause()
+        assert "layer 2/4 · head 3/9" in screen_text(app)
+        await pilot.press("h")
+        await pilot.pause()
+        assert plot.head is None and "mean of 9 heads" in screen_text(app)
+        await pilot.press("h", "left_square_bracket", "left_square_bracket", "left_curly_bracket")
+        assert (plot.layer, plot.head) == (3, 8)  # both wrap around
+
+
+async def test_help_screen_opens_and_closes():
+    async with running() as (app, pilot, engine):
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = screen_text(app)
+        assert "Continue" in text and "F10" in text and "Toggle head mean" in text
+        await pilot.press("n")  # the debugger's keys do not reach through the dialog
+        assert engine.step_calls == 0
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_command_palette_offers_the_actions_and_respects_busy():
+    async with running() as (app, pilot, engine):
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        assert {"Step", "Continue", "Pause", "Restart", "Next layer", "Toggle head mean"} <= set(commands)
+        await commands["Step"].callback()
+        await settle(app, pilot)
+        assert len(app.view.steps) == 1
+        app.busy = True
+        await commands["Step"].callback()
+        await settle(app, pilot)
+        assert engine.step_calls == 1
+
+
+async def test_t5_session_shows_encoder_decoder_and_cross_attention():
+    async with running("t5", steps=4) as (app, pilot, engine):
+        await pilot.press("n", "n")
+        await settle(app, pilot)
+        plain = app.query_one(TokensPane).text.plain
+        assert "encoder" in plain and "decoder" in plain and "<pad>Das" in plain.replace(" ", "")
+        await pilot.press("2")
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "cross"
+        cross = app.query_one(CrossAttentionPlot)
+        text = screen_text(app)
+        assert "cross-attention · layer 1/3 · head 1/8" in text and "German" in text
+        assert cross.matrix(app.view).rows[-1][0] is app.view.steps[-1].cross_attention
+        await pilot.press("3")
+        await pilot.pause()
+        assert "cross-attention (fixed)" in screen_text(app)
+
+
+async def test_llama_hides_the_cross_attention_tab():
+    async with running() as (app, pilot, engine):
+        await pilot.press("2")
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "attention"
+        assert "Cross-attention" not in screen_text(app)
+        await pilot.press("4")
+        await pilot.pause()
+        assert "input_ids" in screen_text(app)
+
+
+async def test_ids_toggle_and_markup_like_tokens_stay_literal():
+    async with running() as (app, pilot, engine):
+        await pilot.press("i")
+        await pilot.pause()
+        plain = app.query_one(TokensPane).text.plain
+        assert "[INST]:" in plain and "<s>:1" in plain
+        assert "[/INST]" in screen_text(app)

@@ -1,0 +1,97 @@
+"""Pure parts of the TUI: View transitions, heatmap fitting, text helpers, record builders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lmscope.engine.records import AttentionRows
+from lmscope.testing import make_session
+from lmscope.tui.heatmap import LEVELS, fit, pooled_levels, self_attention, window
+from lmscope.tui.render import is_special, percent, stage_label, token_text
+from lmscope.tui.view import View
+from lmscope.tui.widgets.stages import stage_table
+
+
+@pytest.fixture(scope="module")
+def session():
+    return make_session("llama", steps=5)
+
+
+def test_view_follows_new_steps_only_when_on_the_newest(session):
+    view = View(info=session.info).started(session.prompt)
+    assert view.index == -1 and view.state == "ready"
+    view = view.appended(session.steps[0]).appended(session.steps[1])
+    assert view.index == 1
+    view = view.moved(-1).appended(session.steps[2])
+    assert view.index == 0 and len(view.steps) == 3
+    assert view.moved(-5).index == -1 and view.moved(9).index == 2
+    assert view.started(session.prompt).steps == ()
+
+
+def test_view_layer_and_head_wrap_and_mean(session):
+    view = View(info=session.info)
+    assert view.with_layer(-1).layer == session.info.layers - 1
+    assert view.with_head(-1).head == session.info.query_heads - 1
+    mean = view.with_mean()
+    assert mean.head is None and mean.with_mean().head == 0
+    assert mean.with_head(1).head == 0 and mean.with_head(-1).head == session.info.query_heads - 1
+
+
+def test_token_text_makes_whitespace_and_controls_visible():
+    assert token_text("\n") == "⏎" and token_text(" \t") == " ⇥" and token_text("") == "∅"
+    assert token_text("  ") == "··" and token_text("\x01a") == "\\x01a"
+    assert token_text("[INST]") == "[INST]"  # literal: callers append it to Text, never markup
+    assert is_special("<s>") and is_special("[/INST]") and is_special("<|im_end|>") and not is_special("[x")
+
+
+def test_percent_and_stage_label_fit_their_cells():
+    assert [percent(p) for p in (1.0, 0.41, 0.042, 0.001)] == ["100%", " 41%", "4.2%", " <1%"]
+    assert stage_label("TopPLogitsWarper") == "TopP" and stage_label("logits") == "logits"
+
+
+def test_pooled_levels_use_one_fixed_scale():
+    row = np.array([1.0, 0.0, 0.25, 0.0], dtype=np.float32)
+    assert pooled_levels(row, 4, 2).tolist() == [LEVELS - 1, round(0.5 * (LEVELS - 1))]
+    assert pooled_levels(row[:2], 4, 4).tolist()[2:] == [-1, -1]  # keys the row does not have yet
+    assert pooled_levels(np.array([0.04], dtype=np.float32), 1, 3).tolist() == [round(0.2 * (LEVELS - 1))] * 3
+
+
+def test_window_keeps_the_last_rows_and_stretches_few():
+    assert window(10, 4) == [6, 7, 8, 9]
+    assert window(2, 7) == [0, 0, 0, 1, 1, 1, None]
+    assert window(0, 2) == [None, None]
+
+
+def test_fit_ends_at_the_selected_step(session):
+    view = View(info=session.info, prompt=session.prompt, steps=session.steps, index=2)
+    matrix = self_attention(view)
+    assert len(matrix.rows) == len(session.prompt.input_ids) + 3
+    grid = fit(matrix, 0, None, 6, 20, {})
+    assert grid.labels[grid.selected] == matrix.rows[-1][2]
+    assert grid.keys == session.steps[2].attention.probs.shape[-1]
+
+
+def test_stage_table_marks_chosen_and_removed(session):
+    record = next(s for s in session.steps if any(st.removed for st in s.stages))
+    text = stage_table(record, 100, 14).plain
+    assert "▸" in text and "✗" in text and "TopP" in text
+
+
+def test_builders_are_deterministic_and_shaped_like_the_engine():
+    a, b = make_session("t5", steps=3, seed=4), make_session("t5", steps=3, seed=4)
+    assert np.array_equal(a.steps[1].cross_attention.probs, b.steps[1].cross_attention.probs)
+    step = a.steps[2]
+    assert step.attention.probs.shape[2:] == (1, 3) and step.cross_attention.probs.shape[-1] == len(a.prompt.input_ids)
+    assert {e.kind for e in step.cache.layers} == {"self", "cross"} and a.prompt.decoder_start_token == "<pad>"
+    assert np.allclose(step.attention.probs.sum(-1), 1.0, atol=1e-5)
+    assert isinstance(a.prompt.attention, AttentionRows) and a.prompt.attention.kind == "encoder"
+
+
+def test_tui_and_testing_never_import_torch():
+    code = ("import sys, lmscope.tui.app, lmscope.testing; "
+            "sys.exit('torch' in sys.modules or 'transformers' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
