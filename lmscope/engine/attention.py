@@ -15,7 +15,10 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+
+from lmscope.engine.row_store import RowStore, Slot
 
 ATTENTION_NAME = "lmscope"
 
@@ -28,24 +31,44 @@ class AttentionRecorder:
 
     Attributes:
         kinds: module id -> (kind, layer), built once per model by :func:`label_modules`.
+        store: where finished rows are written (off the heap; see ``row_store``).
         max_rows: at most this many of the last query rows are kept per forward pass.
+        max_cells: at most this many query x key cells are kept per layer and head, so a
+            long prompt keeps fewer rows (2k keys and 32768 cells: the last 16 rows).
+        stream: write each layer's rows to the store as soon as they exist (prefill), instead
+            of stacking all layers on the device and copying once (decode steps).
         rows: kind -> {layer: probs ``[head, kept_rows, key_pos]``} on the model's device.
     """
 
     kinds: dict[int, tuple[str, int]]
+    store: RowStore
     max_rows: int = 1
+    max_cells: int = 32768
+    stream: bool = False
     rows: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    slots: dict[str, Slot] = field(default_factory=dict)
+
+    def rows_to_keep(self, query_len: int, key_len: int) -> int:
+        return max(1, min(self.max_rows, query_len, self.max_cells // key_len))
 
     def keep(self, module: torch.nn.Module, probs: torch.Tensor) -> None:
         kind, layer = self.kinds[id(module)]
-        self.rows.setdefault(kind, {})[layer] = probs[0]
+        if not self.stream:
+            self.rows.setdefault(kind, {})[layer] = probs[0]
+            return
+        if kind not in self.slots:
+            layers = sum(1 for labelled_kind, _ in self.kinds.values() if labelled_kind == kind)
+            self.slots[kind] = self.store.reserve((layers, *probs.shape[1:]))
+        self.store.write(self.slots[kind], probs[0], index=layer)
 
-    def stacked(self, kind: str) -> torch.Tensor | None:
-        """Rows of one kind stacked over layers: ``[layer, head, kept_rows, key_pos]``."""
-        by_layer = self.rows.get(kind)
+    def finish(self, kind: str) -> np.ndarray | None:
+        """Rows of one kind over all layers, ``[layer, head, kept_rows, key_pos]``, as stored."""
+        if kind in self.slots:
+            return self.store.view(self.slots[kind])
+        by_layer = self.rows.pop(kind, None)
         if not by_layer:
             return None
-        return torch.stack([by_layer[layer] for layer in sorted(by_layer)])
+        return self.store.put(torch.stack([by_layer[layer] for layer in sorted(by_layer)]))
 
 
 def label_modules(model: torch.nn.Module) -> dict[int, tuple[str, int]]:
@@ -110,7 +133,7 @@ def capture_attention_forward(module, query, key, value, attention_mask, scaling
     )
     recorder = _RECORDER.get()
     if recorder is not None and id(module) in recorder.kinds:
-        rows = min(recorder.max_rows, query.shape[2])
+        rows = recorder.rows_to_keep(query.shape[2], key.shape[2])
         recorder.keep(module, kept_probs(module, query, key, attention_mask, scaling, rows, kwargs))
     return output, None
 

@@ -28,6 +28,8 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+from lmscope.engine.errors import UserError
 from typing import Callable
 
 DEFAULT_LLAMA_NAME = "SmolLM2-135M-Instruct"
@@ -59,7 +61,7 @@ Progress = Callable[[str], None]
 """Receives one line per stage of the first-run conversion."""
 
 
-class DefaultModelUnavailable(Exception):
+class DefaultModelUnavailable(UserError):
     """The default Llama is not built and cannot be built here. The message is one line for the
     user that says how to get it."""
 

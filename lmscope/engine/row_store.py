@@ -1,56 +1,80 @@
-"""Attention rows kept in memory-mapped temporary files instead of the Python heap.
+"""Attention rows kept in temporary files and mapped read-only, instead of on the Python heap.
 
 A 30-layer, 9-head model at 2k context produces 2.2 MB of float32 attention rows per step;
-a 500-step history would hold over a gigabyte. The rows are written once and read only
-when a pane shows them, so they live in unlinked temporary files mapped into memory: the
-operating system pages them in on demand and can drop them under pressure, and the history
-itself retains only small records. Records still hold ordinary read-only numpy arrays.
+a 500-step history would hold over a gigabyte, and a prefill's rows for all layers more
+than the prefill itself. Rows are written once, with ``pwrite``, and read only when a pane
+shows them, so they live in unlinked temporary files mapped read-only: the process's memory
+holds them only while a pane reads them, and the operating system's page cache does the rest.
+Records still hold ordinary (read-only) numpy arrays.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 CHUNK_BYTES = 64 * 1024 * 1024
+ALIGN = 64
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A reserved float32 region of ``shape`` at ``offset`` in one chunk file."""
+
+    chunk: "_Chunk"
+    offset: int
+    shape: tuple[int, ...]
 
 
 class RowStore:
-    """Append-only float32 storage; each :meth:`put` returns a read-only view of what it wrote."""
+    """Append-only float32 storage. ``put`` writes a tensor; ``reserve``/``write`` fill one in parts."""
 
     def __init__(self, chunk_bytes: int = CHUNK_BYTES):
         self.chunk_bytes = chunk_bytes
-        self._chunk: np.ndarray | None = None
+        self._chunk: _Chunk | None = None
         self._used = 0
         self.bytes_written = 0
 
-    def put(self, rows: torch.Tensor) -> np.ndarray:
-        """Copy ``rows`` (any device, any float dtype) into the store as float32.
-
-        Returns:
-            A read-only float32 array of ``rows.shape`` backed by the mapped file.
-        """
-        nbytes = rows.numel() * 4
+    def reserve(self, shape: tuple[int, ...]) -> Slot:
+        """Room for a float32 array of ``shape``; fill it with :meth:`write`, read it with :meth:`view`."""
+        nbytes = int(np.prod(shape)) * 4
         if self._chunk is None or self._used + nbytes > self._chunk.nbytes:
-            self._chunk, self._used = _mapped_chunk(max(self.chunk_bytes, nbytes)), 0
-        view = np.ndarray(tuple(rows.shape), dtype=np.float32, buffer=self._chunk, offset=self._used)
-        torch.from_numpy(view).copy_(rows.detach())
-        view.flags.writeable = False
-        self._used += (nbytes + 63) // 64 * 64  # keep every view 64-byte aligned
-        self.bytes_written += nbytes
-        return view
+            self._chunk, self._used = _Chunk(max(self.chunk_bytes, nbytes)), 0
+        slot = Slot(self._chunk, self._used, tuple(shape))
+        self._used += (nbytes + ALIGN - 1) // ALIGN * ALIGN
+        return slot
+
+    def write(self, slot: Slot, rows: torch.Tensor, index: int | None = None) -> None:
+        """Write ``rows`` (any device or float dtype) to the slot, or to ``slot[index]``."""
+        part = int(np.prod(slot.shape[1:])) * 4 if index is not None else 0
+        data = rows.detach().to("cpu", torch.float32).contiguous().numpy()
+        os.pwrite(slot.chunk.fd, memoryview(data).cast("B"), slot.offset + (index or 0) * part)
+        self.bytes_written += data.nbytes
+
+    def view(self, slot: Slot) -> np.ndarray:
+        """The slot's contents as a read-only float32 array backed by the mapped file."""
+        return np.ndarray(slot.shape, dtype=np.float32, buffer=slot.chunk.mapped, offset=slot.offset)
+
+    def put(self, rows: torch.Tensor) -> np.ndarray:
+        """Write ``rows`` and return a read-only array of it."""
+        slot = self.reserve(tuple(rows.shape))
+        self.write(slot, rows)
+        return self.view(slot)
 
 
-def _mapped_chunk(nbytes: int) -> np.ndarray:
-    """A writable byte array mapped onto a new temporary file that is already unlinked."""
-    handle, path = tempfile.mkstemp(prefix="lmscope-rows-")
-    try:
-        os.ftruncate(handle, nbytes)
-        chunk = np.memmap(path, dtype=np.uint8, mode="r+", shape=(nbytes,))
-    finally:
-        os.close(handle)
-        os.unlink(path)  # the mapping keeps the data; nothing is left behind on exit
-    return chunk
+class _Chunk:
+    """An unlinked temporary file: written with pwrite, read through a read-only mapping."""
+
+    def __init__(self, nbytes: int):
+        self.fd, path = tempfile.mkstemp(prefix="lmscope-rows-")
+        os.unlink(path)  # nothing is left behind, whatever way the process ends
+        os.ftruncate(self.fd, nbytes)
+        self.nbytes = nbytes
+        self.mapped = np.memmap(os.fdopen(os.dup(self.fd), "rb"), dtype=np.uint8, mode="r", shape=(nbytes,))
+
+    def __del__(self):
+        os.close(self.fd)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from lmscope.engine.attention import AttentionRecorder
 from lmscope.engine.records import AttentionRows
-from lmscope.engine.row_store import RowStore
 
 REPLACEMENT = "\ufffd"
 
@@ -30,24 +29,22 @@ class Decoder:
         return text
 
 
-def attention_rows(recorder: AttentionRecorder, store: RowStore, kind: str, query_len: int,
+def attention_rows(recorder: AttentionRecorder, kind: str, query_len: int,
                    last_row_only: bool = False) -> AttentionRows | None:
-    """Copy one kind of captured rows to the CPU as a record.
+    """The captured rows of one kind as a record (stored off the heap by the recorder).
 
     Args:
         recorder: the forward pass's recorder.
-        store: where the rows are kept (memory-mapped, off the Python heap).
         kind: ``self``, ``cross`` or ``encoder``.
         query_len: number of query positions so far; the kept rows are the last ones.
         last_row_only: keep just the last query's row (decoder-only step 0 reuses the prefill).
     """
-    probs = recorder.stacked(kind)
+    probs = recorder.finish(kind)
     if probs is None:
         return None
     if last_row_only:
         probs = probs[:, :, -1:]
-    kept = probs.shape[2]
-    return AttentionRows(kind=kind, probs=store.put(probs), query_start=query_len - kept)
+    return AttentionRows(kind=kind, probs=probs, query_start=query_len - probs.shape[2])
 
 
 def finish_reason(state, token_id: int, settings) -> str:

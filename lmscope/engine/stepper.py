@@ -64,11 +64,11 @@ class Stepper:
             torch.manual_seed(self.settings.seed)
         began = time.perf_counter()
         prompt_ids = self._encode_prompt().to(self.model.device)
-        recorder = AttentionRecorder(self._labels, max_rows=self.prefill_rows)
+        self._rows = RowStore()  # a new store per run: the old history keeps its own alive
+        recorder = AttentionRecorder(self._labels, self._rows, max_rows=self.prefill_rows, stream=True)
         with recording(recorder):
             prepared = prepare(self.model, prompt_ids, self.settings.generate_kwargs(self.tokenizer))
         self._state = _State(prepared)
-        self._rows = RowStore()  # a new store per run: the old history keeps its own alive
         if self.family == "llama":
             self._state.pending = (*self._forward(recorder), recorder)
         return self._prompt_record(prompt_ids, recorder, time.perf_counter() - began)
@@ -82,7 +82,7 @@ class Stepper:
         if state.pending:  # decoder-only step 0: the prefill already ran in start()
             outputs, tensors, recorder = state.pending
         else:
-            recorder = AttentionRecorder(self._labels, max_rows=1)
+            recorder = AttentionRecorder(self._labels, self._rows)
             outputs, tensors = self._forward(recorder)
         state.pending = None
         with torch.no_grad():
@@ -149,7 +149,7 @@ class Stepper:
             decoder_start_id=start_id,
             decoder_start_token=self._decoder.token(start_id) if is_t5 else None,
             tensors=tensors if is_t5 else pending_tensors,
-            attention=attention_rows(recorder, self._rows, "encoder" if is_t5 else "self", query_len=len(ids)),
+            attention=attention_rows(recorder, "encoder" if is_t5 else "self", query_len=len(ids)),
             cache=None if is_t5 else self._cache_stats(),
             elapsed_s=elapsed,
         )
@@ -165,8 +165,8 @@ class Stepper:
             stages=to_stages(summaries, self._decoder.token),
             tensors=tensors,
             cache=self._cache_stats(),
-            attention=attention_rows(recorder, self._rows, "self", query_len, last_row_only=True),
-            cross_attention=attention_rows(recorder, self._rows, "cross", query_len, last_row_only=True),
+            attention=attention_rows(recorder, "self", query_len, last_row_only=True),
+            cross_attention=attention_rows(recorder, "cross", query_len, last_row_only=True),
             finished=state.finished,
             finish_reason=finish_reason(state, token_id, self.settings) if state.finished else None,
             elapsed_s=time.perf_counter() - began,
