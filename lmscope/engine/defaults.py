@@ -28,9 +28,9 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 from lmscope.engine.errors import UserError
-from typing import Callable
 
 DEFAULT_LLAMA_NAME = "SmolLM2-135M-Instruct"
 """The default Llama, and the name of its converted folder inside `cache_dir()`."""
