@@ -45,9 +45,34 @@ def _session(family: str, prompt, model, max_new_tokens, min_new_tokens, do_samp
 
         run_headless(options, json_lines=json_lines, attention=attention)
     else:
-        from lmscope.tui.app import run_tui
-
         run_tui(options)
+
+
+def run_tui(options: SessionOptions) -> None:
+    """Open the TUI; the model loads in its worker thread while the app is already up."""
+    from dataclasses import replace
+    from functools import partial
+
+    from lmscope.engine.session import model_source
+    from lmscope.tui.app import make_app
+
+    # The first run of the default Llama downloads and converts it: do that here, with its
+    # progress on the terminal, before Textual owns the screen.
+    source = model_source(options, progress=lambda line: print(line, file=sys.stderr))
+    os.environ.setdefault("TQDM_DISABLE", "1")  # loaders' progress bars would draw over the app
+    factory = partial(_quiet_open_session, replace(options, model=source))
+    make_app(factory, title=f"lmscope {options.family}").run()
+
+
+def _quiet_open_session(options: SessionOptions):
+    """open_session with transformers' progress bars and warnings off: stderr is the app's screen."""
+    from transformers.utils import logging as hf_logging
+
+    from lmscope.engine.session import open_session
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    return open_session(options)
 
 
 def _command(family: str):
