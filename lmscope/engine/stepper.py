@@ -53,11 +53,6 @@ class Stepper:
     def finished(self) -> bool:
         return self._state is None or self._state.finished
 
-    @property
-    def input_ids(self) -> torch.Tensor:
-        """``[1, seq]`` ids so far: prompt + generated (decoder-only) or decoder ids (T5)."""
-        return self._state.input_ids
-
     def start(self) -> PromptRecord:
         """Tokenize, let ``generate`` set up (T5: run the encoder), prefill (decoder-only)."""
         if self.settings.seed is not None:
