@@ -6,13 +6,16 @@ from lmscope.engine.attention import AttentionRecorder
 from lmscope.engine.records import AttentionRows
 
 REPLACEMENT = "\ufffd"
+WORD_START = "\u2581"  # SentencePiece's word-boundary mark
 
 
 class Decoder:
     """Token id -> display text, cached: ``decode([id])`` keeps spaces and special tokens.
 
     Byte-fallback pieces (half of a UTF-8 character, as Chinese prompts produce) decode to
-    U+FFFD alone; for those the vocabulary piece (``<0xE4>``) is shown instead.
+    U+FFFD alone; for those the vocabulary piece (``<0xE4>``) is shown instead. SentencePiece
+    pieces that start a word (``▁der``) lose their space when decoded alone; it is put back so
+    tokens read as the text they make.
     """
 
     def __init__(self, tokenizer):
@@ -23,8 +26,11 @@ class Decoder:
         text = self._texts.get(token_id)
         if text is None:
             text = self.tokenizer.decode([token_id], skip_special_tokens=False)
+            piece = str(self.tokenizer.convert_ids_to_tokens(token_id))
             if REPLACEMENT in text:
-                text = str(self.tokenizer.convert_ids_to_tokens(token_id))
+                text = piece
+            elif piece.startswith(WORD_START) and not text.startswith(" "):
+                text = " " + text
             self._texts[token_id] = text
         return text
 
