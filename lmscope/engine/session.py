@@ -10,7 +10,7 @@ from lmscope.engine.settings import GenerationSettings, validate
 
 DEFAULT_PROMPTS = {
     "llama": "What is the capital of France?",
-    "t5": "the man sees the dog because the dog opens the door",
+    "t5": "translate English to German: the woman laughs because the man opens the door",
 }
 
 
