@@ -264,17 +264,18 @@ class FakeEngine:
 
     Args:
         recording: what ``start`` and ``step`` return.
-        gate: when given, every ``step`` waits for it to be set (tests hold a step "running").
+        gate: when given, ``step`` waits for it to be set (tests hold a step "running").
+        gate_from: the gate applies only from this step index on (a benchmark preloads history).
         delay_s: seconds each ``step`` sleeps, like a forward pass (benchmarks, demos).
         fail_at: ``step`` raises ``error`` (once) when asked for this step index.
         error: the exception to raise; a RuntimeError by default.
     """
 
-    def __init__(self, recording: Recording, *, gate: threading.Event | None = None, delay_s: float = 0.0,
-                 fail_at: int | None = None, error: Exception | None = None) -> None:
+    def __init__(self, recording: Recording, *, gate: threading.Event | None = None, gate_from: int = 0,
+                 delay_s: float = 0.0, fail_at: int | None = None, error: Exception | None = None) -> None:
         self.info = recording.info
         self.recording = recording
-        self.gate, self.delay_s, self.fail_at = gate, delay_s, fail_at
+        self.gate, self.gate_from, self.delay_s, self.fail_at = gate, gate_from, delay_s, fail_at
         self.error = error or RuntimeError(f"CUDA out of memory (fake) at step {fail_at}")
         self.start_calls = self.step_calls = self.active = self.max_active = 0
         self.entered = threading.Event()
@@ -301,7 +302,7 @@ class FakeEngine:
             self.entered.set()
             if self.finished:
                 raise RuntimeError("generation already finished")
-            if self.gate is not None:
+            if self.gate is not None and self._next >= self.gate_from:
                 self.gate.wait(timeout=10)
             if self.delay_s:
                 time.sleep(self.delay_s)

@@ -9,6 +9,7 @@ would start a second one. ``continue`` steps in its worker until generation fini
 
 from __future__ import annotations
 
+import gc
 import threading
 from functools import partial
 from typing import Iterable
@@ -24,6 +25,7 @@ from lmscope.tui.keys import COMMANDS, keys_for
 from lmscope.tui.messages import EngineFailed, ModelLoaded, PromptEncoded, RunStopped, StepCompleted
 from lmscope.tui.screen import PANES, DebuggerScreen
 from lmscope.tui.view import View
+from lmscope.tui.widgets.tokens import TokensPane
 from lmscope.tui.workers import EngineWorkers
 
 _ENGINE_ACTIONS = {"step", "continue", "restart"}
@@ -41,9 +43,9 @@ class LmscopeApp(BrowseActions, EngineWorkers, App):
     CSS_PATH = "lmscope.tcss"
     TITLE = "lmscope"
 
-    busy: reactive[bool] = reactive(False, bindings=True)
+    busy: reactive[bool] = reactive(False, bindings=True, repaint=False)
     """True while an engine call runs; step, continue and restart are disabled meanwhile."""
-    view: reactive[View] = reactive(View, init=False)
+    view: reactive[View] = reactive(View, init=False, repaint=False)  # panes repaint themselves
     """Everything the panes show."""
 
     def __init__(self, engine_factory: EngineFactory, *, title: str = "lmscope", theme: str | None = None) -> None:
@@ -127,13 +129,21 @@ class LmscopeApp(BrowseActions, EngineWorkers, App):
 
     def on_prompt_encoded(self, message: PromptEncoded) -> None:
         """A fresh session: history cleared, ready to step."""
-        self.get_screen_stack_root().query_one("#panes").loading = False
+        gc.unfreeze()  # the old history may now be collected
+        screen = self.get_screen_stack_root()
+        screen.query_one("#panes").loading = False
+        if screen.focused is None:  # explicit, so the first frame is the same on every run
+            screen.query_one(TokensPane).focus()
         self.busy = False
         self.view = self.view.started(message.prompt)
 
     def on_step_completed(self, message: StepCompleted) -> None:
         """Append the step to the history (the selection follows if it was on the newest step)."""
         self.view = self.view.appended(message.record)
+        # The history only grows until a restart, yet every full collection walks all of it:
+        # with 500 steps (~140k objects) one took up to 100 ms, a visible stall on a key press
+        # (benchmarks/bench_tui.py). Frozen objects are skipped; a restart unfreezes them.
+        gc.freeze()
 
     def on_run_stopped(self, message: RunStopped) -> None:
         """The worker ended: finished, paused, or ready for the next step."""

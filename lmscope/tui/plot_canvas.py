@@ -1,104 +1,134 @@
-"""Draw a heatmap Grid with plotext: plotext lays out the frame, the cells are painted into it.
+"""Draw a heatmap Grid in a plotext frame: plotext lays out the box once per size, lmscope paints.
 
-plotext draws the box, the token tick labels and the title. The cells are then written straight
-into the figure's character matrix, on the fixed colour scale, and the matrix becomes a Rich
-Text without an ANSI round trip. Profiling showed why: for a 118x17 plot, ``matrix_plot``
-(one plotext point per cell) took ~19 ms and ``Text.from_ansi`` of the built string ~40 ms, while
-the frame alone takes ~4 ms and the conversion below ~2 ms. This reads plotext internals
-(``monitor.matrix``); ``Plot``'s own ``render`` in textual-plotext already relies on them too.
+plotext draws the box and reserves the tick-label areas with the theme's colours; that frame
+depends only on the size and the theme, so it is built once and copied. The cells (on the fixed
+colour scale), the tick marks, the token labels, the title and the colour legend are then
+written into the copy of plotext's character matrix, which becomes Textual Strips directly.
+
+Why not ``matrix_plot`` and ``Text.from_ansi``: measured at 118x17, ``matrix_plot`` (one plotext
+point per cell) took ~19 ms and parsing the built ANSI string ~40 ms per picture, while copying
+a cached frame, painting and building Strips takes a few ms. This reads plotext internals
+(``monitor.matrix``), as textual-plotext's own ``PlotextPlot.render`` does (``_set_size``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.color import Color
+from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
+from textual.strip import Strip
 
 from lmscope.tui.heatmap import PALETTE, Grid
 from lmscope.tui.render import token_text, truncate
 
 LABEL_WIDTH = 8
-"""Cells of the y tick labels (query tokens); fixed so the canvas width is predictable."""
+"""Cells of the y tick labels (query tokens)."""
+TICK_SPACING = 9
+"""Cells between x tick marks."""
 
 
-def guess_canvas(width: int, height: int) -> tuple[int, int]:
-    """Canvas rows and columns plotext leaves inside a ``width`` x ``height`` frame (corrected later)."""
-    return max(height - 3, 1), max(width - LABEL_WIDTH - 2, 1)
+@dataclass(frozen=True)
+class Frame:
+    """A snapshot of plotext's matrix for an empty plot of one size and theme.
+
+    Attributes:
+        layers: ``(marker, fullground, background, style)`` rows, bottom row first (plotext's order).
+        top: matrix row of the canvas's top row; canvas rows go down from there.
+        left: matrix column of the canvas's first column.
+        rows: canvas rows.
+        cols: canvas columns.
+    """
+
+    layers: tuple[list[list], list[list], list[list], list[list]]
+    top: int
+    left: int
+    rows: int
+    cols: int
 
 
-def x_ticks(keys: tuple[str, ...], span: int, cols: int) -> tuple[list[int], list[str]]:
-    """Columns and truncated token labels of a few key positions, about 9 cells apart."""
-    count = max(1, min(span, cols // 9))
-    positions = sorted({round(i * (span - 1) / max(count - 1, 1)) for i in range(count)})
-    columns = [min(cols - 1, ((2 * k + 1) * cols) // (2 * span)) for k in positions]
-    labels = [truncate(token_text(keys[k]).strip() or "·", 7) if k < len(keys) else str(k) for k in positions]
-    return columns, labels
-
-
-def y_labels(grid: Grid) -> tuple[list[int], list[str]]:
-    """Tick positions (bottom up) and right-aligned query-token labels; ``▸`` marks the selection."""
-    rows = len(grid.levels)
-    ticks, labels = [], []
-    for r, label in enumerate(grid.labels):
-        if label or r == grid.selected:
-            mark = "▸" if r == grid.selected else ""
-            ticks.append(rows - 1 - r)
-            labels.append((mark + truncate(token_text(label).strip() or "·", LABEL_WIDTH - 1 - len(mark))).rjust(LABEL_WIDTH))
-    return (ticks, labels) if ticks else ([0], [" " * LABEL_WIDTH])
-
-
-def draw_frame(plt, size: tuple[int, int], grid: Grid, keys: tuple[str, ...], theme: str):
-    """Lay out the figure for ``grid`` and build its character matrix; returns plotext's matrix."""
-    width, height = size
-    rows, cols = len(grid.levels), len(grid.levels[0]) if grid.levels[0] is not None else 1
+def build_frame(plt, width: int, height: int, theme: str) -> Frame:
+    """Let plotext lay out the box, one blank y label of LABEL_WIDTH and one x tick label row."""
     plt.clear_figure()
     plt.theme(theme)
     plt.plotsize(width, height)
     plt._set_size(width, height)
-    plt.scatter([0, cols - 1], [0, rows - 1], marker=" ")  # plotext shows ticks only with data
-    plt.xlim(-0.5, cols - 0.5)
-    plt.ylim(-0.5, rows - 0.5)
-    plt.xticks(*x_ticks(keys, grid.keys, cols))
-    plt.yticks(*y_labels(grid))
+    plt.scatter([0, 1], [0, 1], marker=" ")  # plotext shows ticks only with data
+    plt.xticks([0], [" "])
+    plt.yticks([0], [" " * LABEL_WIDTH])
     plt._set_sizes()
     plt._build_matrix()
-    return plt.monitor.matrix
+    m = plt.monitor.matrix
+    layers = tuple([row.copy() for row in rows] for rows in (m.marker, m.fullground, m.background, m.style))
+    return Frame(layers, m.Rows_canvas.stop - 1, m.Cols_canvas.start, len(m.Rows_canvas), len(m.Cols_canvas))
 
 
-def canvas_shape(matrix) -> tuple[int, int]:
-    """Rows and columns of the plot area plotext reserved."""
-    return len(matrix.Rows_canvas), len(matrix.Cols_canvas)
+def x_ticks(keys: tuple[str, ...], span: int, cols: int) -> list[tuple[int, str]]:
+    """Tick columns and the token shown there: one key per tick, ticks TICK_SPACING apart.
+
+    With fewer keys than ticks, each key gets a tick at the middle of its cells.
+    """
+    if span <= cols // TICK_SPACING:
+        columns = [((2 * k + 1) * cols) // (2 * span) for k in range(span)]
+    else:
+        columns = list(range(TICK_SPACING // 2, cols, TICK_SPACING))
+    ticks = []
+    for column in columns:
+        key = min(span - 1, (column * span) // cols)
+        label = token_text(keys[key]).strip() or "·" if key < len(keys) else str(key)
+        ticks.append((column, truncate(label, TICK_SPACING - 2)))
+    return ticks
 
 
-def paint(matrix, grid: Grid) -> None:
-    """Write the grid's cells into the canvas area: a space on the level's colour, top row first."""
-    top, left = matrix.Rows_canvas.stop - 1, matrix.Cols_canvas.start
-    for r, levels in enumerate(grid.levels):
-        if levels is None:
-            continue
-        background = matrix.background[top - r]
-        for c, level in enumerate(levels.tolist()):
-            if level >= 0:
-                background[left + c] = PALETTE[level]
+def draw(frame: Frame, grid: Grid, keys: tuple[str, ...], title: str) -> list[Strip]:
+    """The picture for ``grid`` in a copy of ``frame``, as one Strip per row."""
+    marker, fg, bg, style = ([row.copy() for row in rows] for rows in frame.layers)
+    axis = frame.left - 1
+    for r, (levels, label) in enumerate(zip(grid.levels, grid.labels)):
+        row = frame.top - r
+        mark = "▸" if r == grid.selected else ""
+        text = (mark + truncate(token_text(label).strip() or "·", LABEL_WIDTH - 1 - len(mark))) if label or mark else ""
+        marker[row][0:LABEL_WIDTH] = list(text.rjust(LABEL_WIDTH))
+        marker[row][axis] = "┤" if text else "│"
+        if levels is not None:
+            cells = bg[row]
+            for c, level in enumerate(levels.tolist()):
+                if level >= 0:
+                    cells[frame.left + c] = PALETTE[level]
+    _paint_x_axis(marker, frame, x_ticks(keys, grid.keys, frame.cols))
+    _paint_title(marker, bg, frame, title)
+    return to_strips(marker, fg, bg, style)
 
 
-def paint_title(matrix, title: str) -> None:
-    """Write the title into the frame's top border, and the colour scale ``0 ▇▇▇ 1 √p`` at its
-    right when there is room; saves the two rows plotext's title and axis label would take."""
-    row, left = matrix.Rows_canvas.stop, matrix.Cols_canvas.start + 1
-    markers, width = matrix.marker[row], matrix.cols
-    cells, legend = 8, " 0" + " " * 8 + "1 √p "
-    room = width - left - 1
-    title = truncate(f" {title} ", room)
-    for i, char in enumerate(title):
-        markers[left + i] = char
+def _paint_x_axis(marker: list[list], frame: Frame, ticks: list[tuple[int, str]]) -> None:
+    """Tick marks on the bottom border and token labels centred below, never touching."""
+    border, labels = frame.top - frame.rows, frame.top - frame.rows - 1
+    if labels < 0:
+        return
+    for c in range(frame.cols):
+        marker[border][frame.left + c] = "─"
+    free = 0
+    for column, label in ticks:
+        marker[border][frame.left + column] = "┬"
+        start = min(max(frame.left + column - (len(label) - 1) // 2, free), len(marker[labels]) - len(label))
+        if start >= free:
+            marker[labels][start : start + len(label)] = list(label)
+            free = start + len(label) + 1
+
+
+def _paint_title(marker: list[list], bg: list[list], frame: Frame, title: str) -> None:
+    """The title in the top border, and the colour scale ``0 ▇▇▇ 1 √p`` at its right if room."""
+    row, left, width = frame.top + 1, frame.left + 1, len(marker[frame.top + 1])
+    title = truncate(f" {title} ", width - left - 1)
+    marker[row][left : left + len(title)] = list(title)
+    cells, legend = 8, " 0 " + " " * 8 + " 1 √p "
     start = width - 1 - len(legend)
     if start < left + len(title) + 1:
         return
-    for i, char in enumerate(legend):
-        markers[start + i] = char
+    marker[row][start : start + len(legend)] = list(legend)
     for i in range(cells):
-        matrix.background[row][start + 3 + i - 1] = PALETTE[round(i * (len(PALETTE) - 1) / (cells - 1))]
+        bg[row][start + 3 + i] = PALETTE[round(i * (len(PALETTE) - 1) / (cells - 1))]
 
 
 def _color(value) -> Color | None:
@@ -122,29 +152,27 @@ _STYLES: dict[tuple, Style] = {}
 
 
 def _style(key: tuple) -> Style:
-    cache = _STYLES
-    style = cache.get(key)
+    style = _STYLES.get(key)
     if style is None:
         fg, bg, extra = key
         bold = extra not in (None, "default") and "bold" in str(extra)
-        style = cache[key] = Style(color=_color(fg), bgcolor=_color(bg), bold=bold or None)
+        style = _STYLES[key] = Style(color=_color(fg), bgcolor=_color(bg), bold=bold or None)
     return style
 
 
-def to_text(matrix) -> Text:
-    """The character matrix as Rich Text, one line per row (plotext stores rows bottom up).
+def to_strips(marker: list[list], fg: list[list], bg: list[list], style: list[list]) -> list[Strip]:
+    """The matrix as one Strip per row, top row first (plotext stores rows bottom up).
 
-    Consecutive cells with the same colours become one span, so a frame of a few thousand cells
-    is a few hundred spans.
+    Consecutive cells with the same colours become one Segment with a shared Style, and the
+    widget hands the Strips to Textual as they are (its line API), without a Rich Text to convert.
     """
-    text = Text(no_wrap=True, overflow="crop", end="")
-    for row in range(matrix.rows - 1, -1, -1):
-        markers, fgs, bgs, extras = matrix.marker[row], matrix.fullground[row], matrix.background[row], matrix.style[row]
-        start = 0
-        for col in range(1, matrix.cols + 1):
-            if col == matrix.cols or (fgs[col], bgs[col], extras[col]) != (fgs[start], bgs[start], extras[start]):
-                text.append("".join(markers[start:col]), _style((fgs[start], bgs[start], extras[start])))
+    strips = []
+    for row in range(len(marker) - 1, -1, -1):
+        chars, fgs, bgs, extras = marker[row], fg[row], bg[row], style[row]
+        segments, start, width = [], 0, len(chars)
+        for col in range(1, width + 1):
+            if col == width or bgs[col] != bgs[start] or fgs[col] != fgs[start] or extras[col] != extras[start]:
+                segments.append(Segment("".join(chars[start:col]), _style((fgs[start], bgs[start], extras[start]))))
                 start = col
-        if row:
-            text.append("\n")
-    return text
+        strips.append(Strip(segments, width))
+    return strips

@@ -7,14 +7,18 @@ Token texts go into ``rich.text.Text`` objects, never into markup strings, so a 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
+from rich.console import Console
+from rich.style import Style
+from rich.text import Text
 from textual.color import Color
+from textual.strip import Strip
 
 # Whitespace and control characters get a visible stand-in, like repr() but readable in a line.
 _VISIBLE = {"\n": "⏎", "\r": "␍", "\t": "⇥", "\u00a0": "⍽", "\x00": "␀"}
 _SPECIAL = re.compile(r"<[^<>\s]{1,20}>|\[/?[A-Z_]{2,12}\]|<\|[^|]{1,30}\|>")
 _LOW, _MID, _HIGH = Color.parse("#e5534b"), Color.parse("#d4a72c"), Color.parse("#57ab5a")
-_EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
 def token_text(token: str) -> str:
@@ -55,23 +59,22 @@ def truncate(text: str, width: int) -> str:
 
 def prob_color(prob: float | None) -> str:
     """Hex colour for a probability: red (unlikely) through amber to green (near certain)."""
-    if prob is None:
-        return _LOW.hex
-    p = min(max(prob, 0.0), 1.0)
+    return _LOW.hex if prob is None else _prob_color(round(min(max(prob, 0.0), 1.0), 2))
+
+
+@lru_cache(maxsize=128)
+def _prob_color(p: float) -> str:
     return (_LOW.blend(_MID, p / 0.5) if p < 0.5 else _MID.blend(_HIGH, (p - 0.5) / 0.5)).hex
 
 
 def bar_color(prob: float) -> str:
     """A dark tint of ``prob_color``, dark enough to read text on (probability bars behind text)."""
+    return _bar_color(round(min(max(prob, 0.0), 1.0), 2))
+
+
+@lru_cache(maxsize=128)
+def _bar_color(prob: float) -> str:
     return Color.parse("#1b1f24").blend(Color.parse(prob_color(prob)), 0.45).hex
-
-
-def bar(fraction: float, width: int) -> str:
-    """A horizontal bar of ``width`` cells filled to ``fraction`` with eighth-block precision."""
-    eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
-    full, part = divmod(eighths, 8)
-    text = "█" * full + (_EIGHTHS[part] if part else "")
-    return text.ljust(width)
 
 
 def percent(prob: float) -> str:
@@ -104,3 +107,14 @@ def human_bytes(count: int) -> str:
 def compact_count(count: int) -> str:
     """``49152`` as ``49k``, small counts as they are."""
     return f"{count // 1000}k" if count >= 10_000 else str(count)
+
+
+def text_strips(console: Console, text: Text, width: int, base: Style) -> list[Strip]:
+    """Lines of ``text`` rendered once by Rich into Strips of exactly ``width`` cells (cropped or
+    padded on the widget's ``base`` style, never wrapped).
+
+    Panes that redraw on every key return these from ``render_line`` (Textual's line API) so the
+    frame does not convert a Rich Text into Textual content again each time.
+    """
+    options = console.options.update(width=max(width, 1), height=None, no_wrap=True, overflow="crop")
+    return [Strip(line, width) for line in console.render_lines(text, options, style=base, pad=True)]

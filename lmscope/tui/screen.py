@@ -10,11 +10,12 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Container, Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import TabbedContent, TabPane
 
 from lmscope.tui.keys import BINDINGS
 from lmscope.tui.widgets.attention import AttentionPlot
 from lmscope.tui.widgets.cross_attention import CrossAttentionPlot
+from lmscope.tui.widgets.footer import DebuggerFooter
 from lmscope.tui.widgets.kv_cache import KVCachePane
 from lmscope.tui.widgets.stages import StagesPane
 from lmscope.tui.widgets.status import StatusBar
@@ -29,6 +30,7 @@ class DebuggerScreen(Screen):
     """The one screen of the debugger."""
 
     BINDINGS = BINDINGS
+    AUTO_FOCUS = None  # the app focuses the tokens pane once the panes stop loading
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
 
@@ -48,7 +50,7 @@ class DebuggerScreen(Screen):
                     yield KVCachePane(id="kv-cache")
                 with TabPane("Variables", id="variables"):
                     yield VariablesPane(id="variables-table")
-        yield Footer()
+        yield DebuggerFooter()
 
     def on_mount(self) -> None:
         """Pane titles (shown in their borders)."""

@@ -20,7 +20,7 @@ async def test_left_right_move_the_selection_without_engine_calls():
         assert app.view.index == 3 and app.query_one(StagesPane).current.selected is app.view.steps[3]
         assert "viewing 4" in screen_text(app)
         await pilot.press("home")
-        assert app.view.index == -1 and "prompt" in app.query_one(StagesPane).render().plain
+        assert app.view.index == -1 and "the prompt (prefill) is selected" in screen_text(app)
         await pilot.press("left", "right")
         assert app.view.index == 0
         await pilot.press("end", "right")
@@ -106,3 +106,14 @@ async def test_ids_toggle_and_markup_like_tokens_stay_literal():
         plain = app.query_one(TokensPane).text.plain
         assert "[INST]:" in plain and "<s>:1" in plain
         assert "[/INST]" in screen_text(app)
+
+
+async def test_tokens_pane_follows_the_selection_in_a_long_history():
+    async with running(steps=24, size=(80, 24)) as (app, pilot, engine):
+        await pilot.press("c")
+        await settle(app, pilot)
+        tokens = app.query_one(TokensPane)
+        assert tokens.top > 0 and "</s>" in screen_text(app)
+        await pilot.press("home")
+        await pilot.pause()
+        assert tokens.top == 0 and "prompt" in screen_text(app)

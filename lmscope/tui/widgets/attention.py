@@ -6,12 +6,14 @@ those in the View, so this pane only reads ``current``.
 
 from __future__ import annotations
 
-from rich.text import Text
+from rich.segment import Segment
+from rich.style import Style
+from textual.strip import Strip
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 
 from lmscope.tui.heatmap import Matrix, fit, self_attention
-from lmscope.tui.plot_canvas import canvas_shape, draw_frame, guess_canvas, paint, paint_title, to_text
+from lmscope.tui.plot_canvas import Frame, build_frame, draw
 from lmscope.tui.view import View
 
 
@@ -24,14 +26,14 @@ class HeatmapPlot(PlotextPlot):
     """
 
     can_focus = True
-    current: reactive[View | None] = reactive(None, layout=False)
-    """The View to show; set by the app."""
+    current: reactive[View | None] = reactive(None, layout=False, repaint=False)
+    """The View to show; set by the app (each pane decides when to repaint)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._shown: tuple | None = None
-        self._picture: tuple[tuple, Text] | None = None
-        self._geometry: dict[tuple[int, int], tuple[int, int]] = {}
+        self._picture: tuple[tuple, list[Strip]] | None = None
+        self._frame: tuple[tuple, Frame] | None = None
         self._rows: dict = {}
 
     def matrix(self, view: View) -> Matrix | None:
@@ -63,34 +65,37 @@ class HeatmapPlot(PlotextPlot):
         pooled = f" · max of {-(-keys // cols)} keys/cell" if keys > cols else ""
         return f"{matrix.title} · layer {view.layer + 1}/{view.layers} · {head}{pooled}"
 
-    def render(self) -> Text:
+    def render_line(self, y: int) -> Strip:
+        """Line API: one row of the cached picture (a Rich Text of every cell would be converted
+        again on each frame; these Strips are built once per change)."""
+        strips = self.picture()
+        return strips[y].crop_extend(0, self.size.width, self.rich_style) if y < len(strips) else Strip.blank(self.size.width, self.rich_style)
+
+    def picture(self) -> list[Strip]:
         """The heatmap for the current View at the widget's size, from cache when nothing changed."""
         width, height = self.size
         key = (self._shown, width, height, self.app.theme)
-        if self._picture is not None and self._picture[0] == key:
-            return self._picture[1]
-        picture = self._draw(width, height)
-        self._picture = (key, picture)
-        return picture
+        if self._picture is None or self._picture[0] != key:
+            self._picture = (key, self._draw(width, height))
+        return self._picture[1]
 
-    def _draw(self, width: int, height: int) -> Text:
+    def _draw(self, width: int, height: int) -> list[Strip]:
         view = self.current
         matrix = self.matrix(view) if view is not None else None
         if matrix is None or not matrix.rows:
-            return Text(self.empty_text(view), style="dim")
+            return [Strip([Segment(self.empty_text(view), self.rich_style + Style(dim=True))])]
         if width < 24 or height < 5:
-            return Text("too small: press z to zoom", style="dim")
-        theme = self._get_plotext_theme_name(self.app.theme)
-        for _ in range(2):  # a second pass when plotext's canvas differs from the guess
-            rows, cols = self._geometry.get((width, height)) or guess_canvas(width, height)
-            grid = fit(matrix, view.layer, view.head, rows, cols, self._rows)
-            figure = draw_frame(self.plt, (width, height), grid, matrix.keys, theme)
-            if canvas_shape(figure) == (rows, cols):
-                break
-            self._geometry[(width, height)] = canvas_shape(figure)
-        paint(figure, grid)
-        paint_title(figure, self.title(matrix, grid.keys, cols))
-        return to_text(figure)
+            return [Strip([Segment("too small: press z to zoom", self.rich_style + Style(dim=True))])]
+        frame = self.frame(width, height)
+        grid = fit(matrix, view.layer, view.head, frame.rows, frame.cols, self._rows)
+        return draw(frame, grid, matrix.keys, self.title(matrix, grid.keys, frame.cols))
+
+    def frame(self, width: int, height: int) -> Frame:
+        """plotext's empty frame for this size and theme, built once and reused."""
+        key = (width, height, self.app.theme)
+        if self._frame is None or self._frame[0] != key:
+            self._frame = (key, build_frame(self.plt, width, height, self._get_plotext_theme_name(self.app.theme)))
+        return self._frame[1]
 
     def empty_text(self, view: View | None) -> str:
         """What to show before there are rows."""

@@ -60,8 +60,9 @@ def layer_table(stats: CacheStats) -> Table:
 class KVCachePane(VerticalScroll):
     """Cache summary, a sparkline of the total over the steps up to the selection, per-layer runs."""
 
-    current: reactive[View | None] = reactive(None, layout=False)
-    """The View to show; set by the app."""
+    current: reactive[View | None] = reactive(None, layout=False, repaint=False)
+    """The View to show; set by the app (each pane decides when to repaint)."""
+    _shown: tuple | None = None
 
     def compose(self):
         """Summary, growth sparkline, layer table."""
@@ -71,9 +72,20 @@ class KVCachePane(VerticalScroll):
         yield Static(id="kv-layers")
 
     def watch_current(self, view: View | None) -> None:
+        """Update now if visible; a hidden tab catches up when shown (its updates would cost a
+        screen layout on every key)."""
+        if self.is_on_screen:
+            self.show_view(view)
+
+    def on_show(self) -> None:
+        """Catch up with the View set while this tab was hidden."""
+        self.show_view(self.current)
+
+    def show_view(self, view: View | None) -> None:
         """Update when the selection or the history changed."""
-        if view is None or view.prompt is None:
+        if view is None or view.prompt is None or (id(view.prompt), view.index) == self._shown:
             return
+        self._shown = (id(view.prompt), view.index)
         record = view.selected
         stats = record.cache if record is not None else view.prompt.cache
         where = f"step {view.index + 1}" if record is not None else "the prompt"

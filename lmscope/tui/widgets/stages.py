@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.reactive import reactive
+from textual.strip import Strip
 from textual.widget import Widget
 
 from lmscope.engine.records import Candidate, StepRecord
-from lmscope.tui.render import bar_color, compact_count, percent, stage_label, token_text, truncate
+from lmscope.tui.render import bar_color, compact_count, percent, stage_label, text_strips, token_text, truncate
 from lmscope.tui.view import View
 
 _RANK_WIDTH = 3
@@ -78,7 +79,7 @@ def _header(stages, column: Column, names: bool) -> Text:
         if names:
             line.append(truncate(stage_label(stage.name), column.width - 1).ljust(column.width), style="bold")
         else:
-            facts = f"k{compact_count(stage.kept)} H{stage.entropy:.2f}"
+            facts = f"k{compact_count(stage.kept)} H{abs(stage.entropy):.2f}"
             line.append(truncate(facts, column.width - 1).ljust(column.width), style="dim")
     return line
 
@@ -87,9 +88,11 @@ class StagesPane(Widget):
     """The processor pipeline of the selected step."""
 
     can_focus = True
-    current: reactive[View | None] = reactive(None, layout=False)
-    """The View to show; set by the app."""
+    current: reactive[View | None] = reactive(None, layout=False, repaint=False)
+    """The View to show; set by the app (each pane decides when to repaint)."""
     _shown: StepRecord | None = None
+    _key: tuple | None = None
+    _strips: list[Strip] = []
 
     def watch_current(self, view: View | None) -> None:
         """Redraw when another step is selected; the title names the chosen token."""
@@ -100,7 +103,7 @@ class StagesPane(Widget):
         if record is not None:
             chosen = record.chosen
             prob = f" p={chosen.prob:.2f}" if chosen else " (not in top)"
-            self.border_subtitle = f"▸ {token_text(record.token)}{prob} · {record.chosen_by} · H {record.entropy:.2f} nats"
+            self.border_subtitle = f"▸ {token_text(record.token)}{prob} · {record.chosen_by} · H {abs(record.entropy):.2f} nats"
         else:
             self.border_subtitle = ""
         self.refresh()
@@ -114,10 +117,18 @@ class StagesPane(Widget):
             return "the prompt (prefill) is selected: → shows step 1's processors"
         return "no step yet: n steps one token, c continues to the end"
 
-    def render(self) -> Text:
+    def render_line(self, y: int) -> Strip:
+        """Line API: row ``y`` of the table, rendered once per record and size."""
+        width, height = self.content_size
+        key = (self._shown, self.current is not None and bool(self.current.steps), width, height)
+        if key != self._key:
+            self._key, self._strips = key, text_strips(self.app.console, self.table(width, height), width, self.rich_style)
+        return self._strips[y] if y < len(self._strips) else Strip.blank(width, self.rich_style)
+
+    def table(self, width: int, height: int) -> Text:
         """The stage table, or a hint when the prompt (no step) is selected."""
         view = self.current
         record = view.selected if view is not None else None
         if record is None or not record.stages:
             return Text(self.hint(view), style="dim")
-        return stage_table(record, self.content_size.width, self.content_size.height)
+        return stage_table(record, width, height)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.reactive import reactive
+from textual.strip import Strip
 from textual.widget import Widget
 
+from lmscope.tui.render import text_strips
 from lmscope.tui.view import View
 
 STATE_STYLES = {
@@ -53,11 +55,22 @@ class StatusBar(Widget):
 
     current: reactive[View | None] = reactive(None, layout=False)
     """The View to show; set by the app."""
+    _key: tuple | None = None
+    _strips: list[Strip] = []
 
-    def render(self) -> Text:
+    def render_line(self, y: int) -> Strip:
+        """Line API: the two lines, rendered once per View and width."""
+        width = self.content_size.width
+        if self._key != (id(self.current), width):
+            self._key, self._strips = (id(self.current), width), text_strips(self.app.console, self.lines(), width, self.rich_style)
+        return self._strips[y] if y < len(self._strips) else Strip.blank(width, self.rich_style)
+
+    def lines(self) -> Text:
         """Progress line, then the model line when there is room."""
         view = self.current or View()
         lines = [progress_line(view)]
         if self.content_size.height > 1:
             lines.append(model_line(view))
-        return Text("\n", no_wrap=True, overflow="ellipsis", end="").join(lines)
+        for line in lines:  # one terminal row each: cut long settings rather than wrap them
+            line.no_wrap, line.overflow = True, "ellipsis"
+        return Text("\n", end="").join(lines)

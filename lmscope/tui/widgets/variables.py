@@ -23,8 +23,8 @@ def preview(info: TensorInfo) -> str:
 class VariablesPane(DataTable):
     """Name, shape, dtype and preview of each tensor of the selected step (or the prefill)."""
 
-    current: reactive[View | None] = reactive(None, layout=False)
-    """The View to show; set by the app."""
+    current: reactive[View | None] = reactive(None, layout=False, repaint=False)
+    """The View to show; set by the app (each pane decides when to repaint)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
@@ -35,6 +35,16 @@ class VariablesPane(DataTable):
         self.add_columns("name", "shape", "dtype", "preview")
 
     def watch_current(self, view: View | None) -> None:
+        """Update now if visible; a hidden tab catches up when shown (its updates would cost a
+        screen layout on every key)."""
+        if self.is_on_screen:
+            self.show_view(view)
+
+    def on_show(self) -> None:
+        """Catch up with the View set while this tab was hidden."""
+        self.show_view(self.current)
+
+    def show_view(self, view: View | None) -> None:
         """Refill the rows when another record is selected."""
         if view is None or view.prompt is None:
             return

@@ -1,0 +1,132 @@
+"""TUI responsiveness on a large history: key-to-frame latency and event-loop stalls.
+
+Setup: a FakeEngine replaying a SmolLM2-sized session (30 layers, 9 heads, 3 kv heads, a 40-token
+prompt, attention rows up to ~540 keys). 500 steps are generated through the app's real path
+(``c``, then ``p`` at step 500) so the history is preloaded as a user would have it.
+
+1. Key to frame: for ``←``/``→``, ``[``/``]`` and ``{``/``}``, ~100 presses each at 120x40 with
+   the attention tab showing. Each sample is the time from handing the key to the app
+   (``pilot.press``) to the end of the last frame the compositor produced for it (the screen's
+   ``_display`` call), with ``pilot.pause()`` forcing the refresh. It includes handling the key,
+   re-rendering the panes and compositing; it excludes Textual's 60 fps frame pacing (up to
+   16.7 ms in a real terminal) and the terminal's own drawing.
+2. Loop stall: with steps that sleep 200 ms in the worker thread, a ``set_interval(0.01)``
+   ticker on the app records the largest gap between ticks, from the key until the step's
+   result is shown (so it includes rendering the new step and the Footer's update).
+
+Run: ``.venv/bin/python benchmarks/bench_tui.py``. Last line:
+``p95_key_to_frame_ms=X max_loop_stall_ms=Y`` (targets: 30 and 50).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+import time
+
+from lmscope.testing import FakeEngine, engine_factory, make_session
+from lmscope.tui.app import make_app
+
+HISTORY, SIZE, PRESSES, STEP_DELAY_S = 500, (120, 40), 100, 0.2
+KEYS = {"←/→": ("left", "right"), "[/]": ("left_square_bracket", "right_square_bracket"),
+        "{/}": ("left_curly_bracket", "right_curly_bracket")}
+
+
+def frame_clock(app) -> list[float]:
+    """Record the time of every frame the app's screen hands to the driver."""
+    frames: list[float] = []
+    display = app._display
+
+    def timed(screen, renderable):
+        frames.append(time.perf_counter())
+        return display(screen, renderable)
+
+    app._display = timed
+    return frames
+
+
+async def preload(app, pilot, engine: FakeEngine, gate: threading.Event) -> float:
+    """Generate HISTORY steps with ``c``; the gate holds step HISTORY so ``p`` stops there."""
+    began = time.perf_counter()
+    await pilot.press("c")
+    while len(app.view.steps) < HISTORY:
+        if app._exception is not None or time.perf_counter() - began > 300:
+            raise RuntimeError("preloading stopped") from app._exception
+        await pilot.pause(0.05)
+    await pilot.press("p")
+    gate.set()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    return time.perf_counter() - began
+
+
+async def key_latency(app, pilot, frames: list[float], pair: tuple[str, str]) -> list[float]:
+    """Milliseconds from each key press to the last frame it produced (alternating the pair)."""
+    samples = []
+    for i in range(PRESSES):
+        key = pair[(i // 10) % 2]  # ten one way, ten back: stays mid-history, cycles layers/heads
+        frames.clear()
+        began = time.perf_counter()
+        await pilot.press(key)
+        await pilot.pause()
+        if frames:
+            samples.append((frames[-1] - began) * 1000)
+    return samples
+
+
+async def loop_stall(app, pilot, engine: FakeEngine, steps: int = 5) -> float:
+    """Largest gap (ms) between ticks of a 10 ms interval while ``steps`` slow steps run and show."""
+    engine.delay_s = STEP_DELAY_S
+    ticks: list[float] = []
+    timer = app.set_interval(0.01, lambda: ticks.append(time.perf_counter()))
+    worst = 0.0
+    for _ in range(steps):
+        ticks.clear()
+        count = len(app.view.steps)
+        await pilot.press("n")
+        while app.busy or len(app.view.steps) == count:
+            await asyncio.sleep(0.005)
+        await pilot.pause()
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        worst = max([worst, *gaps])
+    timer.stop()
+    return worst * 1000
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+async def main() -> None:
+    """Build the session, preload, measure, print the table and the summary line."""
+    built = time.perf_counter()
+    recording = make_session("llama", steps=HISTORY + 20, n_prompt=40, layers=30, heads=9, kv_heads=3,
+                             finish="max_new_tokens")
+    print(f"built {HISTORY + 20} records in {time.perf_counter() - built:.1f} s; "
+          f"last row has {recording.steps[HISTORY].attention.probs.shape[-1]} keys")
+    gate = threading.Event()
+    engine = FakeEngine(recording, gate=gate, gate_from=HISTORY)
+    app = make_app(engine_factory(engine), theme="textual-dark")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        print(f"preloaded {HISTORY} steps through the app in {await preload(app, pilot, engine, gate):.1f} s")
+        app.action_select(HISTORY // 2)
+        await pilot.pause()
+        frames = frame_clock(app)
+        rows = {name: await key_latency(app, pilot, frames, pair) for name, pair in KEYS.items()}
+        stall = await loop_stall(app, pilot, engine)
+    print(f"\n{'keys':<8}{'presses':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
+    for name, samples in rows.items():
+        print(f"{name:<8}{len(samples):>8}{statistics.median(samples):>9.1f}{percentile(samples, 95):>9.1f}"
+              f"{max(samples):>9.1f}")
+    worst_p95 = max(percentile(samples, 95) for samples in rows.values())
+    print(f"\nmax event-loop gap while {STEP_DELAY_S * 1000:.0f} ms steps ran and showed: {stall:.1f} ms")
+    print(f"p95_key_to_frame_ms={worst_p95:.1f} max_loop_stall_ms={stall:.1f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
