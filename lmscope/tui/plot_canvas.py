@@ -81,24 +81,57 @@ def x_ticks(keys: tuple[str, ...], span: int, cols: int) -> list[tuple[int, str]
     return ticks
 
 
-def draw(frame: Frame, grid: Grid, keys: tuple[str, ...], title: str) -> list[Strip]:
-    """The picture for ``grid`` in a copy of ``frame``, as one Strip per row."""
+def draw(frame: Frame, grid: Grid, keys: tuple[str, ...], title: str, cells: dict) -> list[Strip]:
+    """The picture for ``grid`` in ``frame``, as one Strip per row.
+
+    Rows outside the canvas (title, axis, tick labels) are painted into a copy of the frame;
+    canvas rows are the label, the axis and the cells' Segments, which ``cells`` keeps per
+    pooled row so that scrolling through history reuses the rows still in view.
+    """
     marker, fg, bg, style = ([row.copy() for row in rows] for rows in frame.layers)
-    axis = frame.left - 1
-    for r, (levels, label) in enumerate(zip(grid.levels, grid.labels)):
-        row = frame.top - r
-        mark = "▸" if r == grid.selected else ""
-        text = (mark + truncate(token_text(label).strip() or "·", LABEL_WIDTH - 1 - len(mark))) if label or mark else ""
-        marker[row][0:LABEL_WIDTH] = list(text.rjust(LABEL_WIDTH))
-        marker[row][axis] = "┤" if text else "│"
-        if levels is not None:
-            cells = bg[row]
-            for c, level in enumerate(levels.tolist()):
-                if level >= 0:
-                    cells[frame.left + c] = PALETTE[level]
     _paint_x_axis(marker, frame, x_ticks(keys, grid.keys, frame.cols))
     _paint_title(marker, bg, frame, title)
-    return to_strips(marker, fg, bg, style)
+    strips = to_strips(marker, fg, bg, style)
+    canvas = _frame_style(frame, frame.top, frame.left)
+    label_style, axis_style = _frame_style(frame, frame.top, 0), _frame_style(frame, frame.top, frame.left - 1)
+    right = _row_segments(frame, frame.top, frame.left + frame.cols)
+    if len(cells) > 4096:
+        cells.clear()
+    for r, (levels, label) in enumerate(zip(grid.levels, grid.labels)):
+        mark = "▸" if r == grid.selected else ""
+        text = (mark + truncate(token_text(label).strip() or "·", LABEL_WIDTH - 1 - len(mark))) if label or mark else ""
+        head = [Segment(text.rjust(frame.left - 1), label_style), Segment("┤" if text else "│", axis_style)]
+        strips[len(marker) - 1 - (frame.top - r)] = Strip([*head, *_cell_segments(levels, frame.cols, canvas, cells), *right])
+    return strips
+
+
+def _cell_segments(levels, cols: int, canvas: Style, cache: dict) -> list[Segment]:
+    """One canvas row: runs of equal colour level as coloured spaces (-1: the empty canvas)."""
+    if levels is None:
+        return [Segment(" " * cols, canvas)]
+    hit = cache.get(id(levels))
+    if hit is not None and hit[0] is levels:
+        return hit[1]
+    segments, start, values = [], 0, levels.tolist()
+    for col in range(1, len(values) + 1):
+        if col == len(values) or values[col] != values[start]:
+            level = values[start]
+            style = canvas if level < 0 else _style((None, PALETTE[level], None))
+            segments.append(Segment(" " * (col - start), style))
+            start = col
+    cache[id(levels)] = (levels, segments)
+    return segments
+
+
+def _frame_style(frame: Frame, row: int, col: int) -> Style:
+    _marker, fg, bg, style = frame.layers
+    return _style((fg[row][col], bg[row][col], style[row][col]))
+
+
+def _row_segments(frame: Frame, row: int, start: int) -> list[Segment]:
+    """The frame's cells of ``row`` from column ``start`` to the end (the right border)."""
+    marker = frame.layers[0][row]
+    return [Segment(marker[col], _frame_style(frame, row, col)) for col in range(start, len(marker))]
 
 
 def _paint_x_axis(marker: list[list], frame: Frame, ticks: list[tuple[int, str]]) -> None:

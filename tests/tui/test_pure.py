@@ -77,7 +77,7 @@ def test_fit_ends_at_the_selected_step(session):
 
 def test_stage_table_marks_chosen_and_removed(session):
     record = next(s for s in session.steps if any(st.removed for st in s.stages))
-    text = stage_table(record, 100, 14).plain
+    text = "\n".join("".join(seg.text for seg in line) for line in stage_table(record, 100, 14))
     assert "▸" in text and "✗" in text and "TopP" in text
 
 

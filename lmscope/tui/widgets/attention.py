@@ -14,6 +14,7 @@ from textual_plotext import PlotextPlot
 
 from lmscope.tui.heatmap import Matrix, fit, self_attention
 from lmscope.tui.plot_canvas import Frame, build_frame, draw
+from lmscope.tui.render import base_style
 from lmscope.tui.view import View
 
 
@@ -35,6 +36,7 @@ class HeatmapPlot(PlotextPlot):
         self._picture: tuple[tuple, list[Strip]] | None = None
         self._frame: tuple[tuple, Frame] | None = None
         self._rows: dict = {}
+        self._cells: dict = {}
 
     def matrix(self, view: View) -> Matrix | None:
         """The rows this pane shows (subclasses pick self- or cross-attention)."""
@@ -69,7 +71,7 @@ class HeatmapPlot(PlotextPlot):
         """Line API: one row of the cached picture (a Rich Text of every cell would be converted
         again on each frame; these Strips are built once per change)."""
         strips = self.picture()
-        return strips[y].crop_extend(0, self.size.width, self.rich_style) if y < len(strips) else Strip.blank(self.size.width, self.rich_style)
+        return strips[y] if y < len(strips) else Strip.blank(self.size.width, base_style(self))
 
     def picture(self) -> list[Strip]:
         """The heatmap for the current View at the widget's size, from cache when nothing changed."""
@@ -83,12 +85,16 @@ class HeatmapPlot(PlotextPlot):
         view = self.current
         matrix = self.matrix(view) if view is not None else None
         if matrix is None or not matrix.rows:
-            return [Strip([Segment(self.empty_text(view), self.rich_style + Style(dim=True))])]
+            return [self._message(self.empty_text(view), width)]
         if width < 24 or height < 5:
-            return [Strip([Segment("too small: press z to zoom", self.rich_style + Style(dim=True))])]
+            return [self._message("too small: press z to zoom", width)]
         frame = self.frame(width, height)
         grid = fit(matrix, view.layer, view.head, frame.rows, frame.cols, self._rows)
-        return draw(frame, grid, matrix.keys, self.title(matrix, grid.keys, frame.cols))
+        return draw(frame, grid, matrix.keys, self.title(matrix, grid.keys, frame.cols), self._cells)
+
+    def _message(self, text: str, width: int) -> Strip:
+        base = base_style(self)
+        return Strip([Segment(text, base + Style(dim=True))]).crop_extend(0, width, base)
 
     def frame(self, width: int, height: int) -> Frame:
         """plotext's empty frame for this size and theme, built once and reused."""

@@ -7,41 +7,69 @@ a stage removed from the previous stage's top. Each column's header gives ``kept
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
 from lmscope.engine.records import Candidate, StepRecord
-from lmscope.tui.render import bar_color, compact_count, percent, stage_label, text_strips, token_text, truncate
+from lmscope.tui.render import base_style, bar_color, compact_count, percent, stage_label, text_strips, token_text, truncate
 from lmscope.tui.view import View
 
 _RANK_WIDTH = 3
 
 
+@lru_cache(maxsize=256)
+def _style(definition: str) -> Style:
+    return Style.parse(definition) if definition else Style()
+
+
 class Column:
-    """One stage column: ``▸token   41%`` with the probability drawn as a bar behind the cell."""
+    """One stage column: ``▸token   41%`` with the probability drawn as a bar behind the cell.
+
+    Cells are built as Segments (not a Rich Text to render): the pane redraws on every
+    left/right key, and this is the cheapest form Textual takes.
+    """
 
     def __init__(self, width: int) -> None:
         self.width = width
         self.inner = width - 1  # one cell of gap between columns
         self.token = max(1, self.inner - 6)
 
-    def cell(self, candidate: Candidate | None, chosen_id: int, removed: bool = False) -> Text:
+    def cell(self, candidate: Candidate | None, chosen_id: int, removed: bool = False) -> list[Segment]:
         """One candidate; struck and dim when the stage removed it, bold and ``▸`` when chosen."""
         if candidate is None:
-            return Text(" " * self.width)
+            return [Segment(" " * self.width)]
         chosen = candidate.token_id == chosen_id
         mark = "✗" if removed else ("▸" if chosen else " ")
         token = truncate(token_text(candidate.token), self.token)
-        body = Text(mark, style="bold" if chosen else "dim")
-        body.append(token, style="dim strike" if removed else ("bold" if chosen else ""))
-        body.append(" " * (self.inner - 4 - body.cell_len))
-        body.append(percent(candidate.prob), style="dim" if removed else "")
+        pieces = [Segment(mark, _style("bold" if chosen else "dim")),
+                  Segment(token, _style("dim strike" if removed else ("bold" if chosen else ""))),
+                  Segment(" " * (self.inner - 5 - cell_len(token))),
+                  Segment(percent(candidate.prob), _style("dim" if removed else ("bold" if chosen else "")))]
         if not removed:  # the bar: the first prob * width cells get a tinted background
-            body.stylize(f"on {bar_color(candidate.prob)}", 0, round(candidate.prob * self.inner))
-        body.append(" ")
-        return body
+            pieces = _under_bar(pieces, round(candidate.prob * self.inner), _style(f"on {bar_color(candidate.prob)}"))
+        return [*pieces, Segment(" ")]
+
+
+def _under_bar(pieces: list[Segment], cells: int, bar: Style) -> list[Segment]:
+    """The pieces with ``bar`` applied under their first ``cells`` cells."""
+    out: list[Segment] = []
+    for piece in pieces:
+        if cells <= 0:
+            out.append(piece)
+            continue
+        left, right = piece.split_cells(min(cells, piece.cell_length))
+        out.append(Segment(left.text, bar + left.style if left.style else bar))
+        if right.text:
+            out.append(right)
+        cells -= left.cell_length
+    return out
 
 
 def removed_candidates(record: StepRecord, index: int) -> list[Candidate]:
@@ -52,8 +80,8 @@ def removed_candidates(record: StepRecord, index: int) -> list[Candidate]:
     return [before[i] for i in record.stages[index].removed if i in before]
 
 
-def stage_table(record: StepRecord, width: int, height: int) -> Text:
-    """The whole pane as Text: 2 header rows, rank rows, then ``✗`` rows, cropped to the size."""
+def stage_table(record: StepRecord, width: int, height: int) -> list[list[Segment]]:
+    """The pane's lines: 2 header rows, rank rows, then ``✗`` rows, fitted to the size."""
     stages = record.stages
     column = Column(max(8, (width - _RANK_WIDTH) // len(stages)))
     removed = [removed_candidates(record, i) for i in range(len(stages))]
@@ -61,26 +89,26 @@ def stage_table(record: StepRecord, width: int, height: int) -> Text:
     ranks = min(max(len(s.top) for s in stages), max(1, height - 2 - removed_rows))
     lines = [_header(stages, column, True), _header(stages, column, False)]
     for rank in range(ranks):
-        line = Text(f"{rank + 1:>2} ", style="dim")
+        line = [Segment(f"{rank + 1:>2} ", _style("dim"))]
         for stage in stages:
-            line.append_text(column.cell(stage.top[rank] if rank < len(stage.top) else None, record.token_id))
+            line += column.cell(stage.top[rank] if rank < len(stage.top) else None, record.token_id)
         lines.append(line)
     for row in range(removed_rows):
-        line = Text(" ✗ ", style="dim")
+        line = [Segment(" ✗ ", _style("dim"))]
         for gone in removed:
-            line.append_text(column.cell(gone[row] if row < len(gone) else None, record.token_id, removed=True))
+            line += column.cell(gone[row] if row < len(gone) else None, record.token_id, removed=True)
         lines.append(line)
-    return Text("\n", no_wrap=True, overflow="crop", end="").join(lines)
+    return lines
 
 
-def _header(stages, column: Column, names: bool) -> Text:
-    line = Text(" " * _RANK_WIDTH)
+def _header(stages, column: Column, names: bool) -> list[Segment]:
+    line = [Segment(" " * _RANK_WIDTH)]
     for stage in stages:
         if names:
-            line.append(truncate(stage_label(stage.name), column.width - 1).ljust(column.width), style="bold")
+            line.append(Segment(truncate(stage_label(stage.name), column.width - 1).ljust(column.width), _style("bold")))
         else:
             facts = f"k{compact_count(stage.kept)} H{abs(stage.entropy):.2f}"
-            line.append(truncate(facts, column.width - 1).ljust(column.width), style="dim")
+            line.append(Segment(truncate(facts, column.width - 1).ljust(column.width), _style("dim")))
     return line
 
 
@@ -118,17 +146,17 @@ class StagesPane(Widget):
         return "no step yet: n steps one token, c continues to the end"
 
     def render_line(self, y: int) -> Strip:
-        """Line API: row ``y`` of the table, rendered once per record and size."""
+        """Line API: row ``y`` of the table, built once per record and size."""
         width, height = self.content_size
         key = (self._shown, self.current is not None and bool(self.current.steps), width, height)
         if key != self._key:
-            self._key, self._strips = key, text_strips(self.app.console, self.table(width, height), width, self.rich_style)
-        return self._strips[y] if y < len(self._strips) else Strip.blank(width, self.rich_style)
+            self._key, self._strips = key, self.lines(width, height)
+        return self._strips[y] if y < len(self._strips) else Strip.blank(width, base_style(self))
 
-    def table(self, width: int, height: int) -> Text:
-        """The stage table, or a hint when the prompt (no step) is selected."""
-        view = self.current
+    def lines(self, width: int, height: int) -> list[Strip]:
+        """The stage table, or a hint when the prompt (no step) is selected, as full-width Strips."""
+        view, base = self.current, base_style(self)
         record = view.selected if view is not None else None
         if record is None or not record.stages:
-            return Text(self.hint(view), style="dim")
-        return stage_table(record, width, height)
+            return text_strips(self.app.console, Text(self.hint(view), style="dim"), width, base)
+        return [Strip(line).apply_style(base).crop_extend(0, width, base) for line in stage_table(record, width, height)]

@@ -10,7 +10,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from lmscope.tui.render import text_strips
+from lmscope.tui.render import base_style, text_strips
 from lmscope.tui.view import View
 
 STATE_STYLES = {
@@ -62,8 +62,8 @@ class StatusBar(Widget):
         """Line API: the two lines, rendered once per View and width."""
         width = self.content_size.width
         if self._key != (id(self.current), width):
-            self._key, self._strips = (id(self.current), width), text_strips(self.app.console, self.lines(), width, self.rich_style)
-        return self._strips[y] if y < len(self._strips) else Strip.blank(width, self.rich_style)
+            self._key, self._strips = (id(self.current), width), text_strips(self.app.console, self.lines(), width, base_style(self))
+        return self._strips[y] if y < len(self._strips) else Strip.blank(width, base_style(self))
 
     def lines(self) -> Text:
         """Progress line, then the model line when there is room."""

@@ -17,7 +17,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from lmscope.tui.render import is_special, prob_color, token_text
+from lmscope.tui.render import base_style, is_special, prob_color, token_text
 from lmscope.tui.view import View
 
 _SPECIAL_STYLE = "italic #c678dd"
@@ -153,7 +153,7 @@ class TokensPane(Widget):
         """Line ``y`` of the window, cropped to the pane."""
         self._update()
         width, line = self.content_size.width, self.top + y
-        base = self.rich_style
+        base = base_style(self)
         if line >= len(self._strips):
             text = "loading…" if not self._strips and y == 0 else ""
             return Strip([Segment(text, base + _style("dim"))]).crop_extend(0, width, base)
