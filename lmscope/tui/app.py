@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import gc
 import threading
-from functools import partial
-from typing import Iterable
 
-from textual.app import App, SystemCommand
+from textual.app import App
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import TabbedContent
 
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.actions import BrowseActions
-from lmscope.tui.keys import COMMANDS, keys_for
 from lmscope.tui.messages import EngineFailed, ModelLoaded, PromptEncoded, RunStopped, StepCompleted
+from lmscope.tui.palette import PaletteCommands
 from lmscope.tui.screen import PANES, DebuggerScreen
 from lmscope.tui.view import View
 from lmscope.tui.widgets.tokens import TokensPane
@@ -31,7 +29,7 @@ from lmscope.tui.workers import EngineWorkers
 _ENGINE_ACTIONS = {"step", "continue", "restart"}
 
 
-class LmscopeApp(BrowseActions, EngineWorkers, App):
+class LmscopeApp(PaletteCommands, BrowseActions, EngineWorkers, App):
     """The debugger. ``engine_factory`` is called once, in a worker thread, to load the model.
 
     Args:
@@ -164,14 +162,6 @@ class LmscopeApp(BrowseActions, EngineWorkers, App):
         """Stop a running continue at the next step boundary, then exit."""
         self.pause_requested.set()
         self.exit()
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Textual's commands plus lmscope's, each running through ``run_action`` (so gated)."""
-        yield from super().get_system_commands(screen)
-        for command in COMMANDS:
-            keys = keys_for(command.action)
-            help_text = f"{command.help} ({keys})" if keys else command.help
-            yield SystemCommand(command.title, help_text, partial(self.run_action, command.action))
 
 
 def make_app(engine_factory: EngineFactory, **kwargs) -> LmscopeApp:

@@ -1,7 +1,7 @@
-"""Which attention rows a heatmap shows, and how they are fitted to a character grid (pure numpy).
+"""How a heatmap's rows are fitted to a character grid, and coloured (pure numpy).
 
-A heatmap is the rows up to the selected step (the prompt's kept rows, then one row per step),
-windowed to the rows that fit, with key positions max-pooled into the columns that fit. Values
+The rows (see ``attention_rows``) are windowed to the last ones that fit, with key positions
+max-pooled into the columns that fit. Values
 map to colour levels on ONE fixed scale, ``sqrt(p)`` for ``p`` in 0..1, so a colour means the
 same probability in every step, layer and head (plotext's own heatmaps rescale each matrix).
 """
@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lmscope.engine.records import AttentionRows
-from lmscope.tui.view import View
+from lmscope.tui.attention_rows import Matrix, head_row
 
 LEVELS = 24
 """Colour levels of the fixed scale; level ``round(sqrt(p) * (LEVELS - 1))``, -1 for no key yet."""
@@ -31,67 +30,6 @@ def _lerp(level: float) -> tuple[int, int, int]:
 
 PALETTE: tuple[tuple[int, int, int], ...] = tuple(_lerp(i / (LEVELS - 1)) for i in range(LEVELS))
 """RGB of each level, a viridis-like ramp from dark blue (p=0) to yellow (p=1)."""
-
-
-@dataclass(frozen=True, eq=False)
-class Matrix:
-    """The rows a heatmap can show, oldest first; the last one is the selected row.
-
-    Attributes:
-        rows: ``(AttentionRows, query index, query token)`` per row.
-        keys: token text of every key position (x axis).
-        title: what the matrix is (``self-attention``, ``encoder self-attention`` ...).
-    """
-
-    rows: tuple[tuple[AttentionRows, int, str], ...]
-    keys: tuple[str, ...]
-    title: str
-
-
-def _step_rows(steps, attr: str, labels) -> list[tuple[AttentionRows, int, str]]:
-    out = []
-    for i, step in enumerate(steps):
-        rows = getattr(step, attr)
-        if rows is not None:
-            out.append((rows, 0, labels(i, rows)))
-    return out
-
-
-def self_attention(view: View) -> Matrix | None:
-    """Self-attention rows up to the selection: prompt + steps, or T5's encoder / decoder."""
-    prompt = view.prompt
-    if prompt is None:
-        return None
-    steps = view.steps[: view.index + 1]
-    if prompt.family == "t5" and view.index >= 0:
-        seq = (prompt.decoder_start_token or "<pad>",) + tuple(s.token for s in view.steps)
-        return Matrix(tuple(_step_rows(steps, "attention", lambda i, r: seq[r.probs.shape[-1] - 1])), seq,
-                      "decoder self-attention")
-    seq = tuple(prompt.input_tokens) + tuple(s.token for s in view.steps)
-    first: list[tuple[AttentionRows, int, str]] = []
-    if prompt.attention is not None:
-        rows = prompt.attention
-        first = [(rows, q, seq[rows.query_start + q]) for q in range(rows.probs.shape[2])]
-    if prompt.family == "t5":
-        return Matrix(tuple(first), tuple(prompt.input_tokens), "encoder self-attention")
-    rest = _step_rows(steps, "attention", lambda i, r: seq[min(r.probs.shape[-1], len(seq)) - 1])
-    return Matrix(tuple(first + rest), seq, "self-attention")
-
-
-def cross_attention(view: View) -> Matrix | None:
-    """T5 cross-attention: one row per decoder step up to the selection, over the encoder tokens."""
-    prompt = view.prompt
-    if prompt is None or prompt.family != "t5":
-        return None
-    seq = (prompt.decoder_start_token or "<pad>",) + tuple(s.token for s in view.steps)
-    rows = _step_rows(view.steps[: view.index + 1], "cross_attention", lambda i, r: seq[i])
-    return Matrix(tuple(rows), tuple(prompt.input_tokens), "cross-attention")
-
-
-def head_row(rows: AttentionRows, q: int, layer: int, head: int | None) -> np.ndarray:
-    """One query's probabilities ``[key_pos]`` for a head, or the mean over heads."""
-    per_layer = rows.probs[min(layer, rows.layers - 1)]
-    return per_layer[:, q].mean(axis=0) if head is None else per_layer[head % rows.heads, q]
 
 
 def pooled_levels(values: np.ndarray, keys: int, cols: int) -> np.ndarray:

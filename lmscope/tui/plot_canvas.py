@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
 
 from lmscope.tui.heatmap import PALETTE, Grid
+from lmscope.tui.plotext_strips import plotext_style, to_strips
 from lmscope.tui.render import token_text, truncate
 
 LABEL_WIDTH = 8
@@ -99,9 +99,11 @@ def draw(frame: Frame, grid: Grid, keys: tuple[str, ...], title: str, cells: dic
         cells.clear()
     for r, (levels, label) in enumerate(zip(grid.levels, grid.labels)):
         mark = "▸" if r == grid.selected else ""
-        text = (mark + truncate(token_text(label).strip() or "·", LABEL_WIDTH - 1 - len(mark))) if label or mark else ""
+        shown = truncate(token_text(label).strip() or "·", LABEL_WIDTH - 1 - len(mark))
+        text = mark + shown if label or mark else ""
         head = [Segment(text.rjust(frame.left - 1), label_style), Segment("┤" if text else "│", axis_style)]
-        strips[len(marker) - 1 - (frame.top - r)] = Strip([*head, *_cell_segments(levels, frame.cols, canvas, cells), *right])
+        row = [*head, *_cell_segments(levels, frame.cols, canvas, cells), *right]
+        strips[len(marker) - 1 - (frame.top - r)] = Strip(row)
     return strips
 
 
@@ -116,7 +118,7 @@ def _cell_segments(levels, cols: int, canvas: Style, cache: dict) -> list[Segmen
     for col in range(1, len(values) + 1):
         if col == len(values) or values[col] != values[start]:
             level = values[start]
-            style = canvas if level < 0 else _style((None, PALETTE[level], None))
+            style = canvas if level < 0 else plotext_style((None, PALETTE[level], None))
             segments.append(Segment(" " * (col - start), style))
             start = col
     cache[id(levels)] = (levels, segments)
@@ -125,7 +127,7 @@ def _cell_segments(levels, cols: int, canvas: Style, cache: dict) -> list[Segmen
 
 def _frame_style(frame: Frame, row: int, col: int) -> Style:
     _marker, fg, bg, style = frame.layers
-    return _style((fg[row][col], bg[row][col], style[row][col]))
+    return plotext_style((fg[row][col], bg[row][col], style[row][col]))
 
 
 def _row_segments(frame: Frame, row: int, start: int) -> list[Segment]:
@@ -162,50 +164,3 @@ def _paint_title(marker: list[list], bg: list[list], frame: Frame, title: str) -
     marker[row][start : start + len(legend)] = list(legend)
     for i in range(cells):
         bg[row][start + 3 + i] = PALETTE[round(i * (len(PALETTE) - 1) / (cells - 1))]
-
-
-def _color(value) -> Color | None:
-    """A plotext colour (RGB tuple, 256-colour int, name or "default") as a Rich colour."""
-    if isinstance(value, tuple):
-        return Color.from_rgb(*value)
-    if isinstance(value, int):
-        return Color.from_ansi(value)
-    if value in (None, "default"):
-        return None
-    from plotext._utility import get_color_code  # names only appear with plotext's own themes
-
-    try:
-        return Color.from_ansi(int(get_color_code(value)))
-    except (TypeError, ValueError):
-        return None
-
-
-_STYLES: dict[tuple, Style] = {}
-"""Styles by plotext (foreground, background, style); a theme has a few dozen, so it stays small."""
-
-
-def _style(key: tuple) -> Style:
-    style = _STYLES.get(key)
-    if style is None:
-        fg, bg, extra = key
-        bold = extra not in (None, "default") and "bold" in str(extra)
-        style = _STYLES[key] = Style(color=_color(fg), bgcolor=_color(bg), bold=bold or None)
-    return style
-
-
-def to_strips(marker: list[list], fg: list[list], bg: list[list], style: list[list]) -> list[Strip]:
-    """The matrix as one Strip per row, top row first (plotext stores rows bottom up).
-
-    Consecutive cells with the same colours become one Segment with a shared Style, and the
-    widget hands the Strips to Textual as they are (its line API), without a Rich Text to convert.
-    """
-    strips = []
-    for row in range(len(marker) - 1, -1, -1):
-        chars, fgs, bgs, extras = marker[row], fg[row], bg[row], style[row]
-        segments, start, width = [], 0, len(chars)
-        for col in range(1, width + 1):
-            if col == width or bgs[col] != bgs[start] or fgs[col] != fgs[start] or extras[col] != extras[start]:
-                segments.append(Segment("".join(chars[start:col]), _style((fgs[start], bgs[start], extras[start]))))
-                start = col
-        strips.append(Strip(segments, width))
-    return strips

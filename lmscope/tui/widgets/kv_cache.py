@@ -90,7 +90,8 @@ class KVCachePane(VerticalScroll):
         stats = record.cache if record is not None else view.prompt.cache
         where = f"step {view.index + 1}" if record is not None else "the prompt"
         if stats is None:
-            self.query_one("#kv-summary", Static).update(Text("no cache yet (T5 fills it at the first step)", style="dim"))
+            note = Text("no cache yet (T5 fills it at the first step)", style="dim")
+            self.query_one("#kv-summary", Static).update(note)
             self.query_one("#kv-layers", Static).update("")
         else:
             self.query_one("#kv-summary", Static).update(summary(stats, where))

@@ -62,7 +62,8 @@ class StatusBar(Widget):
         """Line API: the two lines, rendered once per View and width."""
         width = self.content_size.width
         if self._key != (id(self.current), width):
-            self._key, self._strips = (id(self.current), width), text_strips(self.app.console, self.lines(), width, base_style(self))
+            self._key = (id(self.current), width)
+            self._strips = text_strips(self.app.console, self.lines(), width, base_style(self))
         return self._strips[y] if y < len(self._strips) else Strip.blank(width, base_style(self))
 
     def lines(self) -> Text:

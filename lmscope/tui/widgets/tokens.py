@@ -7,115 +7,15 @@ parsed as markup), so ``[INST]`` shows as typed.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from rich.cells import cell_len
 from rich.segment import Segment
-from rich.style import Style
 from rich.text import Text
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from lmscope.tui.render import base_style, is_special, prob_color, token_text
+from lmscope.tui.render import base_style
+from lmscope.tui.token_layout import TokensText, token_style
 from lmscope.tui.view import View
-
-_SPECIAL_STYLE = "italic #c678dd"
-
-
-@lru_cache(maxsize=256)
-def _style(definition: str) -> Style:
-    """Parsed once: a few dozen distinct token styles (colour level x shade x selection)."""
-    return Style.parse(definition)
-
-
-class TokensText:
-    """Lays the tokens out as lines of Segments, wrapping at token boundaries (never inside a
-    token, and a token's leading space stays with it, unlike word wrapping).
-
-    The layout does not depend on the selection: ``where[i]`` gives token ``i``'s line and
-    segment, so moving the selection restyles one segment instead of laying everything out.
-    """
-
-    INDENT = 8
-
-    def __init__(self, view: View, shades: tuple[str, str], width: int) -> None:
-        self.view, self.shades, self.width = view, shades, max(width, self.INDENT + 8)
-        self.lines: list[list[Segment]] = []
-        self.where: list[tuple[int, int]] = []
-        self.steps: tuple = ()
-        """The steps laid out so far."""
-        self.column = 0
-
-    def label(self, name: str) -> None:
-        """A new line with a heading such as ``prompt``."""
-        self.lines.append([Segment(f"{name:>7} ", _style("bold dim"))])
-        self.column = self.INDENT
-
-    def _newline(self) -> None:
-        self.lines.append([Segment(" " * self.INDENT)])
-        self.column = self.INDENT
-
-    def token(self, token: str, token_id: int | None, color: str | None = None) -> None:
-        """One token on an alternating background; a newline token also breaks the line."""
-        background = self.shades[len(self.where) % 2]
-        shown = token_text(token)
-        suffix = f":{token_id}" if self.view.show_ids and token_id is not None else ""
-        if self.column + cell_len(shown + suffix) > self.width and self.column > self.INDENT:
-            self._newline()
-        special = is_special(token)
-        parts = [color or (_SPECIAL_STYLE if special else ""), "italic" if special else "", f"on {background}"]
-        self.where.append((len(self.lines) - 1, len(self.lines[-1])))
-        self.lines[-1].append(Segment(shown, _style(" ".join(p for p in parts if p))))
-        if suffix:
-            self.lines[-1].append(Segment(suffix, _style(f"dim on {background}")))
-        self.column += cell_len(shown + suffix)
-        if "\n" in token:
-            self._newline()
-
-    def build(self) -> TokensText:
-        """Prompt then output (decoder-only), or encoder then decoder (T5)."""
-        prompt = self.view.prompt
-        t5 = prompt.family == "t5"
-        self.label("encoder" if t5 else "prompt")
-        for token, token_id in zip(prompt.input_tokens, prompt.input_ids):
-            self.token(token, token_id)
-        self.label("decoder" if t5 else "output")
-        if t5:
-            self.token(prompt.decoder_start_token or "<pad>", prompt.decoder_start_id)
-        return self.extend(self.view.steps)
-
-    def extend(self, steps: tuple) -> TokensText:
-        """Append generated tokens (a new step only adds to the last lines)."""
-        for step in steps[len(self.steps) :]:
-            chosen = step.chosen
-            self.token(step.token, step.token_id, prob_color(chosen.prob if chosen else None))
-        self.steps = steps
-        return self
-
-    def extends_to(self, steps: tuple) -> bool:
-        """True if ``steps`` are this layout's steps plus new ones (not a restarted session)."""
-        count = len(self.steps)
-        return len(steps) >= count and (count == 0 or steps[count - 1] is self.steps[-1])
-
-    def selected(self, view: View) -> int:
-        """Index of the selected token: the step's token, or the prompt's last token."""
-        prompt = view.prompt
-        first_step = len(prompt.input_ids) + (1 if prompt.family == "t5" else 0)
-        return first_step + view.index if view.index >= 0 else len(prompt.input_ids) - 1
-
-    def strip(self, line: int, selected: int | None = None) -> Strip:
-        """Line ``line`` as a Strip, with token ``selected`` reversed if it is on that line."""
-        segments = self.lines[line]
-        if selected is not None and self.where[selected][0] == line:
-            at = self.where[selected][1]
-            text, style, _ = segments[at]
-            segments = [*segments[:at], Segment(text, style + _SELECTED), *segments[at + 1 :]]
-        return Strip(segments)
-
-
-_SELECTED = Style(reverse=True, bold=True)
-
 
 class TokensPane(Widget):
     """The token stream, wrapped to the pane; shows the lines around the selected token.
@@ -156,7 +56,7 @@ class TokensPane(Widget):
         base = base_style(self)
         if line >= len(self._strips):
             text = "loading…" if not self._strips and y == 0 else ""
-            return Strip([Segment(text, base + _style("dim"))]).crop_extend(0, width, base)
+            return Strip([Segment(text, base + token_style("dim"))]).crop_extend(0, width, base)
         return self._strips[line].apply_style(base).crop_extend(0, width, base)
 
     def _update(self) -> None:
