@@ -149,8 +149,12 @@ def kept_probs(module, query, key, attention_mask, scaling, rows: int, kwargs) -
     if scaling is None:
         scaling = head_dim**-0.5
     groups = heads // kv_heads
-    query = query[:, :, query_len - rows :].reshape(batch, kv_heads, groups * rows, head_dim)
-    scores = (torch.matmul(query, key.transpose(2, 3)) * scaling).view(batch, heads, rows, key_len)
+    # [batch * kv_head, groups * rows, head_dim] @ [batch * kv_head, head_dim, key_pos], scaled inside
+    # the GEMM: one kernel where eager uses two (matmul, then * scaling), with the same result.
+    query = query[:, :, query_len - rows :].reshape(batch * kv_heads, groups * rows, head_dim)
+    keys = key.reshape(batch * kv_heads, key_len, head_dim).transpose(1, 2)
+    scores = torch.empty(batch * kv_heads, groups * rows, key_len, dtype=query.dtype, device=query.device)
+    scores = torch.baddbmm(scores, query, keys, beta=0, alpha=scaling).view(batch, heads, rows, key_len)
     position_bias = kwargs.get("position_bias")
     if position_bias is not None:
         scores = scores + position_bias[:, :, -rows:]

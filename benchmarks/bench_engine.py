@@ -1,0 +1,242 @@
+"""What watching costs: lmscope's instrumented loop against bare SDPA and against generate().
+
+Every ratio compares two things measured in this run, on this machine, on the same model
+(the offline default SmolLM2-135M-Instruct unless --model is given). Prints a table and, as
+its last line: step_ratio=X prefill_time_ratio=X prefill_mem_ratio=X run_ratio=X bytes_per_step=N
+
+    python benchmarks/bench_engine.py [--model PATH] [--device cpu|cuda] [--context 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import time
+import tracemalloc
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from lmscope.engine import models
+from lmscope.engine.session import SessionOptions, model_source
+from lmscope.engine.settings import GenerationSettings
+from lmscope.engine.stepper import Stepper
+from peak_memory import PeakMemory
+
+GREEDY = GenerationSettings(max_new_tokens=10_000)
+SAMPLING = GenerationSettings(max_new_tokens=10_000, do_sample=True, temperature=0.8, top_k=50, top_p=0.95, seed=0)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="hub id or folder (default: the offline default Llama)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--context", type=int, default=2048, help="prompt tokens for prefill and decode steps")
+    parser.add_argument("--steps", type=int, default=16, help="decode steps timed per variant and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--run-tokens", type=int, default=48, help="tokens for the generate() comparison")
+    parser.add_argument("--prefill-child", choices=("sdpa", "capture"), help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def long_prompt(tokenizer, tokens: int) -> str:
+    """A natural-text prompt of exactly ``tokens`` tokens (repeated prose, cut by ids)."""
+    text = ("The cache grows by one position every step, and each head attends to earlier tokens. " * 400)
+    ids = tokenizer(text, add_special_tokens=False).input_ids[: tokens - 1]
+    return tokenizer.decode(ids)
+
+
+class BareLoop:
+    """A KV-cached SDPA forward loop on a separate plain model: no recording of any kind.
+
+    With ``processors`` it also applies them and samples, as ``generate`` does per step.
+    """
+
+    def __init__(self, model, prompt_ids, processors=None):
+        from transformers import DynamicCache
+
+        self.model, self.processors = model, processors
+        self.ids = prompt_ids
+        self.cache = DynamicCache(config=model.config)
+        with torch.no_grad():
+            out = model(prompt_ids, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        self._choose(out.logits)
+
+    def step(self) -> None:
+        with torch.no_grad():
+            out = self.model(self.ids[:, -1:], past_key_values=self.cache, use_cache=True)
+        self._choose(out.logits)
+
+    def _choose(self, logits) -> None:
+        scores = logits[:, -1].float()
+        if self.processors is None:
+            next_id = scores.argmax(-1, keepdim=True)
+        else:
+            scores = self.processors(self.ids, scores)
+            next_id = torch.multinomial(torch.softmax(scores, -1), 1)
+        self.ids = torch.cat([self.ids, next_id], dim=-1)
+        next_id.item()
+
+
+def timed(step, device: str) -> float:
+    sync(device)
+    began = time.perf_counter()
+    step()
+    sync(device)
+    return time.perf_counter() - began
+
+
+def measure_steps(loaded, bare_model, prompt: str, settings, args) -> tuple[float, float]:
+    """Median seconds of a bare step and an lmscope step, alternated one by one at ``--context``.
+
+    Alternating single steps makes whatever else the machine does hit both alike.
+    """
+    stepper = Stepper(loaded, prompt, settings)
+    stepper.start()
+    stepper.step()
+    processors = stepper._state.processors if settings.do_sample else None
+    ids = loaded.tokenizer(prompt, return_tensors="pt").input_ids.to(bare_model.device)
+    bare = BareLoop(bare_model, ids, processors)
+    bare_s, ours_s = [], []
+    for _ in range(args.steps * args.rounds):
+        bare_s.append(timed(bare.step, args.device))
+        ours_s.append(timed(stepper.step, args.device))
+    return statistics.median(bare_s), statistics.median(ours_s)
+
+
+def prefill_child(source: str, capture: bool, args) -> dict:
+    """Run in a fresh process: seconds and peak extra bytes of one start() at ``--context``."""
+    loaded = models.load(source, "llama", args.device, args.dtype)
+    if not capture:
+        loaded.model.set_attn_implementation("sdpa")
+    prompt = long_prompt(loaded.tokenizer, args.context)
+    peak = PeakMemory(args.device)
+    gc.collect()
+    peak.reset()
+    began = time.perf_counter()
+    Stepper(loaded, prompt, GREEDY, capture_attention=capture).start()
+    sync(args.device)
+    return {"seconds": time.perf_counter() - began, "bytes": peak.extra_bytes()}
+
+
+def measure_prefill(source: str, args):
+    """Median (seconds, bytes) without and with capture, each prefill in its own process."""
+    import subprocess
+    import sys
+
+    results = {False: [], True: []}
+    for _ in range(args.rounds):
+        for capture in (False, True):
+            command = [sys.executable, __file__, "--prefill-child", "capture" if capture else "sdpa",
+                       "--model", source, "--device", args.device, "--dtype", args.dtype,
+                       "--context", str(args.context)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            results[capture].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return tuple(
+        (statistics.median(r["seconds"] for r in results[c]), statistics.median(r["bytes"] for r in results[c]))
+        for c in (False, True)
+    )
+
+
+def measure_run(loaded, bare_model, args) -> tuple[float, float]:
+    """Tokens per second of generate() (plain SDPA model) and of the lmscope loop, alternated."""
+    settings = GenerationSettings(max_new_tokens=args.run_tokens, min_new_tokens=args.run_tokens)
+    prompt = "Explain how a transformer generates text, one token at a time."
+    ids = loaded.tokenizer(prompt, return_tensors="pt").input_ids.to(bare_model.device)
+
+    def generate():
+        bare_model.generate(ids, **settings.generate_kwargs())
+
+    def lmscope():
+        stepper = Stepper(loaded, prompt, settings)
+        stepper.start()
+        while not stepper.finished:
+            stepper.step()
+
+    generate_s, lmscope_s = [], []
+    for _ in range(args.rounds):
+        generate_s.append(timed(generate, args.device))
+        lmscope_s.append(timed(lmscope, args.device))
+    return args.run_tokens / statistics.median(generate_s), args.run_tokens / statistics.median(lmscope_s)
+
+
+def measure_retained(loaded, prompt, args) -> tuple[float, float]:
+    """Python-heap bytes the history retains per step, and attention bytes written per step."""
+    stepper = Stepper(loaded, prompt, SAMPLING)
+    stepper.start()
+    history = [stepper.step()]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    written_before = stepper._rows.bytes_written
+    for _ in range(args.steps):
+        history.append(stepper.step())
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / args.steps, (stepper._rows.bytes_written - written_before) / args.steps
+
+
+def main() -> None:
+    args = parse_args()
+    options = SessionOptions(family="llama", prompt="x", model=args.model, device=args.device, dtype=args.dtype)
+    source = model_source(options)
+    if args.prefill_child:
+        print(json.dumps(prefill_child(source, args.prefill_child == "capture", args)))
+        return
+    loaded = models.load(source, "llama", args.device, args.dtype)
+    bare_model = AutoModelForCausalLM.from_pretrained(
+        source, attn_implementation="sdpa", dtype=loaded.model.dtype, local_files_only=True
+    ).to(args.device).eval()
+    prompt = long_prompt(loaded.tokenizer, args.context)
+    results = {
+        "greedy": measure_steps(loaded, bare_model, prompt, GREEDY, args),
+        "sampling": measure_steps(loaded, bare_model, prompt, SAMPLING, args),
+        "prefill": measure_prefill(source, args),
+        "run": measure_run(loaded, bare_model, args),
+        "retained": measure_retained(loaded, prompt, args),
+    }
+    print_table(loaded, args, results)
+
+
+def print_table(loaded, args, results) -> None:
+    mib = 1024 * 1024
+    config = loaded.model.config
+    (bare_g, ours_g), (bare_s, ours_s) = results["greedy"], results["sampling"]
+    (sdpa_s, sdpa_mem), (capture_s, capture_mem) = results["prefill"]
+    generate_tps, lmscope_tps = results["run"]
+    retained, written = results["retained"]
+    print(f"model {loaded.source} ({config.num_hidden_layers} layers, {config.num_attention_heads} heads, "
+          f"{config.num_key_value_heads} kv heads), device {args.device}, dtype {args.dtype}, "
+          f"context {args.context}, torch threads {torch.get_num_threads()}")
+    rows = [
+        ("decode step, greedy (median)", f"bare SDPA {bare_g * 1e3:.1f} ms", f"lmscope {ours_g * 1e3:.1f} ms",
+         ours_g / bare_g, "<= 1.10"),
+        ("decode step, sampling (median)", f"+processors {bare_s * 1e3:.1f} ms", f"lmscope {ours_s * 1e3:.1f} ms",
+         ours_s / bare_s, ""),
+        ("prefill time (median)", f"SDPA {sdpa_s:.2f} s", f"capture {capture_s:.2f} s", capture_s / sdpa_s, "<= 1.25"),
+        ("prefill peak extra memory", f"SDPA {sdpa_mem / mib:.0f} MiB", f"capture {capture_mem / mib:.0f} MiB",
+         capture_mem / sdpa_mem, "<= 1.25"),
+        ("run to the end, tokens/s", f"generate {generate_tps:.1f}", f"lmscope {lmscope_tps:.1f}",
+         lmscope_tps / generate_tps, ">= 0.95"),
+    ]
+    print(f"{'measure':<32}{'baseline':<26}{'lmscope':<22}{'ratio':>7}  target")
+    for name, base, ours, ratio, target in rows:
+        print(f"{name:<32}{base:<26}{ours:<22}{ratio:>7.3f}  {target}")
+    print(f"{'heap retained per step':<32}{'':<26}{retained / 1024:<18.1f}KiB{'':>8}<= 256 KiB")
+    print(f"{'attention rows written per step':<32}{'':<26}{written / 1024:<18.1f}KiB  (to the mapped row store)")
+    print(f"step_ratio={ours_g / bare_g:.3f} prefill_time_ratio={capture_s / sdpa_s:.3f} "
+          f"prefill_mem_ratio={capture_mem / sdpa_mem:.3f} run_ratio={lmscope_tps / generate_tps:.3f} "
+          f"bytes_per_step={retained:.0f}")
+
+
+if __name__ == "__main__":
+    main()
