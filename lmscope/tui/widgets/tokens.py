@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rich.segment import Segment
 from rich.text import Text
+from textual.geometry import Region
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
@@ -44,10 +45,16 @@ class TokensPane(Widget):
         return Text("\n".join(strip.text for strip in self._strips))
 
     def watch_current(self, view: View | None) -> None:
-        """Refresh when the prompt, the steps, the selection or the id toggle changed."""
-        if view is not None and view.prompt is not None:
-            self.border_subtitle = f"{len(view.prompt.input_ids)} prompt · {len(view.steps)} generated"
+        """Repaint what changed: the two restyled lines when only the selection moved in view."""
+        if view is None or view.prompt is None:
+            return
+        self.border_subtitle = f"{len(view.prompt.input_ids)} prompt · {len(view.steps)} generated"
+        changed = self._update() if self.content_size.area else None
+        if changed is None:
             self.refresh()
+        else:
+            width = self.content_size.width
+            self.refresh(*(Region(0, line - self.top, width, 1) for line in changed))
 
     def render_line(self, y: int) -> Strip:
         """Line ``y`` of the window, cropped to the pane."""
@@ -59,20 +66,27 @@ class TokensPane(Widget):
             return Strip([Segment(text, base + token_style("dim"))]).crop_extend(0, width, base)
         return self._strips[line].apply_style(base).crop_extend(0, width, base)
 
-    def _update(self) -> None:
+    def _update(self) -> set[int] | None:
         """Lay out again when the prompt, ids or width changed, extend the layout by new steps,
-        restyle when the selection moved."""
-        view = self.current
+        restyle when the selection moved.
+
+        Returns:
+            The lines restyled (in view), or None when more changed (a new layout, new steps,
+            the window moved).
+        """
+        view, top = self.current, self.top
         if view is None or view.prompt is None:
-            return
+            return None
         width, height = self.content_size
+        changed: set[int] | None = set()
         key = (id(view.prompt), view.show_ids, width, self.app.theme)
         layout = self._layout[1] if self._layout is not None and self._layout[0] == key else None
         if layout is None or not layout.extends_to(view.steps):
             layout = TokensText(view, self._shades(), width).build()
-            self._layout, self._selected = (key, layout), None
+            self._layout, self._selected, changed = (key, layout), None, None
             self._strips = [layout.strip(i) for i in range(len(layout.lines))]
         elif len(view.steps) > len(layout.steps):
+            changed = None
             first = len(layout.lines) - 1  # the last line may get more tokens
             layout.extend(view.steps)
             self._strips[first:] = [layout.strip(i) for i in range(first, len(layout.lines))]
@@ -84,8 +98,12 @@ class TokensPane(Widget):
                 if token is not None:
                     line = layout.where[token][0]
                     self._strips[line] = layout.strip(line, chosen)
+                    changed = None if changed is None else changed | {line}
             self._selected = selected
             self._reveal(layout.where[selected][0], height)
+        if changed is None or self.top != top:
+            return None
+        return {line for line in changed if top <= line < top + height}
 
     def _reveal(self, line: int, height: int) -> None:
         """Move the window so ``line`` is visible, leaving one line of context below when possible."""
