@@ -190,7 +190,8 @@ def make_prompt(family: str = "llama", *, n_tokens: int | None = None, seed: int
     start = 0 if keep_rows is None else max(0, n - keep_rows)
     probs = fake_attention(rng, s["layers"], s["heads"], np.arange(start, n), n, causal=family == "llama")
     kind = "self" if family == "llama" else "encoder"
-    tensors = (TensorInfo("input_ids", (1, n), "int64", ids[:6]), TensorInfo("attention_mask", (1, n), "int64", (1,) * 6),
+    tensors = (TensorInfo("input_ids", (1, n), "int64", ids[:6]),
+               TensorInfo("attention_mask", (1, n), "int64", (1,) * 6),
                TensorInfo("cache_position", (n,), "int64", tuple(range(6))),
                TensorInfo("logits", (1, 1, s["vocab"]), "float32"))
     t5 = family == "t5"
@@ -227,8 +228,11 @@ def make_step(step: int, token: str, *, family: str = "llama", prompt: PromptRec
     t5, enc = family == "t5", len(prompt.input_ids)
     keys = step + 1 if t5 else enc + step
     prev_id = (previous[-1].token_id if previous else (0 if t5 else prompt.input_ids[-1]))
-    attention = AttentionRows("self", fake_attention(rng, s["layers"], s["heads"], np.array([keys - 1]), keys))
-    cross = AttentionRows("cross", fake_attention(rng, s["layers"], s["heads"], np.array([enc // 2]), enc, False)) if t5 else None
+    # query_start: the new query's absolute position, as the engine records it
+    attention = AttentionRows("self", fake_attention(rng, s["layers"], s["heads"], np.array([keys - 1]), keys),
+                              keys - 1)
+    cross = (AttentionRows("cross", fake_attention(rng, s["layers"], s["heads"], np.array([enc // 2]), enc, False),
+                           step) if t5 else None)
     return StepRecord(step, token_id(family, token), token, "argmax" if t5 else "sample",
                       make_stages(family, token, seed=seed * 7919 + step, seen=seen),
                       _step_tensors(family, s, prev_id, keys, enc), _cache(family, s, keys, enc), attention, cross,
