@@ -75,7 +75,7 @@ def stage_table(record: StepRecord, width: int, height: int) -> list[list[Segmen
     stages = record.stages
     column = Column(max(8, (width - _RANK_WIDTH) // len(stages)))
     removed = [removed_candidates(record, i) for i in range(len(stages))]
-    removed_rows = min(max(map(len, removed)), max(0, height - 5))
+    removed_rows = min(max(map(len, removed)), max(0, (height - 2) // 3))  # ranks keep most rows
     ranks = min(max(len(s.top) for s in stages), max(1, height - 2 - removed_rows))
     lines = [_header(stages, column, True), _header(stages, column, False)]
     for rank in range(ranks):

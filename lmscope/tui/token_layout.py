@@ -44,7 +44,9 @@ class TokensText:
         self.column = 0
 
     def label(self, name: str) -> None:
-        """A new line with a heading such as ``prompt``."""
+        """A new line with a heading such as ``prompt`` (reusing a line a ``⏎`` token just opened)."""
+        if self.lines and self.column == self.INDENT and len(self.lines[-1]) == 1:
+            self.lines.pop()
         self.lines.append([Segment(f"{name:>7} ", token_style("bold dim"))])
         self.column = self.INDENT
 
