@@ -68,6 +68,11 @@ async def test_command_palette_offers_the_actions_and_respects_busy():
         await commands["Step"].callback()
         await settle(app, pilot)
         assert engine.step_calls == 1
+        app.busy = False
+        await pilot.press("ctrl+p", "n", "left", "right")  # typed into the palette, not the debugger
+        await settle(app, pilot)
+        assert engine.step_calls == 1 and app.view.index == 0
+        await pilot.press("escape")
 
 
 async def test_t5_session_shows_encoder_decoder_and_cross_attention():
