@@ -156,7 +156,7 @@ class LmscopeApp(PaletteCommands, BrowseActions, EngineWorkers, App):
         self.view = self.view.with_state("error")
         error = message.error
         self.notify(f"{type(error).__name__}: {error}", title=f"engine failed during {message.during}",
-                    severity="error", timeout=10)
+                    severity="error", timeout=10, markup=False)
 
     def action_quit(self) -> None:
         """Stop a running continue at the next step boundary, then exit."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -19,7 +20,7 @@ def help_table() -> Table:
     table.add_column(no_wrap=True)
     table.add_column(style="dim")
     for command in COMMANDS:
-        table.add_row(keys_for(command.action) or "palette", command.title, command.help)
+        table.add_row(Text(keys_for(command.action) or "palette"), Text(command.title), Text(command.help))
     table.add_row("tab", "Next pane", "move focus between panes (shift+tab: back)")
     table.add_row("ctrl+p", "Command palette", "every command above, searchable")
     return table

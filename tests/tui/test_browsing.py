@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lmscope.testing import screen_text
+from lmscope.testing import FakeEngine, Recording, engine_factory, make_session, make_step, screen_text
+from lmscope.tui.app import make_app
 from lmscope.tui.help import HelpScreen
 from lmscope.tui.widgets.attention import AttentionPlot
 from lmscope.tui.widgets.cross_attention import CrossAttentionPlot
@@ -122,3 +123,21 @@ async def test_tokens_pane_follows_the_selection_in_a_long_history():
         await pilot.press("home")
         await pilot.pause()
         assert tokens.top == 0 and "prompt" in screen_text(app)
+
+
+async def test_markup_like_tokens_and_errors_are_shown_literally():
+    base = make_session("llama", steps=1)
+    steps = (make_step(0, " [/INST]", prompt=base.prompt), make_step(1, " [", prompt=base.prompt))
+    engine = FakeEngine(Recording(base.info, base.prompt, steps), fail_at=1,
+                        error=RuntimeError("shapes [1, 3] and [/bold] differ"))
+    app = make_app(engine_factory(engine), theme="textual-dark")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("n", "n")
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert "[/INST] p=" in text and app.view.state == "error"
+        assert any("[/bold]" in n.message for n in app._notifications)
+        await pilot.press("4")
+        await pilot.pause()
+        assert "input_ids" in screen_text(app)

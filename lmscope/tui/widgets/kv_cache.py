@@ -53,7 +53,8 @@ def layer_table(stats: CacheStats) -> Table:
     for (kind, key, value, dtype, size), run in groupby(stats.layers, key=same):
         layers = [entry.layer for entry in run]
         span = str(layers[0]) if len(layers) == 1 else f"{layers[0]}-{layers[-1]}"
-        table.add_row(span, kind, str(list(key)), str(list(value)), dtype, human_bytes(size))
+        cells = (span, kind, str(list(key)), str(list(value)), dtype, human_bytes(size))
+        table.add_row(*(Text(cell) for cell in cells))
     return table
 
 

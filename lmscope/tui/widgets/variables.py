@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
@@ -55,5 +56,6 @@ class VariablesPane(DataTable):
         self._shown = (id(source), view.index)
         self.clear()
         for info in source.tensors:
-            self.add_row(info.name, str(list(info.shape)), info.dtype, preview(info))
+            cells = (info.name, str(list(info.shape)), info.dtype, preview(info))
+            self.add_row(*(Text(cell) for cell in cells))  # Text: never parsed as markup
         self.border_subtitle = f"step {view.index + 1}" if record is not None else "prefill / encoder pass"
