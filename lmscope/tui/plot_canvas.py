@@ -88,10 +88,12 @@ def draw(frame: Frame, grid: Grid, keys: tuple[str, ...], title: str, cells: dic
     canvas rows are the label, the axis and the cells' Segments, which ``cells`` keeps per
     pooled row so that scrolling through history reuses the rows still in view.
     """
-    marker, fg, bg, style = ([row.copy() for row in rows] for rows in frame.layers)
+    canvas_rows = range(frame.top - frame.rows + 1, frame.top + 1)
+    marker, fg, bg, style = ([row if i in canvas_rows else row.copy() for i, row in enumerate(rows)]
+                             for rows in frame.layers)  # only the rows painted below are copied
     _paint_x_axis(marker, frame, x_ticks(keys, grid.keys, frame.cols))
     _paint_title(marker, bg, frame, title)
-    strips = to_strips(marker, fg, bg, style)
+    strips = to_strips(marker, fg, bg, style, skip=canvas_rows)
     canvas = _frame_style(frame, frame.top, frame.left)
     label_style, axis_style = _frame_style(frame, frame.top, 0), _frame_style(frame, frame.top, frame.left - 1)
     right = _row_segments(frame, frame.top, frame.left + frame.cols)

@@ -38,14 +38,19 @@ def plotext_style(key: tuple) -> Style:
     return style
 
 
-def to_strips(marker: list[list], fg: list[list], bg: list[list], style: list[list]) -> list[Strip]:
+def to_strips(marker: list[list], fg: list[list], bg: list[list], style: list[list],
+              skip: range = range(0)) -> list[Strip | None]:
     """The matrix as one Strip per row, top row first (plotext stores rows bottom up).
 
     Consecutive cells with the same colours become one Segment with a shared Style, and the
     widget hands the Strips to Textual as they are (its line API), without a Rich Text to convert.
+    Rows in ``skip`` (matrix rows the caller draws itself) are left as None.
     """
-    strips = []
+    strips: list[Strip | None] = []
     for row in range(len(marker) - 1, -1, -1):
+        if row in skip:
+            strips.append(None)
+            continue
         chars, fgs, bgs, extras = marker[row], fg[row], bg[row], style[row]
         segments, start, width = [], 0, len(chars)
         for col in range(1, width + 1):
