@@ -9,7 +9,7 @@ from lmscope.tui.widgets.attention import AttentionPlot
 from lmscope.tui.widgets.cross_attention import CrossAttentionPlot
 from lmscope.tui.widgets.stages import StagesPane
 from lmscope.tui.widgets.tokens import TokensPane
-from tests.tui.conftest import running, settle
+from tui_harness import running, settle
 
 
 async def test_left_right_move_the_selection_without_engine_calls():

@@ -6,7 +6,7 @@ import asyncio
 
 from lmscope.tui.app import make_app
 from lmscope.tui.widgets.tokens import TokensPane
-from tests.tui.conftest import running, settle
+from tui_harness import running, settle
 
 
 async def test_loads_then_shows_the_prompt():
