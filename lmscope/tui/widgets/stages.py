@@ -8,7 +8,6 @@ a stage removed from the previous stage's top. Each column's header gives ``kept
 from __future__ import annotations
 
 from rich.text import Text
-from textual.markup import escape
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
@@ -39,8 +38,8 @@ class StagesPane(Widget):
             chosen = record.chosen
             prob = f" p={chosen.prob:.2f}" if chosen else " (not in top)"
             entropy = f"H {abs(record.entropy):.2f} nats"
-            token = escape(token_text(record.token))  # border titles are markup: [/INST] would break them
-            self.border_subtitle = f"▸ {token}{prob} · {record.chosen_by} · {entropy}"
+            # a Text: a str border title is parsed as markup, where a token like [/INST] breaks it
+            self.border_subtitle = Text(f"▸ {token_text(record.token)}{prob} · {record.chosen_by} · {entropy}")
         else:
             self.border_subtitle = ""
         self.refresh()

@@ -35,6 +35,7 @@ class TokensPane(Widget):
         self._layout: tuple[tuple, TokensText] | None = None
         self._selected: int | None = None
         self._strips: list[Strip] = []
+        self._subtitle = ""
         self.top = 0
         """First line shown."""
 
@@ -48,11 +49,13 @@ class TokensPane(Widget):
         """Repaint what changed: the two restyled lines when only the selection moved in view."""
         if view is None or view.prompt is None:
             return
-        self.border_subtitle = f"{len(view.prompt.input_ids)} prompt · {len(view.steps)} generated"
+        subtitle = f"{len(view.prompt.input_ids)} prompt · {len(view.steps)} generated"
+        if subtitle != self._subtitle:  # setting a border title repaints the pane, even if equal
+            self.border_subtitle = self._subtitle = subtitle
         changed = self._update() if self.content_size.area else None
         if changed is None:
             self.refresh()
-        else:
+        elif changed:  # refresh() with no regions would repaint the whole pane
             width = self.content_size.width
             self.refresh(*(Region(0, line - self.top, width, 1) for line in changed))
 
