@@ -64,14 +64,17 @@ def summarise(name: str, scores: torch.Tensor, top: int, previous_ids: torch.Ten
     log_probs = torch.log_softmax(scores[0], dim=-1)
     top_scores, top_ids = torch.topk(scores[0], k=min(top, scores.shape[-1]))
     previous_ids = top_ids if previous_ids is None else previous_ids
+    # Processors remove tokens by setting them to -inf; there p * log p is 0 * -inf = nan, and
+    # its limit is 0. (isneginf and nan_to_num are several times faster than isfinite and entr.)
+    entropy = -(log_probs.exp() * log_probs).nan_to_num_(nan=0.0).sum()
     return StageTensors(
         name=name,
         top_ids=top_ids,
         top_scores=top_scores,
         top_probs=log_probs[top_ids].exp(),
         previous_scores=scores[0, previous_ids],
-        kept=torch.isfinite(scores[0]).sum(),
-        entropy=torch.special.entr(log_probs.exp()).sum(),
+        kept=scores.shape[-1] - torch.isneginf(scores[0]).sum(),
+        entropy=entropy,
     )
 
 
