@@ -51,12 +51,16 @@ def self_attention(view: View) -> Matrix | None:
                       "decoder self-attention")
     seq = tuple(prompt.input_tokens) + tuple(s.token for s in view.steps)
     first: list[tuple[AttentionRows, int, str]] = []
+    covered = 0
     if prompt.attention is not None:
         rows = prompt.attention
         first = [(rows, q, seq[rows.query_start + q]) for q in range(rows.probs.shape[2])]
+        covered = rows.query_start + rows.probs.shape[2]
     if prompt.family == "t5":
         return Matrix(tuple(first), tuple(prompt.input_tokens), "encoder self-attention")
-    rest = _step_rows(steps, "attention", lambda i, r: seq[min(r.probs.shape[-1], len(seq)) - 1])
+    # Step 0's token comes from the prompt's last query, whose row the prefill already holds.
+    rest = [row for row in _step_rows(steps, "attention", lambda i, r: seq[r.query_start])
+            if row[0].query_start >= covered]
     return Matrix(tuple(first + rest), seq, "self-attention")
 
 

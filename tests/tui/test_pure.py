@@ -70,7 +70,9 @@ def test_window_keeps_the_last_rows_and_stretches_few():
 def test_fit_ends_at_the_selected_step(session):
     view = View(info=session.info, prompt=session.prompt, steps=session.steps, index=2)
     matrix = self_attention(view)
-    assert len(matrix.rows) == len(session.prompt.input_ids) + 3
+    # The prompt's rows, then steps 1 and 2: step 0's query is the prompt's last, already a row.
+    assert len(matrix.rows) == len(session.prompt.input_ids) + 2
+    assert [rows.query_start + q for rows, q, _ in matrix.rows[-3:]] == [len(session.prompt.input_ids) - 1 + i for i in range(3)]
     grid = fit(matrix, 0, None, 6, 20, {})
     assert grid.labels[grid.selected] == matrix.rows[-1][2]
     assert grid.keys == session.steps[2].attention.probs.shape[-1]
