@@ -1,0 +1,75 @@
+"""Screenshots of the real app on the default models, for the README: ``make screenshots``.
+
+Each shot opens the same app the CLI opens (``make_app`` over ``open_session``), headless at
+a fixed size, presses keys like a user and saves an SVG into ``screenshots/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from lmscope.engine.session import SessionOptions, open_session
+from lmscope.engine.settings import GenerationSettings
+
+OUT = Path(__file__).resolve().parent.parent / "screenshots"
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One screenshot: the session to open, the keys to press, the file to write."""
+
+    name: str
+    options: SessionOptions
+    keys: tuple[str, ...]
+    size: tuple[int, int] = (120, 40)
+
+
+SHOTS = (
+    Shot("llama_sampling", SessionOptions(
+        family="llama", prompt="Write one sentence about the sea.", chat=True, device="cpu",
+        settings=GenerationSettings(max_new_tokens=24, do_sample=True, temperature=0.8, top_k=40, top_p=0.9,
+                                    repetition_penalty=1.2, seed=3),
+    ), keys=("n",) * 9 + ("left", "right_square_bracket") * 1),
+    Shot("llama_kv_cache", SessionOptions(
+        family="llama", prompt="What is the capital of France?", chat=True, device="cpu",
+        settings=GenerationSettings(max_new_tokens=16),
+    ), keys=("c", "3")),
+    Shot("t5_cross_attention", SessionOptions(
+        family="t5", prompt="translate English to German: the man opens the door because the dog sees the cat",
+        device="cpu", settings=GenerationSettings(max_new_tokens=32),
+    ), keys=("c", "2")),
+    Shot("llama_80x24", SessionOptions(
+        family="llama", prompt="What is the capital of France?", chat=True, device="cpu",
+        settings=GenerationSettings(max_new_tokens=8, do_sample=True, top_k=20, seed=1),
+    ), keys=("n",) * 4, size=(80, 24)),
+)
+
+
+async def take(shot: Shot) -> Path:
+    from lmscope.tui.app import make_app
+
+    app = make_app(partial(open_session, shot.options), theme="textual-dark")
+    async with app.run_test(size=shot.size) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        for key in shot.keys:
+            await pilot.press(key)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+        return Path(app.save_screenshot(filename=f"{shot.name}.svg", path=str(OUT)))
+
+
+def main() -> None:
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    OUT.mkdir(exist_ok=True)
+    for shot in SHOTS:
+        print(asyncio.run(take(shot)))
+
+
+if __name__ == "__main__":
+    main()
