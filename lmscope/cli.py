@@ -50,7 +50,6 @@ def _session(family: str, prompt, model, max_new_tokens, min_new_tokens, do_samp
 
 def run_tui(options: SessionOptions) -> None:
     """Open the TUI; the model loads in its worker thread while the app is already up."""
-    from dataclasses import replace
     from functools import partial
 
     from lmscope.engine.session import model_source
@@ -58,9 +57,9 @@ def run_tui(options: SessionOptions) -> None:
 
     # The first run of the default Llama downloads and converts it: do that here, with its
     # progress on the terminal, before Textual owns the screen.
-    source = model_source(options, progress=lambda line: print(line, file=sys.stderr))
+    model_source(options, progress=lambda line: print(line, file=sys.stderr))
     os.environ.setdefault("TQDM_DISABLE", "1")  # loaders' progress bars would draw over the app
-    factory = partial(_quiet_open_session, replace(options, model=source))
+    factory = partial(_quiet_open_session, options)
     make_app(factory, title=f"lmscope {options.family}").run()
 
 

@@ -63,13 +63,21 @@ def model_source(options: SessionOptions, progress: Callable[[str], None] | None
     return str(defaults.ensure_default_llama(progress))
 
 
+DEFAULT_LABELS = {"llama": "SmolLM2-135M-Instruct (default)", "t5": "lmscope demo T5 (default)"}
+"""How the status bar names a default model, rather than by its cache path."""
+
+
 def open_session(options: SessionOptions, progress: Callable[[str], None] | None = None):
     """Load the model and build a Stepper (slow: call from a worker thread in a UI)."""
+    from dataclasses import replace
+
     from lmscope.engine import models
     from lmscope.engine.stepper import Stepper
 
     options.check()
     loaded = models.load(model_source(options, progress), options.family, options.device, options.dtype)
+    if not options.model:
+        loaded = replace(loaded, source=DEFAULT_LABELS[options.family])
     return Stepper(
         loaded, options.prompt, options.settings, top=options.top, chat=options.chat,
         capture_attention=options.capture_attention, prefill_rows=options.prefill_rows,
