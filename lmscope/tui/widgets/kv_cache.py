@@ -17,6 +17,7 @@ from textual.widgets import Sparkline, Static
 from lmscope.engine.records import CacheStats, LayerCache
 from lmscope.tui.render import human_bytes
 from lmscope.tui.view import View
+from lmscope.tui.widgets.tab_pane import CatchUpWhenShown
 
 
 def heads_line(stats: CacheStats) -> str:
@@ -58,7 +59,7 @@ def layer_table(stats: CacheStats) -> Table:
     return table
 
 
-class KVCachePane(VerticalScroll):
+class KVCachePane(CatchUpWhenShown, VerticalScroll):
     """Cache summary, a sparkline of the total over the steps up to the selection, per-layer runs."""
 
     current: reactive[View | None] = reactive(None, layout=False, repaint=False)
@@ -71,16 +72,6 @@ class KVCachePane(VerticalScroll):
         yield Static("growth of the total over the steps", id="kv-growth-label", classes="dim")
         yield Sparkline([], id="kv-growth", summary_function=max)
         yield Static(id="kv-layers")
-
-    def watch_current(self, view: View | None) -> None:
-        """Update now if visible; a hidden tab catches up when shown (its updates would cost a
-        screen layout on every key)."""
-        if self.is_on_screen:
-            self.show_view(view)
-
-    def on_show(self) -> None:
-        """Catch up with the View set while this tab was hidden."""
-        self.show_view(self.current)
 
     def show_view(self, view: View | None) -> None:
         """Update when the selection or the history changed."""

@@ -8,6 +8,7 @@ from textual.widgets import DataTable
 
 from lmscope.engine.records import TensorInfo
 from lmscope.tui.view import View
+from lmscope.tui.widgets.tab_pane import CatchUpWhenShown
 
 
 def preview(info: TensorInfo) -> str:
@@ -21,7 +22,7 @@ def preview(info: TensorInfo) -> str:
     return "[" + ", ".join(map(str, info.preview)) + more + "]"
 
 
-class VariablesPane(DataTable):
+class VariablesPane(CatchUpWhenShown, DataTable):
     """Name, shape, dtype and preview of each tensor of the selected step (or the prefill)."""
 
     current: reactive[View | None] = reactive(None, layout=False, repaint=False)
@@ -34,16 +35,6 @@ class VariablesPane(DataTable):
     def on_mount(self) -> None:
         """Columns once."""
         self.add_columns("name", "shape", "dtype", "preview")
-
-    def watch_current(self, view: View | None) -> None:
-        """Update now if visible; a hidden tab catches up when shown (its updates would cost a
-        screen layout on every key)."""
-        if self.is_on_screen:
-            self.show_view(view)
-
-    def on_show(self) -> None:
-        """Catch up with the View set while this tab was hidden."""
-        self.show_view(self.current)
 
     def show_view(self, view: View | None) -> None:
         """Refill the rows when another record is selected."""
