@@ -357,3 +357,21 @@ def screen_text(app) -> str:
                       legacy_windows=False, safe_box=False)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text(styles=False)
+
+
+async def wait_until_idle(pilot, timeout_s: float = 120.0) -> None:
+    """Wait until the app's engine call has finished and its message has been handled.
+
+    ``workers.wait_for_complete()`` alone can return before a just-requested step's worker has
+    started; ``busy`` is set by the key's action and cleared by the message that ends the call.
+    """
+    import time
+
+    app, deadline = pilot.app, time.monotonic() + timeout_s
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    while app.busy:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the app stayed busy")
+        await pilot.pause(0.01)  # only while a real engine call is still running
+        await app.workers.wait_for_complete()

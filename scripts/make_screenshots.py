@@ -50,16 +50,15 @@ SHOTS = (
 
 
 async def take(shot: Shot) -> Path:
+    from lmscope.testing import wait_until_idle
     from lmscope.tui.app import make_app
 
     app = make_app(partial(open_session, shot.options), theme="textual-dark")
     async with app.run_test(size=shot.size) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await wait_until_idle(pilot)
         for key in shot.keys:
             await pilot.press(key)
-            await app.workers.wait_for_complete()
-            await pilot.pause()
+            await wait_until_idle(pilot)
         await pilot.wait_for_scheduled_animations()
         return Path(app.save_screenshot(filename=f"{shot.name}.svg", path=str(OUT)))
 

@@ -130,10 +130,16 @@ class LmscopeApp(PaletteCommands, BrowseActions, EngineWorkers, App):
         gc.unfreeze()  # the old history may now be collected
         screen = self.get_screen_stack_root()
         screen.query_one("#panes").loading = False
-        if screen.focused is None:  # explicit, so the first frame is the same on every run
-            screen.query_one(TokensPane).focus()
+        # Removing the loading indicator settles focus on a later refresh; focusing the tokens
+        # pane after that makes the first frame the same on every run.
+        self.call_after_refresh(self._focus_tokens_if_unfocused)
         self.busy = False
         self.view = self.view.started(message.prompt)
+
+    def _focus_tokens_if_unfocused(self) -> None:
+        screen = self.get_screen_stack_root()
+        if screen.focused is None:
+            screen.query_one(TokensPane).focus()
 
     def on_step_completed(self, message: StepCompleted) -> None:
         """Append the step to the history (the selection follows if it was on the newest step)."""

@@ -11,7 +11,7 @@ from functools import partial
 
 import pytest
 
-from lmscope.testing import FakeEngine, engine_factory, make_session
+from lmscope.testing import FakeEngine, engine_factory, make_session, wait_until_idle
 from lmscope.tui.app import make_app
 
 SIZES = [(120, 40), (80, 24)]
@@ -24,13 +24,10 @@ def recorded_app(family: str, steps: int):
 
 async def drive(pilot, keys: tuple[str, ...]) -> None:
     """Wait for the model load, then press each key and wait for its work and the screen."""
-    app = pilot.app
-    await app.workers.wait_for_complete()
-    await pilot.pause()
+    await wait_until_idle(pilot)
     for key in keys:
         await pilot.press(key)
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await wait_until_idle(pilot)
     await pilot.wait_for_scheduled_animations()
 
 
