@@ -57,7 +57,7 @@ def run_tui(options: SessionOptions) -> None:
 
     # The first run of the default Llama downloads and converts it: do that here, with its
     # progress on the terminal, before Textual owns the screen.
-    model_source(options, progress=lambda line: print(line, file=sys.stderr))
+    model_source(options)
     os.environ.setdefault("TQDM_DISABLE", "1")  # loaders' progress bars would draw over the app
     factory = partial(_quiet_open_session, options)
     make_app(factory, title=f"lmscope {options.family}").run()
@@ -117,7 +117,7 @@ app.command("t5", help="Step an encoder-decoder T5 model. Default: lmscope's dem
 def fetch() -> None:
     from lmscope.engine.defaults import ensure_default_llama
 
-    folder = ensure_default_llama(lambda line: print(line, file=sys.stderr))
+    folder = ensure_default_llama()
     print(folder)
 
 

@@ -13,7 +13,7 @@ from lmscope.engine.trace import step_to_dict
 def run_headless(options: SessionOptions, json_lines: bool, attention: bool = False, out=None) -> None:
     """Generate to the end; print one JSON object per token, or a table row per token."""
     out = out or sys.stdout
-    stepper = open_session(options, progress=lambda line: print(line, file=sys.stderr))
+    stepper = open_session(options)
     prompt = stepper.start()
     if not json_lines:
         print(describe_prompt(prompt), file=out)

@@ -134,8 +134,6 @@ class Stepper:
         state = self._state
         is_t5 = self.family == "t5"
         start_id = int(state.input_ids[0, 0]) if is_t5 else None
-        tensors = describe({"input_ids": prompt_ids}) + self._inputs.encoder_tensors(state.model_kwargs)
-        pending_tensors = state.pending[1] if state.pending else ()  # the prefill's inputs
         return PromptRecord(
             family=self.family,
             prompt=self.prompt,
@@ -143,11 +141,17 @@ class Stepper:
             input_tokens=tuple(self._decoder.token(i) for i in ids),
             decoder_start_id=start_id,
             decoder_start_token=self._decoder.token(start_id) if is_t5 else None,
-            tensors=tensors if is_t5 else pending_tensors,
+            tensors=self._prompt_tensors(prompt_ids),
             attention=attention_rows(recorder, "encoder" if is_t5 else "self", query_len=len(ids)),
             cache=None if is_t5 else self._cache_stats(),
             elapsed_s=elapsed,
         )
+
+    def _prompt_tensors(self, prompt_ids):
+        """T5: the encoder's input and output. Decoder-only: what the prefill forward received."""
+        if self.family == "t5":
+            return describe({"input_ids": prompt_ids}) + self._inputs.encoder_tensors(self._state.model_kwargs)
+        return self._state.pending[1]
 
     def _step_record(self, token_id, chosen_by, summaries, tensors, recorder, began) -> StepRecord:
         state = self._state
