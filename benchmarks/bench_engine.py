@@ -153,7 +153,7 @@ def measure_run(loaded, bare_model, args) -> tuple[float, float]:
     ids = loaded.tokenizer(prompt, return_tensors="pt").input_ids.to(bare_model.device)
 
     def generate():
-        bare_model.generate(ids, **settings.generate_kwargs())
+        bare_model.generate(ids, **settings.config_kwargs())
 
     def lmscope():
         stepper = Stepper(loaded, prompt, settings)

@@ -33,20 +33,30 @@ class GenerationSettings:
     stop_strings: tuple[str, ...] = ()
     seed: int | None = None
 
-    def generate_kwargs(self, tokenizer=None) -> dict:
-        """Keyword arguments for ``model.generate`` (and for lmscope's own setup, which calls it).
-
-        Args:
-            tokenizer: needed to turn ``bad_words`` into ``bad_words_ids`` and for stop strings.
-        """
+    def config_kwargs(self) -> dict:
+        """The settings that are GenerationConfig fields as they are (no tokenizer needed)."""
         kwargs = {k: v for k, v in asdict(self).items() if v is not None}
         for local_only in ("bad_words", "stop_strings", "seed"):
             kwargs.pop(local_only, None)
+        return kwargs
+
+    def generate_kwargs(self, tokenizer) -> dict:
+        """Keyword arguments for lmscope's own call of ``model.generate`` (see ``generation.prepare``).
+
+        ``bad_words`` become ``bad_words_ids``. Stop strings become transformers' own
+        ``StopStringCriteria`` passed as ``stopping_criteria``: ``generate`` drops ``tokenizer=``
+        when ``custom_generate`` is a callable (it keeps only that callable's own extra keyword
+        arguments), so ``stop_strings=`` alone would fail. ``generate`` merges the criterion with
+        the ones it builds itself, exactly as it would with ``stop_strings=`` and ``tokenizer=``.
+
+        Args:
+            tokenizer: the model's tokenizer.
+        """
+        kwargs = self.config_kwargs()
         if self.bad_words:
             kwargs["bad_words_ids"] = bad_words_ids(tokenizer, self.bad_words)
         if self.stop_strings:
-            kwargs["stop_strings"] = list(self.stop_strings)
-            kwargs["tokenizer"] = tokenizer
+            kwargs["stopping_criteria"] = stop_string_criteria(tokenizer, self.stop_strings)
         return kwargs
 
     def changed(self) -> tuple[tuple[str, str], ...]:
@@ -71,6 +81,26 @@ def bad_words_ids(tokenizer, words: tuple[str, ...]) -> list[list[int]]:
             if ids and ids not in sequences:
                 sequences.append(ids)
     return sequences
+
+
+def stop_string_criteria(tokenizer, stop_strings: tuple[str, ...]):
+    """transformers' ``StopStringCriteria`` for ``stop_strings``, in a ``StoppingCriteriaList``.
+
+    Raises:
+        SettingsError: the criterion cannot read this tokenizer's vocabulary. It maps every
+            token to its text by decoding it after a fixed prefix, which a word-level
+            vocabulary (such as the demo T5's) turns into ``<unk>``;
+            ``model.generate(stop_strings=...)`` fails the same way there.
+    """
+    from transformers import StoppingCriteriaList, StopStringCriteria
+
+    try:
+        return StoppingCriteriaList([StopStringCriteria(tokenizer, list(stop_strings))])
+    except ValueError:
+        raise SettingsError(
+            "--stop cannot be used with this model: transformers' stop strings cannot read its "
+            "tokenizer's vocabulary (model.generate(stop_strings=...) fails on it too)"
+        ) from None
 
 
 def validate(settings: GenerationSettings) -> None:
@@ -114,6 +144,6 @@ def _validate_with_transformers(settings: GenerationSettings) -> None:
     from transformers import GenerationConfig
 
     try:
-        GenerationConfig(**settings.generate_kwargs()).validate()
+        GenerationConfig(**settings.config_kwargs()).validate()
     except ValueError as error:
         raise SettingsError(first_line(error)) from None

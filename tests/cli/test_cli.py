@@ -86,3 +86,35 @@ def test_console_script_exit_code(tmp_path):
     done = subprocess.run([sys.executable, "-m", "lmscope", "llama", "--model", str(tmp_path / "x"), "--json"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_stop_flag_ends_the_run_at_the_stop_string(tiny_llama_dir, capsys):
+    argv = ["llama", "--model", str(tiny_llama_dir), "--prompt", "the quick", "--json", "--max-new-tokens", "12"]
+    _, free, _ = run(argv, capsys)
+    text = "".join(json.loads(line)["token"] for line in free.splitlines())
+    stop = text[len(text) // 2 :].strip()[:2]
+    code, out, err = run(argv + ["--stop", stop], capsys)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0, err
+    assert len(lines) < len(free.splitlines())
+    assert lines[-1]["finish_reason"] == "stop_string"
+    assert stop in "".join(line["token"] for line in lines)
+
+
+def test_bad_word_flag_bans_the_word_on_the_demo_t5(capsys):
+    argv = ["t5", "--prompt", "the dog sleeps", "--json"]
+    _, free, _ = run(argv, capsys)
+    code, out, err = run(argv + ["--bad-word", "das", "--bad-word", "der"], capsys)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0, err
+    assert {" das", " der"}.isdisjoint(line["token"] for line in lines)
+    assert "NoBadWordsLogitsProcessor" in [stage["name"] for stage in lines[0]["stages"]]
+    assert json.loads(free.splitlines()[0])["token"] == " der"  # what the ban changed
+
+
+def test_stop_flag_on_a_word_level_tokenizer_is_one_line_and_exit_2(capsys):
+    code, out, err = run(["t5", "--prompt", "the dog sleeps because the man opens the door", "--stop", "Tür",
+                          "--json"], capsys)
+    assert code == 2 and out == ""
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("lmscope: error: --stop cannot be used with this model") and err.count("lmscope:") == 1

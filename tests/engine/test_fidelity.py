@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lmscope.engine import models
-from lmscope.engine.settings import GenerationSettings
+from lmscope.engine.settings import GenerationSettings, bad_words_ids
 from lmscope.engine.stepper import Stepper
 
 PROMPT = "the quick brown fox"
@@ -45,10 +45,20 @@ def run_generate(loaded, settings, **extra):
         torch.manual_seed(settings.seed)
     out = loaded.model.generate(
         ids, return_dict_in_generate=True, output_scores=True, output_logits=True,
-        **settings.generate_kwargs(loaded.tokenizer), **extra,
+        **user_generate_kwargs(settings, loaded.tokenizer), **extra,
     )
     start = 1 if loaded.family == "t5" else ids.shape[1]  # T5's sequences begin with <pad>
     return out, out.sequences[0, start:].tolist()
+
+
+def user_generate_kwargs(settings: GenerationSettings, tokenizer) -> dict:
+    """What a user of ``model.generate`` passes for these settings: the oracle's arguments."""
+    kwargs = settings.config_kwargs()
+    if settings.bad_words:
+        kwargs["bad_words_ids"] = bad_words_ids(tokenizer, settings.bad_words)
+    if settings.stop_strings:
+        kwargs.update(stop_strings=list(settings.stop_strings), tokenizer=tokenizer)
+    return kwargs
 
 
 @pytest.mark.parametrize("name", list(SETTINGS))
@@ -119,3 +129,31 @@ def check_t5_attention(prompt, steps, out):
         np.testing.assert_allclose(step.attention.probs, stack(self_rows), atol=1e-4)
         np.testing.assert_allclose(step.cross_attention.probs, stack(cross_rows), atol=1e-4)
         assert step.cross_attention.probs.shape[-1] == len(prompt.input_ids)
+
+
+def test_stop_string_ends_generation_where_generate_does(loaded):
+    """``--stop``: a stop string taken from the middle of a greedy run stops both loops there."""
+    _, free_run = run_stepper(loaded, GenerationSettings(max_new_tokens=12))
+    text = "".join(step.token for step in free_run[:6])
+    stop = text[len(text) // 2 :].strip()[:3] or text[-1]
+    settings = GenerationSettings(max_new_tokens=12, stop_strings=(stop,))
+    _, steps = run_stepper(loaded, settings)
+    _, expected = run_generate(loaded, settings)
+    assert [s.token_id for s in steps] == expected
+    assert len(steps) < len(free_run)
+    assert steps[-1].finish_reason == "stop_string"
+    assert stop in "".join(step.token for step in steps)
+
+
+def test_bad_word_is_never_chosen_as_in_generate(loaded):
+    """``--bad-word``: the greedy run's second token banned; both loops pick the same others."""
+    _, free_run = run_stepper(loaded, GenerationSettings(max_new_tokens=8))
+    banned = free_run[1].token.strip()
+    settings = GenerationSettings(max_new_tokens=8, bad_words=(banned,))
+    _, steps = run_stepper(loaded, settings)
+    _, expected = run_generate(loaded, settings)
+    assert [s.token_id for s in steps] == expected
+    banned_ids = {ids[0] for ids in bad_words_ids(loaded.tokenizer, (banned,)) if len(ids) == 1}
+    assert free_run[1].token_id in banned_ids
+    assert banned_ids.isdisjoint(s.token_id for s in steps)
+    assert "NoBadWordsLogitsProcessor" in [stage.name for stage in steps[0].stages]

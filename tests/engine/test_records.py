@@ -30,7 +30,7 @@ def test_invalid_settings_name_the_flag(settings, message):
 def test_valid_settings_pass_and_become_generate_kwargs():
     settings = GenerationSettings(max_new_tokens=5, do_sample=True, temperature=0.5, seed=3)
     validate(settings)
-    assert settings.generate_kwargs() == {"max_new_tokens": 5, "do_sample": True, "temperature": 0.5}
+    assert settings.config_kwargs() == {"max_new_tokens": 5, "do_sample": True, "temperature": 0.5}
     assert ("seed", "3") in settings.changed()
 
 
