@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import fields
 from typing import Annotated, Optional
 
 import typer
@@ -17,7 +18,7 @@ from lmscope.engine.session import DEFAULT_PROMPTS, SessionOptions
 from lmscope.engine.settings import GenerationSettings
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich",
     help="Step through a language model's text generation one token at a time.",
 )
 
@@ -25,19 +26,20 @@ GEN = "Generation (GenerationConfig names)"
 Opt = typer.Option
 
 
-def _session(family: str, prompt, model, max_new_tokens, min_new_tokens, do_sample, temperature, top_k, top_p,
-             min_p, typical_p, repetition_penalty, no_repeat_ngram_size, bad_words, stop_strings, seed, top, chat,
-             device, dtype, prefill_rows, json_lines, headless, attention) -> None:
-    settings = GenerationSettings(
-        max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample, temperature=temperature,
-        top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p, repetition_penalty=repetition_penalty,
-        no_repeat_ngram_size=no_repeat_ngram_size, bad_words=tuple(bad_words or ()),
-        stop_strings=tuple(stop_strings or ()), seed=seed,
-    )
+def _session(family: str, flags: dict) -> None:
+    """Build the session from the command's flags (the names of its parameters) and run it."""
+    settings_names = {f.name for f in fields(GenerationSettings)}
+    settings = GenerationSettings(**{
+        name: tuple(value or ()) if name in ("bad_words", "stop_strings") else value
+        for name, value in flags.items() if name in settings_names
+    })
+    json_lines, headless, attention = flags["json_lines"], flags["headless"], flags["attention"]
+    prompt = flags["prompt"]
     options = SessionOptions(
-        family=family, prompt=DEFAULT_PROMPTS[family] if prompt is None else prompt, model=model, settings=settings,
-        device=device, dtype=dtype, top=top, chat=chat, capture_attention=attention or not (json_lines or headless),
-        prefill_rows=prefill_rows,
+        family=family, prompt=DEFAULT_PROMPTS[family] if prompt is None else prompt, model=flags["model"],
+        settings=settings, device=flags["device"], dtype=flags["dtype"], top=flags["top"], chat=flags["chat"],
+        capture_attention=attention or not (json_lines or headless), prefill_rows=flags["prefill_rows"],
+        breakpoints=tuple(flags["breakpoints"] or ()),
     )
     options.check()
     if json_lines or headless:
@@ -74,43 +76,67 @@ def _quiet_open_session(options: SessionOptions):
     return open_session(options)
 
 
+RUN = "Run"
+MODEL = "Model and device"
+OUT = "Output"
+DEBUG = "Debugger"
+
+
 def _command(family: str):
+    # The signature is the one list of flags: typer reads it, and the body passes it on whole.
     def command(
-        prompt: Annotated[Optional[str], Opt("--prompt", "-p", help="Text to generate from.")] = None,
-        model: Annotated[Optional[str], Opt(help="Hub id or local folder (default: the offline default).")] = None,
-        max_new_tokens: Annotated[int, Opt(rich_help_panel=GEN)] = 32,
-        min_new_tokens: Annotated[Optional[int], Opt(rich_help_panel=GEN)] = None,
-        do_sample: Annotated[bool, Opt("--do-sample", rich_help_panel=GEN)] = False,
-        temperature: Annotated[Optional[float], Opt(rich_help_panel=GEN)] = None,
-        top_k: Annotated[Optional[int], Opt(rich_help_panel=GEN)] = None,
-        top_p: Annotated[Optional[float], Opt(rich_help_panel=GEN)] = None,
-        min_p: Annotated[Optional[float], Opt(rich_help_panel=GEN)] = None,
-        typical_p: Annotated[Optional[float], Opt(rich_help_panel=GEN)] = None,
-        repetition_penalty: Annotated[Optional[float], Opt(rich_help_panel=GEN)] = None,
-        no_repeat_ngram_size: Annotated[Optional[int], Opt(rich_help_panel=GEN)] = None,
-        bad_words: Annotated[Optional[list[str]], Opt("--bad-word", help="Ban a word (repeatable).")] = None,
-        stop_strings: Annotated[Optional[list[str]], Opt("--stop", help="Stop at this text (repeatable).")] = None,
-        seed: Annotated[Optional[int], Opt(help="Seed torch before generating (sampling).")] = None,
-        top: Annotated[int, Opt(help="Candidates kept per stage.")] = 10,
-        chat: Annotated[bool, Opt("--chat", help="Apply the tokenizer's chat template.")] = False,
-        device: Annotated[str, Opt(help="auto, cpu, cuda or cuda:N.")] = "auto",
-        dtype: Annotated[str, Opt(help="auto, float32, bfloat16 or float16.")] = "auto",
-        prefill_rows: Annotated[int, Opt(help="Prompt attention rows kept at prefill.")] = 64,
-        json_lines: Annotated[bool, Opt("--json", help="Print one JSON object per token and exit.")] = False,
-        headless: Annotated[bool, Opt("--headless", help="Print a table per token instead of the TUI.")] = False,
-        attention: Annotated[bool, Opt("--attention", help="Include attention rows in --json output.")] = False,
+        prompt: Annotated[Optional[str], Opt("--prompt", "-p", metavar="TEXT", rich_help_panel=RUN,
+                                             help="Text to generate from.")] = None,
+        chat: Annotated[bool, Opt("--chat", metavar="", rich_help_panel=RUN, help="Apply the tokenizer's chat template.")] = False,
+        model: Annotated[Optional[str], Opt(metavar="ID_OR_PATH", rich_help_panel=MODEL,
+                                            help="Hub id or local folder (default: the offline default).")] = None,
+        device: Annotated[str, Opt(metavar="DEVICE", rich_help_panel=MODEL, help="auto, cpu, cuda or cuda:N.")] = "auto",
+        dtype: Annotated[str, Opt(metavar="DTYPE", rich_help_panel=MODEL,
+                                  help="auto, float32, bfloat16 or float16.")] = "auto",
+        max_new_tokens: Annotated[int, Opt(metavar="N", rich_help_panel=GEN)] = 32,
+        min_new_tokens: Annotated[Optional[int], Opt(metavar="N", rich_help_panel=GEN)] = None,
+        do_sample: Annotated[bool, Opt("--do-sample", metavar="", rich_help_panel=GEN, help="Sample instead of argmax.")] = False,
+        temperature: Annotated[Optional[float], Opt(metavar="T", rich_help_panel=GEN)] = None,
+        top_k: Annotated[Optional[int], Opt(metavar="K", rich_help_panel=GEN)] = None,
+        top_p: Annotated[Optional[float], Opt(metavar="P", rich_help_panel=GEN)] = None,
+        min_p: Annotated[Optional[float], Opt(metavar="P", rich_help_panel=GEN)] = None,
+        typical_p: Annotated[Optional[float], Opt(metavar="P", rich_help_panel=GEN)] = None,
+        repetition_penalty: Annotated[Optional[float], Opt(metavar="R", rich_help_panel=GEN)] = None,
+        no_repeat_ngram_size: Annotated[Optional[int], Opt(metavar="N", rich_help_panel=GEN)] = None,
+        bad_words: Annotated[Optional[list[str]], Opt("--bad-word", metavar="WORD", rich_help_panel=GEN,
+                                                      help="Ban a word (repeatable).")] = None,
+        stop_strings: Annotated[Optional[list[str]], Opt("--stop", metavar="TEXT", rich_help_panel=GEN,
+                                                         help="Stop once this text appears (repeatable).")] = None,
+        seed: Annotated[Optional[int], Opt(metavar="S", rich_help_panel=GEN,
+                                           help="Seed torch before generating (sampling).")] = None,
+        breakpoints: Annotated[Optional[list[str]], Opt("--break", metavar="EXPR", rich_help_panel=DEBUG,
+                                                        help="Stop after the first step where EXPR holds, e.g. "
+                                                             "'p < 0.3 or flip' (repeatable).")] = None,
+        top: Annotated[int, Opt(metavar="N", rich_help_panel=DEBUG, help="Candidates kept per stage.")] = 10,
+        prefill_rows: Annotated[int, Opt(metavar="N", rich_help_panel=DEBUG,
+                                         help="Prompt attention rows kept at prefill.")] = 64,
+        json_lines: Annotated[bool, Opt("--json", metavar="", rich_help_panel=OUT,
+                                        help="Print one JSON object per token and exit.")] = False,
+        headless: Annotated[bool, Opt("--headless", metavar="", rich_help_panel=OUT,
+                                      help="Print a table per token instead of the TUI.")] = False,
+        attention: Annotated[bool, Opt("--attention", metavar="", rich_help_panel=OUT,
+                                       help="Include attention rows in --json output.")] = False,
     ) -> None:
-        _session(family, prompt, model, max_new_tokens, min_new_tokens, do_sample, temperature, top_k, top_p,
-                 min_p, typical_p, repetition_penalty, no_repeat_ngram_size, bad_words, stop_strings, seed, top,
-                 chat, device, dtype, prefill_rows, json_lines, headless, attention)
+        _session(family, dict(locals()))
 
     return command
 
 
-app.command("llama", help="Step a decoder-only model (Llama, Mistral, Qwen2 ...). Default: SmolLM2-135M-Instruct.")(
-    _command("llama"))
-app.command("t5", help="Step an encoder-decoder T5 model. Default: lmscope's demo T5 (English to German).")(
-    _command("t5"))
+EXAMPLES = {
+    "llama": "lmscope llama --chat -p 'What is the capital of France?' --break 'p < 0.5'",
+    "t5": "lmscope t5 -p 'today the old king has found a red ball' --json",
+}
+
+
+app.command("llama", help="Step a decoder-only model (Llama, Mistral, Qwen2 ...). Default: SmolLM2-135M-Instruct.",
+            epilog=f"Example: {EXAMPLES['llama']}")(_command("llama"))
+app.command("t5", help="Step an encoder-decoder T5 model. Default: lmscope's demo T5 (English to German).",
+            epilog=f"Example: {EXAMPLES['t5']}")(_command("t5"))
 
 
 @app.command("fetch", help="Prepare the offline default Llama (first run: download and convert).")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lmscope.engine.errors import UserError
 from lmscope.engine.records import (
     AttentionRows, CacheStats, Candidate, LayerCache, PromptRecord, SessionInfo, Stage, StepRecord,
     TensorInfo,
@@ -281,7 +282,7 @@ class FakeEngine:
         self.recording = recording
         self.gate, self.gate_from, self.delay_s, self.fail_at = gate, gate_from, delay_s, fail_at
         self.error = error or RuntimeError(f"CUDA out of memory (fake) at step {fail_at}")
-        self.start_calls = self.step_calls = self.active = self.max_active = 0
+        self.start_calls = self.step_calls = self.rewind_calls = self.active = self.max_active = 0
         self.entered = threading.Event()
         """Set when a ``step`` call has begun, so a test knows the worker is inside it."""
         self._next, self._failed, self._lock = 0, False, threading.Lock()
@@ -299,8 +300,12 @@ class FakeEngine:
             self._next, self._failed = 0, False
             return self.recording.prompt
 
-    def step(self) -> StepRecord:
-        """Return the next recorded step, after the gate and the delay."""
+    def step(self, force: int | None = None) -> StepRecord:
+        """Return the next recorded step, after the gate and the delay.
+
+        With ``force`` the recorded step comes back choosing that id (``chosen_by="forced"``);
+        the steps after it are the recording's, so a fake session stays deterministic.
+        """
         with self._track():
             self.step_calls += 1
             self.entered.set()
@@ -314,7 +319,32 @@ class FakeEngine:
                 self._failed = True
                 raise self.error
             self._next += 1
-            return self.recording.steps[self._next - 1]
+            record = self.recording.steps[self._next - 1]
+            if force is None:
+                return record
+            return replace(record, token_id=force, token=self._text_of(force), chosen_by="forced",
+                           chosen_prob=None, raw_rank=None)
+
+    def rewind(self, step: int) -> None:
+        """The next ``step()`` returns recorded step ``step`` again."""
+        with self._track():
+            if not 0 <= step <= self._next:
+                raise UserError(f"cannot rewind to step {step}: steps 0 to {self._next} can be rewound to")
+            self.rewind_calls += 1
+            self._next = step
+
+    def first_token(self, text: str) -> tuple[int, str]:
+        """The fake vocabulary's token for ``text`` (as typed, or its first word with a space)."""
+        words = text.split()
+        for candidate in (text, " " + words[0] if words else text, words[0] if words else text):
+            if candidate in _vocab(self.info.family):
+                return token_id(self.info.family, candidate), candidate
+        raise UserError(f"{text!r} is not in the fake vocabulary")
+
+    def _text_of(self, forced_id: int) -> str:
+        index = _vocab_index(self.info.family, forced_id)
+        vocab = _vocab(self.info.family)
+        return vocab[index] if 0 <= index < len(vocab) else f"<{forced_id}>"
 
     def _track(self):
         """Count concurrent calls: ``max_active`` above 1 means two calls raced on one cache."""

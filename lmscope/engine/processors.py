@@ -78,9 +78,22 @@ def summarise(name: str, scores: torch.Tensor, top: int, previous_ids: torch.Ten
     )
 
 
-def to_stages(summaries: list[StageTensors], decode: Callable[[int], str]) -> tuple[Stage, ...]:
-    """Copy every stage to the CPU in one transfer and build the frozen records."""
-    packed = torch.stack([_pack(s) for s in summaries]).cpu().tolist()
+def to_stages(summaries: list[StageTensors], decode: Callable[[int], str],
+              extra: torch.Tensor | None = None) -> tuple[tuple[Stage, ...], list[float]]:
+    """Copy every stage, and ``extra`` numbers of the step, to the CPU in one transfer.
+
+    Args:
+        summaries: the stages, still on the device.
+        decode: token id -> display text.
+        extra: ``[n]`` more numbers of the step to bring along (the chosen token's probability
+            and rank), so a step still makes a single device-to-host copy.
+    Returns:
+        ``(stages, extra values)``.
+    """
+    rows = torch.stack([_pack(s) for s in summaries])
+    parts = [rows.flatten()] + ([extra.double()] if extra is not None else [])
+    flat = torch.cat(parts).cpu()
+    packed, extra_values = flat[: rows.numel()].view(rows.shape).tolist(), flat[rows.numel():].tolist()
     top = summaries[0].top_ids.numel()
     stages, previous_ids = [], None
     for summary, row in zip(summaries, packed):
@@ -92,7 +105,7 @@ def to_stages(summaries: list[StageTensors], decode: Callable[[int], str]) -> tu
         removed, reranked = _changes(previous_ids, row[3 * top : 4 * top], ids)
         stages.append(Stage(summary.name, candidates, removed, reranked, int(row[-2]), float(row[-1])))
         previous_ids = ids
-    return tuple(stages)
+    return tuple(stages), extra_values
 
 
 def _pack(summary: StageTensors) -> torch.Tensor:

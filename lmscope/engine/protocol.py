@@ -26,8 +26,16 @@ class Engine(Protocol):
         """Begin (or begin again): tokenize, prefill or encode, reset the cache and the seed."""
         ...
 
-    def step(self) -> StepRecord:
-        """Run one forward pass and choose one token. Raises if called when finished."""
+    def step(self, force: int | None = None) -> StepRecord:
+        """Run one forward pass and choose one token (``force``: this id). Raises if finished."""
+        ...
+
+    def rewind(self, step: int) -> None:
+        """Go back to just before ``step``: the next ``step()`` returns that step again."""
+        ...
+
+    def first_token(self, text: str) -> tuple[int, str]:
+        """The id and display text of the first token of ``text``, for forcing it."""
         ...
 
 

@@ -184,7 +184,8 @@ class StepRecord:
         step: 0-based index of the generated token.
         token_id: the chosen id.
         token: its decoded text.
-        chosen_by: ``"argmax"`` (greedy) or ``"sample"`` (multinomial over the last stage).
+        chosen_by: ``"argmax"`` (greedy), ``"sample"`` (multinomial over the last stage) or
+            ``"forced"`` (the user chose it: ``Stepper.step(force=...)``).
         stages: ``logits`` first, then one per processor in transformers' order.
         tensors: shapes of what this step's forward pass saw.
         cache: cache sizes after this step's forward pass.
@@ -193,6 +194,9 @@ class StepRecord:
         finished: True when this token ends generation.
         finish_reason: ``"eos"``, ``"max_new_tokens"``, ``"stop_string"`` or None.
         elapsed_s: seconds the step took, forward pass and recording included.
+        chosen_prob: the chosen token's probability in the final distribution (exact, also
+            when it is outside the stages' top-k); None in records that predate it.
+        raw_rank: the chosen token's 1-based rank in the raw logits (1 = their argmax).
     """
 
     step: int
@@ -207,6 +211,8 @@ class StepRecord:
     finished: bool = False
     finish_reason: str | None = None
     elapsed_s: float = 0.0
+    chosen_prob: float | None = None
+    raw_rank: int | None = None
 
     @property
     def entropy(self) -> float:

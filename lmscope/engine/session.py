@@ -28,6 +28,7 @@ class SessionOptions:
         chat: apply the tokenizer's chat template.
         capture_attention: record attention rows.
         prefill_rows: prompt rows of attention kept at prefill.
+        breakpoints: ``--break`` expressions (see ``engine.breakpoints``).
     """
 
     family: str
@@ -40,6 +41,7 @@ class SessionOptions:
     chat: bool = False
     capture_attention: bool = True
     prefill_rows: int = 64
+    breakpoints: tuple[str, ...] = ()
 
     def check(self) -> None:
         """Reject bad options before any model is loaded (one-line UserError)."""
@@ -50,6 +52,13 @@ class SessionOptions:
         if self.prefill_rows < 1:
             raise UserError("--prefill-rows must be at least 1")
         validate(self.settings)
+        self.parsed_breakpoints()
+
+    def parsed_breakpoints(self) -> list:
+        """The ``--break`` expressions, parsed (BreakpointError, a UserError, for a bad one)."""
+        from lmscope.engine.breakpoints import parse
+
+        return [parse(expr) for expr in self.breakpoints]
 
 
 def model_source(options: SessionOptions, progress: Callable[[str], None] | None = None) -> str:

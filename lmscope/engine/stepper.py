@@ -15,11 +15,13 @@ import torch
 from lmscope.engine import models
 from lmscope.engine.attention import AttentionRecorder, label_modules, recording
 from lmscope.engine.cache_stats import cache_stats
+from lmscope.engine.errors import UserError
 from lmscope.engine.generation import prepare
 from lmscope.engine.processors import run_stages, to_stages
 from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord
 from lmscope.engine.row_store import RowStore
 from lmscope.engine.settings import GenerationSettings
+from lmscope.engine.rewind import RngHistory, rewind_state
 from lmscope.engine.step_parts import Decoder, attention_rows, finish_reason
 from lmscope.engine.tensors import ForwardInputs, describe
 
@@ -48,6 +50,7 @@ class Stepper:
         self.info = _session_info(loaded, settings)
         self._state = None
         self._rows = RowStore()
+        self._rng = RngHistory(self.model.device)
 
     @property
     def finished(self) -> bool:
@@ -64,16 +67,29 @@ class Stepper:
         with recording(recorder):
             prepared = prepare(self.model, prompt_ids, self.settings.generate_kwargs(self.tokenizer))
         self._state = _State(prepared)
+        self._rng.clear()
         if self.family == "llama":
             self._state.pending = (*self._forward(recorder), recorder)
+            # Rewinding to step 0 chooses again from the prefill: keep its last logits only.
+            outputs, tensors, _ = self._state.pending
+            self._state.prefill = (_LastLogits(outputs.logits[:, -1:].clone()), tensors, recorder)
         return self._prompt_record(prompt_ids, recorder, time.perf_counter() - began)
 
-    def step(self) -> StepRecord:
-        """Generate one token and return everything recorded about it."""
+    def step(self, force: int | None = None) -> StepRecord:
+        """Generate one token and return everything recorded about it.
+
+        Args:
+            force: choose this token id instead of argmax or sampling. The processors still
+                run (their stages are recorded); the record says ``chosen_by="forced"``.
+        """
         if self.finished:
             raise RuntimeError("generation has finished; call start() to begin again")
+        if force is not None and not 0 <= force < self.info_vocab:
+            raise UserError(f"cannot force token id {force}: the vocabulary has ids 0 to {self.info_vocab - 1}")
         began = time.perf_counter()
         state = self._state
+        if state.config.do_sample:
+            self._rng.save(state.generated)  # the generator before this step samples: rewind restores it
         if state.pending:  # decoder-only step 0: the prefill already ran in start()
             outputs, tensors, recorder = state.pending
         else:
@@ -81,9 +97,40 @@ class Stepper:
             outputs, tensors = self._forward(recorder)
         state.pending = None
         with torch.no_grad():
-            token_id, chosen_by, summaries = self._choose(outputs)
+            token_id, chosen_by, summaries, chosen = self._choose(outputs, force)
         del outputs  # the prefill's logits can be large; keep nothing of the forward pass
-        return self._step_record(token_id, chosen_by, summaries, tensors, recorder, began)
+        return self._step_record(token_id, chosen_by, summaries, chosen, tensors, recorder, began)
+
+    def rewind(self, step: int) -> None:
+        """Go back to just before ``step`` (0-based): the next ``step()`` returns that step again.
+
+        The cache is cropped with transformers' own ``Cache.crop`` (T5: its self-attention half
+        only; the encoder's keys and values stay), the ids and the per-step model inputs are
+        truncated, and the random generator is restored to its state before that step sampled,
+        so stepping again reproduces the same tokens. No forward pass runs.
+
+        Raises:
+            UserError: ``step`` is not one of ``0 .. steps generated``.
+        """
+        state = self._state
+        if state is None:
+            raise RuntimeError("call start() before rewind()")
+        if not 0 <= step <= state.generated:
+            raise UserError(f"cannot rewind to step {step}: steps 0 to {state.generated} can be rewound to")
+        rewind_state(state, step, decoder_only=self.family == "llama")
+        self._rng.restore(step)
+
+    def first_token(self, text: str) -> tuple[int, str]:
+        """The id and display text of the first token the tokenizer makes of ``text`` (for forcing)."""
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        if not ids:
+            raise UserError(f"{text!r} makes no token: type some text to force")
+        return ids[0], self._decoder.token(ids[0])
+
+    @property
+    def info_vocab(self) -> int:
+        """Size of the model's output distribution (``d_vocab``)."""
+        return self.model.get_output_embeddings().weight.shape[0]
 
     # -- one iteration of transformers' _sample ---------------------------------------------
 
@@ -104,19 +151,22 @@ class Stepper:
             )
         return outputs, seen.tensors + describe({"logits": outputs.logits})
 
-    def _choose(self, outputs):
+    def _choose(self, outputs, force: int | None):
         state = self._state
         logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=state.input_ids.device)
         scores, summaries = run_stages(state.processors, state.input_ids, logits, self.top)
-        if state.config.do_sample:
-            probs = torch.nn.functional.softmax(scores, dim=-1)
+        probs = torch.nn.functional.softmax(scores, dim=-1)
+        if force is not None:
+            next_tokens, chosen_by = torch.tensor([force], device=scores.device), "forced"
+        elif state.config.do_sample:
             next_tokens, chosen_by = torch.multinomial(probs, num_samples=1).squeeze(1), "sample"
         else:
             next_tokens, chosen_by = torch.argmax(scores, dim=-1), "argmax"
+        chosen = chosen_numbers(logits, probs, next_tokens)
         state.input_ids = torch.cat([state.input_ids, next_tokens[:, None]], dim=-1)
         state.generated += 1
         state.stopped = bool(state.stopping_criteria(state.input_ids, scores)[0])
-        return int(next_tokens[0]), chosen_by, summaries
+        return int(next_tokens[0]), chosen_by, summaries, chosen
 
     # -- records -----------------------------------------------------------------------------
 
@@ -153,15 +203,16 @@ class Stepper:
             return describe({"input_ids": prompt_ids}) + self._inputs.encoder_tensors(self._state.model_kwargs)
         return self._state.pending[1]
 
-    def _step_record(self, token_id, chosen_by, summaries, tensors, recorder, began) -> StepRecord:
+    def _step_record(self, token_id, chosen_by, summaries, chosen, tensors, recorder, began) -> StepRecord:
         state = self._state
         query_len = state.input_ids.shape[1] - 1
+        stages, (chosen_prob, raw_rank) = to_stages(summaries, self._decoder.token, extra=chosen)
         return StepRecord(
             step=state.generated - 1,
             token_id=token_id,
             token=self._decoder.token(token_id),
             chosen_by=chosen_by,
-            stages=to_stages(summaries, self._decoder.token),
+            stages=stages,
             tensors=tensors,
             cache=self._cache_stats(),
             attention=attention_rows(recorder, "self", query_len, last_row_only=True),
@@ -169,6 +220,8 @@ class Stepper:
             finished=state.finished,
             finish_reason=finish_reason(state, token_id, self.settings) if state.finished else None,
             elapsed_s=time.perf_counter() - began,
+            chosen_prob=chosen_prob,
+            raw_rank=int(raw_rank),
         )
 
     def _cache_stats(self):
@@ -186,12 +239,34 @@ class _State:
         self.model_kwargs = prepared.model_kwargs
         self.prefilled = False
         self.pending = None
+        self.prefill = None
+        """Decoder-only: the prefill's (last logits, tensors, recorder), to choose step 0 again."""
         self.generated = 0
         self.stopped = False
 
     @property
     def finished(self) -> bool:
         return self.stopped
+
+
+class _LastLogits:
+    """Stands in for the prefill's outputs: ``logits [1, 1, d_vocab]`` of the last prompt position."""
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+
+
+def chosen_numbers(logits: torch.Tensor, probs: torch.Tensor, next_tokens: torch.Tensor) -> torch.Tensor:
+    """``[2]`` on the device: the chosen token's final probability and its 1-based rank in the raw logits.
+
+    Args:
+        logits: ``[1, d_vocab]`` raw float32 logits.
+        probs: ``[1, d_vocab]`` softmax of the final scores.
+        next_tokens: ``[1]`` the chosen id.
+    """
+    chosen_logit = logits[0, next_tokens[0]]
+    rank = (logits[0] > chosen_logit).sum() + 1
+    return torch.stack([probs[0, next_tokens[0]].double(), rank.double()])
 
 
 def _session_info(loaded: models.LoadedModel, settings: GenerationSettings) -> SessionInfo:

@@ -23,7 +23,8 @@ def step_to_dict(record: StepRecord, attention: bool = False) -> dict:
         "token_id": record.token_id,
         "token": record.token,
         "chosen": {"id": record.token_id, "token": record.token, "by": record.chosen_by,
-                   "prob": chosen.prob if chosen else None},
+                   "prob": record.chosen_prob if record.chosen_prob is not None else (chosen.prob if chosen else None),
+                   "raw_rank": record.raw_rank},
         "entropy": record.entropy,
         "stages": [_stage(stage) for stage in record.stages],
         "finished": record.finished,
@@ -60,6 +61,7 @@ def step_from_dict(data: dict) -> StepRecord:
         tensors=tuple(_tensor_from(t) for t in data["tensors"]), cache=_cache_from(data["cache"]),
         attention=_rows_from(data.get("attention")), cross_attention=_rows_from(data.get("cross_attention")),
         finished=data["finished"], finish_reason=data["finish_reason"], elapsed_s=data["elapsed_s"],
+        chosen_prob=data["chosen"].get("prob"), raw_rank=data["chosen"].get("raw_rank"),
     )
 
 
