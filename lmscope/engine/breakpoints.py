@@ -245,5 +245,5 @@ class _Parser:
 
 
 def _unquote(quoted: str) -> str:
-    body = quoted[1:-1]
-    return re.sub(r"\\(.)", r"\1", body)
+    """The string inside the quotes; only escaped quotes lose their backslash, so patterns keep ``\\d``."""
+    return re.sub(r"\\([\"'])", r"\1", quoted[1:-1])
