@@ -38,6 +38,7 @@ def parse_args():
     parser.add_argument("--steps", type=int, default=16, help="decode steps timed per variant and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--run-tokens", type=int, default=48, help="tokens for the generate() comparison")
+    parser.add_argument("--only", choices=("rng",), help="run just this measure (rng: generator state per step)")
     parser.add_argument("--prefill-child", choices=("sdpa", "capture"), help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -110,6 +111,24 @@ def measure_steps(loaded, bare_model, prompt: str, settings, args) -> tuple[floa
         bare_s.append(timed(bare.step, args.device))
         ours_s.append(timed(stepper.step, args.device))
     return statistics.median(bare_s), statistics.median(ours_s)
+
+
+def measure_rng(loaded, prompt: str, args) -> tuple[float, float]:
+    """Median seconds of a sampling step without and with the generator state kept for rewind.
+
+    Two Steppers on the same model and prompt, stepped alternately; in the first, saving the
+    state is switched off, so the difference is what rewinding's bookkeeping costs a step.
+    """
+    without, with_state = Stepper(loaded, prompt, SAMPLING), Stepper(loaded, prompt, SAMPLING)
+    without._rng.save = lambda step: None
+    for stepper in (without, with_state):
+        stepper.start()
+        stepper.step()
+    without_s, with_s = [], []
+    for _ in range(args.steps * args.rounds):
+        without_s.append(timed(without.step, args.device))
+        with_s.append(timed(with_state.step, args.device))
+    return statistics.median(without_s), statistics.median(with_s)
 
 
 def prefill_child(source: str, capture: bool, args) -> dict:
@@ -197,12 +216,16 @@ def main() -> None:
         source, attn_implementation="sdpa", dtype=loaded.model.dtype, local_files_only=True
     ).to(args.device).eval()
     prompt = long_prompt(loaded.tokenizer, args.context)
+    if args.only == "rng":
+        print_rng(measure_rng(loaded, prompt, args))
+        return
     results = {
         "greedy": measure_steps(loaded, bare_model, prompt, GREEDY, args),
         "sampling": measure_steps(loaded, bare_model, prompt, SAMPLING, args),
         "prefill": measure_prefill(source, args),
         "run": measure_run(loaded, bare_model, args),
         "retained": measure_retained(loaded, prompt, args),
+        "rng": measure_rng(loaded, prompt, args),
     }
     print_table(loaded, args, results)
 
@@ -233,9 +256,16 @@ def print_table(loaded, args, results) -> None:
         print(f"{name:<32}{base:<26}{ours:<22}{ratio:>7.3f}  {target}")
     print(f"{'heap retained per step':<32}{'':<26}{retained / 1024:<18.1f}KiB{'':>8}<= 256 KiB")
     print(f"{'attention rows written per step':<32}{'':<26}{written / 1024:<18.1f}KiB  (to the mapped row store)")
-    print(f"step_ratio={ours_g / bare_g:.3f} prefill_time_ratio={capture_s / sdpa_s:.3f} "
+    print_rng(results["rng"])
+    print(f"step_ratio={ours_g / bare_g:.3f} rng_ratio={results['rng'][1] / results['rng'][0]:.4f} prefill_time_ratio={capture_s / sdpa_s:.3f} "
           f"prefill_mem_ratio={capture_mem / sdpa_mem:.3f} run_ratio={lmscope_tps / generate_tps:.3f} "
           f"bytes_per_step={retained:.0f}")
+
+
+def print_rng(rng: tuple[float, float]) -> None:
+    without, with_state = rng
+    print(f"{'sampling step + RNG kept':<32}{f'without {without * 1e3:.1f} ms':<26}"
+          f"{f'with {with_state * 1e3:.1f} ms':<22}{with_state / without:>7.4f}  <= 1.01")
 
 
 if __name__ == "__main__":
