@@ -10,11 +10,11 @@ import pytest
 
 from lmscope.engine.records import AttentionRows
 from lmscope.testing import make_session
-from lmscope.tui.attention_rows import self_attention
-from lmscope.tui.heatmap import LEVELS, fit, pooled_levels, window
-from lmscope.tui.render import is_special, percent, stage_label, token_text
+from lmscope.tui.draw.attention_rows import self_attention
+from lmscope.tui.draw.heatmap import LEVELS, fit, pooled_levels, window
+from lmscope.tui.draw.render import is_special, percent, stage_label, token_text
 from lmscope.tui.view import View
-from lmscope.tui.stage_table import stage_table
+from lmscope.tui.draw.stage_table import stage_table
 
 
 @pytest.fixture(scope="module")

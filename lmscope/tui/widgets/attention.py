@@ -12,10 +12,10 @@ from textual.strip import Strip
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 
-from lmscope.tui.attention_rows import Matrix, self_attention
-from lmscope.tui.heatmap import fit
-from lmscope.tui.plot_canvas import Frame, build_frame, draw
-from lmscope.tui.render import base_style
+from lmscope.tui.draw.attention_rows import Matrix, self_attention
+from lmscope.tui.draw.heatmap import fit
+from lmscope.tui.draw.plot_canvas import Frame, build_frame, draw
+from lmscope.tui.draw.render import base_style
 from lmscope.tui.view import View
 
 

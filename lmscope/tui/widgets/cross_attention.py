@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lmscope.tui.attention_rows import Matrix, cross_attention
+from lmscope.tui.draw.attention_rows import Matrix, cross_attention
 from lmscope.tui.view import View
 from lmscope.tui.widgets.attention import HeatmapPlot
 

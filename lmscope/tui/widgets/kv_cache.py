@@ -15,7 +15,7 @@ from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
 
 from lmscope.engine.records import CacheStats, LayerCache
-from lmscope.tui.render import human_bytes
+from lmscope.tui.draw.render import human_bytes
 from lmscope.tui.view import View
 from lmscope.tui.widgets.tab_pane import CatchUpWhenShown
 

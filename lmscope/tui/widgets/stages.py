@@ -13,8 +13,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from lmscope.engine.records import StepRecord
-from lmscope.tui.render import base_style, text_strips, token_text
-from lmscope.tui.stage_table import stage_table
+from lmscope.tui.draw.render import base_style, text_strips, token_text
+from lmscope.tui.draw.stage_table import stage_table
 from lmscope.tui.view import View
 
 

@@ -10,7 +10,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from lmscope.tui.render import base_style, text_strips
+from lmscope.tui.draw.render import base_style, text_strips
 from lmscope.tui.view import View
 
 STATE_STYLES = {

@@ -14,8 +14,8 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from lmscope.tui.render import base_style
-from lmscope.tui.token_layout import TokensText, token_style
+from lmscope.tui.draw.render import base_style
+from lmscope.tui.draw.token_layout import TokensText, token_style
 from lmscope.tui.view import View
 
 class TokensPane(Widget):

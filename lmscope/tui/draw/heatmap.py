@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lmscope.tui.attention_rows import Matrix, head_row
+from lmscope.tui.draw.attention_rows import Matrix, head_row
 
 LEVELS = 24
 """Colour levels of the fixed scale; level ``round(sqrt(p) * (LEVELS - 1))``, -1 for no key yet."""

@@ -13,7 +13,7 @@ from rich.segment import Segment
 from rich.style import Style
 
 from lmscope.engine.records import Candidate, StepRecord
-from lmscope.tui.render import bar_color, compact_count, percent, stage_label, token_text, truncate
+from lmscope.tui.draw.render import bar_color, compact_count, percent, stage_label, token_text, truncate
 
 _RANK_WIDTH = 3
 

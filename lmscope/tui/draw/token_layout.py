@@ -13,7 +13,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
 
-from lmscope.tui.render import is_special, prob_color, token_text
+from lmscope.tui.draw.render import is_special, prob_color, token_text
 from lmscope.tui.view import View
 
 _SPECIAL_STYLE = "italic #c678dd"

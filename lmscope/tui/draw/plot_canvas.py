@@ -19,9 +19,9 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
 
-from lmscope.tui.heatmap import PALETTE, Grid
-from lmscope.tui.plotext_strips import plotext_style, to_strips
-from lmscope.tui.render import token_text, truncate
+from lmscope.tui.draw.heatmap import PALETTE, Grid
+from lmscope.tui.draw.plotext_strips import plotext_style, to_strips
+from lmscope.tui.draw.render import token_text, truncate
 
 LABEL_WIDTH = 8
 """Cells of the y tick labels (query tokens)."""
