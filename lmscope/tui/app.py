@@ -17,8 +17,10 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import TabbedContent
 
+from lmscope.engine.branches import BranchTree
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.actions import BrowseActions
+from lmscope.tui.control import CONTROL_ACTIONS, ControlActions
 from lmscope.tui.messages import EngineFailed, ModelLoaded, PromptEncoded, RunStopped, StepCompleted
 from lmscope.tui.palette import PaletteCommands
 from lmscope.tui.screen import PANES, DebuggerScreen
@@ -26,10 +28,10 @@ from lmscope.tui.view import View
 from lmscope.tui.widgets.tokens import TokensPane
 from lmscope.tui.workers import EngineWorkers
 
-_ENGINE_ACTIONS = {"step", "continue", "restart"}
+_ENGINE_ACTIONS = {"step", "continue", "restart"} | CONTROL_ACTIONS
 
 
-class LmscopeApp(PaletteCommands, BrowseActions, EngineWorkers, App):
+class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, App):
     """The debugger. ``engine_factory`` is called once, in a worker thread, to load the model.
 
     Args:
@@ -56,6 +58,8 @@ class LmscopeApp(PaletteCommands, BrowseActions, EngineWorkers, App):
         self._panes: list | None = None
         self.pause_requested = threading.Event()
         """Set by ``pause`` (and on quit); the stepping worker checks it between steps."""
+        self.branch_tree = BranchTree()
+        """The live branch and every continuation a rewind or a force set aside."""
 
     def get_default_screen(self) -> Screen:
         """The debugger screen."""
@@ -84,7 +88,11 @@ class LmscopeApp(PaletteCommands, BrowseActions, EngineWorkers, App):
         if action in _ENGINE_ACTIONS:
             if self.busy or self.engine is None or self.view.prompt is None:
                 return None
-            if action != "restart" and self.view.state == "finished":
+            if action in ("step", "continue") and (self.view.state == "finished" or not self.view.live):
+                return None
+            if action in CONTROL_ACTIONS and not self.view.live:
+                return None  # another branch is shown: resume it (t, r) or show the live one first
+            if action in ("rewind", "force_cursor") and self.view.index < 0:
                 return None
         if action == "pause" and self.view.state != "running":
             return None
@@ -104,7 +112,8 @@ class LmscopeApp(PaletteCommands, BrowseActions, EngineWorkers, App):
         self.pause_requested.clear()
         self.busy = True
         self.view = self.view.with_state(state)
-        self.run_steps(self.engine, limit, self.pause_requested)
+        text = "".join(step.token for step in self.view.steps)
+        self.run_steps(self.engine, limit, self.pause_requested, self.enabled_breakpoints(), text)
 
     def action_pause(self) -> None:
         """Ask the running continue to stop after the current step (p)."""
@@ -134,6 +143,7 @@ class LmscopeApp(PaletteCommands, BrowseActions, EngineWorkers, App):
         # pane after that makes the first frame the same on every run.
         self.call_after_refresh(self._focus_tokens_if_unfocused)
         self.busy = False
+        self.branch_tree = BranchTree()
         self.view = self.view.started(message.prompt)
 
     def _focus_tokens_if_unfocused(self) -> None:
@@ -143,7 +153,8 @@ class LmscopeApp(PaletteCommands, BrowseActions, EngineWorkers, App):
 
     def on_step_completed(self, message: StepCompleted) -> None:
         """Append the step to the history (the selection follows if it was on the newest step)."""
-        self.view = self.view.appended(message.record)
+        self.branch_tree.append(message.record)
+        self.view = self.view.appended(message.record, message.hit)
         # The history only grows until a restart, yet every full collection walks all of it:
         # with 500 steps (~140k objects) one took up to 100 ms, a visible stall on a key press
         # (benchmarks/bench_tui.py). Frozen objects are skipped; a restart unfreezes them.

@@ -31,9 +31,37 @@ class PromptEncoded(Message):
 
 @dataclass
 class StepCompleted(Message):
-    """``engine.step()`` returned one generated token."""
+    """``engine.step()`` returned one generated token.
+
+    Attributes:
+        record: the step.
+        hit: the status line of the breakpoint that held at this step, if one did.
+    """
 
     record: StepRecord
+    hit: str | None = None
+
+
+@dataclass
+class Rewound(Message):
+    """``engine.rewind(step)`` returned: the engine is back before ``step``.
+
+    Attributes:
+        step: the step the engine produces next.
+        forced: the token about to be forced there (None for a plain rewind).
+        resuming: the rewind begins re-running another branch (the live one keeps its steps).
+    """
+
+    step: int
+    forced: int | None = None
+    resuming: bool = False
+
+
+@dataclass
+class BranchResumed(Message):
+    """The engine re-ran a branch's tokens by forcing them: that branch is live again."""
+
+    branch: int
 
 
 @dataclass

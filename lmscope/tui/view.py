@@ -27,6 +27,11 @@ class View:
         head: selected head, or None for the mean over heads.
         show_ids: show token ids beside token texts.
         state: one of ``STATES``.
+        notice: a line for the status bar (which breakpoint held, which branch is shown).
+        marks: steps where a breakpoint held (marked in the Tokens pane).
+        cursor: ``(stage, rank)`` of the Stages pane's candidate cursor, None when hidden.
+        branch: the branch whose steps are shown.
+        live: False while a branch other than the one the engine holds is shown.
     """
 
     info: SessionInfo | None = None
@@ -37,6 +42,11 @@ class View:
     head: int | None = 0
     show_ids: bool = False
     state: str = "loading"
+    notice: str = ""
+    marks: frozenset[int] = frozenset()
+    cursor: tuple[int, int] | None = None
+    branch: int = 0
+    live: bool = True
 
     @property
     def selected(self) -> StepRecord | None:
@@ -66,20 +76,61 @@ class View:
 
     def started(self, prompt: PromptRecord) -> View:
         """A fresh session after ``start``: history cleared, the prompt selected."""
-        return replace(self, prompt=prompt, steps=(), index=-1, state="ready")
+        return replace(self, prompt=prompt, steps=(), index=-1, state="ready", notice="", marks=frozenset(),
+                       cursor=None, branch=0, live=True)
 
-    def appended(self, record: StepRecord) -> View:
-        """History with ``record`` added; the selection follows it if it was on the newest step."""
-        index = len(self.steps) if self.following else self.index
-        return replace(self, steps=(*self.steps, record), index=index)
+    def appended(self, record: StepRecord, hit: str | None = None) -> View:
+        """History with ``record`` added; the selection follows it if it was on the newest step.
+
+        Args:
+            record: the new step.
+            hit: the status line of a breakpoint that held at this step: the step is marked
+                and selected.
+        """
+        following = self.following or hit is not None
+        index = len(self.steps) if following else self.index
+        marks = self.marks | {record.step} if hit else self.marks
+        return replace(self, steps=(*self.steps, record), index=index, marks=marks,
+                       notice=hit or self.notice, cursor=None if following else self.cursor)
+
+    def rewound(self, step: int) -> View:
+        """History cut before ``step`` (a rewind); the step before it is selected."""
+        return replace(self, steps=self.steps[:step], index=step - 1, notice="", cursor=None,
+                       marks=frozenset(m for m in self.marks if m < step))
+
+    def showing(self, branch: int, steps: tuple[StepRecord, ...], live: bool, notice: str = "") -> View:
+        """Another branch's steps in every pane (no model work); its last step selected."""
+        return replace(self, steps=steps, index=len(steps) - 1, branch=branch, live=live, notice=notice,
+                       cursor=None, marks=frozenset(m for m in self.marks if m < len(steps)))
+
+    def with_cursor(self, delta: int) -> View:
+        """The Stages cursor moved ``delta`` candidates, stage by stage, rank by rank."""
+        record = self.selected
+        if record is None:
+            return self
+        cells = [(s, r) for s, stage in enumerate(record.stages) for r in range(len(stage.top))]
+        if self.cursor not in cells:
+            return replace(self, cursor=cells[0] if delta > 0 else cells[-1])
+        return replace(self, cursor=cells[(cells.index(self.cursor) + delta) % len(cells)])
+
+    @property
+    def cursor_candidate(self):
+        """The Candidate under the Stages cursor, or None."""
+        record = self.selected
+        if record is None or self.cursor is None:
+            return None
+        stage, rank = self.cursor
+        if stage < len(record.stages) and rank < len(record.stages[stage].top):
+            return record.stages[stage].top[rank]
+        return None
 
     def moved(self, delta: int) -> View:
         """Selection moved by ``delta`` steps, clamped to the prompt (-1) and the newest step."""
         return self.selecting(self.index + delta)
 
     def selecting(self, index: int) -> View:
-        """Selection at ``index``, clamped."""
-        return replace(self, index=min(max(index, -1), len(self.steps) - 1))
+        """Selection at ``index``, clamped (the Stages cursor goes with the old step)."""
+        return replace(self, index=min(max(index, -1), len(self.steps) - 1), cursor=None)
 
     def with_layer(self, delta: int) -> View:
         """Layer moved by ``delta``, wrapping around."""

@@ -12,8 +12,11 @@ import threading
 
 from textual import work
 
+from lmscope.engine.breakpoints import Breakpoint, hit_message, step_values
 from lmscope.engine.protocol import Engine, EngineFactory
-from lmscope.tui.messages import EngineFailed, ModelLoaded, PromptEncoded, RunStopped, StepCompleted
+from lmscope.tui.messages import (
+    BranchResumed, EngineFailed, ModelLoaded, PromptEncoded, Rewound, RunStopped, StepCompleted,
+)
 
 
 class EngineWorkers:
@@ -46,23 +49,71 @@ class EngineWorkers:
         self.post_message(PromptEncoded(prompt))
 
     @work(thread=True, group="engine", exit_on_error=False)
-    def run_steps(self, engine: Engine, limit: int | None, pause: threading.Event) -> None:
-        """Step ``limit`` times (None: until finished), stopping at a step boundary once ``pause`` is set.
+    def run_steps(self, engine: Engine, limit: int | None, pause: threading.Event,
+                  breakpoints: tuple[tuple[int, Breakpoint], ...] = (), text: str = "") -> None:
+        """Step ``limit`` times (None: until finished), stopping at a step boundary once ``pause``
+        is set or after a step where one of ``breakpoints`` holds.
 
         Args:
             engine: the engine; no other thread calls it while this runs.
             limit: how many steps at most.
             pause: checked before each step after the first, so a pause never interrupts a step.
+            breakpoints: the enabled breakpoints with their numbers (a snapshot: plain data).
+            text: the generated text so far, for the ``text`` field.
         """
-        done = 0
+        done, hit = 0, None
         try:
-            while not engine.finished and (limit is None or done < limit):
+            while not engine.finished and (limit is None or done < limit) and hit is None:
                 if done and pause.is_set():
                     break
-                self.post_message(StepCompleted(engine.step()))
+                record = engine.step()
+                text += record.token
+                hit = _first_hit(breakpoints, record, text)
+                self.post_message(StepCompleted(record, hit))
                 done += 1
             finished = engine.finished
         except Exception as error:
             self.post_message(EngineFailed(error, "step"))
             return
         self.post_message(RunStopped(finished=finished, paused=pause.is_set() and not finished))
+
+    @work(thread=True, group="engine", exit_on_error=False)
+    def control(self, engine: Engine, rewind_to: int, force: int | str | None = None,
+                replay: tuple[int, ...] = (), branch: int | None = None) -> None:
+        """Rewind, then force one token or re-run a branch's tokens, on the live cache.
+
+        Args:
+            engine: the engine.
+            rewind_to: the step the engine goes back before.
+            force: a token id to force there, or a text whose first token is forced.
+            replay: ids forced one after another to rebuild ``branch`` (their records are the
+                branch's own already: only the cache is rebuilt).
+            branch: the branch ``replay`` rebuilds.
+        """
+        try:
+            if isinstance(force, str):
+                force = engine.first_token(force)[0]
+            engine.rewind(rewind_to)
+            self.post_message(Rewound(rewind_to, force, resuming=branch is not None))
+            if force is not None:
+                self.post_message(StepCompleted(engine.step(force=force)))
+            for token_id in replay:
+                engine.step(force=token_id)
+            if branch is not None:
+                self.post_message(BranchResumed(branch))
+            finished = engine.finished
+        except Exception as error:
+            self.post_message(EngineFailed(error, "rewind"))
+            return
+        self.post_message(RunStopped(finished=finished, paused=False))
+
+
+def _first_hit(breakpoints, record, text: str) -> str | None:
+    """The status line of the first breakpoint that holds at ``record``, or None."""
+    if not breakpoints:
+        return None
+    values = step_values(record, text)
+    for number, breakpoint in breakpoints:
+        if breakpoint.holds(values):
+            return hit_message(number, breakpoint, values)
+    return None

@@ -46,3 +46,22 @@ def test_t5_cross_attention(snap_compare, size):
 def test_llama_kv_cache_and_ids(snap_compare):
     keys = ("c", "3", "i")
     assert snap_compare(recorded_app("llama", 12), terminal_size=(120, 40), run_before=partial(drive, keys=keys))
+
+
+def test_llama_breakpoint_hit(snap_compare):
+    """``b`` ``p < 0.5``, then ``c``: stopped after the first unsure step, marked in Tokens, named in the status."""
+    keys = ("b", "p", "space", "less_than_sign", "space", "0", "full_stop", "5", "enter", "c")
+    assert snap_compare(recorded_app("llama", 24), terminal_size=(120, 40), run_before=partial(drive, keys=keys))
+
+
+def test_llama_forced_candidate_and_cursor(snap_compare):
+    """Step 3 re-run with the logits stage's third candidate forced, the cursor on it."""
+    keys = ("n",) * 6 + ("left", "left", "tab", "tab", "down", "down", "down", "enter", "down", "down", "down")
+    assert snap_compare(recorded_app("llama", 24), terminal_size=(120, 40), run_before=partial(drive, keys=keys))
+
+
+def test_llama_branches_view(snap_compare):
+    """Two forks: a rewind at step 6, then a forced token at step 3; the branches tree open."""
+    keys = ("c", "home") + ("right",) * 7 + ("u", "n", "n", "left", "left", "f", "P", "a", "r", "i", "s", "enter",
+                                              "n", "t")
+    assert snap_compare(recorded_app("llama", 12), terminal_size=(120, 40), run_before=partial(drive, keys=keys))

@@ -31,8 +31,10 @@ class Column:
         self.inner = width - 1  # one cell of gap between columns
         self.token = max(1, self.inner - 6)
 
-    def cell(self, candidate: Candidate | None, chosen_id: int, removed: bool = False) -> list[Segment]:
-        """One candidate; struck and dim when the stage removed it, bold and ``▸`` when chosen."""
+    def cell(self, candidate: Candidate | None, chosen_id: int, removed: bool = False,
+             cursor: bool = False) -> list[Segment]:
+        """One candidate; struck and dim when the stage removed it, bold and ``▸`` when chosen,
+        reversed under the cursor (``enter`` forces it)."""
         if candidate is None:
             return [Segment(" " * self.width)]
         chosen = candidate.token_id == chosen_id
@@ -42,7 +44,9 @@ class Column:
                   Segment(token, _style("dim strike" if removed else ("bold" if chosen else ""))),
                   Segment(" " * (self.inner - 5 - cell_len(token))),
                   Segment(percent(candidate.prob), _style("dim" if removed else ("bold" if chosen else "")))]
-        if not removed:  # the bar: the first prob * width cells get a tinted background
+        if cursor:
+            pieces = [Segment(piece.text, (piece.style or Style()) + _style("reverse")) for piece in pieces]
+        elif not removed:  # the bar: the first prob * width cells get a tinted background
             pieces = _under_bar(pieces, round(candidate.prob * self.inner), _style(f"on {bar_color(candidate.prob)}"))
         return [*pieces, Segment(" ")]
 
@@ -70,8 +74,15 @@ def removed_candidates(record: StepRecord, index: int) -> list[Candidate]:
     return [before[i] for i in record.stages[index].removed if i in before]
 
 
-def stage_table(record: StepRecord, width: int, height: int) -> list[list[Segment]]:
-    """The pane's lines: 2 header rows, rank rows, then ``✗`` rows, fitted to the size."""
+def stage_table(record: StepRecord, width: int, height: int,
+                cursor: tuple[int, int] | None = None) -> list[list[Segment]]:
+    """The pane's lines: 2 header rows, rank rows, then ``✗`` rows, fitted to the size.
+
+    Args:
+        record: the step.
+        width, height: the pane's content size.
+        cursor: ``(stage, rank)`` of the candidate under the cursor, if any.
+    """
     stages = record.stages
     column = Column(max(8, (width - _RANK_WIDTH) // len(stages)))
     removed = [removed_candidates(record, i) for i in range(len(stages))]
@@ -80,8 +91,9 @@ def stage_table(record: StepRecord, width: int, height: int) -> list[list[Segmen
     lines = [_header(stages, column, True), _header(stages, column, False)]
     for rank in range(ranks):
         line = [Segment(f"{rank + 1:>2} ", _style("dim"))]
-        for stage in stages:
-            line += column.cell(stage.top[rank] if rank < len(stage.top) else None, record.token_id)
+        for index, stage in enumerate(stages):
+            line += column.cell(stage.top[rank] if rank < len(stage.top) else None, record.token_id,
+                                cursor=cursor == (index, rank))
         lines.append(line)
     for row in range(removed_rows):
         line = [Segment(" ✗ ", _style("dim"))]

@@ -54,15 +54,23 @@ class TokensText:
         self.lines.append([Segment(" " * self.INDENT)])
         self.column = self.INDENT
 
-    def token(self, token: str, token_id: int | None, color: str | None = None) -> None:
-        """One token on an alternating background; a newline token also breaks the line."""
+    def token(self, token: str, token_id: int | None, color: str | None = None, marked: bool = False) -> None:
+        """One token on an alternating background; a newline token also breaks the line.
+
+        ``marked`` (a breakpoint held at this step) puts a red ``●`` before it and underlines it.
+        """
         background = self.shades[len(self.where) % 2]
         shown = token_text(token)
         suffix = f":{token_id}" if self.view.show_ids and token_id is not None else ""
-        if self.column + cell_len(shown + suffix) > self.width and self.column > self.INDENT:
+        mark = "●" if marked else ""
+        if self.column + cell_len(mark + shown + suffix) > self.width and self.column > self.INDENT:
             self._newline()
+        if mark:
+            self.lines[-1].append(Segment(mark, token_style("bold #e5534b")))
+            self.column += 1
         special = is_special(token)
-        parts = [color or (_SPECIAL_STYLE if special else ""), "italic" if special else "", f"on {background}"]
+        parts = [color or (_SPECIAL_STYLE if special else ""), "italic" if special else "", f"on {background}",
+                 "underline" if marked else ""]
         self.where.append((len(self.lines) - 1, len(self.lines[-1])))
         self.lines[-1].append(Segment(shown, token_style(" ".join(p for p in parts if p))))
         if suffix:
@@ -83,11 +91,18 @@ class TokensText:
             self.token(prompt.decoder_start_token or "<pad>", prompt.decoder_start_id)
         return self.extend(self.view.steps)
 
-    def extend(self, steps: tuple) -> TokensText:
-        """Append generated tokens (a new step only adds to the last lines)."""
+    def extend(self, steps: tuple, view: View | None = None) -> TokensText:
+        """Append generated tokens (a new step only adds to the last lines).
+
+        Args:
+            steps: all steps; those beyond the ones laid out are added.
+            view: the View the new steps come with (their breakpoint marks).
+        """
+        self.view = view or self.view
         for step in steps[len(self.steps) :]:
             chosen = step.chosen
-            self.token(step.token, step.token_id, prob_color(chosen.prob if chosen else None))
+            self.token(step.token, step.token_id, prob_color(chosen.prob if chosen else None),
+                       marked=step.step in self.view.marks)
         self.steps = steps
         return self
 

@@ -8,6 +8,7 @@ a stage removed from the previous stage's top. Each column's header gives ``kept
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
@@ -22,18 +23,25 @@ class StagesPane(Widget):
     """The processor pipeline of the selected step."""
 
     can_focus = True
+    BINDINGS = [
+        Binding("down", "app.cursor(1)", "Next candidate", show=False),
+        Binding("up", "app.cursor(-1)", "Previous candidate", show=False),
+        Binding("enter", "app.force_cursor", "Force this", show=False),
+    ]
     current: reactive[View | None] = reactive(None, layout=False, repaint=False)
     """The View to show; set by the app (each pane decides when to repaint)."""
     _shown: StepRecord | None = None
+    _cursor: tuple[int, int] | None = None
     _key: tuple | None = None
     _strips: list[Strip] = []
 
     def watch_current(self, view: View | None) -> None:
         """Redraw when another step is selected; the title names the chosen token."""
         record = view.selected if view is not None else None
-        if record is self._shown and record is not None:
+        cursor = view.cursor if view is not None else None
+        if record is self._shown and record is not None and cursor == self._cursor:
             return
-        self._shown = record
+        self._shown, self._cursor = record, cursor
         if record is not None:
             chosen = record.chosen
             prob = f" p={chosen.prob:.2f}" if chosen else " (not in top)"
@@ -51,12 +59,14 @@ class StagesPane(Widget):
             return "waiting for the model…"
         if view.steps:
             return "the prompt (prefill) is selected: → shows step 1's processors"
+        if view.state == "loading":
+            return "encoding the prompt…"
         return "no step yet: n steps one token, c continues to the end"
 
     def render_line(self, y: int) -> Strip:
         """Line API: row ``y`` of the table, built once per record and size."""
         width, height = self.content_size
-        key = (self._shown, self.current is not None and bool(self.current.steps), width, height)
+        key = (self._shown, self._cursor, self.current is not None and bool(self.current.steps), width, height)
         if key != self._key:
             self._key, self._strips = key, self.lines(width, height)
         return self._strips[y] if y < len(self._strips) else Strip.blank(width, base_style(self))
@@ -67,5 +77,5 @@ class StagesPane(Widget):
         record = view.selected if view is not None else None
         if record is None or not record.stages:
             return text_strips(self.app.console, Text(self.hint(view), style="dim"), width, base)
-        lines = stage_table(record, width, height)
+        lines = stage_table(record, width, height, view.cursor)
         return [Strip(line).apply_style(base).crop_extend(0, width, base) for line in lines]

@@ -34,6 +34,8 @@ def progress_line(view: View) -> Text:
             text.append(f"  ended by {record.finish_reason}", style="bold")
     elif view.prompt is not None:
         text.append(f"  prefill {view.prompt.elapsed_s * 1000:.1f} ms")
+    if view.notice:
+        text.append(f"  {view.notice}", style="bold #d4a72c")
     if view.info is not None:
         settings = " ".join(f"{key}={value}" for key, value in view.info.settings) or "greedy"
         text.append(f"  │ {settings}", style="dim")

@@ -91,7 +91,7 @@ class TokensPane(Widget):
         elif len(view.steps) > len(layout.steps):
             changed = None
             first = len(layout.lines) - 1  # the last line may get more tokens
-            layout.extend(view.steps)
+            layout.extend(view.steps, view)
             self._strips[first:] = [layout.strip(i) for i in range(first, len(layout.lines))]
             if self._selected is not None and layout.where[self._selected][0] >= first:
                 self._selected = None  # its line was rebuilt without the highlight

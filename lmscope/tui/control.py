@@ -1,0 +1,132 @@
+"""Debugger control: breakpoints, rewind, force and branches, as app actions and message handlers.
+
+The engine does the work (rewind on the live cache, forced steps) in the ``control`` worker; the
+app keeps the branch tree and the breakpoints, and only ever asks. A rewind or a force never
+deletes history: the old continuation becomes a branch (``lmscope.engine.branches``).
+"""
+
+from __future__ import annotations
+
+from lmscope.engine.branches import BranchTree
+from lmscope.engine.breakpoints import BreakpointError, parse
+from lmscope.tui.messages import BranchResumed, Rewound
+from lmscope.tui.widgets.branches import BranchesScreen
+from lmscope.tui.widgets.breakpoints import BreakpointEntry, BreakpointsScreen
+from lmscope.tui.widgets.text_input import TextInputScreen
+
+CONTROL_ACTIONS = {"rewind", "force_text", "force_cursor"}
+"""Actions that call the engine: greyed while it is busy, like step."""
+
+
+class ControlActions:
+    """Mixin for the app: ``self.view``, ``self.engine``, ``self.busy`` and the workers are the app's."""
+
+    branch_tree: BranchTree
+    breakpoint_entries: tuple[BreakpointEntry, ...] = ()
+    _next_breakpoint = 1
+
+    # -- breakpoints ------------------------------------------------------------------------
+
+    def action_add_breakpoint(self) -> None:
+        """Ask for a condition (``b``); a bad one is explained inline and the input stays."""
+        self.push_screen(TextInputScreen("Break when", "p < 0.3 and not flip", _breakpoint_problem),
+                         self._breakpoint_added)
+
+    def _breakpoint_added(self, expr: str | None) -> None:
+        if expr:
+            entry = BreakpointEntry(self._next_breakpoint, parse(expr))
+            self._next_breakpoint += 1
+            self.breakpoint_entries = (*self.breakpoint_entries, entry)
+            self.notify(f"breakpoint {entry.number} `{expr}`: c stops after the step where it holds", markup=False)
+
+    def action_list_breakpoints(self) -> None:
+        """Enable, disable and delete breakpoints (``B``)."""
+        self.push_screen(BreakpointsScreen(self.breakpoint_entries), self._breakpoints_edited)
+
+    def _breakpoints_edited(self, entries: tuple[BreakpointEntry, ...] | None) -> None:
+        if entries is not None:
+            self.breakpoint_entries = entries
+
+    def enabled_breakpoints(self) -> tuple:
+        """``(number, Breakpoint)`` pairs for the stepping worker."""
+        return tuple((e.number, e.breakpoint) for e in self.breakpoint_entries if e.enabled)
+
+    # -- rewind and force -------------------------------------------------------------------
+
+    def action_rewind(self) -> None:
+        """Go back to just before the selected step (``u``); what followed becomes a branch."""
+        if self.check_action("rewind", ()) is True:
+            self._control(self.view.index)
+
+    def action_force_text(self) -> None:
+        """Force the first token of a text at the selected step (``f``)."""
+        if self.check_action("force_text", ()) is True:
+            target = max(self.view.index, 0)
+            self.push_screen(TextInputScreen(f"Force at step {target} the first token of",
+                                             "a word or any text", _force_problem),
+                             lambda text: self._control(target, force=text) if text else None)
+
+    def action_force_cursor(self) -> None:
+        """Rewind to the selected step and force the candidate under the Stages cursor (``enter``)."""
+        candidate = self.view.cursor_candidate
+        if candidate is not None and self.check_action("force_cursor", ()) is True:
+            self._control(self.view.index, force=candidate.token_id)
+
+    def action_cursor(self, delta: int) -> None:
+        """Move the Stages cursor over the selected step's candidates (``↑`` ``↓``)."""
+        self.view = self.view.with_cursor(delta)
+
+    def _control(self, step: int, force: int | str | None = None, replay: tuple[int, ...] = (),
+                 branch: int | None = None) -> None:
+        self.busy = True
+        self.view = self.view.with_state("stepping")
+        self.control(self.engine, step, force, replay, branch)
+
+    def on_rewound(self, message: Rewound) -> None:
+        """The engine is back before ``step``: the live branch forks there."""
+        if not message.resuming and message.step < len(self.branch_tree.live_branch.steps):
+            self.branch_tree.fork(message.step, message.forced)
+        self.view = self.view.rewound(message.step)
+
+    # -- branches ---------------------------------------------------------------------------
+
+    def action_branches(self) -> None:
+        """The tree of branches (``t``)."""
+        self.push_screen(BranchesScreen(self.branch_tree, self.view.branch), self._branch_chosen)
+
+    def _branch_chosen(self, choice: tuple[str, int] | None) -> None:
+        if choice is None:
+            return
+        what, branch_id = choice
+        if what == "show":
+            self.show_branch(branch_id)
+        elif branch_id == self.branch_tree.live:
+            self.show_branch(branch_id)
+        elif self.busy or self.engine is None:
+            self.notify("wait for the engine to finish before resuming a branch")
+        else:
+            common, ids = self.branch_tree.tokens_to_replay(branch_id)
+            self._control(common, replay=tuple(ids), branch=branch_id)
+
+    def show_branch(self, branch_id: int) -> None:
+        """Every pane shows ``branch_id``'s steps; no model work."""
+        live = branch_id == self.branch_tree.live
+        notice = "" if live else f"viewing branch {branch_id} (not live): t, then r resumes it"
+        self.view = self.view.showing(branch_id, self.branch_tree.branches[branch_id].steps, live, notice)
+
+    def on_branch_resumed(self, message: BranchResumed) -> None:
+        """The engine re-ran the branch's tokens: it is the live one, with its own records."""
+        self.branch_tree.switch(message.branch)
+        self.show_branch(message.branch)
+
+
+def _breakpoint_problem(expr: str) -> str | None:
+    try:
+        parse(expr)
+    except BreakpointError as error:
+        return str(error)
+    return None
+
+
+def _force_problem(text: str) -> str | None:
+    return None if text else "type the text whose first token to force"

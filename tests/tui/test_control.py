@@ -1,0 +1,145 @@
+"""Debugger control keys on the real app: breakpoints, rewind, force, branches."""
+
+from __future__ import annotations
+
+from lmscope.testing import screen_text
+from lmscope.tui.widgets.breakpoints import BreakpointsScreen
+from lmscope.tui.widgets.branches import BranchesScreen
+from lmscope.tui.widgets.text_input import TextInputScreen
+from lmscope.tui.widgets.tokens import TokensPane
+from tui_harness import running, settle
+
+
+async def type_text(pilot, text: str) -> None:
+    for char in text:
+        await pilot.press({" ": "space", "'": "apostrophe", "<": "less_than_sign", "=": "equals_sign"}.get(char, char))
+
+
+async def add_breakpoint(app, pilot, expr: str) -> None:
+    await pilot.press("b")
+    await pilot.pause()
+    await type_text(pilot, expr)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+async def test_b_adds_a_breakpoint_and_c_stops_after_the_step_where_it_holds():
+    async with running(steps=12) as (app, pilot, engine):
+        await add_breakpoint(app, pilot, "step == 4")
+        assert [e.breakpoint.expr for e in app.breakpoint_entries] == ["step == 4"]
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert len(app.view.steps) == 5 and app.view.index == 4 and app.view.state == "ready"
+        assert app.view.notice == "breakpoint 1 `step == 4`: step=4 at step 4"
+        assert "breakpoint 1 `step == 4`" in screen_text(app).splitlines()[0]
+        assert app.view.marks == {4}
+        assert "●" in app.query_one(TokensPane).text.plain
+        await pilot.press("c")  # c again goes on to the end
+        await settle(app, pilot)
+        assert len(app.view.steps) == 12 and app.view.state == "finished"
+
+
+async def test_a_bad_breakpoint_is_explained_inline_and_the_input_stays():
+    async with running() as (app, pilot, engine):
+        await add_breakpoint(app, pilot, "p <")
+        assert isinstance(app.screen, TextInputScreen)
+        assert "bad breakpoint `p <`: expected a value at column 4" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.breakpoint_entries == () and not isinstance(app.screen, TextInputScreen)
+
+
+async def test_breakpoints_list_disables_and_deletes():
+    async with running(steps=8) as (app, pilot, engine):
+        await add_breakpoint(app, pilot, "step == 2")
+        await add_breakpoint(app, pilot, "step == 5")
+        await pilot.press("B")
+        await pilot.pause()
+        assert isinstance(app.screen, BreakpointsScreen)
+        await pilot.press("space")  # disable the first
+        await pilot.press("down", "d")  # delete the second
+        await pilot.press("escape")
+        await pilot.pause()
+        assert [(e.number, e.enabled) for e in app.breakpoint_entries] == [(1, False)]
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert len(app.view.steps) == 8 and app.view.notice == ""
+
+
+async def test_u_rewinds_to_the_selected_step_and_keeps_the_rest_as_a_branch():
+    async with running(steps=8) as (app, pilot, engine):
+        await pilot.press("c")
+        await settle(app, pilot)
+        before = app.view.steps
+        await pilot.press("left", "left", "left")  # select step 4
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert engine.rewind_calls == 1 and len(app.view.steps) == 4 and app.view.index == 3
+        assert app.view.state == "ready"
+        kept = [b for b in app.branch_tree.branches.values() if b.id != app.branch_tree.live]
+        assert len(kept) == 1 and kept[0].steps == before and kept[0].fork_step == 4
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert app.view.steps[-1].step == 4 and app.view.steps[-1].token_id == before[4].token_id
+
+
+async def test_stages_cursor_and_enter_force_that_candidate():
+    async with running(steps=8) as (app, pilot, engine):
+        await pilot.press("n", "n", "n")
+        await settle(app, pilot)
+        await pilot.press("left")  # step 1
+        app.screen.query_one("#stages").focus()
+        await pilot.press("down", "down", "down")  # logits stage, rank 3
+        await pilot.pause()
+        candidate = app.view.cursor_candidate
+        assert app.view.cursor == (0, 2) and candidate is not None
+        await pilot.press("enter")
+        await settle(app, pilot)
+        forced = app.view.steps[-1]
+        assert (forced.step, forced.token_id, forced.chosen_by) == (1, candidate.token_id, "forced")
+        assert len(app.view.steps) == 2
+
+
+async def test_f_forces_the_first_token_of_a_text():
+    async with running(steps=8) as (app, pilot, engine):
+        await pilot.press("n", "n")
+        await settle(app, pilot)
+        await pilot.press("f")
+        await pilot.pause()
+        await type_text(pilot, "Paris")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        forced = app.view.steps[-1]
+        assert (forced.step, forced.token, forced.chosen_by) == (1, " Paris", "forced")
+
+
+async def test_branches_view_shows_and_resumes_a_branch_exactly():
+    async with running(steps=8) as (app, pilot, engine):
+        await pilot.press("c")
+        await settle(app, pilot)
+        original = app.view.steps
+        await pilot.press("home", "right", "right")  # step 1
+        await pilot.press("u")
+        await settle(app, pilot)
+        await pilot.press("n")
+        await settle(app, pilot)
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, BranchesScreen)
+        text = screen_text(app)
+        assert "branch 0" in text and "branch 1 · fork at step 1" in text and "(live)" in text
+        await pilot.press("down", "enter")  # show branch 1: no model work
+        await pilot.pause()
+        calls = engine.step_calls
+        assert app.view.steps == original and not app.view.live
+        assert app.check_action("step", ()) is None and app.check_action("rewind", ()) is None
+        assert "viewing branch 1" in screen_text(app).splitlines()[0]
+        assert engine.step_calls == calls
+        common, replay = app.branch_tree.tokens_to_replay(1)
+        assert replay == [s.token_id for s in original[common:]] and common >= 1
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("r")  # resume it: rewind, then force its tokens
+        await settle(app, pilot)
+        assert app.branch_tree.live == 1 and app.view.live and app.view.steps == original
+        assert engine.rewind_calls == 2 and engine.step_calls == calls + len(replay) and engine.max_active == 1
