@@ -67,6 +67,18 @@ DEFAULT_LABELS = {"llama": "SmolLM2-135M-Instruct (default)", "t5": "lmscope dem
 """How the status bar names a default model, rather than by its cache path."""
 
 
+def uses_chat(options: SessionOptions, tokenizer) -> bool:
+    """Whether to apply the chat template: ``--chat``, or the default prompt on a chat model.
+
+    The default prompt is a question; an instruct model (the default SmolLM2 is one) given it as
+    plain text answers with its end-of-turn token at once, so the default run wraps it the way the
+    model was trained to read questions. A prompt of the user's own is taken as it is.
+    """
+    if options.chat:
+        return True
+    return options.prompt == DEFAULT_PROMPTS[options.family] and bool(getattr(tokenizer, "chat_template", None))
+
+
 def open_session(options: SessionOptions, progress: Callable[[str], None] | None = None):
     """Load the model and build a Stepper (slow: call from a worker thread in a UI)."""
     from dataclasses import replace
@@ -79,6 +91,6 @@ def open_session(options: SessionOptions, progress: Callable[[str], None] | None
     if not options.model:
         loaded = replace(loaded, source=DEFAULT_LABELS[options.family])
     return Stepper(
-        loaded, options.prompt, options.settings, top=options.top, chat=options.chat,
+        loaded, options.prompt, options.settings, top=options.top, chat=uses_chat(options, loaded.tokenizer),
         capture_attention=options.capture_attention, prefill_rows=options.prefill_rows,
     )
