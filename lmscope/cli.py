@@ -39,7 +39,10 @@ def _session(family: str, prompt, model, max_new_tokens, min_new_tokens, do_samp
         device=device, dtype=dtype, top=top, chat=chat, capture_attention=attention or not (json_lines or headless),
         prefill_rows=prefill_rows,
     )
-    options.check()
+    from lmscope.engine.checks import check_before_loading, check_output_flags
+
+    check_output_flags(json_lines, headless, attention)
+    check_before_loading(options)
     if json_lines or headless:
         from lmscope.headless import run_headless
 
@@ -115,8 +118,10 @@ app.command("t5", help="Step an encoder-decoder T5 model. Default: lmscope's dem
 
 @app.command("fetch", help="Prepare the offline default Llama (first run: download and convert).")
 def fetch() -> None:
-    from lmscope.engine.defaults import ensure_default_llama
+    from lmscope.engine.checks import check_cache_writable
+    from lmscope.engine.defaults import cache_dir, ensure_default_llama
 
+    check_cache_writable(cache_dir())
     folder = ensure_default_llama()
     print(folder)
 
