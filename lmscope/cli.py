@@ -44,6 +44,9 @@ def _session(family: str, prompt, model, max_new_tokens, min_new_tokens, do_samp
     check_output_flags(json_lines, headless, attention)
     check_before_loading(options)
     if json_lines or headless:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # what matters became lmscope's own checks and lines
         from lmscope.headless import run_headless
 
         run_headless(options, json_lines=json_lines, attention=attention)
@@ -63,7 +66,9 @@ def run_tui(options: SessionOptions) -> None:
     model_source(options)
     os.environ.setdefault("TQDM_DISABLE", "1")  # loaders' progress bars would draw over the app
     factory = partial(_quiet_open_session, options)
-    make_app(factory, title=f"lmscope {options.family}").run()
+    result = make_app(factory, title=f"lmscope {options.family}").run()
+    if isinstance(result, BaseException):  # loading failed: the app has given the screen back
+        raise result
 
 
 def _quiet_open_session(options: SessionOptions):

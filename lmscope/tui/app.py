@@ -156,7 +156,13 @@ class LmscopeApp(PaletteCommands, BrowseActions, EngineWorkers, App):
         self.view = self.view.with_state(state)
 
     def on_engine_failed(self, message: EngineFailed) -> None:
-        """Show the error; keep the history so the steps before it stay browsable."""
+        """Show the error; keep the history so the steps before it stay browsable.
+
+        A failed load leaves nothing to browse: the app exits with the error as its result
+        (the CLI prints it as one line, exit 2) instead of showing "loading..." forever."""
+        if message.during == "load":
+            self.exit(result=message.error, return_code=2)
+            return
         self.get_screen_stack_root().query_one("#panes").loading = False
         self.busy = False
         self.view = self.view.with_state("error")
