@@ -66,9 +66,15 @@ def run_tui(options: SessionOptions) -> None:
     model_source(options)
     os.environ.setdefault("TQDM_DISABLE", "1")  # loaders' progress bars would draw over the app
     factory = partial(_quiet_open_session, options)
-    result = make_app(factory, title=f"lmscope {options.family}").run()
+    from lmscope.tui.signals import exit_on_signals
+
+    tui = make_app(factory, title=f"lmscope {options.family}")
+    with exit_on_signals(tui):
+        result = tui.run()
     if isinstance(result, BaseException):  # loading failed: the app has given the screen back
         raise result
+    if tui.return_code:  # 130 or 143: a signal ended the run at a step boundary
+        raise typer.Exit(tui.return_code)
 
 
 def _quiet_open_session(options: SessionOptions):

@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 
-from lmscope import cli
 from lmscope.cli import main
 from lmscope.engine.errors import UserError
 
@@ -110,5 +109,4 @@ def test_tui_load_failure_is_one_line_and_exit_2(monkeypatch, capsys):
 
     monkeypatch.setattr("lmscope.engine.session.model_source", lambda options: "x")
     monkeypatch.setattr("lmscope.tui.app.make_app", lambda factory, title: App())
-    monkeypatch.setattr(cli, "check_before_loading", lambda options: None, raising=False)
     assert fails(["t5"], capsys) == "lmscope: error: cannot load model 'x': broken"
