@@ -132,7 +132,7 @@ def _fetch_lock(parent: Path, report: Progress):
     uses the first one's result instead of deleting the GGUF it is reading."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(parent / f".{DEFAULT_LLAMA_NAME}.lock"))
+    lock = FileLock(str(parent / f"{DEFAULT_LLAMA_NAME}.lock"))  # kept: not a temp
     try:
         lock.acquire(timeout=0)
     except Timeout:
