@@ -47,6 +47,7 @@ def _session(family: str, prompt, model, max_new_tokens, min_new_tokens, do_samp
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()  # what matters became lmscope's own checks and lines
+        hf_logging.disable_progress_bar()  # stdout is the data; stderr keeps only lmscope lines
         from lmscope.headless import run_headless
 
         run_headless(options, json_lines=json_lines, attention=attention)
