@@ -147,6 +147,9 @@ class LmscopeApp(PaletteCommands, BrowseActions, EngineWorkers, App):
         # The history only grows until a restart, yet every full collection walks all of it:
         # with 500 steps (~140k objects) one took up to 100 ms, a visible stall on a key press
         # (benchmarks/bench_tui.py). Frozen objects are skipped; a restart unfreezes them.
+        # Collect first: freezing uncollected cycles would keep that garbage until a restart
+        # (~0.5 MiB a step). The collection walks only what this step made, the rest is frozen.
+        gc.collect()
         gc.freeze()
 
     def on_run_stopped(self, message: RunStopped) -> None:
