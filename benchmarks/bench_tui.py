@@ -16,8 +16,13 @@ prompt, attention rows up to ~540 keys). 500 steps are generated through the app
    ticker on the app records the largest gap between ticks, from the key until the step's
    result is shown (so it includes rendering the new step and the Footer's update).
 
+3. RSS growth per step: a second app continues through 700 steps of an already-built recording
+   (so the records themselves are not counted); the resident set size is read after step 200 and
+   after step 700, with a full collection before each reading. The difference over 500 steps is
+   what the TUI itself keeps per step (history view, caches, frozen garbage).
+
 Run: ``.venv/bin/python benchmarks/bench_tui.py``. Last line:
-``p95_key_to_frame_ms=X max_loop_stall_ms=Y`` (targets: 30 and 50).
+``p95_key_to_frame_ms=X max_loop_stall_ms=Y rss_kib_per_step=Z`` (targets: 30, 50 and 64).
 """
 
 from __future__ import annotations
@@ -98,6 +103,57 @@ async def loop_stall(app, pilot, engine: FakeEngine, steps: int = 5) -> float:
     return worst * 1000
 
 
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux ``/proc/self/statm``)."""
+    import os
+
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def rss_per_step(warm: int = 200, measured: int = 500) -> float:
+    """KiB of RSS the TUI keeps per step, over ``measured`` steps after ``warm`` ones."""
+    import gc
+
+    recording = make_session("llama", steps=warm + measured + 5, n_prompt=40, layers=30, heads=9, kv_heads=3,
+                             finish="max_new_tokens")
+    gate = threading.Event()
+    engine = FakeEngine(recording, gate=gate, gate_from=warm)
+    app = make_app(engine_factory(engine), theme="textual-dark")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await continue_to(app, pilot, gate, warm)
+        gc.collect()
+        before = rss_bytes()
+        engine.gate_from = warm + measured
+        gate.clear()
+        await continue_to(app, pilot, gate, warm + measured)
+        gc.collect()
+        after = rss_bytes()
+        steps = len(app.view.steps) - warm
+    return (after - before) / 1024 / max(steps, 1)
+
+
+async def rss_only() -> None:
+    """``bench_tui.py --rss``: only the memory figure (the latency part takes minutes)."""
+    print(f"RSS growth per step in the TUI: {await rss_per_step():.1f} KiB (target <= 64)")
+
+
+async def continue_to(app, pilot, gate: threading.Event, steps: int) -> None:
+    """``c`` until the history holds ``steps`` steps (the gate holds the next), then ``p``."""
+    began = time.perf_counter()
+    await pilot.press("c")
+    while len(app.view.steps) < steps:
+        if app._exception is not None or time.perf_counter() - began > 300:
+            raise RuntimeError("continuing stopped") from app._exception
+        await pilot.pause(0.05)
+    await pilot.press("p")
+    gate.set()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 def percentile(samples: list[float], q: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(samples)
@@ -129,8 +185,12 @@ async def main() -> None:
               f"{max(samples):>9.1f}{statistics.median(cpu):>9.1f}{percentile(cpu, 95):>9.1f}")
     worst_p95 = max(percentile(samples, 95) for samples, _ in rows.values())
     print(f"\nmax event-loop gap while {STEP_DELAY_S * 1000:.0f} ms steps ran and showed: {stall:.1f} ms")
-    print(f"p95_key_to_frame_ms={worst_p95:.1f} max_loop_stall_ms={stall:.1f}")
+    rss = await rss_per_step()
+    print(f"RSS growth per step in the TUI: {rss:.1f} KiB (target <= 64)")
+    print(f"p95_key_to_frame_ms={worst_p95:.1f} max_loop_stall_ms={stall:.1f} rss_kib_per_step={rss:.1f}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import sys
+
+    asyncio.run(rss_only() if "--rss" in sys.argv else main())

@@ -41,8 +41,15 @@ def _session(family: str, flags: dict) -> None:
         capture_attention=attention or not (json_lines or headless), prefill_rows=flags["prefill_rows"],
         breakpoints=tuple(flags["breakpoints"] or ()),
     )
-    options.check()
+    from lmscope.engine.checks import check_before_loading, check_output_flags
+
+    check_output_flags(json_lines, headless, attention)
+    check_before_loading(options)
     if json_lines or headless:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # what matters became lmscope's own checks and lines
+        hf_logging.disable_progress_bar()  # stdout is the data; stderr keeps only lmscope lines
         from lmscope.headless import run_headless
 
         run_headless(options, json_lines=json_lines, attention=attention)
@@ -62,7 +69,15 @@ def run_tui(options: SessionOptions) -> None:
     model_source(options)
     os.environ.setdefault("TQDM_DISABLE", "1")  # loaders' progress bars would draw over the app
     factory = partial(_quiet_open_session, options)
-    make_app(factory, title=f"lmscope {options.family}").run()
+    from lmscope.tui.signals import exit_on_signals
+
+    tui = make_app(factory, title=f"lmscope {options.family}")
+    with exit_on_signals(tui):
+        result = tui.run()
+    if isinstance(result, BaseException):  # loading failed: the app has given the screen back
+        raise result
+    if tui.return_code:  # 130 or 143: a signal ended the run at a step boundary
+        raise typer.Exit(tui.return_code)
 
 
 def _quiet_open_session(options: SessionOptions):
@@ -141,8 +156,10 @@ app.command("t5", help="Step an encoder-decoder T5 model. Default: lmscope's dem
 
 @app.command("fetch", help="Prepare the offline default Llama (first run: download and convert).")
 def fetch() -> None:
-    from lmscope.engine.defaults import ensure_default_llama
+    from lmscope.engine.checks import check_cache_writable
+    from lmscope.engine.defaults import cache_dir, ensure_default_llama
 
+    check_cache_writable(cache_dir())
     folder = ensure_default_llama()
     print(folder)
 

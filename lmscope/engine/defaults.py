@@ -19,6 +19,7 @@ them, so importing it is cheap.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import shutil
@@ -30,7 +31,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-from lmscope.engine.errors import UserError
+from lmscope.engine.errors import UserError, first_line
 
 DEFAULT_LLAMA_NAME = "SmolLM2-135M-Instruct"
 """The default Llama, and the name of its converted folder inside `cache_dir()`."""
@@ -116,11 +117,45 @@ def ensure_default_llama(progress: Progress | None = None) -> Path:
     if is_complete(target):
         return target
     report = progress or _print_stage
-    started = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(target.parent)
+    with _fetch_lock(target.parent, report):
+        if is_complete(target):  # another lmscope built it while this one waited
+            return target
+        # Holding the lock, every temp left in the cache belongs to a run that died (kill -9).
+        _remove_stale_temps(target.parent, min_age_s=0.0)
+        return _build_default_llama(target, report)
+
+
+@contextlib.contextmanager
+def _fetch_lock(parent: Path, report: Progress):
+    """Hold an exclusive lock over building the default Llama: a second lmscope waits, then
+    uses the first one's result instead of deleting the GGUF it is reading."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(parent / f"{DEFAULT_LLAMA_NAME}.lock"))  # kept: not a temp
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        report("another lmscope is preparing the default model: waiting for it")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _build_default_llama(target: Path, report: Progress) -> Path:
+    started = time.perf_counter()
     gguf, ours = _find_or_fetch_gguf(report)
-    _build_atomically(target, lambda folder: convert_gguf(gguf, folder, report))
+    try:
+        _build_atomically(target, lambda folder: convert_gguf(gguf, folder, report))
+    except (ValueError, KeyError, RuntimeError, OSError) as error:
+        if ours:
+            raise
+        raise DefaultModelUnavailable(
+            f"{gguf} cannot be converted ({first_line(error)}): point {GGUF_ENV} at SmolLM2-135M-Instruct's "
+            "GGUF or unset it"
+        ) from None
     if ours:
         gguf.unlink(missing_ok=True)
     report(f"ready in {time.perf_counter() - started:.0f} s: {target}")
@@ -273,13 +308,13 @@ def _remove_tree(folder: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def _remove_stale_temps(parent: Path) -> None:
+def _remove_stale_temps(parent: Path, min_age_s: float = STALE_TEMP_S) -> None:
     """Delete build folders and partial GGUFs that interrupted runs left in ``parent``."""
     now = time.time()
     for prefix in (f".{DEFAULT_LLAMA_NAME}.tmp-", f".{GGUF_NAME}."):
         for leftover in parent.glob(prefix + "*"):
             try:
-                if now - leftover.stat().st_mtime < STALE_TEMP_S:
+                if now - leftover.stat().st_mtime < min_age_s:
                     continue
                 if leftover.is_dir():
                     shutil.rmtree(leftover, ignore_errors=True)

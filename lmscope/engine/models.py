@@ -114,6 +114,7 @@ def _load_config(source: str):
 
 
 def _load_weights(source: str, family: str, torch_dtype):
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from lmscope.engine.attention import ATTENTION_NAME, register
@@ -126,6 +127,6 @@ def _load_weights(source: str, family: str, torch_dtype):
         model = auto_class.from_pretrained(
             source, dtype=torch_dtype, attn_implementation=ATTENTION_NAME, local_files_only=local
         )
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SafetensorError) as error:  # missing, truncated or damaged files
         raise ModelError(f"cannot load model {source!r}: {first_line(error)}") from None
     return model, tokenizer

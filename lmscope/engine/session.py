@@ -76,6 +76,18 @@ DEFAULT_LABELS = {"llama": "SmolLM2-135M-Instruct (default)", "t5": "lmscope dem
 """How the status bar names a default model, rather than by its cache path."""
 
 
+def uses_chat(options: SessionOptions, tokenizer) -> bool:
+    """Whether to apply the chat template: ``--chat``, or the default prompt on a chat model.
+
+    The default prompt is a question; an instruct model (the default SmolLM2 is one) given it as
+    plain text answers with its end-of-turn token at once, so the default run wraps it the way the
+    model was trained to read questions. A prompt of the user's own is taken as it is.
+    """
+    if options.chat:
+        return True
+    return options.prompt == DEFAULT_PROMPTS[options.family] and bool(getattr(tokenizer, "chat_template", None))
+
+
 def open_session(options: SessionOptions, progress: Callable[[str], None] | None = None):
     """Load the model and build a Stepper (slow: call from a worker thread in a UI)."""
     from dataclasses import replace
@@ -87,7 +99,22 @@ def open_session(options: SessionOptions, progress: Callable[[str], None] | None
     loaded = models.load(model_source(options, progress), options.family, options.device, options.dtype)
     if not options.model:
         loaded = replace(loaded, source=DEFAULT_LABELS[options.family])
-    return Stepper(
-        loaded, options.prompt, options.settings, top=options.top, chat=options.chat,
+    stepper = Stepper(
+        loaded, options.prompt, options.settings, top=options.top, chat=uses_chat(options, loaded.tokenizer),
         capture_attention=options.capture_attention, prefill_rows=options.prefill_rows,
     )
+    check_fits(loaded, len(loaded.tokenizer(options.prompt).input_ids), options.settings.max_new_tokens)
+    return stepper
+
+
+def check_fits(loaded, prompt_tokens: int, max_new_tokens: int) -> None:
+    """Refuse a prompt that leaves no room in the model's positions (transformers would only
+    warn, then compute garbage or fail mid-run). T5's relative positions have no such limit."""
+    limit = getattr(loaded.model.config, "max_position_embeddings", None)
+    if loaded.family != "llama" or not limit:
+        return
+    if prompt_tokens + max_new_tokens > limit:
+        raise UserError(
+            f"the prompt is {prompt_tokens} tokens and --max-new-tokens {max_new_tokens}, but the model reads at "
+            f"most {limit} positions: shorten the prompt or lower --max-new-tokens"
+        )

@@ -13,7 +13,8 @@ class Decoder:
     """Token id -> display text, cached: ``decode([id])`` keeps spaces and special tokens.
 
     Byte-fallback pieces (half of a UTF-8 character, as Chinese prompts produce) decode to
-    U+FFFD alone; for those the vocabulary piece (``<0xE4>``) is shown instead. SentencePiece
+    U+FFFD alone; for those the vocabulary piece (``<0xE4>``) is shown instead, and a byte-level
+    BPE piece (``ðŁ``: GPT-2's printable stand-ins for bytes) as the bytes it is (``<0xF0><0x9F>``). SentencePiece
     pieces that start a word (``▁der``) lose their space when decoded alone; it is put back so
     tokens read as the text they make.
     """
@@ -28,11 +29,34 @@ class Decoder:
             text = self.tokenizer.decode([token_id], skip_special_tokens=False)
             piece = str(self.tokenizer.convert_ids_to_tokens(token_id))
             if REPLACEMENT in text:
-                text = piece
+                text = byte_notation(piece)
             elif piece.startswith(WORD_START) and not text.startswith(" "):
                 text = " " + text
             self._texts[token_id] = text
         return text
+
+
+def byte_notation(piece: str) -> str:
+    """A byte-level BPE piece as text: whole UTF-8 characters as themselves, stray bytes as
+    ``<0xNN>``; ``"ĠåĴ"`` -> ``" <0xE5><0x92>"``. A piece that is not byte-level (SentencePiece's
+    ``<0xE4>``) comes back as it is."""
+    table = _unicode_to_bytes()
+    if not piece or any(char not in table for char in piece):
+        return piece
+    text = bytes(table[char] for char in piece).decode("utf-8", errors="surrogateescape")
+    return "".join(f"<0x{ord(c) - 0xDC00:02X}>" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in text)
+
+
+def _unicode_to_bytes() -> dict[str, int]:
+    global _BYTE_TABLE
+    if _BYTE_TABLE is None:
+        from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+        _BYTE_TABLE = {char: byte for byte, char in bytes_to_unicode().items()}
+    return _BYTE_TABLE
+
+
+_BYTE_TABLE: dict[str, int] | None = None
 
 
 def attention_rows(recorder: AttentionRecorder, kind: str, query_len: int,

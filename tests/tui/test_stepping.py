@@ -133,16 +133,3 @@ async def test_ui_answers_keys_while_the_model_loads(gates):
         load_gate.set()
         await settle(app, pilot)
         assert app.view.state == "ready" and not app.screen.query_one("#panes").loading
-
-
-async def test_a_failed_model_load_is_shown_and_the_app_stays_up():
-    def broken_factory():
-        raise OSError("no such model: nope/nope")
-
-    app = make_app(broken_factory, theme="textual-dark")
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(app, pilot)
-        assert app.view.state == "error" and app.engine is None and not app.busy
-        assert any("no such model" in n.message for n in app._notifications)
-        assert not app.screen.query_one("#panes").loading
-        assert app.check_action("step", ()) is None

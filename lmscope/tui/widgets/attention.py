@@ -12,6 +12,7 @@ from textual.strip import Strip
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 
+from lmscope.tui.identity import Same
 from lmscope.tui.draw.attention_rows import Matrix, self_attention
 from lmscope.tui.draw.heatmap import fit
 from lmscope.tui.draw.plot_canvas import Frame, build_frame, draw
@@ -56,7 +57,7 @@ class HeatmapPlot(PlotextPlot):
     def watch_current(self, view: View | None) -> None:
         """Refresh only when what this pane shows changed (not on a state change or a new step
         appended while an older one is selected)."""
-        shown = None if view is None else (id(view.prompt), view.index, view.layer, view.head)
+        shown = None if view is None else (Same(view.prompt), view.index, view.layer, view.head)
         if shown != self._shown:
             self._shown = shown
             self.refresh()

@@ -15,6 +15,7 @@ from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
 
 from lmscope.engine.records import CacheStats, LayerCache
+from lmscope.tui.identity import Same
 from lmscope.tui.draw.render import human_bytes
 from lmscope.tui.view import View
 from lmscope.tui.widgets.tab_pane import CatchUpWhenShown
@@ -75,9 +76,9 @@ class KVCachePane(CatchUpWhenShown, VerticalScroll):
 
     def show_view(self, view: View | None) -> None:
         """Update when the selection or the history changed."""
-        if view is None or view.prompt is None or (id(view.prompt), view.index) == self._shown:
+        if view is None or view.prompt is None or (Same(view.prompt), view.index) == self._shown:
             return
-        self._shown = (id(view.prompt), view.index)
+        self._shown = (Same(view.prompt), view.index)
         record = view.selected
         stats = record.cache if record is not None else view.prompt.cache
         where = f"step {view.index + 1}" if record is not None else "the prompt"

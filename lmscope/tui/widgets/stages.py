@@ -66,7 +66,8 @@ class StagesPane(Widget):
     def render_line(self, y: int) -> Strip:
         """Line API: row ``y`` of the table, built once per record and size."""
         width, height = self.content_size
-        key = (self._shown, self._cursor, self.current is not None and bool(self.current.steps), width, height)
+        # the hint is part of the key: it changes when the prompt arrives, with no record selected
+        key = (self._shown, self._cursor, self.hint(self.current), width, height)
         if key != self._key:
             self._key, self._strips = key, self.lines(width, height)
         return self._strips[y] if y < len(self._strips) else Strip.blank(width, base_style(self))

@@ -10,6 +10,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
+from lmscope.tui.identity import Same
 from lmscope.tui.draw.render import base_style, text_strips
 from lmscope.tui.view import View
 
@@ -63,8 +64,8 @@ class StatusBar(Widget):
     def render_line(self, y: int) -> Strip:
         """Line API: the two lines, rendered once per View and width."""
         width = self.content_size.width
-        if self._key != (id(self.current), width):
-            self._key = (id(self.current), width)
+        if self._key != (Same(self.current), width, self.content_size.height):
+            self._key = (Same(self.current), width, self.content_size.height)
             self._strips = text_strips(self.app.console, self.lines(), width, base_style(self))
         return self._strips[y] if y < len(self._strips) else Strip.blank(width, base_style(self))
 

@@ -14,6 +14,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
+from lmscope.tui.identity import Same
 from lmscope.tui.draw.render import base_style
 from lmscope.tui.draw.token_layout import TokensText, token_style
 from lmscope.tui.view import View
@@ -82,7 +83,7 @@ class TokensPane(Widget):
             return None
         width, height = self.content_size
         changed: set[int] | None = set()
-        key = (id(view.prompt), view.show_ids, width, self.app.theme)
+        key = (Same(view.prompt), view.show_ids, width, self.app.theme)
         layout = self._layout[1] if self._layout is not None and self._layout[0] == key else None
         if layout is None or not layout.extends_to(view.steps):
             layout = TokensText(view, self._shades(), width).build()

@@ -7,6 +7,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable
 
 from lmscope.engine.records import TensorInfo
+from lmscope.tui.identity import Same
 from lmscope.tui.view import View
 from lmscope.tui.widgets.tab_pane import CatchUpWhenShown
 
@@ -42,9 +43,9 @@ class VariablesPane(CatchUpWhenShown, DataTable):
             return
         record = view.selected
         source = record if record is not None else view.prompt
-        if (id(source), view.index) == self._shown:
+        if (Same(source), view.index) == self._shown:
             return
-        self._shown = (id(source), view.index)
+        self._shown = (Same(source), view.index)
         self.clear()
         for info in source.tensors:
             cells = (info.name, str(list(info.shape)), info.dtype, preview(info))

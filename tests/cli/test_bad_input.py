@@ -1,0 +1,112 @@
+"""Every bad input is one `lmscope: error:` line and exit 2, before any model loads (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from lmscope.cli import main
+from lmscope.engine.errors import UserError
+
+
+def fails(argv, capsys, *needles):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("lmscope: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[-1]
+    return lines[-1]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["t5", "--json", "--headless"], "--json and --headless"),
+    (["t5", "--attention"], "--attention"),
+    (["t5", "--attention", "--headless"], "--attention"),
+    (["t5", "--chat", "--json"], "chat template"),
+    (["t5", "--json", "--seed", str(2**64)], "--seed"),
+    (["t5", "--json", "--seed", str(-(2**63) - 1)], "--seed"),
+    (["t5", "--json", "--min-new-tokens", "5", "--max-new-tokens", "2"], "--min-new-tokens"),
+    (["t5", "--json", "--device", "cuda:7"], "cuda:7"),
+    (["t5", "--json", "--device", "tpu"], "unknown device"),
+    (["t5", "--json", "--dtype", "float8"], "unknown dtype"),
+    (["t5", "--json", "--prompt", "a\udcff b"], "UTF-8"),
+])
+def test_flag_errors(argv, needle, capsys):
+    fails(argv, capsys, needle)
+
+
+def test_invalid_utf8_argv_in_a_real_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    result = subprocess.run([sys.executable, "-m", "lmscope", "t5", "--json", "--prompt", b"a\xff b"],
+                            capture_output=True, env=env)
+    assert result.returncode == 2 and result.stderr.decode().startswith("lmscope: error: the prompt is not valid UTF-8")
+
+
+def test_model_folder_errors(tmp_path, tiny_t5_dir, tiny_llama_dir, capsys):
+    fails(["t5", "--json", "--model", str(tmp_path / "missing")], capsys, "does not exist")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fails(["t5", "--json", "--model", str(empty)], capsys, "is empty")
+    (empty / "README").write_text("x")
+    fails(["t5", "--json", "--model", str(empty)], capsys, "no config.json")
+    garbage = tmp_path / "garbage"
+    shutil.copytree(tiny_llama_dir, garbage)
+    (garbage / "config.json").write_text("{not json")
+    fails(["llama", "--json", "--model", str(garbage)], capsys, "not valid JSON")
+    (garbage / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    fails(["llama", "--json", "--model", str(garbage)], capsys, "'vit' is not supported")
+    fails(["t5", "--json", "--model", str(tiny_llama_dir)], capsys, "run `lmscope llama`")
+    fails(["llama", "--json", "--model", str(tiny_t5_dir)], capsys, "run `lmscope t5`")
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64, b"garbage that is no safetensors"])
+def test_damaged_weights(tmp_path, tiny_llama_dir, content, capsys):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_llama_dir, damaged)
+    for weights in damaged.glob("*.safetensors"):
+        weights.write_bytes(content)
+    fails(["llama", "--json", "--model", str(damaged), "--prompt", "hi"], capsys, "cannot load model")
+
+
+def test_unwritable_cache(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("LMSCOPE_CACHE", str(blocker / "cache"))
+    fails(["llama", "--json"], capsys, "not writable", "LMSCOPE_CACHE")
+    fails(["fetch"], capsys, "not writable")
+
+
+def test_garbage_gguf(tmp_path, monkeypatch, capsys):
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"not a gguf at all")
+    monkeypatch.setenv("LMSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LMSCOPE_SMOLLM2_GGUF", str(gguf))
+    fails(["llama", "--json"], capsys, "cannot be converted", "LMSCOPE_SMOLLM2_GGUF")
+
+
+def test_prompt_longer_than_the_model_reads(tiny_llama_dir, capsys):
+    config = json.loads((tiny_llama_dir / "config.json").read_text())
+    prompt = " ".join(["the"] * (config["max_position_embeddings"] + 8))
+    fails(["llama", "--json", "--model", str(tiny_llama_dir), "--prompt", prompt], capsys, "positions")
+
+
+def test_tui_load_failure_is_one_line_and_exit_2(monkeypatch, capsys):
+    """When loading fails inside the TUI, the app returns the error and the CLI reports it."""
+    error = UserError("cannot load model 'x': broken")
+
+    class App:
+        def run(self):
+            return error
+
+    monkeypatch.setattr("lmscope.engine.session.model_source", lambda options: "x")
+    monkeypatch.setattr("lmscope.tui.app.make_app", lambda factory, title: App())
+    assert fails(["t5"], capsys) == "lmscope: error: cannot load model 'x': broken"
