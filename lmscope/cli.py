@@ -38,7 +38,8 @@ def _session(family: str, flags: dict) -> None:
     options = SessionOptions(
         family=family, prompt=DEFAULT_PROMPTS[family] if prompt is None else prompt, model=flags["model"],
         settings=settings, device=flags["device"], dtype=flags["dtype"], top=flags["top"], chat=flags["chat"],
-        capture_attention=attention or not (json_lines or headless), prefill_rows=flags["prefill_rows"],
+        capture_attention=attention or bool(flags["record"]) or not (json_lines or headless),
+        prefill_rows=flags["prefill_rows"],
         breakpoints=tuple(flags["breakpoints"] or ()),
     )
     from lmscope.engine.checks import check_before_loading, check_output_flags
@@ -52,12 +53,13 @@ def _session(family: str, flags: dict) -> None:
         hf_logging.disable_progress_bar()  # stdout is the data; stderr keeps only lmscope lines
         from lmscope.headless import run_headless
 
-        run_headless(options, json_lines=json_lines, attention=attention)
+        run_headless(options, json_lines=json_lines, attention=attention, record=flags["record"],
+                     record_dtype=flags["record_dtype"])
     else:
-        run_tui(options)
+        run_tui(options, record=flags["record"], record_dtype=flags["record_dtype"])
 
 
-def run_tui(options: SessionOptions) -> None:
+def run_tui(options: SessionOptions, record: str | None = None, record_dtype: str = "float32") -> None:
     """Open the TUI; the model loads in its worker thread while the app is already up."""
     from functools import partial
 
@@ -69,9 +71,23 @@ def run_tui(options: SessionOptions) -> None:
     model_source(options)
     os.environ.setdefault("TQDM_DISABLE", "1")  # loaders' progress bars would draw over the app
     factory = partial(_quiet_open_session, options)
+    if record:
+        factory = _recording_factory(factory, options, record, record_dtype)
+    _run_app(make_app(factory, title=f"lmscope {options.family}", record_path=record))
+
+
+def _recording_factory(factory, options: SessionOptions, record: str, record_dtype: str):
+    """The factory, recording what its engine produces (the file is created now: a bad path fails here)."""
+    from lmscope.engine.recording import RecordingEngine, TraceWriter
+    from lmscope.headless import options_dict
+
+    writer = TraceWriter(record, record_dtype)
+    return lambda: RecordingEngine(factory(), writer, options_dict(options))
+
+
+def _run_app(tui) -> None:
     from lmscope.tui.signals import exit_on_signals
 
-    tui = make_app(factory, title=f"lmscope {options.family}")
     with exit_on_signals(tui):
         result = tui.run()
     if isinstance(result, BaseException):  # loading failed: the app has given the screen back
@@ -136,6 +152,10 @@ def _command(family: str):
                                       help="Print a table per token instead of the TUI.")] = False,
         attention: Annotated[bool, Opt("--attention", metavar="", rich_help_panel=OUT,
                                        help="Include attention rows in --json output.")] = False,
+        record: Annotated[Optional[str], Opt("--record", metavar="FILE", rich_help_panel=OUT,
+                                             help="Write the session to FILE as it runs (lmscope open FILE).")] = None,
+        record_dtype: Annotated[str, Opt("--record-dtype", metavar="DTYPE", rich_help_panel=OUT,
+                                         help="float32 or float16 (half the size) for recorded rows.")] = "float32",
     ) -> None:
         _session(family, dict(locals()))
 
@@ -152,6 +172,30 @@ app.command("llama", help="Step a decoder-only model (Llama, Mistral, Qwen2 ...)
             epilog=f"Example: {EXAMPLES['llama']}")(_command("llama"))
 app.command("t5", help="Step an encoder-decoder T5 model. Default: lmscope's demo T5 (English to German).",
             epilog=f"Example: {EXAMPLES['t5']}")(_command("t5"))
+
+
+@app.command("open", help="Open a session recorded with --record: the TUI, --json or --headless.",
+             epilog="Example: lmscope open run.lmscope --json --attention")
+def open_trace(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="A file written by --record.")],
+    json_lines: Annotated[bool, Opt("--json", metavar="", help="Print the JSON lines the live run printed.")] = False,
+    headless: Annotated[bool, Opt("--headless", metavar="", help="Print the per-step table.")] = False,
+    attention: Annotated[bool, Opt("--attention", metavar="", help="Include attention rows in --json.")] = False,
+) -> None:
+    from lmscope.engine.recording import ReplayEngine, Trace
+
+    if json_lines and headless:
+        raise UserError("--json and --headless are two outputs: choose one")
+    trace = Trace(file)
+    if json_lines or headless:
+        from lmscope.headless import print_trace
+
+        print_trace(trace, json_lines=json_lines, attention=attention)
+        return
+    from lmscope.tui.app import make_app
+
+    engine = ReplayEngine(trace)
+    _run_app(make_app(lambda: engine, title=f"lmscope open {trace.path.name}"))
 
 
 @app.command("fetch", help="Prepare the offline default Llama (first run: download and convert).")

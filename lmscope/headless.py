@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import sys
 
-from lmscope.engine.breakpoints import describe_hit, hit_message, step_values
+from lmscope.engine.breakpoints import describe_hit, hit_message, parse, step_values
 from lmscope.engine.records import PromptRecord, StepRecord
 from lmscope.engine.session import SessionOptions, open_session
-from lmscope.engine.trace import step_to_dict
+from lmscope.engine.recording import RecordingEngine, Trace, TraceWriter
+from lmscope.engine.trace import rows_to_dict, step_to_dict
 
 
-def run_headless(options: SessionOptions, json_lines: bool, attention: bool = False, out=None) -> None:
+def run_headless(options: SessionOptions, json_lines: bool, attention: bool = False, out=None,
+                 record: str | None = None, record_dtype: str = "float32") -> None:
     """Generate to the end, or up to the first step where a ``--break`` holds.
 
     Prints one JSON object per token, or a table row per token; a breakpoint's step carries
@@ -19,7 +21,10 @@ def run_headless(options: SessionOptions, json_lines: bool, attention: bool = Fa
     """
     out = out or sys.stdout
     breakpoints = options.parsed_breakpoints()
+    writer = TraceWriter(record, record_dtype) if record else None
     stepper = open_session(options)
+    if writer is not None:
+        stepper = RecordingEngine(stepper, writer, options_dict(options))
     prompt = stepper.start()
     if not json_lines:
         print(describe_prompt(prompt), file=out)
@@ -37,8 +42,41 @@ def run_headless(options: SessionOptions, json_lines: bool, attention: bool = Fa
             print(table_row(record), file=out, flush=True)
             if hit:
                 print(hit_message(*hit), file=out, flush=True)
+        if hit and writer is not None:
+            writer.note(record.step, {"breakpoint": {"expr": hit[1].expr, "values": hit[2]}, "number": hit[0]})
         if hit:
-            return
+            break
+    if writer is not None:
+        writer.close()
+
+
+def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=None) -> None:
+    """A recorded session printed as the live run printed it (``--json`` lines are identical)."""
+    out = out or sys.stdout
+    if not json_lines:
+        print(describe_prompt(trace.prompt()), file=out)
+    for index in range(len(trace)):
+        data = trace.step_data(index)
+        hit, number = data.pop("breakpoint", None), data.pop("number", 1)
+        if json_lines:
+            if attention:
+                rows = trace.rows(index)
+                data["attention"] = rows_to_dict(rows.get("attention"))
+                data["cross_attention"] = rows_to_dict(rows.get("cross_attention"))
+            if hit:
+                data["breakpoint"] = hit
+            print(json.dumps(data, ensure_ascii=False), file=out, flush=True)
+        else:
+            print(table_row(trace.step(index)), file=out, flush=True)
+            if hit:
+                print(hit_message(number, parse(hit["expr"]), hit["values"]), file=out, flush=True)
+
+
+def options_dict(options: SessionOptions) -> dict:
+    """The options a recording keeps (what the session ran with), as JSON."""
+    from dataclasses import asdict
+
+    return asdict(options)
 
 
 def _breakpoint_hit(breakpoints, record: StepRecord, text: str):

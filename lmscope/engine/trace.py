@@ -133,6 +133,10 @@ def _rows(rows: AttentionRows | None) -> dict | None:
             "probs": np.asarray(rows.probs, dtype=np.float32).round(6).tolist()}
 
 
+rows_to_dict = _rows
+"""Attention rows as ``--json --attention`` prints them."""
+
+
 def _rows_from(data: dict | None) -> AttentionRows | None:
     if data is None:
         return None

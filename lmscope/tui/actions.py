@@ -58,6 +58,29 @@ class BrowseActions:
         elif screen.focused is not None:
             screen.maximize(screen.focused)
 
+    def action_write_session(self) -> None:
+        """Write the session so far to a trace file (``w``): ``lmscope open FILE`` reopens it."""
+        if self.record_path:
+            self.notify(f"the session is being recorded to {self.record_path} as it runs", markup=False)
+            return
+        if self.view.prompt is None or self.view.info is None:
+            self.notify("nothing to write yet: the model is still loading")
+            return
+        import datetime
+        import re
+
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", self.view.info.model.split("/")[-1].split(" ")[0])
+        self.write_session(f"{name}-{stamp}.lmscope", self.view.info, self.view.prompt, self.view.steps)
+
+    def on_session_written(self, message) -> None:
+        self.notify(f"wrote {message.steps} steps to {message.path} (lmscope open {message.path})", markup=False)
+
+    def action_screenshot(self) -> None:
+        """Save an SVG of the screen (``ctrl+s``), Textual's own screenshot."""
+        path = self.save_screenshot()
+        self.notify(f"screenshot saved to {path}", markup=False)
+
     def action_help(self) -> None:
         """Open the key list (``?``)."""
         if not isinstance(self.screen, HelpScreen):

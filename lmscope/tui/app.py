@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from dataclasses import replace
 
 from textual.app import App
 from textual.reactive import reactive
@@ -48,8 +49,11 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
     view: reactive[View] = reactive(View, init=False, repaint=False)  # panes repaint themselves
     """Everything the panes show."""
 
-    def __init__(self, engine_factory: EngineFactory, *, title: str = "lmscope", theme: str | None = None) -> None:
+    def __init__(self, engine_factory: EngineFactory, *, title: str = "lmscope", theme: str | None = None,
+                 record_path: str | None = None) -> None:
         super().__init__()
+        self.record_path = record_path
+        """Where ``--record`` writes the session, if it does."""
         self.engine_factory = engine_factory
         self.engine: Engine | None = None
         self.title = title
@@ -88,6 +92,8 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         if action in _ENGINE_ACTIONS:
             if self.busy or self.engine is None or self.view.prompt is None:
                 return None
+            if not getattr(self.engine, "live", True):
+                return None  # a replayed session shows; it cannot step
             if action in ("step", "continue") and (self.view.state == "finished" or not self.view.live):
                 return None
             if action in CONTROL_ACTIONS and not self.view.live:
@@ -145,6 +151,9 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.busy = False
         self.branch_tree = BranchTree()
         self.view = self.view.started(message.prompt)
+        label = getattr(self.engine, "label", "")
+        if label:
+            self.view = replace(self.view, notice=label)
 
     def _focus_tokens_if_unfocused(self) -> None:
         screen = self.get_screen_stack_root()

@@ -47,6 +47,8 @@ COMMANDS = (
     Command("show_tab('kv')", "KV cache tab", "cache sizes and growth"),
     Command("show_tab('variables')", "Variables tab", "the forward pass's tensors"),
     Command("zoom", "Zoom pane", "maximize the focused pane, or restore it"),
+    Command("write_session", "Write session", "save the session so far to a file lmscope open reopens"),
+    Command("screenshot", "Screenshot", "save an SVG of the screen"),
     Command("help", "Help", "this list of keys"),
     Command("quit", "Quit", "leave lmscope"),
 )
@@ -81,6 +83,8 @@ BINDINGS = [
     Binding("3", "app.show_tab('kv')", "KV", show=False),
     Binding("4", "app.show_tab('variables')", "Variables", show=False),
     Binding("z", "app.zoom", "Zoom", show=False),
+    Binding("w", "app.write_session", "Write", show=False),
+    Binding("ctrl+s", "app.screenshot", "Screenshot", show=False),
     Binding("question_mark", "app.help", "Help", key_display="?"),
     Binding("q", "app.quit", "Quit"),
 ]

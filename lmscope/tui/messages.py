@@ -83,3 +83,11 @@ class EngineFailed(Message):
 
     error: Exception
     during: str
+
+
+@dataclass
+class SessionWritten(Message):
+    """``w`` wrote the session so far to ``path``."""
+
+    path: str
+    steps: int

@@ -15,7 +15,7 @@ from textual import work
 from lmscope.engine.breakpoints import Breakpoint, hit_message, step_values
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.messages import (
-    BranchResumed, EngineFailed, ModelLoaded, PromptEncoded, Rewound, RunStopped, StepCompleted,
+    BranchResumed, EngineFailed, ModelLoaded, PromptEncoded, Rewound, RunStopped, SessionWritten, StepCompleted,
 )
 
 
@@ -37,6 +37,27 @@ class EngineWorkers:
             self.post_message(EngineFailed(error, "load"))
             return
         self.post_message(PromptEncoded(prompt))
+        if not getattr(engine, "live", True):  # a replay: its recorded steps become the history
+            for record in engine.recorded_steps():
+                self.post_message(StepCompleted(record))
+            self.post_message(RunStopped(finished=True, paused=False))
+
+    @work(thread=True, group="io", exit_on_error=False)
+    def write_session(self, path: str, info, prompt, steps) -> None:
+        """Write the history so far to a trace file (``w``), off the UI thread."""
+        from lmscope.engine.recording import TraceWriter
+
+        try:
+            writer = TraceWriter(path)
+            writer.meta(info, {})
+            writer.prompt(prompt)
+            for record in steps:
+                writer.step(record)
+            writer.close()
+        except Exception as error:
+            self.post_message(EngineFailed(error, "write"))
+            return
+        self.post_message(SessionWritten(path, len(steps)))
 
     @work(thread=True, group="engine", exit_on_error=False)
     def start_engine(self, engine: Engine) -> None:

@@ -65,3 +65,20 @@ def test_llama_branches_view(snap_compare):
     keys = ("c", "home") + ("right",) * 7 + ("u", "n", "n", "left", "left", "f", "P", "a", "r", "i", "s", "enter",
                                               "n", "t")
     assert snap_compare(recorded_app("llama", 12), terminal_size=(120, 40), run_before=partial(drive, keys=keys))
+
+
+def test_replay_of_a_recorded_t5_session(snap_compare, tmp_path):
+    """``lmscope open``: the status bar names the file; browsing works, stepping is greyed."""
+    from lmscope.engine.recording import ReplayEngine, Trace, TraceWriter
+
+    session = make_session("t5", steps=5)
+    writer = TraceWriter(tmp_path / "demo.lmscope")
+    writer.meta(session.info, {})
+    writer.prompt(session.prompt)
+    for record in session.steps:
+        writer.step(record)
+    writer.close()
+    engine = ReplayEngine(Trace(tmp_path / "demo.lmscope"))
+    engine.label = "replay of demo.lmscope, recorded 2026-11-22T15:00:00+00:00 with lmscope/demo-t5"
+    app = make_app(lambda: engine, theme="textual-dark")
+    assert snap_compare(app, terminal_size=(120, 40), run_before=partial(drive, keys=("left", "2")))

@@ -1,0 +1,307 @@
+"""Recorded sessions: one append-only file that a later ``lmscope open`` reads lazily, anywhere.
+
+Layout: a 16-byte header (``LMSCOPE-TRACE`` magic, then the format version as a little-endian
+``uint16`` and a reserved byte), then chunks. Each chunk is a 24-byte header (``kind``: 4 ASCII
+bytes; the JSON part's length; the rows part's length; the JSON part's CRC-32), the JSON part,
+and the rows part: the attention rows of a record as raw little-endian arrays, each starting on
+an 8-byte boundary. Kinds: ``META`` (version, date, session info and options), ``PRMT`` (the
+prompt), ``STEP`` (one step exactly as ``--json`` prints it, rows apart), ``NOTE`` (a breakpoint
+hit added to a step).
+
+Why this and not SQLite or numpy files: a 500-step session of SmolLM2 at 2k context holds about
+a gigabyte of attention rows, and ``open`` must show its first frame in a second within 300 MB.
+Rows here are mapped read-only straight from the file (the operating system pages in what a pane
+shows), which SQLite's blobs cannot be; and appending a chunk, then flushing it to the operating
+system before the next step, leaves a file that a killed process cannot corrupt: a reader stops
+at the first chunk that is cut short or whose CRC is wrong. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import mmap
+import os
+import struct
+import zlib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from lmscope import __version__
+from lmscope.engine.errors import UserError
+from lmscope.engine.records import AttentionRows, PromptRecord, SessionInfo, StepRecord
+from lmscope.engine.trace import prompt_from_dict, prompt_to_dict, step_from_dict, step_to_dict
+
+MAGIC = b"LMSCOPE-TRACE"
+FORMAT_VERSION = 1
+_FILE_HEADER = struct.Struct("<13sHx")
+_CHUNK_HEADER = struct.Struct("<4sIQI")
+ROW_DTYPES = ("float32", "float16")
+ROW_KINDS = ("attention", "cross_attention")
+
+
+class TraceError(UserError):
+    """A file that cannot be opened as a trace; the message is one line for the user."""
+
+
+def _padded(size: int) -> int:
+    return (size + 7) // 8 * 8
+
+
+class TraceWriter:
+    """Appends a session to ``path`` as it runs; every chunk reaches the OS before the next begins.
+
+    Args:
+        path: the file (created or truncated).
+        rows_dtype: ``float32`` or ``float16`` for the attention rows.
+    """
+
+    def __init__(self, path: str | os.PathLike, rows_dtype: str = "float32"):
+        if rows_dtype not in ROW_DTYPES:
+            raise UserError(f"--record-dtype must be one of {', '.join(ROW_DTYPES)}")
+        try:
+            self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        except OSError as error:
+            raise UserError(f"cannot record to {str(path)!r}: {error.strerror}") from None
+        self.path, self.rows_dtype = Path(path), np.dtype(rows_dtype).newbyteorder("<")
+        self._file.write(_FILE_HEADER.pack(MAGIC, FORMAT_VERSION))
+
+    def meta(self, info: SessionInfo, options: dict) -> None:
+        """The session: model, settings, when, and the options it ran with."""
+        self._chunk(b"META", {"format": FORMAT_VERSION, "lmscope": __version__,
+                              "recorded": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                              "info": asdict(info), "options": options, "rows_dtype": self.rows_dtype.name})
+
+    def prompt(self, record: PromptRecord) -> None:
+        self._chunk(b"PRMT", prompt_to_dict(record), {"attention": record.attention})
+
+    def step(self, record: StepRecord) -> None:
+        """One step, as ``--json`` prints it without attention, its rows beside it."""
+        self._chunk(b"STEP", step_to_dict(record), {"attention": record.attention,
+                                                    "cross_attention": record.cross_attention})
+
+    def note(self, step: int, data: dict) -> None:
+        """Fields added to the latest record of ``step`` (a breakpoint hit)."""
+        self._chunk(b"NOTE", {"step": step, **data})
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _chunk(self, kind: bytes, data: dict, rows: dict[str, AttentionRows | None] | None = None) -> None:
+        blobs, layout, offset = [], {}, 0
+        for name, row in (rows or {}).items():
+            if row is None:
+                continue
+            array = np.ascontiguousarray(row.probs, dtype=self.rows_dtype)
+            layout[name] = {"kind": row.kind, "query_start": row.query_start, "shape": list(array.shape),
+                            "offset": offset}
+            blob = array.tobytes()
+            blobs.append(blob + b"\0" * (_padded(len(blob)) - len(blob)))
+            offset += _padded(len(blob))
+        body = json.dumps({"data": data, "rows": layout}, ensure_ascii=False).encode()
+        body += b" " * (_padded(len(body)) - len(body))  # rows start on an 8-byte boundary
+        self._file.write(_CHUNK_HEADER.pack(kind, len(body), offset, zlib.crc32(body)) + body + b"".join(blobs))
+        self._file.flush()  # in the OS's hands: a killed process loses at most the step it was in
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    kind: bytes
+    body: slice
+    rows_at: int
+
+
+class Trace:
+    """A recorded session, opened read-only: records are built on demand, rows mapped lazily.
+
+    Args:
+        path: the trace file.
+
+    Raises:
+        TraceError: missing, empty, not a trace, a newer format, or no session in it.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._map = _map_file(self.path)
+        self._chunks = list(_scan(self._map, self.path))
+        if not self._chunks or self._chunks[0].kind != b"META":
+            raise TraceError(f"{self.path} has no session in it (it was cut before the first chunk)")
+        self.meta = self._body(self._chunks[0])["data"]
+        self.info = _info(self.meta["info"])
+        self.rows_dtype = np.dtype(self.meta.get("rows_dtype", "float32")).newbyteorder("<")
+        prompts = [c for c in self._chunks if c.kind == b"PRMT"]
+        if not prompts:
+            raise TraceError(f"{self.path} was cut before its prompt was recorded")
+        self._prompt_chunk = prompts[0]
+        self._steps = self._live_steps()
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    @property
+    def recorded(self) -> str:
+        return self.meta.get("recorded", "?")
+
+    def prompt(self) -> PromptRecord:
+        data, rows = self._load(self._prompt_chunk)
+        return prompt_from_dict(data) if not rows else replace(prompt_from_dict(data), attention=rows["attention"])
+
+    def step_data(self, index: int) -> dict:
+        """Step ``index`` as ``--json`` printed it (without attention), notes included."""
+        chunk, notes = self._steps[index]
+        data = dict(self._body(chunk)["data"])
+        for note in notes:
+            data.update({k: v for k, v in self._body(note)["data"].items() if k != "step"})
+        return data
+
+    def step(self, index: int) -> StepRecord:
+        """Step ``index`` as a record; its rows are views of the mapped file (read lazily)."""
+        chunk, _ = self._steps[index]
+        data, rows = self._load(chunk)
+        return replace(step_from_dict(data), attention=rows.get("attention"),
+                       cross_attention=rows.get("cross_attention"))
+
+    def rows(self, index: int) -> dict[str, AttentionRows]:
+        return self._load(self._steps[index][0])[1]
+
+    def _live_steps(self) -> list[tuple[_Chunk, list[_Chunk]]]:
+        """The steps of the branch that was live at the end: a rewind restarts the numbering."""
+        steps: list[tuple[_Chunk, list[_Chunk]]] = []
+        for chunk in self._chunks:
+            if chunk.kind == b"STEP":
+                number = self._body(chunk)["data"]["step"]
+                del steps[number:]
+                if number == len(steps):
+                    steps.append((chunk, []))
+            elif chunk.kind == b"NOTE":
+                number = self._body(chunk)["data"]["step"]
+                if number < len(steps):
+                    steps[number][1].append(chunk)
+        return steps
+
+    def _body(self, chunk: _Chunk) -> dict:
+        return json.loads(self._map[chunk.body])
+
+    def _load(self, chunk: _Chunk) -> tuple[dict, dict[str, AttentionRows]]:
+        body = self._body(chunk)
+        rows = {}
+        for name, spec in body["rows"].items():
+            count = int(np.prod(spec["shape"]))
+            array = np.frombuffer(self._map, dtype=self.rows_dtype, count=count, offset=chunk.rows_at + spec["offset"])
+            probs = array.reshape(spec["shape"])
+            if self.rows_dtype != np.float32:
+                probs = probs.astype(np.float32)  # the panes and JSON read float32
+            rows[name] = AttentionRows(spec["kind"], probs, spec["query_start"])
+        return body["data"], rows
+
+
+def _map_file(path: Path) -> mmap.mmap | bytes:
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size == 0:
+                raise TraceError(f"{path} is empty: not an lmscope trace")
+            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except FileNotFoundError:
+        raise TraceError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise TraceError(f"{path} is a folder, not an lmscope trace") from None
+    except PermissionError:
+        raise TraceError(f"{path} cannot be read (permission denied)") from None
+
+
+def _scan(data, path: Path):
+    """The whole chunks in order; stops quietly at a torn one (a killed recorder's last write)."""
+    if len(data) < _FILE_HEADER.size:
+        raise TraceError(f"{path} is not an lmscope trace (too short)")
+    magic, version = _FILE_HEADER.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise TraceError(f"{path} is not an lmscope trace")
+    if version > FORMAT_VERSION:
+        raise TraceError(f"{path} is a trace of format {version}; this lmscope reads format {FORMAT_VERSION} "
+                         "and older: upgrade lmscope")
+    at = _FILE_HEADER.size
+    while at + _CHUNK_HEADER.size <= len(data):
+        kind, body_len, rows_len, crc = _CHUNK_HEADER.unpack_from(data, at)
+        body = slice(at + _CHUNK_HEADER.size, at + _CHUNK_HEADER.size + body_len)
+        end = body.stop + rows_len
+        if end > len(data) or zlib.crc32(data[body]) != crc:
+            return
+        yield _Chunk(kind, body, body.stop)
+        at = end
+
+
+def _info(data: dict) -> SessionInfo:
+    data = dict(data)
+    data["settings"] = tuple(tuple(pair) for pair in data.get("settings", ()))
+    return SessionInfo(**data)
+
+
+class RecordingEngine:
+    """Wraps an engine so that everything it produces is written to a trace as it happens.
+
+    Recording runs in the caller's thread (the TUI's engine worker), never on the UI thread.
+    """
+
+    def __init__(self, engine, writer: TraceWriter, options: dict):
+        self.engine, self.writer = engine, writer
+        self.info = engine.info
+        writer.meta(engine.info, options)
+
+    @property
+    def finished(self) -> bool:
+        return self.engine.finished
+
+    def start(self) -> PromptRecord:
+        record = self.engine.start()
+        self.writer.prompt(record)
+        return record
+
+    def step(self, force: int | None = None) -> StepRecord:
+        record = self.engine.step(force=force) if force is not None else self.engine.step()
+        self.writer.step(record)
+        return record
+
+    def rewind(self, step: int) -> None:
+        self.engine.rewind(step)  # the next STEP chunk's number tells a reader where it went back to
+
+    def first_token(self, text: str) -> tuple[int, str]:
+        return self.engine.first_token(text)
+
+
+class ReplayEngine:
+    """A recorded session behind the Engine protocol: it shows, it cannot step.
+
+    ``live`` is False, so the app greys step, continue, restart, rewind and force; ``start``
+    returns the prompt and ``recorded_steps`` hands every step to the history.
+    """
+
+    live = False
+
+    def __init__(self, trace: Trace):
+        self.trace = trace
+        self.info = trace.info
+        self.label = f"replay of {trace.path.name}, recorded {trace.recorded} with {trace.info.model}"
+
+    @property
+    def finished(self) -> bool:
+        return True
+
+    def start(self) -> PromptRecord:
+        return self.trace.prompt()
+
+    def recorded_steps(self):
+        """Every recorded step of the live branch, in order (rows mapped, not read)."""
+        return (self.trace.step(i) for i in range(len(self.trace)))
+
+    def step(self, force: int | None = None) -> StepRecord:
+        raise UserError("a replayed session cannot step: record a new one with --record")
+
+    def rewind(self, step: int) -> None:
+        raise UserError("a replayed session cannot rewind")
+
+    def first_token(self, text: str) -> tuple[int, str]:
+        raise UserError("a replayed session cannot force a token")

@@ -1,0 +1,166 @@
+"""Recorded sessions: the round trip, a killed recorder, and every kind of bad file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+from lmscope.cli import main
+from lmscope.engine.recording import FORMAT_VERSION, Trace, TraceError, TraceWriter
+from lmscope.engine.trace import prompt_to_dict, step_to_dict
+from lmscope.testing import make_session
+
+
+def record_fake(path, family="llama", steps=5, dtype="float32", n_prompt=None):
+    session = make_session(family, steps=steps, n_prompt=n_prompt)
+    writer = TraceWriter(path, dtype)
+    writer.meta(session.info, {"family": family})
+    writer.prompt(session.prompt)
+    for record in session.steps:
+        writer.step(record)
+    writer.close()
+    return session
+
+
+@pytest.mark.parametrize("family", ["llama", "t5"])
+def test_records_come_back_equal(tmp_path, family):
+    session = record_fake(tmp_path / "s.lmscope", family)
+    trace = Trace(tmp_path / "s.lmscope")
+    assert asdict(trace.info) == asdict(session.info) and len(trace) == len(session.steps)
+    assert prompt_to_dict(trace.prompt(), True) == prompt_to_dict(session.prompt, True)
+    for index, record in enumerate(session.steps):
+        assert step_to_dict(trace.step(index), True) == step_to_dict(record, True)
+        np.testing.assert_array_equal(trace.step(index).attention.probs, record.attention.probs)
+
+
+def test_float16_rows_are_half_the_size_and_within_1e_3(tmp_path):
+    session = record_fake(tmp_path / "a.lmscope", steps=8, n_prompt=600)  # rows outweigh the JSON, as at 2k
+    record_fake(tmp_path / "b.lmscope", steps=8, dtype="float16", n_prompt=600)
+    full, half = (tmp_path / "a.lmscope").stat().st_size, (tmp_path / "b.lmscope").stat().st_size
+    assert half < 0.65 * full
+    trace = Trace(tmp_path / "b.lmscope")
+    for index, record in enumerate(session.steps):
+        np.testing.assert_allclose(trace.step(index).attention.probs, record.attention.probs, atol=1e-3)
+
+
+def test_a_rewound_recording_opens_on_the_branch_live_at_the_end(tmp_path):
+    session = make_session("llama", steps=6)
+    writer = TraceWriter(tmp_path / "r.lmscope")
+    writer.meta(session.info, {})
+    writer.prompt(session.prompt)
+    for record in session.steps[:5]:
+        writer.step(record)
+    for record in session.steps[2:4]:  # rewound to step 2, stepped again
+        writer.step(record)
+    writer.close()
+    assert [r.step for r in (Trace(tmp_path / "r.lmscope").step(i) for i in range(4))] == [0, 1, 2, 3]
+    assert len(Trace(tmp_path / "r.lmscope")) == 4
+
+
+@pytest.mark.parametrize("family", ["llama", "t5"])
+def test_open_json_prints_what_the_live_run_printed(family, tiny_llama_dir, tiny_t5_dir, tmp_path, capsys):
+    folder = tiny_llama_dir if family == "llama" else tiny_t5_dir
+    path = str(tmp_path / "run.lmscope")
+    argv = [family, "--model", str(folder), "--prompt", "the quick brown fox", "--max-new-tokens", "6",
+            "--do-sample", "--seed", "2", "--break", "step == 4"]
+    assert main([*argv, "--json", "--attention", "--record", path]) == 0
+    live = capsys.readouterr().out
+    assert main(["open", path, "--json", "--attention"]) == 0
+    assert capsys.readouterr().out == live
+    assert json.loads(live.splitlines()[-1])["breakpoint"]["expr"] == "step == 4"
+    assert main(["open", path, "--json"]) == 0
+    without = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert all("attention" not in line for line in without) and len(without) == 5
+
+
+def test_open_headless_prints_the_live_table(tiny_t5_dir, tmp_path, capsys):
+    path = str(tmp_path / "run.lmscope")
+    assert main(["t5", "--model", str(tiny_t5_dir), "--prompt", "the dog", "--max-new-tokens", "4",
+                 "--headless", "--record", path]) == 0
+    live = capsys.readouterr().out
+    assert main(["open", path, "--headless"]) == 0
+    assert capsys.readouterr().out == live
+    assert Trace(path).step(0).cross_attention is not None  # a recording keeps rows, also headless
+
+
+RECORDER = """
+import sys, time
+from lmscope.engine.recording import TraceWriter
+from lmscope.testing import make_session
+session = make_session("llama", steps=40)
+writer = TraceWriter(sys.argv[1])
+writer.meta(session.info, {})
+writer.prompt(session.prompt)
+for record in session.steps:
+    writer.step(record)
+    print(record.step, flush=True)
+    time.sleep(0.05)
+"""
+
+
+def test_a_killed_recorder_leaves_every_finished_step(tmp_path):
+    path = tmp_path / "killed.lmscope"
+    process = subprocess.Popen([sys.executable, "-c", RECORDER, str(path)], stdout=subprocess.PIPE, text=True)
+    finished = [int(process.stdout.readline()) for _ in range(6)]  # six steps written and flushed
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    trace = Trace(path)
+    assert len(trace) >= len(finished) and trace.step(finished[-1]).step == finished[-1]
+    with open(path, "ab") as file:  # a write torn in the middle, as a kill during write() leaves
+        file.write(b"STEP\x10\x00\x00\x00")
+    assert len(Trace(path)) == len(trace)
+
+
+def bad_files(tmp_path):
+    good = tmp_path / "good.lmscope"
+    record_fake(good)
+    data = good.read_bytes()
+    files = {
+        "missing": (tmp_path / "nope.lmscope", "does not exist"),
+        "empty": (tmp_path / "empty.lmscope", "is empty"),
+        "garbage": (tmp_path / "garbage.lmscope", "is not an lmscope trace"),
+        "json": (tmp_path / "lines.jsonl", "is not an lmscope trace"),
+        "newer": (tmp_path / "newer.lmscope", f"this lmscope reads format {FORMAT_VERSION}"),
+        "truncated": (tmp_path / "cut.lmscope", "has no session in it"),
+        "no prompt": (tmp_path / "noprompt.lmscope", "cut before its prompt"),
+        "folder": (tmp_path, "is a folder"),
+    }
+    (tmp_path / "empty.lmscope").write_bytes(b"")
+    (tmp_path / "garbage.lmscope").write_bytes(os.urandom(4096))
+    (tmp_path / "lines.jsonl").write_text('{"step": 0}\n')
+    (tmp_path / "newer.lmscope").write_bytes(data[:13] + (FORMAT_VERSION + 1).to_bytes(2, "little") + data[15:])
+    (tmp_path / "cut.lmscope").write_bytes(data[:40])
+    meta_end = data.index(b"PRMT")
+    (tmp_path / "noprompt.lmscope").write_bytes(data[:meta_end])
+    return files
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "garbage", "json", "newer", "truncated", "no prompt",
+                                  "folder"])
+def test_a_bad_file_is_one_line_and_exit_2(case, tmp_path, capsys):
+    path, message = bad_files(tmp_path)[case]
+    with pytest.raises(TraceError, match=message):
+        Trace(path)
+    for extra in ([], ["--json"], ["--headless"]):
+        assert main(["open", str(path), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("lmscope: error: ") and message in err and err.count("\n") == 1
+
+
+def test_open_never_imports_torch(tmp_path):
+    path = tmp_path / "s.lmscope"
+    record_fake(path)
+    code = ("import sys; from lmscope.cli import main; rc = main(['open', sys.argv[1], '--json']); "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'; sys.exit(rc)")
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 5

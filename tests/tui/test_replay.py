@@ -1,0 +1,66 @@
+"""A recorded session in the TUI: every browsing key works, the stepping keys are greyed."""
+
+from __future__ import annotations
+
+from lmscope.engine.recording import ReplayEngine, Trace, TraceWriter
+from lmscope.testing import make_session, screen_text
+from lmscope.tui.app import make_app
+from tui_harness import settle
+
+
+def write_trace(path, family="llama", steps=8):
+    session = make_session(family, steps=steps)
+    writer = TraceWriter(path)
+    writer.meta(session.info, {})
+    writer.prompt(session.prompt)
+    for record in session.steps:
+        writer.step(record)
+    writer.close()
+    return session
+
+
+def replay_app(path):
+    engine = ReplayEngine(Trace(path))
+    return make_app(lambda: engine, theme="textual-dark"), engine
+
+
+async def test_replay_shows_every_step_and_greys_stepping(tmp_path):
+    session = write_trace(tmp_path / "s.lmscope")
+    app, engine = replay_app(tmp_path / "s.lmscope")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert len(app.view.steps) == len(session.steps) and app.view.state == "finished"
+        for action in ("step", "continue", "restart", "rewind", "force_text"):
+            assert app.check_action(action, ()) is None
+        assert screen_text(app).splitlines()[0].count("replay of s.lmscope, recorded ") == 1
+        await pilot.press("home", "right", "right", "right_square_bracket", "h", "3", "4", "i")
+        await pilot.pause()
+        assert app.view.index == 1 and app.view.layer == 1 and app.view.head is None
+        await pilot.press("n", "c", "u")
+        await settle(app, pilot)
+        assert len(app.view.steps) == len(session.steps) and app.view.index == 1
+
+
+async def test_w_writes_the_session_so_far(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from tui_harness import running
+
+    async with running(steps=6) as (app, pilot, engine):
+        await pilot.press("n", "n", "n")
+        await settle(app, pilot)
+        await pilot.press("w")
+        await settle(app, pilot)
+        written = list(tmp_path.glob("*.lmscope"))
+        assert len(written) == 1 and len(Trace(written[0])) == 3
+        assert any(str(written[0].name) in n.message for n in app._notifications)
+
+
+async def test_ctrl_s_saves_an_svg_screenshot(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from tui_harness import running
+
+    async with running(steps=4) as (app, pilot, engine):
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        shots = list(tmp_path.glob("*.svg"))
+        assert len(shots) == 1 and shots[0].read_text().startswith("<svg")
