@@ -181,12 +181,21 @@ def open_trace(
     json_lines: Annotated[bool, Opt("--json", metavar="", help="Print the JSON lines the live run printed.")] = False,
     headless: Annotated[bool, Opt("--headless", metavar="", help="Print the per-step table.")] = False,
     attention: Annotated[bool, Opt("--attention", metavar="", help="Include attention rows in --json.")] = False,
+    svg: Annotated[Optional[str], Opt("--svg", metavar="OUT.svg", help="Save one screen as SVG and exit.")] = None,
+    step: Annotated[Optional[int], Opt("--step", metavar="N", help="With --svg: the step to show.")] = None,
+    tab: Annotated[str, Opt("--tab", metavar="TAB", help="With --svg: attention, cross, kv or variables.")] = "attention",
+    size: Annotated[str, Opt("--size", metavar="COLSxROWS", help="With --svg: the terminal size.")] = "120x40",
 ) -> None:
     from lmscope.engine.recording import ReplayEngine, Trace
 
-    if json_lines and headless:
-        raise UserError("--json and --headless are two outputs: choose one")
+    if sum((json_lines, headless, svg is not None)) > 1:
+        raise UserError("--json, --headless and --svg are different outputs: choose one")
     trace = Trace(file)
+    if svg is not None:
+        from lmscope.tui.screenshot import render_svg
+
+        print(render_svg(ReplayEngine(trace), svg, step=step, tab=tab, size=size))
+        return
     if json_lines or headless:
         from lmscope.headless import print_trace
 

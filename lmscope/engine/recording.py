@@ -1,8 +1,9 @@
 """Recorded sessions: one append-only file that a later ``lmscope open`` reads lazily, anywhere.
 
 Layout: a 16-byte header (``LMSCOPE-TRACE`` magic, then the format version as a little-endian
-``uint16`` and a reserved byte), then chunks. Each chunk is a 24-byte header (``kind``: 4 ASCII
-bytes; the JSON part's length; the rows part's length; the JSON part's CRC-32), the JSON part,
+``uint16`` and a reserved byte), then chunks. Each chunk is a 28-byte header (``kind``: 4 ASCII
+bytes; the JSON part's length; the rows part's length; the JSON part's CRC-32; the step number,
+-1 for none, so opening a file reads no JSON to index it), the JSON part,
 and the rows part: the attention rows of a record as raw little-endian arrays, each starting on
 an 8-byte boundary. Kinds: ``META`` (version, date, session info and options), ``PRMT`` (the
 prompt), ``STEP`` (one step exactly as ``--json`` prints it, rows apart), ``NOTE`` (a breakpoint
@@ -37,7 +38,7 @@ from lmscope.engine.trace import prompt_from_dict, prompt_to_dict, step_from_dic
 MAGIC = b"LMSCOPE-TRACE"
 FORMAT_VERSION = 1
 _FILE_HEADER = struct.Struct("<13sHx")
-_CHUNK_HEADER = struct.Struct("<4sIQI")
+_CHUNK_HEADER = struct.Struct("<4sIQIi")
 ROW_DTYPES = ("float32", "float16")
 ROW_KINDS = ("attention", "cross_attention")
 
@@ -80,16 +81,17 @@ class TraceWriter:
     def step(self, record: StepRecord) -> None:
         """One step, as ``--json`` prints it without attention, its rows beside it."""
         self._chunk(b"STEP", step_to_dict(record), {"attention": record.attention,
-                                                    "cross_attention": record.cross_attention})
+                                                    "cross_attention": record.cross_attention}, record.step)
 
     def note(self, step: int, data: dict) -> None:
         """Fields added to the latest record of ``step`` (a breakpoint hit)."""
-        self._chunk(b"NOTE", {"step": step, **data})
+        self._chunk(b"NOTE", {"step": step, **data}, step=step)
 
     def close(self) -> None:
         self._file.close()
 
-    def _chunk(self, kind: bytes, data: dict, rows: dict[str, AttentionRows | None] | None = None) -> None:
+    def _chunk(self, kind: bytes, data: dict, rows: dict[str, AttentionRows | None] | None = None,
+               step: int = -1) -> None:
         blobs, layout, offset = [], {}, 0
         for name, row in (rows or {}).items():
             if row is None:
@@ -102,7 +104,8 @@ class TraceWriter:
             offset += _padded(len(blob))
         body = json.dumps({"data": data, "rows": layout}, ensure_ascii=False).encode()
         body += b" " * (_padded(len(body)) - len(body))  # rows start on an 8-byte boundary
-        self._file.write(_CHUNK_HEADER.pack(kind, len(body), offset, zlib.crc32(body)) + body + b"".join(blobs))
+        header = _CHUNK_HEADER.pack(kind, len(body), offset, zlib.crc32(body), step)
+        self._file.write(header + body + b"".join(blobs))
         self._file.flush()  # in the OS's hands: a killed process loses at most the step it was in
 
 
@@ -111,6 +114,7 @@ class _Chunk:
     kind: bytes
     body: slice
     rows_at: int
+    step: int
 
 
 class Trace:
@@ -172,14 +176,11 @@ class Trace:
         steps: list[tuple[_Chunk, list[_Chunk]]] = []
         for chunk in self._chunks:
             if chunk.kind == b"STEP":
-                number = self._body(chunk)["data"]["step"]
-                del steps[number:]
-                if number == len(steps):
+                del steps[chunk.step:]
+                if chunk.step == len(steps):
                     steps.append((chunk, []))
-            elif chunk.kind == b"NOTE":
-                number = self._body(chunk)["data"]["step"]
-                if number < len(steps):
-                    steps[number][1].append(chunk)
+            elif chunk.kind == b"NOTE" and chunk.step < len(steps):
+                steps[chunk.step][1].append(chunk)
         return steps
 
     def _body(self, chunk: _Chunk) -> dict:
@@ -191,10 +192,8 @@ class Trace:
         for name, spec in body["rows"].items():
             count = int(np.prod(spec["shape"]))
             array = np.frombuffer(self._map, dtype=self.rows_dtype, count=count, offset=chunk.rows_at + spec["offset"])
-            probs = array.reshape(spec["shape"])
-            if self.rows_dtype != np.float32:
-                probs = probs.astype(np.float32)  # the panes and JSON read float32
-            rows[name] = AttentionRows(spec["kind"], probs, spec["query_start"])
+            # float16 rows stay float16 and mapped: a pane converts only what it paints
+            rows[name] = AttentionRows(spec["kind"], array.reshape(spec["shape"]), spec["query_start"])
         return body["data"], rows
 
 
@@ -225,12 +224,12 @@ def _scan(data, path: Path):
                          "and older: upgrade lmscope")
     at = _FILE_HEADER.size
     while at + _CHUNK_HEADER.size <= len(data):
-        kind, body_len, rows_len, crc = _CHUNK_HEADER.unpack_from(data, at)
+        kind, body_len, rows_len, crc, step = _CHUNK_HEADER.unpack_from(data, at)
         body = slice(at + _CHUNK_HEADER.size, at + _CHUNK_HEADER.size + body_len)
         end = body.stop + rows_len
         if end > len(data) or zlib.crc32(data[body]) != crc:
             return
-        yield _Chunk(kind, body, body.stop)
+        yield _Chunk(kind, body, body.stop, step)
         at = end
 
 

@@ -172,6 +172,14 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         gc.collect()
         gc.freeze()
 
+    def on_history_loaded(self, message) -> None:
+        """A batch of a replay's steps joins the history in one View update; the newest is selected."""
+        for record in message.records:
+            self.branch_tree.append(record)
+        steps = self.view.steps + message.records
+        self.view = self.view.showing(0, steps, live=True, notice=self.view.notice)
+        gc.freeze()
+
     def on_run_stopped(self, message: RunStopped) -> None:
         """The worker ended: finished, paused, or ready for the next step."""
         state = "finished" if message.finished else ("paused" if message.paused else "ready")

@@ -91,3 +91,10 @@ class SessionWritten(Message):
 
     path: str
     steps: int
+
+
+@dataclass
+class HistoryLoaded(Message):
+    """A replayed session's recorded steps, all at once (one View update, not one per step)."""
+
+    records: tuple[StepRecord, ...]

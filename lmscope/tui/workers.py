@@ -15,7 +15,7 @@ from textual import work
 from lmscope.engine.breakpoints import Breakpoint, hit_message, step_values
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.messages import (
-    BranchResumed, EngineFailed, ModelLoaded, PromptEncoded, Rewound, RunStopped, SessionWritten, StepCompleted,
+    BranchResumed, EngineFailed, HistoryLoaded, ModelLoaded, PromptEncoded, Rewound, RunStopped, SessionWritten, StepCompleted,
 )
 
 
@@ -38,8 +38,13 @@ class EngineWorkers:
             return
         self.post_message(PromptEncoded(prompt))
         if not getattr(engine, "live", True):  # a replay: its recorded steps become the history
+            batch, size = [], 8  # a small first batch: the first frame need not wait for all
             for record in engine.recorded_steps():
-                self.post_message(StepCompleted(record))
+                batch.append(record)
+                if len(batch) == size:
+                    self.post_message(HistoryLoaded(tuple(batch)))
+                    batch, size = [], 64
+            self.post_message(HistoryLoaded(tuple(batch)))
             self.post_message(RunStopped(finished=True, paused=False))
 
     @work(thread=True, group="io", exit_on_error=False)

@@ -164,3 +164,13 @@ def test_open_never_imports_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 5
+
+
+def test_open_svg_renders_one_screen(tmp_path, capsys):
+    path = tmp_path / "s.lmscope"
+    record_fake(path, family="t5")
+    out = tmp_path / "shot.svg"
+    assert main(["open", str(path), "--svg", str(out), "--step", "2", "--tab", "cross", "--size", "100x30"]) == 0
+    assert out.read_text().startswith("<svg") and "Cross-attention" in out.read_text().replace("&#160;", " ")
+    assert main(["open", str(path), "--svg", str(out), "--size", "10x3"]) == 2
+    assert "--size '10x3'" in capsys.readouterr().err
