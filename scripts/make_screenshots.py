@@ -1,13 +1,16 @@
 """Screenshots of the real app on the default models, for the README: ``make screenshots``.
 
-Each shot opens the same app the CLI opens (``make_app`` over ``open_session``), headless at
-a fixed size, presses keys like a user and saves an SVG into ``screenshots/``.
+A shot that only needs a step and a tab records the session (``--record``) and renders it with
+``lmscope open FILE --svg``; a shot that needs keys (sampling, forcing a token, the branches view)
+opens the same app the CLI opens (``make_app`` over ``open_session``), headless at a fixed size,
+and presses them like a user. Every SVG goes into ``screenshots/``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,8 +27,10 @@ class Shot:
 
     name: str
     options: SessionOptions
-    keys: tuple[str, ...]
+    keys: tuple[str, ...] = ()
     size: tuple[int, int] = (120, 40)
+    tab: str | None = None
+    """Record and render with ``lmscope open --svg`` on this tab instead of pressing keys."""
 
 
 SHOTS = (
@@ -37,16 +42,47 @@ SHOTS = (
     Shot("llama_kv_cache", SessionOptions(
         family="llama", prompt="What is the capital of France?", chat=True, device="cpu",
         settings=GenerationSettings(max_new_tokens=16),
-    ), keys=("c", "3")),
+    ), tab="kv"),
     Shot("t5_cross_attention", SessionOptions(
         family="t5", prompt="translate English to German: the man opens the door because the dog sees the cat",
         device="cpu", settings=GenerationSettings(max_new_tokens=32),
-    ), keys=("c", "2")),
+    ), tab="cross"),
+    # " Paris" is step 5; the cursor goes to the raw logits' third candidate, enter forces it,
+    # c runs the forced branch to its end, t opens the branches view.
+    Shot("llama_forced_branch", SessionOptions(
+        family="llama", prompt="What is the capital of France?", chat=True, device="cpu",
+        settings=GenerationSettings(max_new_tokens=16),
+    ), keys=("c", "home") + ("right",) * 6 + ("focus:#stages", "down", "down", "down", "enter", "c", "t")),
     Shot("llama_80x24", SessionOptions(
         family="llama", prompt="What is the capital of France?", chat=True, device="cpu",
         settings=GenerationSettings(max_new_tokens=8, do_sample=True, top_k=20, seed=1),
     ), keys=("n",) * 4, size=(80, 24)),
 )
+
+
+def render(shot: Shot) -> Path:
+    """Record the session to the end, then ``lmscope open FILE --svg`` it on ``shot.tab``."""
+    import tempfile
+
+    from lmscope.cli import main as lmscope
+
+    with tempfile.TemporaryDirectory() as folder:
+        trace = str(Path(folder) / f"{shot.name}.lmscope")
+        stepper = open_session(shot.options)
+        from lmscope.engine.recording import RecordingEngine, TraceWriter
+        from lmscope.headless import options_dict
+
+        engine = RecordingEngine(stepper, TraceWriter(trace), options_dict(shot.options))
+        engine.start()
+        while not engine.finished:
+            engine.step()
+        engine.writer.close()
+        out = OUT / f"{shot.name}.svg"
+        width, height = shot.size
+        code = lmscope(["open", trace, "--svg", str(out), "--tab", shot.tab, "--size", f"{width}x{height}"])
+        if code:
+            raise SystemExit(code)
+        return out
 
 
 async def take(shot: Shot) -> Path:
@@ -57,7 +93,10 @@ async def take(shot: Shot) -> Path:
     async with app.run_test(size=shot.size) as pilot:
         await wait_until_idle(pilot)
         for key in shot.keys:
-            await pilot.press(key)
+            if key.startswith("focus:"):
+                app.screen.query_one(key.removeprefix("focus:")).focus()
+            else:
+                await pilot.press(key)
             await wait_until_idle(pilot)
         await pilot.wait_for_scheduled_animations()
         return Path(app.save_screenshot(filename=f"{shot.name}.svg", path=str(OUT)))
@@ -66,8 +105,10 @@ async def take(shot: Shot) -> Path:
 def main() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
     OUT.mkdir(exist_ok=True)
+    only = set(sys.argv[1:])
     for shot in SHOTS:
-        print(asyncio.run(take(shot)))
+        if not only or shot.name in only:
+            print(render(shot) if shot.tab else asyncio.run(take(shot)))
 
 
 if __name__ == "__main__":
