@@ -16,6 +16,8 @@ from lmscope.engine import models
 from lmscope.engine.attention import AttentionRecorder, label_modules, recording
 from lmscope.engine.cache_stats import cache_stats
 from lmscope.engine.generation import prepare
+from lmscope.engine.layers import LayerCapture
+from lmscope.engine.lens import LayerLens, logit_lens
 from lmscope.engine.processors import run_stages, to_stages
 from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord
 from lmscope.engine.row_store import RowStore
@@ -48,6 +50,8 @@ class Stepper:
         self.info = _session_info(loaded, settings)
         self._state = None
         self._rows = RowStore()
+        self._layers = LayerCapture(self.model)
+        self._residuals: dict[int, tuple] = {}  # step -> ([layers, d_model] residuals, chosen id)
 
     @property
     def finished(self) -> bool:
@@ -60,6 +64,7 @@ class Stepper:
         began = time.perf_counter()
         prompt_ids = self._encode_prompt().to(self.model.device)
         self._rows = RowStore()  # a new store per run: the old history keeps its own alive
+        self._residuals = {}
         recorder = AttentionRecorder(self._labels, self._rows, max_rows=self.prefill_rows, stream=True)
         with recording(recorder):
             prepared = prepare(self.model, prompt_ids, self.settings.generate_kwargs(self.tokenizer))
@@ -85,12 +90,19 @@ class Stepper:
         del outputs  # the prefill's logits can be large; keep nothing of the forward pass
         return self._step_record(token_id, chosen_by, summaries, tensors, recorder, began)
 
+    def lens(self, step: int, top: int = 3) -> tuple[LayerLens, ...]:
+        """The logit lens of every decoder layer at ``step`` (one batched matmul; run it off the UI thread)."""
+        if step not in self._residuals:
+            raise KeyError(f"no layer capture for step {step}")
+        residual, chosen_id = self._residuals[step]
+        return logit_lens(self.model, residual, chosen_id, self._decoder.token, top)
+
     # -- one iteration of transformers' _sample ---------------------------------------------
 
     def _forward(self, recorder: AttentionRecorder):
         """One forward pass exactly as ``_sample`` makes it; returns (outputs, tensor infos)."""
         state, model = self._state, self.model
-        with torch.no_grad(), recording(recorder), self._inputs.watch() as seen:
+        with torch.no_grad(), recording(recorder), self._inputs.watch() as seen, self._layers.capture(self._rows):
             if not state.prefilled:
                 outputs = model._prefill(state.input_ids, state.config, state.model_kwargs)
                 state.prefilled = True
@@ -156,6 +168,7 @@ class Stepper:
     def _step_record(self, token_id, chosen_by, summaries, tensors, recorder, began) -> StepRecord:
         state = self._state
         query_len = state.input_ids.shape[1] - 1
+        self._residuals[state.generated - 1] = (self._layers.last, token_id)
         return StepRecord(
             step=state.generated - 1,
             token_id=token_id,

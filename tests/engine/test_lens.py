@@ -1,0 +1,82 @@
+"""The logit lens equals transformers' own hidden states put through the final norm and the LM head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lmscope.engine import models
+from lmscope.engine.lens import lens_logits
+from lmscope.engine.settings import GenerationSettings
+from lmscope.engine.stepper import Stepper
+
+PROMPT = "the quick brown fox"
+SETTINGS = GenerationSettings(max_new_tokens=6)
+
+
+@pytest.fixture(scope="module", params=["llama", "t5"])
+def loaded(request, tiny_llama_dir, tiny_t5_dir):
+    folder = tiny_llama_dir if request.param == "llama" else tiny_t5_dir
+    return models.load(str(folder), request.param, device="cpu", dtype="float32")
+
+
+def run_steps(loaded):
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    steps = []
+    while not stepper.finished:
+        steps.append(stepper.step())
+    return stepper, steps
+
+
+def reference(loaded):
+    """generate()'s hidden states (last position) and raw logits per step."""
+    ids = loaded.tokenizer(PROMPT, return_tensors="pt").input_ids
+    out = loaded.model.generate(ids, return_dict_in_generate=True, output_hidden_states=True, output_logits=True,
+                                **SETTINGS.generate_kwargs(loaded.tokenizer))
+    hidden = out.decoder_hidden_states if loaded.family == "t5" else out.hidden_states
+    return [torch.stack([h[0, -1] for h in per_step]) for per_step in hidden], [l[0] for l in out.logits]
+
+
+def test_lens_equals_hidden_states_through_norm_and_head(loaded):
+    stepper, steps = run_steps(loaded)
+    hidden, logits = reference(loaded)
+    layers = stepper.info.layers
+    assert len(hidden) == len(steps)
+    for step, record in enumerate(steps):
+        lens = stepper.lens(step, top=5)
+        assert [entry.layer for entry in lens] == list(range(layers))
+        # hidden_states = (embeddings, layer 0 .. layer n-2 outputs, final-normed last layer)
+        assert hidden[step].shape[0] == layers + 1
+        expected = lens_logits(loaded.model, hidden[step][1:layers])  # layers 0 .. n-2
+        expected = torch.cat([expected, logits[step][None].float()])  # the last layer: the logits themselves
+        probs = torch.softmax(expected, dim=-1)
+        for i, entry in enumerate(lens):
+            top_p, top_i = probs[i].topk(5)
+            assert [c.token_id for c in entry.top] == top_i.tolist()
+            np.testing.assert_allclose([c.prob for c in entry.top], top_p.numpy(), atol=1e-4)
+            np.testing.assert_allclose([c.score for c in entry.top], expected[i, top_i].numpy(), atol=1e-4)
+            assert entry.chosen_prob == pytest.approx(float(probs[i, record.token_id]), abs=1e-4)
+            assert entry.chosen_rank == int((probs[i] > probs[i, record.token_id]).sum())
+            logp = torch.log_softmax(expected[i], -1)
+            assert entry.entropy == pytest.approx(float(-(logp.exp() * logp).sum()), abs=1e-4)
+        # the last layer's lens is the logits stage
+        last = lens[-1]
+        assert [c.token_id for c in last.top] == [c.token_id for c in record.stages[0].top[:5]]
+        assert record.chosen_by == "argmax" and last.chosen_rank == 0  # greedy: the lens top is the token
+
+
+def test_residual_norms_match_hidden_states(loaded):
+    stepper, steps = run_steps(loaded)
+    hidden, _ = reference(loaded)
+    layers = stepper.info.layers
+    for step in range(len(steps)):
+        norms = [entry.norm for entry in stepper.lens(step)]
+        np.testing.assert_allclose(norms[:-1], hidden[step][1:layers].norm(dim=-1).numpy(), rtol=1e-5)
+
+
+def test_lens_of_unknown_step_raises(loaded):
+    stepper, _ = run_steps(loaded)
+    with pytest.raises(KeyError):
+        stepper.lens(99)
