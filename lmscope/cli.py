@@ -27,7 +27,7 @@ Opt = typer.Option
 
 def _session(family: str, prompt, model, max_new_tokens, min_new_tokens, do_sample, temperature, top_k, top_p,
              min_p, typical_p, repetition_penalty, no_repeat_ngram_size, bad_words, stop_strings, seed, top, chat,
-             device, dtype, prefill_rows, json_lines, headless, attention) -> None:
+             device, dtype, prefill_rows, json_lines, headless, attention, layers=False) -> None:
     settings = GenerationSettings(
         max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample, temperature=temperature,
         top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p, repetition_penalty=repetition_penalty,
@@ -43,7 +43,7 @@ def _session(family: str, prompt, model, max_new_tokens, min_new_tokens, do_samp
     if json_lines or headless:
         from lmscope.headless import run_headless
 
-        run_headless(options, json_lines=json_lines, attention=attention)
+        run_headless(options, json_lines=json_lines, attention=attention, layers=layers)
     else:
         run_tui(options)
 
@@ -99,10 +99,11 @@ def _command(family: str):
         json_lines: Annotated[bool, Opt("--json", help="Print one JSON object per token and exit.")] = False,
         headless: Annotated[bool, Opt("--headless", help="Print a table per token instead of the TUI.")] = False,
         attention: Annotated[bool, Opt("--attention", help="Include attention rows in --json output.")] = False,
+        layers: Annotated[bool, Opt("--layers", help="Include each layer's logit lens in --json output.")] = False,
     ) -> None:
         _session(family, prompt, model, max_new_tokens, min_new_tokens, do_sample, temperature, top_k, top_p,
                  min_p, typical_p, repetition_penalty, no_repeat_ngram_size, bad_words, stop_strings, seed, top,
-                 chat, device, dtype, prefill_rows, json_lines, headless, attention)
+                 chat, device, dtype, prefill_rows, json_lines, headless, attention, layers)
 
     return command
 

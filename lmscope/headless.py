@@ -7,10 +7,11 @@ import sys
 
 from lmscope.engine.records import PromptRecord, StepRecord
 from lmscope.engine.session import SessionOptions, open_session
-from lmscope.engine.trace import step_to_dict
+from lmscope.engine.trace import lens_to_list, step_to_dict
 
 
-def run_headless(options: SessionOptions, json_lines: bool, attention: bool = False, out=None) -> None:
+def run_headless(options: SessionOptions, json_lines: bool, attention: bool = False, out=None,
+                 layers: bool = False) -> None:
     """Generate to the end; print one JSON object per token, or a table row per token."""
     out = out or sys.stdout
     stepper = open_session(options)
@@ -19,7 +20,10 @@ def run_headless(options: SessionOptions, json_lines: bool, attention: bool = Fa
         print(describe_prompt(prompt), file=out)
     while not stepper.finished:
         record = stepper.step()
-        line = json.dumps(step_to_dict(record, attention), ensure_ascii=False) if json_lines else table_row(record)
+        data = step_to_dict(record, attention) if json_lines else None
+        if layers and json_lines:  # the lens costs one matmul per step over all layers: only when asked
+            data["layers"] = lens_to_list(stepper.lens(record.step))
+        line = json.dumps(data, ensure_ascii=False) if json_lines else table_row(record)
         print(line, file=out, flush=True)
 
 
