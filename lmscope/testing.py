@@ -316,6 +316,10 @@ class FakeEngine:
             self._next += 1
             return self.recording.steps[self._next - 1]
 
+    def lens(self, step: int, top: int = 3):
+        """A made-up logit lens of ``step``: the chosen token surfaces in the later layers."""
+        return make_lens(self.recording.steps[step], self.info.layers, top)
+
     def _track(self):
         """Count concurrent calls: ``max_active`` above 1 means two calls raced on one cache."""
         engine = self
@@ -375,3 +379,33 @@ async def wait_until_idle(pilot, timeout_s: float = 120.0) -> None:
             raise TimeoutError("the app stayed busy")
         await pilot.pause(0.01)  # only while a real engine call is still running
         await app.workers.wait_for_complete()
+
+
+def make_lens(record: StepRecord, layers: int, top: int = 3):
+    """A deterministic logit lens for a fake step: p(chosen) rises from ~0 to the logits stage's value.
+
+    Early layers predict filler tokens; the last layer's lens is the step's logits stage, as on the
+    real engine.
+    """
+    from lmscope.engine.lens import LayerLens
+
+    final = record.stages[0]
+    rng = np.random.default_rng(record.step)
+    chosen = next((c for c in final.top if c.token_id == record.token_id), final.top[0])
+    entries = []
+    for layer in range(layers):
+        share = (layer + 1) / layers
+        p_chosen = chosen.prob * share**3
+        if layer == layers - 1:
+            cands = final.top[:top]
+        else:
+            others = [Candidate(1000 + int(i), FILLER[int(i) % len(FILLER)], 0.0, 0.0)
+                      for i in rng.choice(len(FILLER), top, replace=False)]
+            probs = sorted(rng.uniform(0.02, 0.3, top), reverse=True)
+            cands = sorted([Candidate(c.token_id, c.token, 0.0, float(p)) for c, p in zip(others, probs)]
+                           + [Candidate(chosen.token_id, chosen.token, 0.0, p_chosen)], key=lambda c: -c.prob)[:top]
+        rank = sum(1 for c in cands if c.prob > p_chosen) if any(c.token_id == chosen.token_id for c in cands) \
+            else top + int((1 - share) * 500)
+        entries.append(LayerLens(layer, tuple(cands), p_chosen, rank, 6.0 * (1 - share) + final.entropy * share,
+                                 10.0 + 4.0 * layer))
+    return tuple(entries)
