@@ -1,21 +1,32 @@
-"""Each decoder layer's output at the last position: the residual stream, captured per step.
+"""Each decoder layer at the last position, captured per step with hooks on transformers' own modules.
 
-Forward hooks on transformers' own layer modules (Llama: ``model.layers``; T5: ``decoder.block``)
-take the last position of each layer's output, ``[d_model]``, and keep it on the model's device.
-After the forward pass the slices are stacked and copied once, ``[layers, d_model]`` float32,
-into the :class:`RowStore` (off the Python heap): no per-layer synchronisation or transfer.
-Every captured output is *before* the final norm, the last layer's included, so the logit lens
-(``engine/lens.py``) applies the final norm to all layers alike.
+Two things per layer, both gathered on the model's device and copied once per step into the
+:class:`RowStore` (off the Python heap), with no per-layer synchronisation or transfer:
+
+* the layer's output at the last position, ``[d_model]``: the residual stream the logit lens
+  (``engine/lens.py``) reads. Every captured output is *before* the final norm, the last
+  layer's included, so the lens applies the final norm to all layers alike;
+* "stepping into" the layer: the shapes and dtypes of the tensors it saw (its input hidden
+  states, q/k/v after RoPE as the attention function receives them, T5's position bias, the
+  attention and MLP outputs), and ``PREVIEW`` values of each, taken at ``[0, ..., -1, :PREVIEW]``
+  (batch 0, first head, last position). Shapes are the same in every layer, so one tuple of
+  :class:`TensorInfo` per step describes them; the values are a ``[layers, tensors, PREVIEW]`` array.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from lmscope.engine.attention import label_modules, tapping
+from lmscope.engine.records import TensorInfo
 from lmscope.engine.row_store import RowStore
+
+PREVIEW = 4
+"""Values kept per tensor for the step-into view."""
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
@@ -25,30 +36,130 @@ def decoder_layers(model) -> torch.nn.ModuleList:
     return layers if layers is not None else decoder.block
 
 
-class LayerCapture:
-    """Captures the residual stream of the last position at every decoder layer.
+def _mlp(layer) -> torch.nn.Module:
+    """Llama-like: ``layer.mlp``; T5: the feed-forward sublayer's ``DenseReluDense``."""
+    mlp = getattr(layer, "mlp", None)
+    return mlp if mlp is not None else layer.layer[-1].DenseReluDense
 
-    ``last`` is the most recent capture, a read-only ``[layers, d_model]`` float32 array.
+
+@dataclass(frozen=True)
+class LayerCaptureResult:
+    """One step's capture.
+
+    Attributes:
+        residual: ``[layers, d_model]`` float32, each layer's output at the last position (read-only).
+        specs: name, shape and dtype of each tensor a layer saw (the same in every layer).
+        previews: ``[layers, len(specs), PREVIEW]`` float32 values (NaN where a tensor has fewer).
     """
+
+    residual: np.ndarray
+    specs: tuple[TensorInfo, ...] = ()
+    previews: np.ndarray | None = None
+
+    def tensors(self, layer: int) -> tuple[TensorInfo, ...]:
+        """The tensors layer ``layer`` saw, with their preview values."""
+        if self.previews is None:
+            return ()
+        values = self.previews[layer]
+        return tuple(
+            TensorInfo(spec.name, spec.shape, spec.dtype, tuple(float(v) for v in row if not np.isnan(v)))
+            for spec, row in zip(self.specs, values)
+        )
+
+
+class LayerCapture:
+    """Hooks every decoder layer for one forward pass; ``last`` is the most recent capture."""
 
     def __init__(self, model):
         self.layers = decoder_layers(model)
-        self.last: np.ndarray | None = None
+        self._index = {id(layer): i for i, layer in enumerate(self.layers)}
+        self._attention = {key: value for key, value in label_modules(model).items() if value[0] != "encoder"}
+        self.last: LayerCaptureResult | None = None
 
     @contextmanager
     def capture(self, store: RowStore):
-        """Hook every layer for one forward pass, then store the stacked outputs in ``store``."""
-        slices: list[torch.Tensor] = []
+        """Capture the layers of the forward pass inside the block, then store it in ``store``."""
+        step = _StepCapture(len(self.layers))
+        with ExitStack() as hooks:
+            for i, layer in enumerate(self.layers):
+                hooks.callback(layer.register_forward_pre_hook(step.input_hook(i), with_kwargs=True).remove)
+                hooks.callback(layer.register_forward_hook(step.output_hook(i)).remove)
+                hooks.callback(_mlp(layer).register_forward_hook(step.tensor_hook(i, "mlp_output")).remove)
+            for module in _attention_modules(self.layers, self._attention):
+                kind, i = self._attention[id(module)]
+                hooks.callback(module.register_forward_hook(step.tensor_hook(i, f"{kind}_attn_output")).remove)
+            hooks.enter_context(tapping(step.attention_tap(self._attention)))
+            yield self
+        if len(step.residual) == len(self.layers):
+            self.last = step.finish(store)
 
+
+def _attention_modules(layers, labels):
+    return [module for layer in layers for module in layer.modules() if id(module) in labels]
+
+
+class _StepCapture:
+    """The slices of one forward pass, on the model's device until ``finish``."""
+
+    def __init__(self, layers: int):
+        self.residual: list[torch.Tensor] = []
+        self.named: list[dict[str, torch.Tensor]] = [{} for _ in range(layers)]
+
+    def input_hook(self, i: int):
+        def hook(_module, args, kwargs):
+            self.named[i]["hidden_states"] = args[0] if args else kwargs["hidden_states"]
+        return hook
+
+    def output_hook(self, i: int):
         def hook(_module, _args, output):
             hidden = output[0] if isinstance(output, tuple) else output  # T5 blocks return a tuple
-            slices.append(hidden[0, -1].detach())  # [d_model], a view: stays on device
+            self.residual.append(hidden[0, -1].detach())  # [d_model], a view: stays on device
+            self.named[i]["layer_output"] = hidden
+        return hook
 
-        handles = [layer.register_forward_hook(hook) for layer in self.layers]
-        try:
-            yield self
-        finally:
-            for handle in handles:
-                handle.remove()
-        if len(slices) == len(self.layers):
-            self.last = store.put(torch.stack(slices))  # one copy per step: [layers, d_model]
+    def tensor_hook(self, i: int, name: str):
+        def hook(_module, _args, output):
+            self.named[i][name] = output[0] if isinstance(output, tuple) else output
+        return hook
+
+    def attention_tap(self, labels):
+        def tap(module, query, key, value, kwargs):
+            label = labels.get(id(module))
+            if label is None:
+                return
+            kind, i = label
+            prefix = "" if kind == "self" else "cross_"
+            named = self.named[i]
+            named[f"{prefix}q"], named[f"{prefix}k"], named[f"{prefix}v"] = query, key, value
+            bias = kwargs.get("position_bias")
+            if bias is not None and kind == "self":
+                named["position_bias"] = bias
+        return tap
+
+    def finish(self, store: RowStore) -> LayerCaptureResult:
+        """Stack the residual slices and the preview slices; one copy each into ``store``."""
+        residual = store.put(torch.stack(self.residual))
+        names = list(self.named[0])
+        if not names or any(list(named) != names for named in self.named):
+            return LayerCaptureResult(residual)
+        first = self.named[0]
+        specs = tuple(TensorInfo(name, tuple(first[name].shape), str(first[name].dtype).removeprefix("torch."), ())
+                      for name in _ordered(names))
+        previews = torch.stack([torch.stack([_preview(named[spec.name]) for spec in specs]) for named in self.named])
+        return LayerCaptureResult(residual, specs, store.put(previews))
+
+
+_ORDER = ("hidden_states", "q", "k", "v", "position_bias", "self_attn_output", "cross_q", "cross_k", "cross_v",
+          "cross_attn_output", "mlp_output", "layer_output")
+
+
+def _ordered(names):
+    return sorted(names, key=lambda name: _ORDER.index(name) if name in _ORDER else len(_ORDER))
+
+
+def _preview(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor[0, ..., -1, :PREVIEW]`` as float32, NaN-padded to PREVIEW values (a view until stacked)."""
+    values = tensor.detach()[(0,) * (tensor.dim() - 2) + (-1, slice(0, PREVIEW))].float()
+    if values.shape[0] < PREVIEW:
+        values = torch.nn.functional.pad(values, (0, PREVIEW - values.shape[0]), value=float("nan"))
+    return values

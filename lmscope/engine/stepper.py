@@ -19,7 +19,7 @@ from lmscope.engine.generation import prepare
 from lmscope.engine.layers import LayerCapture
 from lmscope.engine.lens import LayerLens, logit_lens
 from lmscope.engine.processors import run_stages, to_stages
-from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord
+from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord, TensorInfo
 from lmscope.engine.row_store import RowStore
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.step_parts import Decoder, attention_rows, finish_reason
@@ -51,7 +51,7 @@ class Stepper:
         self._state = None
         self._rows = RowStore()
         self._layers = LayerCapture(self.model)
-        self._residuals: dict[int, tuple] = {}  # step -> ([layers, d_model] residuals, chosen id)
+        self._residuals: dict[int, tuple] = {}  # step -> (LayerCaptureResult, chosen id)
 
     @property
     def finished(self) -> bool:
@@ -94,8 +94,14 @@ class Stepper:
         """The logit lens of every decoder layer at ``step`` (one batched matmul; run it off the UI thread)."""
         if step not in self._residuals:
             raise KeyError(f"no layer capture for step {step}")
-        residual, chosen_id = self._residuals[step]
-        return logit_lens(self.model, residual, chosen_id, self._decoder.token, top)
+        captured, chosen_id = self._residuals[step]
+        return logit_lens(self.model, captured.residual, chosen_id, self._decoder.token, top)
+
+    def layer_tensors(self, step: int, layer: int) -> tuple[TensorInfo, ...]:
+        """What decoder layer ``layer`` saw at ``step``: shapes, dtypes and a few values (no model work)."""
+        if step not in self._residuals:
+            raise KeyError(f"no layer capture for step {step}")
+        return self._residuals[step][0].tensors(layer)
 
     # -- one iteration of transformers' _sample ---------------------------------------------
 

@@ -80,3 +80,30 @@ def test_lens_of_unknown_step_raises(loaded):
     stepper, _ = run_steps(loaded)
     with pytest.raises(KeyError):
         stepper.lens(99)
+
+
+def test_layer_tensors_match_hidden_states_and_cache(loaded):
+    stepper, steps = run_steps(loaded)
+    hidden, _ = reference(loaded)
+    layers = stepper.info.layers
+    last = len(steps) - 1
+    cache = stepper._state.model_kwargs["past_key_values"]
+    self_cache = cache.self_attention_cache if loaded.family == "t5" else cache
+    for layer in range(layers):
+        tensors = {info.name: info for info in stepper.layer_tensors(last, layer)}
+        expected = {"hidden_states", "q", "k", "v", "self_attn_output", "mlp_output", "layer_output"}
+        if loaded.family == "t5":
+            expected |= {"position_bias", "cross_q", "cross_k", "cross_v", "cross_attn_output"}
+        assert set(tensors) == expected
+        d_model = hidden[last].shape[-1]
+        assert tensors["hidden_states"].shape == (1, 1, d_model)  # a decode step: one new position
+        np.testing.assert_allclose(tensors["hidden_states"].preview, hidden[last][layer, :4].numpy(), rtol=1e-5)
+        if layer < layers - 1:
+            np.testing.assert_allclose(tensors["layer_output"].preview, hidden[last][layer + 1, :4].numpy(),
+                                       rtol=1e-5)
+        keys = self_cache.layers[layer].keys  # the cache holds k after RoPE: [batch, kv_heads, seq, head_dim]
+        assert tensors["k"].shape == tuple(keys.shape)
+        np.testing.assert_allclose(tensors["k"].preview, keys[0, 0, -1, :4].numpy(), rtol=1e-5)
+        q = tensors["q"].shape
+        assert q[0] == 1 and q[1] == stepper.info.query_heads and q[2] == 1 and tensors["k"].shape[1] == stepper.info.kv_heads
+        assert tensors["q"].dtype == "float32" and len(tensors["q"].preview) == 4
