@@ -320,6 +320,10 @@ class FakeEngine:
         """A made-up logit lens of ``step``: the chosen token surfaces in the later layers."""
         return make_lens(self.recording.steps[step], self.info.layers, top)
 
+    def layer_tensors(self, step: int, layer: int) -> tuple[TensorInfo, ...]:
+        """Made-up shapes and values of what ``layer`` saw at ``step``, shaped like the real engine's."""
+        return make_layer_tensors(self.info, step, layer)
+
     def _track(self):
         """Count concurrent calls: ``max_active`` above 1 means two calls raced on one cache."""
         engine = self
@@ -409,3 +413,21 @@ def make_lens(record: StepRecord, layers: int, top: int = 3):
         entries.append(LayerLens(layer, tuple(cands), p_chosen, rank, 6.0 * (1 - share) + final.entropy * share,
                                  10.0 + 4.0 * layer))
     return tuple(entries)
+
+
+def make_layer_tensors(info: SessionInfo, step: int, layer: int) -> tuple[TensorInfo, ...]:
+    """Deterministic per-layer tensors: hidden ``[1, 1, d]``, q/k/v after RoPE, outputs (T5: position bias)."""
+    rng = np.random.default_rng(1000 * step + layer)
+    d, head_dim = 576 if info.family == "llama" else 512, 64
+    keys = step + 16
+    shapes = [("hidden_states", (1, 1, d)), ("q", (1, info.query_heads, 1, head_dim)),
+              ("k", (1, info.kv_heads, keys, head_dim)), ("v", (1, info.kv_heads, keys, head_dim))]
+    if info.family == "t5":
+        shapes.append(("position_bias", (1, info.query_heads, 1, keys)))
+    shapes.append(("self_attn_output", (1, 1, d)))
+    if info.family == "t5":  # cross-attention over the encoder's tokens (fixed length)
+        shapes += [("cross_q", (1, info.query_heads, 1, head_dim)), ("cross_k", (1, info.kv_heads, 11, head_dim)),
+                   ("cross_v", (1, info.kv_heads, 11, head_dim)), ("cross_attn_output", (1, 1, d))]
+    shapes += [("mlp_output", (1, 1, d)), ("layer_output", (1, 1, d))]
+    return tuple(TensorInfo(name, shape, info.dtype, tuple(round(float(v), 4) for v in rng.normal(0, 1, 4)))
+                 for name, shape in shapes)

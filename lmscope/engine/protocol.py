@@ -30,6 +30,14 @@ class Engine(Protocol):
         """Run one forward pass and choose one token. Raises if called when finished."""
         ...
 
+    def lens(self, step: int, top: int = 3) -> tuple:
+        """The logit lens (``LayerLens``) of every decoder layer at ``step``; runs the LM head."""
+        ...
+
+    def layer_tensors(self, step: int, layer: int) -> tuple:
+        """The tensors (``TensorInfo``) decoder layer ``layer`` saw at ``step``."""
+        ...
+
 
 EngineFactory = Callable[[], Engine]
 """Builds an engine; loading weights happens here, so call it from a worker thread."""
