@@ -21,8 +21,8 @@ def loaded(request, tiny_llama_dir, tiny_t5_dir):
     return models.load(str(folder), request.param, device="cpu", dtype="float32")
 
 
-def run_steps(loaded):
-    stepper = Stepper(loaded, PROMPT, SETTINGS)
+def run_steps(loaded, prompt=PROMPT, settings=SETTINGS):
+    stepper = Stepper(loaded, prompt, settings)
     stepper.start()
     steps = []
     while not stepper.finished:
@@ -30,18 +30,34 @@ def run_steps(loaded):
     return stepper, steps
 
 
-def reference(loaded):
+def reference(loaded, prompt=PROMPT, settings=SETTINGS):
     """generate()'s hidden states (last position) and raw logits per step."""
-    ids = loaded.tokenizer(PROMPT, return_tensors="pt").input_ids
+    ids = loaded.tokenizer(prompt, return_tensors="pt").input_ids
     out = loaded.model.generate(ids, return_dict_in_generate=True, output_hidden_states=True, output_logits=True,
-                                **SETTINGS.generate_kwargs(loaded.tokenizer))
+                                **settings.generate_kwargs(loaded.tokenizer))
     hidden = out.decoder_hidden_states if loaded.family == "t5" else out.hidden_states
     return [torch.stack([h[0, -1] for h in per_step]) for per_step in hidden], [l[0] for l in out.logits]
 
 
 def test_lens_equals_hidden_states_through_norm_and_head(loaded):
-    stepper, steps = run_steps(loaded)
-    hidden, logits = reference(loaded)
+    check_lens(loaded, PROMPT, SETTINGS)
+
+
+@pytest.mark.integration
+def test_lens_on_smollm2():
+    from lmscope.engine import defaults
+
+    folder = defaults.default_llama_dir()
+    if not defaults.is_complete(folder):
+        pytest.skip("the default Llama is not prepared: run `lmscope fetch` (make test does)")
+    loaded = models.load(str(folder), "llama", "cpu", "float32")
+    check_lens(loaded, "The capital of France is", GenerationSettings(max_new_tokens=3))
+
+
+def check_lens(loaded, prompt, settings):
+    """Every layer's lens, at every step, against generate()'s hidden states through norm and head."""
+    stepper, steps = run_steps(loaded, prompt, settings)
+    hidden, logits = reference(loaded, prompt, settings)
     layers = stepper.info.layers
     assert len(hidden) == len(steps)
     for step, record in enumerate(steps):
