@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -46,6 +47,10 @@ SHOTS = (
         family="llama", prompt="What is the capital of France?", chat=True, device="cpu",
         settings=GenerationSettings(max_new_tokens=8, do_sample=True, top_k=20, seed=1),
     ), keys=("n",) * 4, size=(80, 24)),
+    Shot("llama_layers_paris", SessionOptions(
+        family="llama", prompt="What is the capital of France?", chat=True, device="cpu",
+        settings=GenerationSettings(max_new_tokens=8),
+    ), keys=("n",) * 6 + ("s", "left_square_bracket")),  # step into " Paris", the last layer selected
 )
 
 
@@ -66,8 +71,10 @@ async def take(shot: Shot) -> Path:
 def main() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
     OUT.mkdir(exist_ok=True)
+    wanted = set(sys.argv[1:])  # shot names; none: every shot
     for shot in SHOTS:
-        print(asyncio.run(take(shot)))
+        if not wanted or shot.name in wanted:
+            print(asyncio.run(take(shot)))
 
 
 if __name__ == "__main__":
