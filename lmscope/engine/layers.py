@@ -99,27 +99,35 @@ def _attention_modules(layers, labels):
 
 
 class _StepCapture:
-    """The slices of one forward pass, on the model's device until ``finish``."""
+    """The slices of one forward pass, on the model's device until ``finish``.
+
+    Slices are copied at once (a few values each, on the device, no synchronisation): a view
+    would keep the whole tensor alive until the end of the pass, hundreds of MB at a long prefill.
+    """
 
     def __init__(self, layers: int):
         self.residual: list[torch.Tensor] = []
-        self.named: list[dict[str, torch.Tensor]] = [{} for _ in range(layers)]
+        self.named: list[dict[str, tuple]] = [{} for _ in range(layers)]
+
+    def keep(self, i: int, name: str, tensor: torch.Tensor) -> None:
+        """Shape, dtype and the preview values of ``tensor`` as layer ``i``'s ``name``."""
+        self.named[i][name] = (tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."), _preview(tensor))
 
     def input_hook(self, i: int):
         def hook(_module, args, kwargs):
-            self.named[i]["hidden_states"] = args[0] if args else kwargs["hidden_states"]
+            self.keep(i, "hidden_states", args[0] if args else kwargs["hidden_states"])
         return hook
 
     def output_hook(self, i: int):
         def hook(_module, _args, output):
             hidden = output[0] if isinstance(output, tuple) else output  # T5 blocks return a tuple
-            self.residual.append(hidden[0, -1].detach())  # [d_model], a view: stays on device
-            self.named[i]["layer_output"] = hidden
+            self.residual.append(hidden[0, -1].detach().clone())  # [d_model], stays on the device
+            self.keep(i, "layer_output", hidden)
         return hook
 
     def tensor_hook(self, i: int, name: str):
         def hook(_module, _args, output):
-            self.named[i][name] = output[0] if isinstance(output, tuple) else output
+            self.keep(i, name, output[0] if isinstance(output, tuple) else output)
         return hook
 
     def attention_tap(self, labels):
@@ -129,11 +137,11 @@ class _StepCapture:
                 return
             kind, i = label
             prefix = "" if kind == "self" else "cross_"
-            named = self.named[i]
-            named[f"{prefix}q"], named[f"{prefix}k"], named[f"{prefix}v"] = query, key, value
+            for name, tensor in (("q", query), ("k", key), ("v", value)):
+                self.keep(i, prefix + name, tensor)
             bias = kwargs.get("position_bias")
             if bias is not None and kind == "self":
-                named["position_bias"] = bias
+                self.keep(i, "position_bias", bias)
         return tap
 
     def finish(self, store: RowStore) -> LayerCaptureResult:
@@ -143,9 +151,8 @@ class _StepCapture:
         if not names or any(list(named) != names for named in self.named):
             return LayerCaptureResult(residual)
         first = self.named[0]
-        specs = tuple(TensorInfo(name, tuple(first[name].shape), str(first[name].dtype).removeprefix("torch."), ())
-                      for name in _ordered(names))
-        previews = torch.stack([torch.stack([_preview(named[spec.name]) for spec in specs]) for named in self.named])
+        specs = tuple(TensorInfo(name, *first[name][:2], ()) for name in _ordered(names))
+        previews = torch.stack([torch.stack([named[spec.name][2] for spec in specs]) for named in self.named])
         return LayerCaptureResult(residual, specs, store.put(previews))
 
 
@@ -158,8 +165,8 @@ def _ordered(names):
 
 
 def _preview(tensor: torch.Tensor) -> torch.Tensor:
-    """``tensor[0, ..., -1, :PREVIEW]`` as float32, NaN-padded to PREVIEW values (a view until stacked)."""
-    values = tensor.detach()[(0,) * (tensor.dim() - 2) + (-1, slice(0, PREVIEW))].float()
+    """A copy of ``tensor[0, ..., -1, :PREVIEW]`` as float32, NaN-padded to PREVIEW values."""
+    values = tensor.detach()[(0,) * (tensor.dim() - 2) + (-1, slice(0, PREVIEW))].to(torch.float32, copy=True)
     if values.shape[0] < PREVIEW:
         values = torch.nn.functional.pad(values, (0, PREVIEW - values.shape[0]), value=float("nan"))
     return values
