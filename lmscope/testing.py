@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lmscope.engine.records import (
-    AttentionRows, CacheStats, Candidate, LayerCache, PromptRecord, SessionInfo, Stage, StepRecord,
+    AttentionRows, CacheStats, Candidate, LayerCache, LayerLens, PromptRecord, SessionInfo, Stage, StepRecord,
     TensorInfo,
 )
 
@@ -391,8 +391,6 @@ def make_lens(record: StepRecord, layers: int, top: int = 3):
     Early layers predict filler tokens; the last layer's lens is the step's logits stage, as on the
     real engine.
     """
-    from lmscope.engine.lens import LayerLens
-
     final = record.stages[0]
     rng = np.random.default_rng(record.step)
     chosen = next((c for c in final.top if c.token_id == record.token_id), final.top[0])
