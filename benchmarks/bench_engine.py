@@ -10,6 +10,7 @@ its last line: step_ratio=X prefill_time_ratio=X prefill_mem_ratio=X run_ratio=X
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import statistics
@@ -39,6 +40,7 @@ def parse_args():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--run-tokens", type=int, default=48, help="tokens for the generate() comparison")
     parser.add_argument("--only", choices=("rng",), help="run just this measure (rng: generator state per step)")
+    parser.add_argument("--only-layers", action="store_true", help="measure layer capture only")
     parser.add_argument("--prefill-child", choices=("sdpa", "capture"), help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -204,6 +206,53 @@ def measure_retained(loaded, prompt, args) -> tuple[float, float]:
     return (after - before) / args.steps, (stepper._rows.bytes_written - written_before) / args.steps
 
 
+def without_layer_capture(stepper: Stepper) -> Stepper:
+    """The same Stepper with its per-layer hooks replaced by nothing: the baseline of layer capture."""
+    stepper._layers.capture = lambda store: contextlib.nullcontext()
+    return stepper
+
+
+def measure_layers(loaded, prompt, args) -> dict:
+    """Median step seconds and Python-heap bytes retained per step, without and with layer capture.
+
+    Two greedy Steppers at ``--context``, stepped alternately (attention capture on in both,
+    as in the TUI); the heap is traced over ``--steps`` steps of each, the history kept.
+    """
+    plain = without_layer_capture(Stepper(loaded, prompt, GREEDY))
+    hooked = Stepper(loaded, prompt, GREEDY)
+    for stepper in (plain, hooked):
+        stepper.start()
+        stepper.step()
+    seconds = {False: [], True: []}
+    for _ in range(args.steps * args.rounds):
+        seconds[False].append(timed(plain.step, args.device))
+        seconds[True].append(timed(hooked.step, args.device))
+    heap = {}
+    for capture, stepper in ((False, plain), (True, hooked)):
+        history = []
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(args.steps):
+            history.append(stepper.step())
+        gc.collect()
+        heap[capture] = (tracemalloc.get_traced_memory()[0] - before) / args.steps
+        tracemalloc.stop()
+    return {"plain_s": statistics.median(seconds[False]), "layers_s": statistics.median(seconds[True]),
+            "plain_heap": heap[False], "layers_heap": heap[True]}
+
+
+def print_layers(loaded, args, layers: dict) -> None:
+    ratio = layers["layers_s"] / layers["plain_s"]
+    extra_heap = layers["layers_heap"] - layers["plain_heap"]
+    print(f"layer capture ({loaded.model.config.num_hidden_layers} layers), context {args.context}, "
+          f"device {args.device}, {args.steps * args.rounds} alternated steps")
+    print(f"{'decode step (median)':<32}{'no capture ' + format(layers['plain_s'] * 1e3, '.1f') + ' ms':<26}"
+          f"{'capture ' + format(layers['layers_s'] * 1e3, '.1f') + ' ms':<22}{ratio:>7.3f}  <= 1.02")
+    print(f"{'extra heap retained per step':<32}{'':<26}{extra_heap / 1024:<18.2f}KiB{'':>8}<= 16 KiB")
+    print(f"layers_step_ratio={ratio:.3f} layers_extra_bytes_per_step={extra_heap:.0f}")
+
+
 def main() -> None:
     args = parse_args()
     options = SessionOptions(family="llama", prompt="x", model=args.model, device=args.device, dtype=args.dtype)
@@ -219,6 +268,9 @@ def main() -> None:
     if args.only == "rng":
         print_rng(measure_rng(loaded, prompt, args))
         return
+    if args.only_layers:
+        print_layers(loaded, args, measure_layers(loaded, prompt, args))
+        return
     results = {
         "greedy": measure_steps(loaded, bare_model, prompt, GREEDY, args),
         "sampling": measure_steps(loaded, bare_model, prompt, SAMPLING, args),
@@ -226,8 +278,10 @@ def main() -> None:
         "run": measure_run(loaded, bare_model, args),
         "retained": measure_retained(loaded, prompt, args),
         "rng": measure_rng(loaded, prompt, args),
+        "layers": measure_layers(loaded, prompt, args),
     }
     print_table(loaded, args, results)
+    print_layers(loaded, args, results["layers"])
 
 
 def print_table(loaded, args, results) -> None:

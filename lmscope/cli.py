@@ -54,7 +54,7 @@ def _session(family: str, flags: dict) -> None:
         from lmscope.headless import run_headless
 
         run_headless(options, json_lines=json_lines, attention=attention, record=flags["record"],
-                     record_dtype=flags["record_dtype"])
+                     record_dtype=flags["record_dtype"], layers=flags["layers"])
     else:
         run_tui(options, record=flags["record"], record_dtype=flags["record_dtype"])
 
@@ -152,6 +152,8 @@ def _command(family: str):
                                       help="Print a table per token instead of the TUI.")] = False,
         attention: Annotated[bool, Opt("--attention", metavar="", rich_help_panel=OUT,
                                        help="Include attention rows in --json output.")] = False,
+        layers: Annotated[bool, Opt("--layers", metavar="", rich_help_panel=OUT,
+                                    help="Include each layer's logit lens in --json output.")] = False,
         record: Annotated[Optional[str], Opt("--record", metavar="FILE", rich_help_panel=OUT,
                                              help="Write the session to FILE as it runs (lmscope open FILE).")] = None,
         record_dtype: Annotated[str, Opt("--record-dtype", metavar="DTYPE", rich_help_panel=OUT,

@@ -9,11 +9,11 @@ from lmscope.engine.breakpoints import describe_hit, hit_message, parse, step_va
 from lmscope.engine.records import PromptRecord, StepRecord
 from lmscope.engine.session import SessionOptions, open_session
 from lmscope.engine.recording import RecordingEngine, Trace, TraceWriter
-from lmscope.engine.trace import rows_to_dict, step_to_dict
+from lmscope.engine.trace import lens_to_list, rows_to_dict, step_to_dict
 
 
 def run_headless(options: SessionOptions, json_lines: bool, attention: bool = False, out=None,
-                 record: str | None = None, record_dtype: str = "float32") -> None:
+                 record: str | None = None, record_dtype: str = "float32", layers: bool = False) -> None:
     """Generate to the end, or up to the first step where a ``--break`` holds.
 
     Prints one JSON object per token, or a table row per token; a breakpoint's step carries
@@ -35,6 +35,8 @@ def run_headless(options: SessionOptions, json_lines: bool, attention: bool = Fa
         hit = _breakpoint_hit(breakpoints, record, text)
         if json_lines:
             data = step_to_dict(record, attention)
+            if layers:  # the lens costs one matmul per step over all layers: only when asked
+                data["layers"] = lens_to_list(stepper.lens(record.step))
             if hit:
                 data["breakpoint"] = {"expr": hit[1].expr, "values": hit[2]}
             print(json.dumps(data, ensure_ascii=False), file=out, flush=True)

@@ -16,7 +16,7 @@ import numpy as np
 
 from lmscope.engine.errors import UserError
 from lmscope.engine.records import (
-    AttentionRows, CacheStats, Candidate, LayerCache, PromptRecord, SessionInfo, Stage, StepRecord,
+    AttentionRows, CacheStats, Candidate, LayerCache, LayerLens, PromptRecord, SessionInfo, Stage, StepRecord,
     TensorInfo,
 )
 
@@ -346,6 +346,14 @@ class FakeEngine:
         vocab = _vocab(self.info.family)
         return vocab[index] if 0 <= index < len(vocab) else f"<{forced_id}>"
 
+    def lens(self, step: int, top: int = 3):
+        """A made-up logit lens of ``step``: the chosen token surfaces in the later layers."""
+        return make_lens(self.recording.steps[step], self.info.layers, top)
+
+    def layer_tensors(self, step: int, layer: int) -> tuple[TensorInfo, ...]:
+        """Made-up shapes and values of what ``layer`` saw at ``step``, shaped like the real engine's."""
+        return make_layer_tensors(self.info, step, layer)
+
     def _track(self):
         """Count concurrent calls: ``max_active`` above 1 means two calls raced on one cache."""
         engine = self
@@ -405,3 +413,49 @@ async def wait_until_idle(pilot, timeout_s: float = 120.0) -> None:
             raise TimeoutError("the app stayed busy")
         await pilot.pause(0.01)  # only while a real engine call is still running
         await app.workers.wait_for_complete()
+
+
+def make_lens(record: StepRecord, layers: int, top: int = 3):
+    """A deterministic logit lens for a fake step: p(chosen) rises from ~0 to the logits stage's value.
+
+    Early layers predict filler tokens; the last layer's lens is the step's logits stage, as on the
+    real engine.
+    """
+    final = record.stages[0]
+    rng = np.random.default_rng(record.step)
+    chosen = next((c for c in final.top if c.token_id == record.token_id), final.top[0])
+    entries = []
+    for layer in range(layers):
+        share = (layer + 1) / layers
+        p_chosen = chosen.prob * share**3
+        if layer == layers - 1:
+            cands = final.top[:top]
+        else:
+            others = [Candidate(1000 + int(i), FILLER[int(i) % len(FILLER)], 0.0, 0.0)
+                      for i in rng.choice(len(FILLER), top, replace=False)]
+            probs = sorted(rng.uniform(0.02, 0.3, top), reverse=True)
+            cands = sorted([Candidate(c.token_id, c.token, 0.0, float(p)) for c, p in zip(others, probs)]
+                           + [Candidate(chosen.token_id, chosen.token, 0.0, p_chosen)], key=lambda c: -c.prob)[:top]
+        rank = sum(1 for c in cands if c.prob > p_chosen) if any(c.token_id == chosen.token_id for c in cands) \
+            else top + int((1 - share) * 500)
+        entries.append(LayerLens(layer, tuple(cands), p_chosen, rank, 6.0 * (1 - share) + final.entropy * share,
+                                 10.0 + 4.0 * layer))
+    return tuple(entries)
+
+
+def make_layer_tensors(info: SessionInfo, step: int, layer: int) -> tuple[TensorInfo, ...]:
+    """Deterministic per-layer tensors: hidden ``[1, 1, d]``, q/k/v after RoPE, outputs (T5: position bias)."""
+    rng = np.random.default_rng(1000 * step + layer)
+    d, head_dim = 576 if info.family == "llama" else 512, 64
+    keys = step + 16
+    shapes = [("hidden_states", (1, 1, d)), ("q", (1, info.query_heads, 1, head_dim)),
+              ("k", (1, info.kv_heads, keys, head_dim)), ("v", (1, info.kv_heads, keys, head_dim))]
+    if info.family == "t5":
+        shapes.append(("position_bias", (1, info.query_heads, 1, keys)))
+    shapes.append(("self_attn_output", (1, 1, d)))
+    if info.family == "t5":  # cross-attention over the encoder's tokens (fixed length)
+        shapes += [("cross_q", (1, info.query_heads, 1, head_dim)), ("cross_k", (1, info.kv_heads, 11, head_dim)),
+                   ("cross_v", (1, info.kv_heads, 11, head_dim)), ("cross_attn_output", (1, 1, d))]
+    shapes += [("mlp_output", (1, 1, d)), ("layer_output", (1, 1, d))]
+    return tuple(TensorInfo(name, shape, info.dtype, tuple(round(float(v), 4) for v in rng.normal(0, 1, 4)))
+                 for name, shape in shapes)

@@ -57,6 +57,10 @@ SHOTS = (
         family="llama", prompt="What is the capital of France?", chat=True, device="cpu",
         settings=GenerationSettings(max_new_tokens=8, do_sample=True, top_k=20, seed=1),
     ), keys=("n",) * 4, size=(80, 24)),
+    Shot("llama_layers_paris", SessionOptions(
+        family="llama", prompt="What is the capital of France?", chat=True, device="cpu",
+        settings=GenerationSettings(max_new_tokens=8),
+    ), keys=("n",) * 6 + ("s", "left_square_bracket")),  # step into " Paris", the last layer selected
 )
 
 

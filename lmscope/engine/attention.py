@@ -23,6 +23,8 @@ from lmscope.engine.row_store import RowStore, Slot
 ATTENTION_NAME = "lmscope"
 
 _RECORDER: contextvars.ContextVar[AttentionRecorder | None] = contextvars.ContextVar("lmscope_recorder", default=None)
+_TAP: contextvars.ContextVar = contextvars.ContextVar("lmscope_tap", default=None)
+"""Called as ``tap(module, query, key, value, kwargs)`` by every attention call (``engine/layers.py``)."""
 
 
 @dataclass
@@ -107,6 +109,16 @@ def recording(recorder: AttentionRecorder):
         _RECORDER.reset(token)
 
 
+@contextmanager
+def tapping(tap):
+    """Inside the block, every attention call shows ``tap`` its query, key and value (after RoPE)."""
+    token = _TAP.set(tap)
+    try:
+        yield tap
+    finally:
+        _TAP.reset(token)
+
+
 def register() -> None:
     """Register lmscope's attention function and SDPA's mask builder under ``ATTENTION_NAME``."""
     from transformers import AttentionInterface
@@ -131,6 +143,9 @@ def capture_attention_forward(module, query, key, value, attention_mask, scaling
     output, _ = sdpa_attention_forward(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
     )
+    tap = _TAP.get()
+    if tap is not None:
+        tap(module, query, key, value, kwargs)
     recorder = _RECORDER.get()
     if recorder is not None and id(module) in recorder.kinds:
         rows = recorder.rows_to_keep(query.shape[2], key.shape[2])

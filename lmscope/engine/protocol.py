@@ -38,6 +38,14 @@ class Engine(Protocol):
         """The id and display text of the first token of ``text``, for forcing it."""
         ...
 
+    def lens(self, step: int, top: int = 3) -> tuple:
+        """The logit lens (``LayerLens``) of every decoder layer at ``step``; runs the LM head."""
+        ...
+
+    def layer_tensors(self, step: int, layer: int) -> tuple:
+        """The tensors (``TensorInfo``) decoder layer ``layer`` saw at ``step``."""
+        ...
+
 
 EngineFactory = Callable[[], Engine]
 """Builds an engine; loading weights happens here, so call it from a worker thread."""

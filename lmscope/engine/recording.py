@@ -270,6 +270,10 @@ class RecordingEngine:
     def first_token(self, text: str) -> tuple[int, str]:
         return self.engine.first_token(text)
 
+    def __getattr__(self, name: str):
+        """Everything else (the logit lens, a layer's tensors) is the engine's own."""
+        return getattr(self.engine, name)
+
 
 class ReplayEngine:
     """A recorded session behind the Engine protocol: it shows, it cannot step.

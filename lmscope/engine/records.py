@@ -252,3 +252,24 @@ class SessionInfo:
     kv_heads: int
     max_new_tokens: int
     settings: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class LayerLens:
+    """What one decoder layer would predict if the model stopped there.
+
+    Attributes:
+        layer: 0-based decoder layer.
+        top: the lens's top-k tokens (``score`` is the lens logit, ``prob`` its softmax).
+        chosen_prob: the lens's probability of the token the step finally chose.
+        chosen_rank: its 0-based rank in the lens (0: the lens's own top token).
+        entropy: entropy of the lens's distribution, in nats.
+        norm: L2 norm of the layer's residual stream (before the final norm).
+    """
+
+    layer: int
+    top: tuple[Candidate, ...]
+    chosen_prob: float
+    chosen_rank: int
+    entropy: float
+    norm: float

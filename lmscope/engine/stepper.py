@@ -17,8 +17,10 @@ from lmscope.engine.attention import AttentionRecorder, label_modules, recording
 from lmscope.engine.cache_stats import cache_stats
 from lmscope.engine.errors import UserError
 from lmscope.engine.generation import prepare
+from lmscope.engine.layers import LayerCapture
+from lmscope.engine.lens import LayerLens, logit_lens
 from lmscope.engine.processors import run_stages, to_stages
-from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord
+from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord, TensorInfo
 from lmscope.engine.row_store import RowStore
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.rewind import RngHistory, rewind_state
@@ -51,6 +53,8 @@ class Stepper:
         self._state = None
         self._rows = RowStore()
         self._rng = RngHistory(self.model.device)
+        self._layers = LayerCapture(self.model)
+        self._residuals: dict[int, tuple] = {}  # step -> (LayerCaptureResult, chosen id)
 
     @property
     def finished(self) -> bool:
@@ -63,6 +67,7 @@ class Stepper:
         began = time.perf_counter()
         prompt_ids = self._encode_prompt().to(self.model.device)
         self._rows = RowStore()  # a new store per run: the old history keeps its own alive
+        self._residuals = {}
         recorder = AttentionRecorder(self._labels, self._rows, max_rows=self.prefill_rows, stream=True)
         with recording(recorder):
             prepared = prepare(self.model, prompt_ids, self.settings.generate_kwargs(self.tokenizer))
@@ -132,12 +137,25 @@ class Stepper:
         """Size of the model's output distribution (``d_vocab``)."""
         return self.model.get_output_embeddings().weight.shape[0]
 
+    def lens(self, step: int, top: int = 3) -> tuple[LayerLens, ...]:
+        """The logit lens of every decoder layer at ``step`` (one batched matmul; run it off the UI thread)."""
+        if step not in self._residuals:
+            raise KeyError(f"no layer capture for step {step}")
+        captured, chosen_id = self._residuals[step]
+        return logit_lens(self.model, captured.residual, chosen_id, self._decoder.token, top)
+
+    def layer_tensors(self, step: int, layer: int) -> tuple[TensorInfo, ...]:
+        """What decoder layer ``layer`` saw at ``step``: shapes, dtypes and a few values (no model work)."""
+        if step not in self._residuals:
+            raise KeyError(f"no layer capture for step {step}")
+        return self._residuals[step][0].tensors(layer)
+
     # -- one iteration of transformers' _sample ---------------------------------------------
 
     def _forward(self, recorder: AttentionRecorder):
         """One forward pass exactly as ``_sample`` makes it; returns (outputs, tensor infos)."""
         state, model = self._state, self.model
-        with torch.no_grad(), recording(recorder), self._inputs.watch() as seen:
+        with torch.no_grad(), recording(recorder), self._inputs.watch() as seen, self._layers.capture(self._rows):
             if not state.prefilled:
                 outputs = model._prefill(state.input_ids, state.config, state.model_kwargs)
                 state.prefilled = True
@@ -207,6 +225,7 @@ class Stepper:
         state = self._state
         query_len = state.input_ids.shape[1] - 1
         stages, (chosen_prob, raw_rank) = to_stages(summaries, self._decoder.token, extra=chosen)
+        self._residuals[state.generated - 1] = (self._layers.last, token_id)
         return StepRecord(
             step=state.generated - 1,
             token_id=token_id,

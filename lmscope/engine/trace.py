@@ -141,3 +141,12 @@ def _rows_from(data: dict | None) -> AttentionRows | None:
     if data is None:
         return None
     return AttentionRows(data["kind"], np.asarray(data["probs"], dtype=np.float32), data["query_start"])
+
+
+def lens_to_list(lens) -> list[dict]:
+    """The ``"layers"`` of a step's JSON object: one logit-lens object per decoder layer, in order."""
+    return [
+        {"layer": e.layer, "top": [{"id": c.token_id, "token": c.token, "prob": c.prob} for c in e.top],
+         "chosen_prob": e.chosen_prob, "chosen_rank": e.chosen_rank, "entropy": e.entropy, "norm": e.norm}
+        for e in lens
+    ]

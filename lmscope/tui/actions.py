@@ -50,6 +50,14 @@ class BrowseActions:
             return
         tabs.active = tab
 
+    def action_step_into(self) -> None:
+        """Open the Layers tab on the selected step and focus its table (``s``, F11)."""
+        screen = self.get_screen_stack_root()
+        screen.query_one("#tabs", TabbedContent).active = "layers"
+        screen.query_one("#layers-pane DataTable").focus()
+        if self.view.selected is None:
+            self.notify("the prompt is selected: step into a generated step (← →)")
+
     def action_zoom(self) -> None:
         """Maximize the focused pane, or restore the layout (``z``)."""
         screen = self.screen

@@ -17,12 +17,14 @@ from lmscope.tui.widgets.attention import AttentionPlot
 from lmscope.tui.widgets.cross_attention import CrossAttentionPlot
 from lmscope.tui.widgets.footer import DebuggerFooter
 from lmscope.tui.widgets.kv_cache import KVCachePane
+from lmscope.tui.widgets.layers import LayersPane
 from lmscope.tui.widgets.stages import StagesPane
 from lmscope.tui.widgets.status import StatusBar
 from lmscope.tui.widgets.tokens import TokensPane
 from lmscope.tui.widgets.variables import VariablesPane
 
-PANES = (StatusBar, TokensPane, StagesPane, AttentionPlot, CrossAttentionPlot, KVCachePane, VariablesPane)
+PANES = (StatusBar, TokensPane, StagesPane, AttentionPlot, CrossAttentionPlot, KVCachePane, VariablesPane,
+         LayersPane)
 """Every widget that takes the View as ``current``."""
 
 
@@ -50,6 +52,8 @@ class DebuggerScreen(Screen):
                     yield KVCachePane(id="kv-cache")
                 with TabPane("Variables", id="variables"):
                     yield VariablesPane(id="variables-table")
+                with TabPane("Layers", id="layers"):
+                    yield LayersPane(id="layers-pane")
         yield DebuggerFooter()
 
     def on_mount(self) -> None:

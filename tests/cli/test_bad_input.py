@@ -108,5 +108,5 @@ def test_tui_load_failure_is_one_line_and_exit_2(monkeypatch, capsys):
             return error
 
     monkeypatch.setattr("lmscope.engine.session.model_source", lambda options: "x")
-    monkeypatch.setattr("lmscope.tui.app.make_app", lambda factory, title: App())
+    monkeypatch.setattr("lmscope.tui.app.make_app", lambda factory, **options: App())
     assert fails(["t5"], capsys) == "lmscope: error: cannot load model 'x': broken"

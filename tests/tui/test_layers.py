@@ -1,0 +1,104 @@
+"""The Layers tab: 5, s and F11 open it, [ ] and the cursor select a layer, enter shows its tensors."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, TabbedContent
+
+from lmscope.testing import screen_text
+from lmscope.tui.widgets.attention import AttentionPlot
+from lmscope.tui.widgets.layers import LayersPane, bar
+from tui_harness import running, settle
+
+
+async def open_layers(app, pilot, key: str) -> LayersPane:
+    await pilot.press(key)
+    await settle(app, pilot)
+    await pilot.pause()
+    return app.query_one(LayersPane)
+
+
+async def test_5_opens_the_layers_tab_with_one_row_per_layer():
+    async with running(steps=6) as (app, pilot, engine):
+        await pilot.press("n", "n", "n")
+        await settle(app, pilot)
+        pane = await open_layers(app, pilot, "5")
+        assert app.query_one("#tabs", TabbedContent).active == "layers"
+        table = pane.query_one(DataTable)
+        assert table.row_count == engine.info.layers
+        lens = engine.lens(2)
+        text = screen_text(app)
+        assert f"{lens[-1].chosen_prob:.3f}" in text  # the last layer's p(chosen)
+        assert "step 3 · chose" in text
+
+
+async def test_s_and_f11_step_into_the_selected_step():
+    for key in ("s", "f11"):
+        async with running(steps=6) as (app, pilot, engine):
+            await pilot.press("n", "n", "n", "left")
+            await settle(app, pilot)
+            pane = await open_layers(app, pilot, key)
+            assert app.query_one("#tabs", TabbedContent).active == "layers"
+            assert app.focused is pane.query_one(DataTable)
+            assert "step 2 · chose" in screen_text(app)  # the selected step, not the newest
+
+
+async def test_prompt_selected_says_so():
+    async with running(steps=6) as (app, pilot, engine):
+        pane = await open_layers(app, pilot, "s")
+        assert pane.query_one(DataTable).row_count == 0
+        assert "select a generated step" in screen_text(app)
+
+
+async def test_brackets_select_a_layer_and_attention_follows():
+    async with running(steps=6) as (app, pilot, engine):
+        await pilot.press("n", "n")
+        await settle(app, pilot)
+        pane = await open_layers(app, pilot, "5")
+        table = pane.query_one(DataTable)
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        await pilot.pause()
+        assert app.view.layer == 2 and table.cursor_row == 2
+        assert app.query_one(AttentionPlot).layer == 2
+        await pilot.press("left_square_bracket")
+        await pilot.pause()
+        assert table.cursor_row == 1
+        table.focus()
+        await pilot.press("down", "down")
+        await pilot.pause()
+        assert app.view.layer == 3 and app.query_one(AttentionPlot).layer == 3
+
+
+async def test_enter_shows_the_tensors_of_the_layer():
+    async with running(steps=6) as (app, pilot, engine):
+        await pilot.press("n", "n")
+        await settle(app, pilot)
+        await open_layers(app, pilot, "s")
+        assert "layer_output" not in screen_text(app)
+        await pilot.press("down", "enter")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "layer 1 at this step" in text
+        q = next(t for t in engine.layer_tensors(1, 1) if t.name == "q")
+        assert "q" in text and str(list(q.shape)) in text
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "layer 1 at this step" not in screen_text(app)
+
+
+async def test_the_lens_runs_in_a_worker_and_is_kept():
+    async with running(steps=6) as (app, pilot, engine):
+        await pilot.press("n", "n")
+        await settle(app, pilot)
+        calls = []
+        original = engine.lens
+        engine.lens = lambda step, top=3: calls.append(step) or original(step, top)
+        await open_layers(app, pilot, "5")
+        await pilot.press("left")
+        await settle(app, pilot)
+        await pilot.press("right")
+        await settle(app, pilot)
+        assert calls == [1, 0]  # step 1 again comes from the pane's cache
+
+
+def test_bar():
+    assert bar(0.0) == " " * 10 and bar(1.0) == "█" * 10 and bar(0.55).startswith("█████▌")
