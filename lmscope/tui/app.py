@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from dataclasses import replace
 
 from textual.app import App
@@ -64,6 +65,9 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         """Set by ``pause`` (and on quit); the stepping worker checks it between steps."""
         self.branch_tree = BranchTree()
         """The live branch and every continuation a rewind or a force set aside."""
+        self._pending_steps: list = []
+        self._flush_timer = None
+        self._run_began: tuple[float, int] | None = None
 
     def get_default_screen(self) -> Screen:
         """The debugger screen."""
@@ -117,6 +121,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
             return
         self.pause_requested.clear()
         self.busy = True
+        self._run_began = (time.perf_counter(), len(self.view.steps)) if limit is None else None
         self.view = self.view.with_state(state)
         text = "".join(step.token for step in self.view.steps)
         self.run_steps(self.engine, limit, self.pause_requested, self.enabled_breakpoints(), text)
@@ -160,10 +165,35 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         if screen.focused is None:
             screen.query_one(TokensPane).focus()
 
+    FRAME_S = 1 / 30
+    """While a continue runs, the panes show the newest step at most this often."""
+
     def on_step_completed(self, message: StepCompleted) -> None:
-        """Append the step to the history (the selection follows if it was on the newest step)."""
+        """Append the step to the history (the selection follows if it was on the newest step).
+
+        During a continue, steps are coalesced: each lands in the history, but the panes get one
+        new View per frame, so a model that steps faster than the screen redraws is never paced
+        by it. A single step, or the step a breakpoint stopped at, shows at once.
+        """
         self.branch_tree.append(message.record)
-        self.view = self.view.appended(message.record, message.hit)
+        self._pending_steps.append((message.record, message.hit))
+        if self.view.state != "running" or message.hit:
+            self._flush_steps()
+        elif self._flush_timer is None:
+            self._flush_timer = self.set_timer(self.FRAME_S, self._flush_steps)
+
+    def _flush_steps(self) -> None:
+        """The pending steps join the View in one update."""
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
+        if not self._pending_steps:
+            return
+        view = self.view
+        for record, hit in self._pending_steps:
+            view = view.appended(record, hit)
+        self._pending_steps.clear()
+        self.view = view.with_rate(self._rate(len(view.steps)))
         # The history only grows until a restart, yet every full collection walks all of it:
         # with 500 steps (~140k objects) one took up to 100 ms, a visible stall on a key press
         # (benchmarks/bench_tui.py). Frozen objects are skipped; a restart unfreezes them.
@@ -180,8 +210,18 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.view = self.view.showing(0, steps, live=True, notice=self.view.notice)
         gc.freeze()
 
+    def _rate(self, steps: int) -> float | None:
+        """Tokens per second since the continue began, None outside one."""
+        if self._run_began is None:
+            return None
+        began, count = self._run_began
+        elapsed = time.perf_counter() - began
+        return (steps - count) / elapsed if elapsed > 0 and steps > count else None
+
     def on_run_stopped(self, message: RunStopped) -> None:
         """The worker ended: finished, paused, or ready for the next step."""
+        self._flush_steps()
+        self._run_began = None
         state = "finished" if message.finished else ("paused" if message.paused else "ready")
         self.busy = False
         self.view = self.view.with_state(state)

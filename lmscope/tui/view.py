@@ -32,6 +32,7 @@ class View:
         cursor: ``(stage, rank)`` of the Stages pane's candidate cursor, None when hidden.
         branch: the branch whose steps are shown.
         live: False while a branch other than the one the engine holds is shown.
+        rate: tokens per second of the continue that is running, None otherwise.
     """
 
     info: SessionInfo | None = None
@@ -47,6 +48,7 @@ class View:
     cursor: tuple[int, int] | None = None
     branch: int = 0
     live: bool = True
+    rate: float | None = None
 
     @property
     def selected(self) -> StepRecord | None:
@@ -147,8 +149,11 @@ class View:
         return replace(self, head=None if self.head is not None else 0)
 
     def with_state(self, state: str) -> View:
-        """The same selection in another state."""
-        return replace(self, state=state)
+        """The same selection in another state (a rate belongs to a running continue only)."""
+        return replace(self, state=state, rate=self.rate if state == "running" else None)
+
+    def with_rate(self, rate: float | None) -> View:
+        return replace(self, rate=rate)
 
     def with_ids(self) -> View:
         """Token ids toggled."""

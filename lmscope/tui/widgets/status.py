@@ -29,6 +29,8 @@ def progress_line(view: View) -> Text:
     if view.prompt is not None and not view.following:
         text.append(f" · viewing {'prompt' if view.index < 0 else view.index + 1}", style="bold")
     record = view.selected
+    if view.rate is not None:
+        text.append(f"  {view.rate:.1f} tok/s", style="bold")
     if record is not None:
         text.append(f"  {record.elapsed_s * 1000:.1f} ms/step")
         if record.finish_reason:

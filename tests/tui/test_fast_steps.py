@@ -1,0 +1,36 @@
+"""A fast continue: every step lands in the history, but the panes get one View per frame."""
+
+from __future__ import annotations
+
+from tui_harness import running, settle
+
+
+async def test_continue_coalesces_views_and_keeps_every_step():
+    async with running(steps=200) as (app, pilot, engine):
+        views = []
+        original = app.watch_view
+        app.watch_view = lambda view: (views.append(view), original(view))[1]
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert [s.step for s in app.view.steps] == list(range(200))
+        assert [s.step for s in app.branch_tree.live_branch.steps] == list(range(200))
+        assert app.view.state == "finished" and app.view.rate is None
+        assert len(views) < 100, f"{len(views)} View updates for 200 steps: not coalesced"
+
+
+async def test_single_steps_show_at_once_and_the_rate_shows_while_running():
+    async with running(steps=200, delay_s=0.01) as (app, pilot, engine):
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert len(app.view.steps) == 1 and app.view.index == 0
+        await pilot.press("c")
+        for _ in range(200):
+            await pilot.pause(0.02)
+            if app.view.rate is not None:
+                break
+        assert app.view.state == "running" and app.view.rate > 0
+        assert "tok/s" in app.screen.query_one("#status").lines().plain
+        await pilot.press("p")
+        await settle(app, pilot)
+        assert app.view.state == "paused" and app.view.rate is None
+        assert len(app.view.steps) == engine.step_calls
