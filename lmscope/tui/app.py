@@ -165,7 +165,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         if screen.focused is None:
             screen.query_one(TokensPane).focus()
 
-    FRAME_S = 1 / 30
+    FRAME_S = 1 / 10
     """While a continue runs, the panes show the newest step at most this often."""
 
     def on_step_completed(self, message: StepCompleted) -> None:
@@ -181,6 +181,13 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
             self._flush_steps()
         elif self._flush_timer is None:
             self._flush_timer = self.set_timer(self.FRAME_S, self._flush_steps)
+
+    def on_steps_completed(self, message) -> None:
+        """A continue's steps since the last frame: into the history, then one View for all."""
+        for record, hit in message.steps:
+            self.branch_tree.append(record)
+            self._pending_steps.append((record, hit))
+        self._flush_steps()
 
     def _flush_steps(self) -> None:
         """The pending steps join the View in one update."""

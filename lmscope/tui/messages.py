@@ -98,3 +98,10 @@ class HistoryLoaded(Message):
     """A replayed session's recorded steps, all at once (one View update, not one per step)."""
 
     records: tuple[StepRecord, ...]
+
+
+@dataclass
+class StepsCompleted(Message):
+    """Several steps of a continue at once: ``(record, breakpoint hit or None)`` pairs, in order."""
+
+    steps: tuple

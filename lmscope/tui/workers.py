@@ -9,14 +9,19 @@ step leaves the app running with its history.
 from __future__ import annotations
 
 import threading
+import time
 
 from textual import work
 
 from lmscope.engine.breakpoints import Breakpoint, hit_message, step_values
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.messages import (
-    BranchResumed, EngineFailed, HistoryLoaded, ModelLoaded, PromptEncoded, Rewound, RunStopped, SessionWritten, StepCompleted,
+    BranchResumed, EngineFailed, HistoryLoaded, ModelLoaded, PromptEncoded, Rewound, RunStopped, SessionWritten,
+    StepCompleted, StepsCompleted,
 )
+
+STEPS_MESSAGE_S = 1 / 4
+"""A continue hands its steps to the UI thread at most this often (and at once for a breakpoint)."""
 
 
 class EngineWorkers:
@@ -87,7 +92,7 @@ class EngineWorkers:
             breakpoints: the enabled breakpoints with their numbers (a snapshot: plain data).
             text: the generated text so far, for the ``text`` field.
         """
-        done, hit = 0, None
+        done, hit, batch, posted = 0, None, [], time.perf_counter()
         try:
             while not engine.finished and (limit is None or done < limit) and hit is None:
                 if done and pause.is_set():
@@ -95,12 +100,21 @@ class EngineWorkers:
                 record = engine.step()
                 text += record.token
                 hit = _first_hit(breakpoints, record, text)
-                self.post_message(StepCompleted(record, hit))
+                batch.append((record, hit))
                 done += 1
+                # One message per frame, not per step: each message wakes the UI thread, and
+                # handing the GIL back and forth for every step of a fast model paces the model.
+                if hit or limit == 1 or time.perf_counter() - posted >= STEPS_MESSAGE_S:
+                    self.post_message(StepsCompleted(tuple(batch)))
+                    batch, posted = [], time.perf_counter()
             finished = engine.finished
         except Exception as error:
+            if batch:
+                self.post_message(StepsCompleted(tuple(batch)))
             self.post_message(EngineFailed(error, "step"))
             return
+        if batch:
+            self.post_message(StepsCompleted(tuple(batch)))
         self.post_message(RunStopped(finished=finished, paused=pause.is_set() and not finished))
 
     @work(thread=True, group="engine", exit_on_error=False)

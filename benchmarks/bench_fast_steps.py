@@ -1,0 +1,111 @@
+"""Fast steps: generate() against lmscope's Stepper against the TUI's continue, tokens per second.
+
+For each model, in one process and alternating rounds: ``model.generate`` (plain SDPA), the bare
+Stepper loop with full capture (every stage's top-k, attention rows, cache stats, tensors), and
+the real app (``make_app``, headless) pressing ``c`` on the same Stepper until generation ends.
+Each run makes exactly ``--tokens`` tokens (``min_new_tokens`` = ``max_new_tokens``). Prints the
+table and, last, ``stepper_ratio=... tui_ratio=...``: the worst of the models of Stepper/generate
+and TUI/Stepper (best round of each).
+
+    python benchmarks/bench_fast_steps.py [--rounds 3] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+from lmscope.engine import models
+from lmscope.engine.session import SessionOptions, model_source
+from lmscope.engine.settings import GenerationSettings
+from lmscope.engine.stepper import Stepper
+
+CASES = (
+    ("demo T5", "t5", "translate English to German: the woman laughs because the man opens the door", 64),
+    ("SmolLM2, short prompt", "llama", "The capital of France is", 24),
+)
+
+
+def tokens_per_s(run, tokens: int) -> float:
+    began = time.perf_counter()
+    run()
+    return tokens / (time.perf_counter() - began)
+
+
+def generate_run(plain, ids, settings):
+    return lambda: plain.generate(ids, **settings.config_kwargs())
+
+
+def stepper_run(stepper: Stepper):
+    def run():
+        stepper.start()
+        while not stepper.finished:
+            stepper.step()
+    return run
+
+
+def tui_run(stepper: Stepper):
+    """The app on this Stepper: load (start), then ``c`` to the end; returns the continue's seconds."""
+    from lmscope.testing import wait_until_idle
+    from lmscope.tui.app import make_app
+
+    async def drive() -> float:
+        app = make_app(lambda: stepper, theme="textual-dark")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until_idle(pilot)
+            began = time.perf_counter()
+            await pilot.press("c")
+            # Await the worker itself: polling with pilot.pause() would add UI-thread work a
+            # terminal user's app does not do.
+            await app.workers.wait_for_complete()
+            seconds = time.perf_counter() - began
+            await wait_until_idle(pilot)
+            assert app.view.state == "finished" and len(app.view.steps) == stepper.settings.max_new_tokens
+            return seconds
+
+    return lambda: asyncio.run(drive())
+
+
+def measure(family: str, prompt: str, tokens: int, args) -> tuple[float, float, float]:
+    source = model_source(SessionOptions(family=family, prompt=prompt))
+    loaded = models.load(source, family, args.device, "float32")
+    auto = AutoModelForSeq2SeqLM if family == "t5" else AutoModelForCausalLM
+    plain = auto.from_pretrained(source, attn_implementation="sdpa", local_files_only=True).to(args.device).eval()
+    settings = GenerationSettings(max_new_tokens=tokens, min_new_tokens=tokens)
+    ids = loaded.tokenizer(prompt, return_tensors="pt").input_ids.to(args.device)
+    stepper = Stepper(loaded, prompt, settings)
+    best = [0.0, 0.0, 0.0]
+    for _ in range(args.rounds):
+        with torch.no_grad():
+            best[0] = max(best[0], tokens_per_s(generate_run(plain, ids, settings), tokens))
+        best[1] = max(best[1], tokens_per_s(stepper_run(stepper), tokens))
+        seconds = tui_run(stepper)()
+        best[2] = max(best[2], tokens / seconds)
+    return tuple(best)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, best of {args.rounds} rounds")
+    print(f"{'run':<24}{'generate()':>12}{'Stepper':>10}{'TUI c':>10}{'Stepper/gen':>13}{'TUI/Stepper':>13}")
+    stepper_ratios, tui_ratios = [], []
+    for name, family, prompt, tokens in CASES:
+        generate, stepper, tui = measure(family, prompt, tokens, args)
+        stepper_ratios.append(stepper / generate)
+        tui_ratios.append(tui / stepper)
+        print(f"{name:<24}{generate:>10.1f}/s{stepper:>8.1f}/s{tui:>8.1f}/s{stepper / generate:>12.2f}x"
+              f"{tui / stepper:>12.2f}x")
+    print(f"stepper_ratio={min(stepper_ratios):.3f} tui_ratio={min(tui_ratios):.3f}")
+
+
+if __name__ == "__main__":
+    main()
