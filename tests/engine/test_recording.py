@@ -174,3 +174,18 @@ def test_open_svg_renders_one_screen(tmp_path, capsys):
     assert out.read_text().startswith("<svg") and "Cross-attention" in out.read_text().replace("&#160;", " ")
     assert main(["open", str(path), "--svg", str(out), "--size", "10x3"]) == 2
     assert "--size '10x3'" in capsys.readouterr().err
+
+
+def test_record_dtype_flag_halves_the_rows(tiny_llama_dir, tmp_path, capsys):
+    path = str(tmp_path / "half.lmscope")
+    argv = ["llama", "--model", str(tiny_llama_dir), "--prompt", "the quick brown fox", "--max-new-tokens", "3",
+            "--json", "--attention", "--record", path, "--record-dtype", "float16"]
+    assert main(argv) == 0
+    live = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    trace = Trace(path)
+    assert trace.rows_dtype == np.float16 and len(trace) == 3
+    for index, line in enumerate(live):
+        np.testing.assert_allclose(np.asarray(trace.step(index).attention.probs, dtype=np.float32),
+                                   np.asarray(line["attention"]["probs"]), atol=1e-3)
+    assert main([*argv[:-1], "bfloat16"]) == 2
+    assert "--record-dtype must be one of float32, float16" in capsys.readouterr().err
