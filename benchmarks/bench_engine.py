@@ -10,7 +10,6 @@ its last line: step_ratio=X prefill_time_ratio=X prefill_mem_ratio=X run_ratio=X
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import statistics
@@ -206,29 +205,36 @@ def measure_retained(loaded, prompt, args) -> tuple[float, float]:
     return (after - before) / args.steps, (stepper._rows.bytes_written - written_before) / args.steps
 
 
-def without_layer_capture(stepper: Stepper) -> Stepper:
-    """The same Stepper with its per-layer hooks replaced by nothing: the baseline of layer capture."""
-    stepper._layers.capture = lambda store: contextlib.nullcontext()
-    return stepper
+def timed_mode(stepper: Stepper, device: str) -> float:
+    """Seconds of ``stepper.step`` with exactly its capture mode's hooks on the shared model.
+
+    The Steppers share one model and so one set of hooks: switching them happens before the
+    clock starts, so no step pays for another's registration.
+    """
+    stepper._layers._hooks.use(stepper._layers.mode)
+    return timed(stepper.step, device)
 
 
 def measure_layers(loaded, prompt, args) -> dict:
-    """Median step seconds and Python-heap bytes retained per step, without and with layer capture.
+    """Median step seconds and Python-heap bytes retained per step for each layer capture mode.
 
-    Two greedy Steppers at ``--context``, stepped alternately (attention capture on in both,
-    as in the TUI); the heap is traced over ``--steps`` steps of each, the history kept.
+    Three greedy Steppers at ``--context`` (``off``: no hooks at all; ``residual``: what the
+    logit lens reads; ``full``: that and the tensors every layer saw, as the TUI runs), stepped
+    in turn (attention capture on in all, as in the TUI); the heap is traced over ``--steps``
+    steps of each, the history kept.
     """
-    plain = without_layer_capture(Stepper(loaded, prompt, GREEDY))
-    hooked = Stepper(loaded, prompt, GREEDY)
-    for stepper in (plain, hooked):
+    steppers = {mode: Stepper(loaded, prompt, GREEDY, layer_capture=mode) for mode in ("off", "residual", "full")}
+    for stepper in steppers.values():
+        stepper._layers._hooks.use(stepper._layers.mode)
         stepper.start()
         stepper.step()
-    seconds = {False: [], True: []}
+    seconds = {mode: [] for mode in steppers}
     for _ in range(args.steps * args.rounds):
-        seconds[False].append(timed(plain.step, args.device))
-        seconds[True].append(timed(hooked.step, args.device))
+        for mode, stepper in steppers.items():
+            seconds[mode].append(timed_mode(stepper, args.device))
     heap = {}
-    for capture, stepper in ((False, plain), (True, hooked)):
+    for mode, stepper in steppers.items():
+        stepper._layers._hooks.use(mode)
         history = []
         gc.collect()
         tracemalloc.start()
@@ -236,21 +242,24 @@ def measure_layers(loaded, prompt, args) -> dict:
         for _ in range(args.steps):
             history.append(stepper.step())
         gc.collect()
-        heap[capture] = (tracemalloc.get_traced_memory()[0] - before) / args.steps
+        heap[mode] = (tracemalloc.get_traced_memory()[0] - before) / args.steps
         tracemalloc.stop()
-    return {"plain_s": statistics.median(seconds[False]), "layers_s": statistics.median(seconds[True]),
-            "plain_heap": heap[False], "layers_heap": heap[True]}
+    return {"seconds": {mode: statistics.median(values) for mode, values in seconds.items()}, "heap": heap}
 
 
 def print_layers(loaded, args, layers: dict) -> None:
-    ratio = layers["layers_s"] / layers["plain_s"]
-    extra_heap = layers["layers_heap"] - layers["plain_heap"]
+    seconds, heap = layers["seconds"], layers["heap"]
     print(f"layer capture ({loaded.model.config.num_hidden_layers} layers), context {args.context}, "
-          f"device {args.device}, {args.steps * args.rounds} alternated steps")
-    print(f"{'decode step (median)':<32}{'no capture ' + format(layers['plain_s'] * 1e3, '.1f') + ' ms':<26}"
-          f"{'capture ' + format(layers['layers_s'] * 1e3, '.1f') + ' ms':<22}{ratio:>7.3f}  <= 1.02")
-    print(f"{'extra heap retained per step':<32}{'':<26}{extra_heap / 1024:<18.2f}KiB{'':>8}<= 16 KiB")
-    print(f"layers_step_ratio={ratio:.3f} layers_extra_bytes_per_step={extra_heap:.0f}")
+          f"device {args.device}, {args.steps * args.rounds} steps of each mode in turn")
+    print(f"{'decode step (median), no hooks':<44}{seconds['off'] * 1e3:>8.1f} ms")
+    for mode, what in (("residual", "residual stream (lens)"), ("full", "+ tensors each layer saw (TUI)")):
+        ratio = seconds[mode] / seconds["off"]
+        extra = (heap[mode] - heap["off"]) / 1024
+        print(f"{'decode step, ' + what:<44}{seconds[mode] * 1e3:>8.1f} ms  {ratio:6.3f}"
+              f"{'  <= 1.02' if mode == 'residual' else '':<10}  extra heap {extra:5.2f} KiB/step  <= 16 KiB")
+    print(f"layers_step_ratio={seconds['residual'] / seconds['off']:.3f} "
+          f"layers_full_step_ratio={seconds['full'] / seconds['off']:.3f} "
+          f"layers_extra_bytes_per_step={heap['full'] - heap['off']:.0f}")
 
 
 def main() -> None:

@@ -41,6 +41,8 @@ def _session(family: str, flags: dict) -> None:
         capture_attention=attention or bool(flags["record"]) or not (json_lines or headless),
         prefill_rows=flags["prefill_rows"],
         breakpoints=tuple(flags["breakpoints"] or ()),
+        # the TUI can step into any layer; a headless run reads the residual stream only for --layers
+        layer_capture="full" if not (json_lines or headless) else "residual" if flags["layers"] else "off",
     )
     from lmscope.engine.checks import check_before_loading, check_output_flags
 

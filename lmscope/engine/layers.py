@@ -15,7 +15,8 @@ Two things per layer, both gathered on the model's device and copied once per st
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,31 +68,128 @@ class LayerCaptureResult:
         )
 
 
-class LayerCapture:
-    """Hooks every decoder layer for one forward pass; ``last`` is the most recent capture."""
+CAPTURE_MODES = ("off", "residual", "full")
+"""What :class:`LayerCapture` takes per step: nothing; each layer's residual stream (the logit
+lens); or that and the tensors every layer saw (stepping into a layer, the TUI's Layers view)."""
 
-    def __init__(self, model):
+
+class LayerCapture:
+    """Captures every decoder layer of a forward pass; ``last`` is the most recent capture.
+
+    The hooks are registered once per model (:class:`_ModelHooks`) and do nothing outside
+    :meth:`capture`: registering and removing 120 hooks around every step cost more than the
+    capture itself. Only the hooks the mode needs are registered.
+    """
+
+    def __init__(self, model, mode: str = "full"):
+        if mode not in CAPTURE_MODES:
+            raise ValueError(f"layer capture mode {mode!r}: expected one of {CAPTURE_MODES}")
         self.layers = decoder_layers(model)
-        self._index = {id(layer): i for i, layer in enumerate(self.layers)}
+        self.mode = mode
         self._attention = {key: value for key, value in label_modules(model).items() if value[0] != "encoder"}
+        self._hooks = _ModelHooks.of(model, self.layers, self._attention)
         self.last: LayerCaptureResult | None = None
 
     @contextmanager
-    def capture(self, store: RowStore):
-        """Capture the layers of the forward pass inside the block, then store it in ``store``."""
-        step = _StepCapture(len(self.layers))
-        with ExitStack() as hooks:
-            for i, layer in enumerate(self.layers):
-                hooks.callback(layer.register_forward_pre_hook(step.input_hook(i), with_kwargs=True).remove)
-                hooks.callback(layer.register_forward_hook(step.output_hook(i)).remove)
-                hooks.callback(_mlp(layer).register_forward_hook(step.tensor_hook(i, "mlp_output")).remove)
-            for module in _attention_modules(self.layers, self._attention):
-                kind, i = self._attention[id(module)]
-                hooks.callback(module.register_forward_hook(step.tensor_hook(i, f"{kind}_attn_output")).remove)
-            hooks.enter_context(tapping(step.attention_tap(self._attention)))
+    def capture(self, store: RowStore, copy: bool = True):
+        """Capture the layers of the forward pass inside the block, then store it in ``store``.
+
+        Args:
+            copy: copy each slice as it is taken (a prefill: a view would keep a layer's whole
+                ``[batch, seq, d_model]`` alive until the pass ends). A decode step's tensors are
+                one position long, or the cache itself, so views cost nothing there and are
+                copied together in :meth:`_StepCapture.finish`.
+        """
+        self._hooks.use(self.mode)
+        if self.mode == "off":
+            self.last = None
             yield self
-        if len(step.residual) == len(self.layers):
+            return
+        details = self.mode == "full"
+        step = _StepCapture(len(self.layers), copy, details)
+        with self._hooks.active(step), tapping(step.attention_tap(self._attention) if details else None):
+            yield self
+        if step.outputs == len(self.layers):
             self.last = step.finish(store)
+
+
+class _ModelHooks:
+    """One set of forward hooks per model, shared by its Steppers, feeding the active capture.
+
+    The layers' output hooks serve both capture modes; the others (layer 0's input, each MLP and
+    attention module) only ``full``, so a ``residual`` capture does not pay for their calls.
+    """
+
+    _by_model: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+    def __init__(self, layers, attention):
+        self.step: _StepCapture | None = None
+        self._layers, self._attention = layers, attention
+        self._residual: list = []
+        self._details: list = []
+
+    @classmethod
+    def of(cls, model, layers, attention) -> "_ModelHooks":
+        hooks = cls._by_model.get(model)
+        if hooks is None:
+            hooks = cls._by_model[model] = cls(layers, attention)
+        return hooks
+
+    def use(self, mode: str) -> None:
+        """Have exactly the hooks ``mode`` needs registered (a no-op when they already are)."""
+        if (mode != "off") != bool(self._residual):
+            self._residual = self._register_outputs() if mode != "off" else _removed(self._residual)
+        if (mode == "full") != bool(self._details):
+            self._details = self._register_details() if mode == "full" else _removed(self._details)
+
+    def detach(self) -> None:
+        """Remove every hook: the model runs as if never hooked (the benchmark's baseline)."""
+        self.use("off")
+
+    def _register_outputs(self) -> list:
+        return [layer.register_forward_hook(self._output_hook(i)) for i, layer in enumerate(self._layers)]
+
+    def _register_details(self) -> list:
+        # Only the first layer needs its input: every other layer's input is the previous one's output.
+        handles = [self._layers[0].register_forward_pre_hook(self._input_hook(0), with_kwargs=True)]
+        for i, layer in enumerate(self._layers):
+            handles.append(_mlp(layer).register_forward_hook(self._tensor_hook(i, "mlp_output")))
+        for module in _attention_modules(self._layers, self._attention):
+            kind, i = self._attention[id(module)]
+            handles.append(module.register_forward_hook(self._tensor_hook(i, f"{kind}_attn_output")))
+        return handles
+
+    @contextmanager
+    def active(self, step: "_StepCapture"):
+        self.step = step
+        try:
+            yield
+        finally:
+            self.step = None
+
+    def _input_hook(self, i: int):
+        def hook(_module, args, kwargs):
+            if self.step is not None:
+                self.step.keep(i, "hidden_states", args[0] if args else kwargs["hidden_states"])
+        return hook
+
+    def _output_hook(self, i: int):
+        def hook(_module, _args, output):
+            if self.step is not None:
+                self.step.keep_output(i, output[0] if isinstance(output, tuple) else output)  # T5: a tuple
+        return hook
+
+    def _tensor_hook(self, i: int, name: str):
+        def hook(_module, _args, output):
+            if self.step is not None:
+                self.step.keep(i, name, output[0] if isinstance(output, tuple) else output)
+        return hook
+
+
+def _removed(handles: list) -> list:
+    for handle in handles:
+        handle.remove()
+    return []
 
 
 def _attention_modules(layers, labels):
@@ -99,36 +197,47 @@ def _attention_modules(layers, labels):
 
 
 class _StepCapture:
-    """The slices of one forward pass, on the model's device until ``finish``.
+    """The tensors of one forward pass, on the model's device until ``finish``.
 
-    Slices are copied at once (a few values each, on the device, no synchronisation): a view
-    would keep the whole tensor alive until the end of the pass, hundreds of MB at a long prefill.
+    Each tensor gives ``[0, ..., -1, :PREVIEW]`` (batch 0, first head, last position) and, in
+    layer 0 only, its shape and dtype (every layer has the same). Nothing here synchronises.
+
+    A decode step's tensors are one position long (a few KiB): they are kept whole, and
+    ``finish`` stacks each name's tensors over the layers and slices them in two operations
+    instead of one slice per tensor. The keys and values (the cache) and every tensor of a
+    prefill are sliced at once; a prefill's slices are copied, as a view would keep a layer's
+    whole ``[batch, seq, d_model]`` alive until the pass ends.
     """
 
-    def __init__(self, layers: int):
-        self.residual: list[torch.Tensor] = []
-        self.named: list[dict[str, tuple]] = [{} for _ in range(layers)]
+    WHOLE_NUMEL = 1 << 16
+    """Largest tensor kept whole in a decode step."""
+
+    def __init__(self, layers: int, copy: bool, details: bool = True):
+        self.copy, self.details = copy, details
+        self.named: list[dict[str, tuple[torch.Tensor, bool]]] = [{} for _ in range(layers)]
+        self.specs: dict[str, tuple] = {}
+        self.outputs = 0
 
     def keep(self, i: int, name: str, tensor: torch.Tensor) -> None:
-        """Shape, dtype and the preview values of ``tensor`` as layer ``i``'s ``name``."""
-        self.named[i][name] = (tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."), _preview(tensor))
+        """``tensor`` as layer ``i``'s ``name``: whole, or its preview slice."""
+        if i == 0:
+            self.specs[name] = (tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
+        if not self.copy and tensor.numel() <= self.WHOLE_NUMEL:
+            self.named[i][name] = (tensor, True)
+        else:
+            count = tensor.shape[-1] if name == "layer_output" else PREVIEW  # the residual is all of it
+            values = _last_values(tensor, count)
+            self.named[i][name] = (values.clone() if self.copy else values, False)
 
-    def input_hook(self, i: int):
-        def hook(_module, args, kwargs):
-            self.keep(i, "hidden_states", args[0] if args else kwargs["hidden_states"])
-        return hook
+    def keep_output(self, i: int, hidden: torch.Tensor) -> None:
+        """The layer's output: the residual stream at the last position, and its preview.
 
-    def output_hook(self, i: int):
-        def hook(_module, _args, output):
-            hidden = output[0] if isinstance(output, tuple) else output  # T5 blocks return a tuple
-            self.residual.append(hidden[0, -1].detach().clone())  # [d_model], stays on the device
-            self.keep(i, "layer_output", hidden)
-        return hook
-
-    def tensor_hook(self, i: int, name: str):
-        def hook(_module, _args, output):
-            self.keep(i, name, output[0] if isinstance(output, tuple) else output)
-        return hook
+        It is also the next layer's input, so only layer 0's input has a hook of its own.
+        """
+        self.keep(i, "layer_output", hidden)
+        self.outputs += 1
+        if self.details and i + 1 < len(self.named):
+            self.named[i + 1]["hidden_states"] = self.named[i]["layer_output"]
 
     def attention_tap(self, labels):
         def tap(module, query, key, value, kwargs):
@@ -145,15 +254,80 @@ class _StepCapture:
         return tap
 
     def finish(self, store: RowStore) -> LayerCaptureResult:
-        """Stack the residual slices and the preview slices; one copy each into ``store``."""
-        residual = store.put(torch.stack(self.residual))
-        names = list(self.named[0])
-        if not names or any(list(named) != names for named in self.named):
-            return LayerCaptureResult(residual)
-        first = self.named[0]
-        specs = tuple(TensorInfo(name, *first[name][:2], ()) for name in _ordered(names))
-        previews = torch.stack([torch.stack([named[spec.name][2] for spec in specs]) for named in self.named])
-        return LayerCaptureResult(residual, specs, store.put(previews))
+        """Each layer's residual ``[layers, d_model]`` and previews, copied together into ``store``.
+
+        The residual rows give the previews of ``layer_output`` and of every later layer's
+        ``hidden_states`` (its input) without another operation.
+        """
+        residual = _last_rows([named["layer_output"] for named in self.named], None).to(torch.float32)
+        names = set(self.named[0])
+        if not self.details or any(set(named) != names for named in self.named):
+            return LayerCaptureResult(store.put(residual))
+        ordered = _ordered(names)
+        specs = tuple(TensorInfo(name, *self.specs[name], ()) for name in ordered)
+        from_residual = _padded(residual[:, :PREVIEW], PREVIEW)
+        columns = []
+        for name in ordered:
+            if name == "layer_output":
+                columns.append(from_residual)
+            elif name == "hidden_states":
+                first = _last_rows([self.named[0][name]], PREVIEW).to(residual.device, torch.float32)
+                columns.append(torch.cat([first, from_residual[:-1]]))
+            else:
+                columns.append(_last_rows([named[name] for named in self.named], PREVIEW))
+        previews = torch.stack(_on_one_device([c.to(torch.float32) for c in columns]), dim=1)
+        stored = store.put(torch.cat([residual.reshape(-1), previews.to(residual.device).reshape(-1)]))
+        split = residual.numel()
+        return LayerCaptureResult(stored[:split].reshape(residual.shape), specs,
+                                  stored[split:].reshape(len(self.named), len(ordered), PREVIEW))
+
+
+def _last_rows(entries: list[tuple[torch.Tensor, bool]], count: int | None) -> torch.Tensor:
+    """``[layers, count]``: each layer's ``[0, ..., -1, :count]`` (the whole row when ``count`` is None).
+
+    One stack and one slice when every tensor was kept whole with one shape (a decode step), one
+    stack of the slices when they were sliced already; else (a device map, T5's position bias
+    before it has ``count`` keys) tensor by tensor, NaN after a shorter tensor's end.
+    """
+    tensors = [tensor for tensor, _ in entries]
+    try:
+        if all(is_whole for _, is_whole in entries):
+            stacked = torch.stack(tensors)  # [layers, *shape]: a decode step's tensors are small
+            return _padded(_last_values(stacked, count or stacked.shape[-1], leading=1), count)
+        if not any(is_whole for _, is_whole in entries):
+            return _padded(torch.stack(tensors), count)
+    except RuntimeError:  # shapes or devices differ
+        pass
+    slices = [_last_values(t, count or t.shape[-1]) if is_whole else t[:count] for t, is_whole in entries]
+    return torch.stack(_on_one_device([_padded(s.to(torch.float32), count) for s in slices]))
+
+
+def _last_values(tensor: torch.Tensor, count: int, leading: int = 0) -> torch.Tensor:
+    """A view of ``tensor[0, ..., 0, -1, :count]`` (batch 0, first head, last position).
+
+    With ``leading=1`` the first dimension is kept: ``tensor[:, 0, ..., 0, -1, :count]``.
+    One ``as_strided`` call: indexing with a tuple costs several times more.
+    """
+    if tensor.dim() < 2 + leading:
+        return tensor[..., :count]
+    last_row = tensor.storage_offset() + (tensor.shape[-2] - 1) * tensor.stride(-2)
+    size, strides = (min(count, tensor.shape[-1]),), (tensor.stride(-1),)
+    if leading:
+        size, strides = (tensor.shape[0], *size), (tensor.stride(0), *strides)
+    return tensor.as_strided(size, strides, last_row)
+
+
+def _on_one_device(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """A device map spreads the layers over devices: bring every slice to the first one's."""
+    device = tensors[0].device
+    return [t if t.device == device else t.to(device) for t in tensors]
+
+
+def _padded(values: torch.Tensor, count: int | None) -> torch.Tensor:
+    """``values`` NaN-padded along the last dimension to ``count`` values (None: as it is)."""
+    if count is not None and values.shape[-1] < count:
+        return torch.nn.functional.pad(values.to(torch.float32), (0, count - values.shape[-1]), value=float("nan"))
+    return values
 
 
 _ORDER = ("hidden_states", "q", "k", "v", "position_bias", "self_attn_output", "cross_q", "cross_k", "cross_v",
@@ -162,11 +336,3 @@ _ORDER = ("hidden_states", "q", "k", "v", "position_bias", "self_attn_output", "
 
 def _ordered(names):
     return sorted(names, key=lambda name: _ORDER.index(name) if name in _ORDER else len(_ORDER))
-
-
-def _preview(tensor: torch.Tensor) -> torch.Tensor:
-    """A copy of ``tensor[0, ..., -1, :PREVIEW]`` as float32, NaN-padded to PREVIEW values."""
-    values = tensor.detach()[(0,) * (tensor.dim() - 2) + (-1, slice(0, PREVIEW))].to(torch.float32, copy=True)
-    if values.shape[0] < PREVIEW:
-        values = torch.nn.functional.pad(values, (0, PREVIEW - values.shape[0]), value=float("nan"))
-    return values

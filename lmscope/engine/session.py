@@ -29,6 +29,7 @@ class SessionOptions:
         capture_attention: record attention rows.
         prefill_rows: prompt rows of attention kept at prefill.
         breakpoints: ``--break`` expressions (see ``engine.breakpoints``).
+        layer_capture: ``off``, ``residual`` or ``full`` (``engine.layers.CAPTURE_MODES``).
     """
 
     family: str
@@ -42,6 +43,7 @@ class SessionOptions:
     capture_attention: bool = True
     prefill_rows: int = 64
     breakpoints: tuple[str, ...] = ()
+    layer_capture: str = "full"
 
     def check(self) -> None:
         """Reject bad options before any model is loaded (one-line UserError)."""
@@ -102,6 +104,7 @@ def open_session(options: SessionOptions, progress: Callable[[str], None] | None
     stepper = Stepper(
         loaded, options.prompt, options.settings, top=options.top, chat=uses_chat(options, loaded.tokenizer),
         capture_attention=options.capture_attention, prefill_rows=options.prefill_rows,
+        layer_capture=options.layer_capture,
     )
     check_fits(loaded, len(loaded.tokenizer(options.prompt).input_ids), options.settings.max_new_tokens)
     return stepper

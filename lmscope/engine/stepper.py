@@ -39,10 +39,13 @@ class Stepper:
         chat: wrap the prompt in the tokenizer's chat template.
         capture_attention: record attention rows (self, cross, encoder).
         prefill_rows: at most this many of the prompt's last query rows are kept at prefill.
+        layer_capture: ``off``, ``residual`` (the logit lens) or ``full`` (and stepping into
+            layers); see ``engine.layers.CAPTURE_MODES``.
     """
 
     def __init__(self, loaded: models.LoadedModel, prompt: str, settings: GenerationSettings, *,
-                 top: int = 10, chat: bool = False, capture_attention: bool = True, prefill_rows: int = 64):
+                 top: int = 10, chat: bool = False, capture_attention: bool = True, prefill_rows: int = 64,
+                 layer_capture: str = "full"):
         self.model, self.tokenizer, self.family = loaded.model, loaded.tokenizer, loaded.family
         self.prompt, self.settings, self.top, self.chat = prompt, settings, top, chat
         self.prefill_rows = prefill_rows
@@ -53,7 +56,7 @@ class Stepper:
         self._state = None
         self._rows = RowStore()
         self._rng = RngHistory(self.model.device)
-        self._layers = LayerCapture(self.model)
+        self._layers = LayerCapture(self.model, layer_capture)
         self._residuals: dict[int, tuple] = {}  # step -> (LayerCaptureResult, chosen id)
 
     @property
@@ -139,23 +142,25 @@ class Stepper:
 
     def lens(self, step: int, top: int = 3) -> tuple[LayerLens, ...]:
         """The logit lens of every decoder layer at ``step`` (one batched matmul; run it off the UI thread)."""
-        if step not in self._residuals:
-            raise KeyError(f"no layer capture for step {step}")
-        captured, chosen_id = self._residuals[step]
+        captured, chosen_id = self._captured(step)
         return logit_lens(self.model, captured.residual, chosen_id, self._decoder.token, top)
 
     def layer_tensors(self, step: int, layer: int) -> tuple[TensorInfo, ...]:
         """What decoder layer ``layer`` saw at ``step``: shapes, dtypes and a few values (no model work)."""
-        if step not in self._residuals:
-            raise KeyError(f"no layer capture for step {step}")
-        return self._residuals[step][0].tensors(layer)
+        return self._captured(step)[0].tensors(layer)
+
+    def _captured(self, step: int) -> tuple:
+        if self._residuals.get(step, (None,))[0] is None:
+            raise KeyError(f"no layer capture for step {step} (layer capture: {self._layers.mode})")
+        return self._residuals[step]
 
     # -- one iteration of transformers' _sample ---------------------------------------------
 
     def _forward(self, recorder: AttentionRecorder):
         """One forward pass exactly as ``_sample`` makes it; returns (outputs, tensor infos)."""
         state, model = self._state, self.model
-        with torch.no_grad(), recording(recorder), self._inputs.watch() as seen, self._layers.capture(self._rows):
+        with torch.no_grad(), recording(recorder), self._inputs.watch() as seen, \
+                self._layers.capture(self._rows, copy=not state.prefilled):
             if not state.prefilled:
                 outputs = model._prefill(state.input_ids, state.config, state.model_kwargs)
                 state.prefilled = True

@@ -123,3 +123,39 @@ def test_layer_tensors_match_hidden_states_and_cache(loaded):
         q = tensors["q"].shape
         assert q[0] == 1 and q[1] == stepper.info.query_heads and q[2] == 1 and tensors["k"].shape[1] == stepper.info.kv_heads
         assert tensors["q"].dtype == "float32" and len(tensors["q"].preview) == 4
+
+
+def test_capture_modes(loaded):
+    """``residual`` gives the same lens as ``full`` with no tensors; ``off`` leaves no hooks and no lens."""
+    from lmscope.engine.layers import decoder_layers
+
+    full, full_steps = run_steps(loaded)
+    lenses = {step.step: full.lens(step.step) for step in full_steps}
+    residual = Stepper(loaded, PROMPT, SETTINGS, layer_capture="residual")
+    residual.start()
+    while not residual.finished:
+        record = residual.step()
+        for ours, theirs in zip(residual.lens(record.step), lenses[record.step], strict=True):
+            assert lens_numbers(ours) == lens_numbers(theirs)
+        assert residual.layer_tensors(record.step, 0) == ()
+    assert {name for name, _ in lmscope_hooks(loaded.model)} == {
+        name for name, module in loaded.model.named_modules() if module in list(decoder_layers(loaded.model))}
+
+    off = Stepper(loaded, PROMPT, SETTINGS, layer_capture="off")
+    off.start()
+    record = off.step()
+    assert lmscope_hooks(loaded.model) == []  # transformers' own output-capturing hooks may remain
+    with pytest.raises(KeyError, match="layer capture: off"):
+        off.lens(record.step)
+
+
+def lens_numbers(lens) -> tuple:
+    return (lens.layer, [(c.token_id, c.score, c.prob) for c in lens.top], lens.chosen_prob, lens.chosen_rank,
+            lens.entropy, lens.norm)
+
+
+def lmscope_hooks(model) -> list[tuple[str, str]]:
+    """(module name, hook) for every forward hook lmscope's layer capture left on ``model``."""
+    return [(name, hook.__qualname__) for name, module in model.named_modules()
+            for hook in (*module._forward_hooks.values(), *module._forward_pre_hooks.values())
+            if hook.__module__ == "lmscope.engine.layers"]
