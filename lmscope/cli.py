@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import fields
 from typing import Annotated, Optional
 
@@ -43,16 +44,28 @@ def _session(family: str, flags: dict) -> None:
         breakpoints=tuple(flags["breakpoints"] or ()),
         # the TUI can step into any layer; a headless run reads the residual stream only for --layers
         layer_capture="full" if not (json_lines or headless) else "residual" if flags["layers"] else "off",
+        device_map=flags["device_map"], max_memory=flags["max_memory"], offload_folder=flags["offload_folder"],
     )
+    from lmscope.engine import distributed
     from lmscope.engine.checks import check_before_loading, check_output_flags
 
     check_output_flags(json_lines, headless, attention)
     check_before_loading(options)
+    if distributed.rank() > 0:  # under torchrun: follow rank 0's engine calls, print nothing
+        raise typer.Exit(distributed.follow_session(options))
+    with distributed.leading():
+        _run(options, flags)
+
+
+def _run(options: SessionOptions, flags: dict) -> None:
+    """The TUI, or the headless printer for --json / --headless."""
+    json_lines, headless, attention = flags["json_lines"], flags["headless"], flags["attention"]
     if json_lines or headless:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()  # what matters became lmscope's own checks and lines
         hf_logging.disable_progress_bar()  # stdout is the data; stderr keeps only lmscope lines
+        _quiet_accelerate()
         from lmscope.headless import run_headless
 
         run_headless(options, json_lines=json_lines, attention=attention, record=flags["record"],
@@ -106,8 +119,19 @@ def _quiet_open_session(options: SessionOptions):
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    _quiet_accelerate()
     return open_session(options)
 
+
+def _quiet_accelerate() -> None:
+    """accelerate warns that offloaded weights sit on the meta device: the status bar shows the map instead."""
+    import logging
+
+    logging.getLogger("accelerate").setLevel(logging.ERROR)
+
+
+RANK_ERROR_DELAY_S = 3.0
+"""How long a rank other than 0 waits before printing its error (see ``_fail``)."""
 
 RUN = "Run"
 MODEL = "Model and device"
@@ -126,6 +150,13 @@ def _command(family: str):
         device: Annotated[str, Opt(metavar="DEVICE", rich_help_panel=MODEL, help="auto, cpu, cuda or cuda:N.")] = "auto",
         dtype: Annotated[str, Opt(metavar="DTYPE", rich_help_panel=MODEL,
                                   help="auto, float32, bfloat16 or float16.")] = "auto",
+        device_map: Annotated[Optional[str], Opt("--device-map", metavar="MAP", rich_help_panel=MODEL,
+                                                 help="Spread layers over devices with accelerate: auto, balanced "
+                                                      "or sequential.")] = None,
+        max_memory: Annotated[Optional[str], Opt("--max-memory", metavar="BUDGET", rich_help_panel=MODEL,
+                                                 help="With --device-map: e.g. cpu=20GB,cuda:0=10GB.")] = None,
+        offload_folder: Annotated[Optional[str], Opt("--offload-folder", metavar="DIR", rich_help_panel=MODEL,
+                                                     help="With --device-map: where layers offloaded to disk go.")] = None,
         max_new_tokens: Annotated[int, Opt(metavar="N", rich_help_panel=GEN)] = 32,
         min_new_tokens: Annotated[Optional[int], Opt(metavar="N", rich_help_panel=GEN)] = None,
         do_sample: Annotated[bool, Opt("--do-sample", metavar="", rich_help_panel=GEN, help="Sample instead of argmax.")] = False,
@@ -242,5 +273,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"lmscope: error: {message}", file=sys.stderr)
+    from lmscope.engine.distributed import rank
+
+    if rank() > 0:
+        # Under torchrun every rank usually meets the same error, and rank 0 says it. Waiting lets
+        # rank 0's line come first: torchrun then ends this rank before it repeats it. An error of
+        # this rank's own is still printed, with its rank, and its exit ends the others.
+        time.sleep(RANK_ERROR_DELAY_S)
+    where = f"rank {rank()}: " if rank() > 0 else ""
+    print(f"lmscope: error: {where}{message}", file=sys.stderr, flush=True)
     return code

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lmscope.engine.distributed import gather_heads
 from lmscope.engine.row_store import RowStore, Slot
 
 ATTENTION_NAME = "lmscope"
@@ -149,7 +150,8 @@ def capture_attention_forward(module, query, key, value, attention_mask, scaling
     recorder = _RECORDER.get()
     if recorder is not None and id(module) in recorder.kinds:
         rows = recorder.rows_to_keep(query.shape[2], key.shape[2])
-        recorder.keep(module, kept_probs(module, query, key, attention_mask, scaling, rows, kwargs))
+        probs = kept_probs(module, query, key, attention_mask, scaling, rows, kwargs)
+        recorder.keep(module, gather_heads(probs))  # tensor parallel: this rank's heads -> all heads
     return output, None
 
 

@@ -27,6 +27,12 @@ def cache_stats(cache, query_heads: int, kv_heads: int) -> CacheStats | None:
 
 
 def _layers(cache, kind: str) -> list[LayerCache]:
+    """Each layer's keys and values. Under tensor parallel this rank holds ``1/ranks`` of the kv
+    heads (heads split evenly: ``placement`` refuses anything else), so shapes and bytes are
+    scaled to the whole model's cache, as one process would hold it."""
+    from lmscope.engine.distributed import tensor_parallel_ranks
+
+    ranks = tensor_parallel_ranks()
     entries = []
     for index, layer in enumerate(cache.layers):
         keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
@@ -36,10 +42,16 @@ def _layers(cache, kind: str) -> list[LayerCache]:
             LayerCache(
                 layer=index,
                 kind=kind,
-                key_shape=tuple(keys.shape),
-                value_shape=tuple(values.shape),
+                key_shape=_whole(keys.shape, ranks),
+                value_shape=_whole(values.shape, ranks),
                 dtype=str(keys.dtype).removeprefix("torch."),
-                bytes=keys.numel() * keys.element_size() + values.numel() * values.element_size(),
+                bytes=(keys.numel() * keys.element_size() + values.numel() * values.element_size()) * ranks,
+                device=str(keys.device),
             )
         )
     return entries
+
+
+def _whole(shape, ranks: int) -> tuple[int, ...]:
+    """``[batch, kv_heads, pos, head_dim]`` with this rank's kv heads counted for every rank."""
+    return (shape[0], shape[1] * ranks, *shape[2:])

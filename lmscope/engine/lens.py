@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from lmscope.engine.placement import execution_device
 from lmscope.engine.records import Candidate, LayerLens
 
 
@@ -23,7 +24,7 @@ def lens_logits(model, residual: torch.Tensor) -> torch.Tensor:
     norm = decoder.norm if hasattr(decoder, "norm") else decoder.final_layer_norm
     head = model.get_output_embeddings()
     with torch.no_grad():
-        hidden = norm(residual.to(head.weight.device, head.weight.dtype))
+        hidden = norm(residual.to(execution_device(head), head.weight.dtype))  # not meta: a device map may offload it
         if getattr(model.config, "scale_decoder_outputs", False):  # T5 with tied embeddings
             hidden = hidden * (model.config.d_model**-0.5)
         return head(hidden).float()

@@ -78,7 +78,7 @@ def family_of(config) -> str:
     )
 
 
-def load(source: str, expected_family: str, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+def load(source: str, expected_family: str, device: str = "auto", dtype: str = "auto", placement=None) -> LoadedModel:
     """Load ``source`` (a hub id or a local folder) for stepping.
 
     Args:
@@ -86,6 +86,8 @@ def load(source: str, expected_family: str, device: str = "auto", dtype: str = "
         expected_family: the subcommand's family; another family is an error.
         device: ``auto|cpu|cuda|cuda:N``.
         dtype: ``auto|float32|bfloat16|float16``.
+        placement: a device map or tensor parallel (``engine.placement.Placement``); transformers
+            then places the weights and the model is not moved.
     """
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
@@ -93,8 +95,13 @@ def load(source: str, expected_family: str, device: str = "auto", dtype: str = "
     family = family_of(config)
     if family != expected_family:
         raise ModelError(f"{source} is a {family} model: run `lmscope {family}` instead of `lmscope {expected_family}`")
-    model, tokenizer = _load_weights(source, family, torch_dtype)
-    model.to(device).eval()
+    if placement is not None:
+        placement.check_heads(config)
+    extra = placement.load_kwargs() if placement is not None else {}
+    model, tokenizer = _load_weights(source, family, torch_dtype, extra)
+    if not extra:
+        model.to(device)
+    model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, family=family, source=source)
 
 
@@ -113,7 +120,7 @@ def _load_config(source: str):
         raise ModelError(f"cannot load model {source!r}: {first_line(error)}") from None
 
 
-def _load_weights(source: str, family: str, torch_dtype):
+def _load_weights(source: str, family: str, torch_dtype, extra: dict | None = None):
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -125,7 +132,8 @@ def _load_weights(source: str, family: str, torch_dtype):
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
         model = auto_class.from_pretrained(
-            source, dtype=torch_dtype, attn_implementation=ATTENTION_NAME, local_files_only=local
+            source, dtype=torch_dtype, attn_implementation=ATTENTION_NAME, local_files_only=local,
+            **(extra or {}),
         )
     except (OSError, ValueError, SafetensorError) as error:  # missing, truncated or damaged files
         raise ModelError(f"cannot load model {source!r}: {first_line(error)}") from None

@@ -83,6 +83,8 @@ class LayerCache:
         value_shape: same layout as ``key_shape``.
         dtype: element dtype of keys and values.
         bytes: bytes held by keys plus values.
+        device: where keys and values are (``cuda:0``, ``cpu``): a device map spreads layers
+            over devices. Under tensor parallel, rank 0's shard (its share of the kv heads).
     """
 
     layer: int
@@ -91,6 +93,7 @@ class LayerCache:
     value_shape: tuple[int, ...]
     dtype: str
     bytes: int
+    device: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,6 +118,13 @@ class CacheStats:
 
     def bytes_of(self, kind: str) -> int:
         return sum(entry.bytes for entry in self.layers if entry.kind == kind)
+
+    def bytes_by_device(self) -> dict[str, int]:
+        """Bytes per device, in the order the layers first reach each one (``{"cuda:0": ..., "cpu": ...}``)."""
+        totals: dict[str, int] = {}
+        for entry in self.layers:
+            totals[entry.device] = totals.get(entry.device, 0) + entry.bytes
+        return totals
 
 
 @dataclass(frozen=True, eq=False)
@@ -240,6 +250,8 @@ class SessionInfo:
         kv_heads: key/value heads.
         max_new_tokens: generation bound.
         settings: generation settings that differ from greedy defaults, for display.
+        placement: how the weights are spread (``engine.placement.describe``): a device map's
+            layers per device, or tensor parallel's ranks; empty on one device.
     """
 
     model: str
@@ -252,6 +264,7 @@ class SessionInfo:
     kv_heads: int
     max_new_tokens: int
     settings: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    placement: str = ""
 
 
 @dataclass(frozen=True)

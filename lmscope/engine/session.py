@@ -30,6 +30,7 @@ class SessionOptions:
         prefill_rows: prompt rows of attention kept at prefill.
         breakpoints: ``--break`` expressions (see ``engine.breakpoints``).
         layer_capture: ``off``, ``residual`` or ``full`` (``engine.layers.CAPTURE_MODES``).
+        device_map, max_memory, offload_folder: accelerate's device map (``engine.placement``).
     """
 
     family: str
@@ -44,6 +45,9 @@ class SessionOptions:
     prefill_rows: int = 64
     breakpoints: tuple[str, ...] = ()
     layer_capture: str = "full"
+    device_map: str | None = None
+    max_memory: str | None = None
+    offload_folder: str | None = None
 
     def check(self) -> None:
         """Reject bad options before any model is loaded (one-line UserError)."""
@@ -55,6 +59,13 @@ class SessionOptions:
             raise UserError("--prefill-rows must be at least 1")
         validate(self.settings)
         self.parsed_breakpoints()
+        self.placement()
+
+    def placement(self):
+        """Device map or tensor parallel (``engine.placement.Placement``); PlacementError for bad flags."""
+        from lmscope.engine.placement import placement_of
+
+        return placement_of(self)
 
     def parsed_breakpoints(self) -> list:
         """The ``--break`` expressions, parsed (BreakpointError, a UserError, for a bad one)."""
@@ -98,7 +109,9 @@ def open_session(options: SessionOptions, progress: Callable[[str], None] | None
     from lmscope.engine.stepper import Stepper
 
     options.check()
-    loaded = models.load(model_source(options, progress), options.family, options.device, options.dtype)
+    placement = options.placement()
+    loaded = models.load(model_source(options, progress), options.family, options.device, options.dtype,
+                         placement=placement if placement.spread else None)
     if not options.model:
         loaded = replace(loaded, source=DEFAULT_LABELS[options.family])
     stepper = Stepper(
@@ -107,6 +120,13 @@ def open_session(options: SessionOptions, progress: Callable[[str], None] | None
         layer_capture=options.layer_capture,
     )
     check_fits(loaded, len(loaded.tokenizer(options.prompt).input_ids), options.settings.max_new_tokens)
+    if placement.spread:
+        from lmscope.engine import distributed
+        from lmscope.engine.placement import describe, input_device
+
+        stepper.info = replace(stepper.info, device=str(input_device(loaded.model)),
+                               placement=describe(loaded.model, placement))
+        return distributed.attach(stepper, placement.ranks)
     return stepper
 
 

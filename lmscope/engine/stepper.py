@@ -19,6 +19,7 @@ from lmscope.engine.errors import UserError
 from lmscope.engine.generation import prepare
 from lmscope.engine.layers import LayerCapture
 from lmscope.engine.lens import LayerLens, logit_lens
+from lmscope.engine.placement import input_device
 from lmscope.engine.processors import run_stages, to_stages
 from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord, TensorInfo
 from lmscope.engine.row_store import RowStore
@@ -55,7 +56,7 @@ class Stepper:
         self.info = _session_info(loaded, settings)
         self._state = None
         self._rows = RowStore()
-        self._rng = RngHistory(self.model.device)
+        self._rng = RngHistory(input_device(self.model))
         self._layers = LayerCapture(self.model, layer_capture)
         self._residuals: dict[int, tuple] = {}  # step -> (LayerCaptureResult, chosen id)
 
@@ -68,7 +69,7 @@ class Stepper:
         if self.settings.seed is not None:
             torch.manual_seed(self.settings.seed)
         began = time.perf_counter()
-        prompt_ids = self._encode_prompt().to(self.model.device)
+        prompt_ids = self._encode_prompt().to(input_device(self.model))
         self._rows = RowStore()  # a new store per run: the old history keeps its own alive
         self._residuals = {}
         recorder = AttentionRecorder(self._labels, self._rows, max_rows=self.prefill_rows, stream=True)

@@ -109,7 +109,7 @@ def _cache(stats: CacheStats | None) -> dict | None:
         return None
     layers = [
         {"layer": e.layer, "kind": e.kind, "key_shape": list(e.key_shape), "value_shape": list(e.value_shape),
-         "dtype": e.dtype, "bytes": e.bytes}
+         "dtype": e.dtype, "bytes": e.bytes, "device": e.device}
         for e in stats.layers
     ]
     return {"layers": layers, "total_bytes": stats.total_bytes, "query_heads": stats.query_heads,
@@ -120,7 +120,8 @@ def _cache_from(data: dict | None) -> CacheStats | None:
     if data is None:
         return None
     layers = tuple(
-        LayerCache(e["layer"], e["kind"], tuple(e["key_shape"]), tuple(e["value_shape"]), e["dtype"], e["bytes"])
+        LayerCache(e["layer"], e["kind"], tuple(e["key_shape"]), tuple(e["value_shape"]), e["dtype"], e["bytes"],
+                   e.get("device", ""))
         for e in data["layers"]
     )
     return CacheStats(layers, data["query_heads"], data["kv_heads"], data["cache_class"])

@@ -241,6 +241,9 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         if message.during == "load":
             self.exit(result=message.error, return_code=2)
             return
+        if getattr(message.error, "ends_session", False):  # tensor parallel: the ranks left lockstep
+            self.exit(result=message.error, return_code=1)
+            return
         self.get_screen_stack_root().query_one("#panes").loading = False
         self.busy = False
         self.view = self.view.with_state("error")

@@ -39,6 +39,10 @@ def summary(stats: CacheStats, where: str) -> Text:
         if any(entry.kind == kind for entry in stats.layers):
             text.append(f"{label:<24}{human_bytes(stats.bytes_of(kind)):>10}\n")
     text.append(f"{'total':<24}{human_bytes(stats.total_bytes):>10}\n", style="bold")
+    by_device = stats.bytes_by_device()
+    if len(by_device) > 1:  # a device map spread the layers (and so their caches) over devices
+        for device, size in by_device.items():
+            text.append(f"{'  on ' + (device or '?'):<24}{human_bytes(size):>10}\n")
     text.append(heads_line(stats), style="dim")
     return text
 

@@ -52,6 +52,8 @@ def model_line(view: View) -> Text:
         return Text("loading the model…", style="dim")
     text = Text.assemble((info.model, "bold"), f" · {info.family}/{info.model_type} · {info.device} · {info.dtype}")
     text.append(f" · {info.layers} layers · {info.query_heads} q / {info.kv_heads} kv heads", style="dim")
+    if getattr(info, "placement", ""):  # a device map or tensor parallel (older recordings lack it)
+        text.append(f" · {info.placement}", style="bold #d4a72c")
     return text
 
 

@@ -1,0 +1,60 @@
+"""``--device-map``: accelerate places the layers (here: all of them offloaded to disk) and
+lmscope's output is the plain model's, tokens, stages and attention alike."""
+
+from __future__ import annotations
+
+import json
+
+from lmscope.cli import main
+from lmscope.engine.session import SessionOptions, open_session
+
+ARGS = ["--prompt", "the quick brown fox", "--max-new-tokens", "5", "--json", "--attention"]
+
+
+def without_timing(lines: list[dict]) -> list[dict]:
+    for line in lines:
+        line.pop("elapsed_s", None)
+        for layer in (line.get("cache") or {}).get("layers", []):
+            layer.pop("device", None)  # the plain model's cache is on "cpu" as well; the map's on "cpu" too
+    return lines
+
+
+def run_json(argv, capsys) -> list[dict]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.err == ""  # accelerate's notes about offloaded weights stay out of the output
+    return without_timing([json.loads(line) for line in captured.out.splitlines()])
+
+
+def test_disk_offload_gives_the_plain_output(tiny_llama_dir, tmp_path, capsys):
+    plain = run_json(["llama", "--model", str(tiny_llama_dir), *ARGS], capsys)
+    mapped = run_json(["llama", "--model", str(tiny_llama_dir), *ARGS, "--device-map", "auto",
+                       "--max-memory", "cpu=40KB", "--offload-folder", str(tmp_path / "offload")], capsys)
+    assert mapped == plain
+    assert len(plain) == 5 and all(line["attention"] for line in plain)
+
+
+def test_the_status_line_summarises_the_map(tiny_llama_dir, tiny_t5_dir, tmp_path):
+    """Layers per device, as accelerate placed them; inputs go to the embedding's execution device."""
+    stepper = open_session(SessionOptions(family="llama", prompt="the quick", model=str(tiny_llama_dir),
+                                          device_map="sequential", max_memory="cpu=40KB",
+                                          offload_folder=str(tmp_path / "a")))
+    assert stepper.info.placement.startswith("device map sequential: layers ")
+    assert "disk" in stepper.info.placement
+    stepper.start()
+    record = stepper.step()
+    assert record.cache.bytes_by_device() == {"cpu": record.cache.total_bytes}
+    t5 = open_session(SessionOptions(family="t5", prompt="the quick", model=str(tiny_t5_dir), device_map="auto",
+                                     max_memory="cpu=40KB", offload_folder=str(tmp_path / "b")))
+    t5.start()
+    assert t5.step().token_id >= 0 and "device map auto" in t5.info.placement
+
+
+def test_bad_device_map_flags_are_one_line(tiny_llama_dir, capsys):
+    code = main(["llama", "--model", str(tiny_llama_dir), "--json", "--device-map", "auto", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "leave --device at auto" in err
+    code = main(["llama", "--model", str(tiny_llama_dir), "--json", "--device-map", "auto", "--max-memory", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "expected DEVICE=SIZE" in err
