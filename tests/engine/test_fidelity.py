@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,9 @@ from lmscope.engine.settings import GenerationSettings, bad_words_ids
 from lmscope.engine.stepper import Stepper
 
 PROMPT = "the quick brown fox"
+
+DEVICE = os.environ.get("LMSCOPE_TEST_DEVICE", "cpu")
+"""Where these checks run: cpu here and in CI; ``LMSCOPE_TEST_DEVICE=cuda`` on a GPU machine."""
 
 SETTINGS = {
     "greedy": GenerationSettings(max_new_tokens=12),
@@ -27,7 +32,7 @@ SETTINGS = {
 @pytest.fixture(scope="module", params=["llama", "t5"])
 def loaded(request, tiny_llama_dir, tiny_t5_dir):
     folder = tiny_llama_dir if request.param == "llama" else tiny_t5_dir
-    return models.load(str(folder), request.param, device="cpu", dtype="float32")
+    return models.load(str(folder), request.param, device=DEVICE, dtype="float32")
 
 
 def run_stepper(loaded, settings):
@@ -40,7 +45,7 @@ def run_stepper(loaded, settings):
 
 
 def run_generate(loaded, settings, **extra):
-    ids = loaded.tokenizer(PROMPT, return_tensors="pt").input_ids
+    ids = loaded.tokenizer(PROMPT, return_tensors="pt").input_ids.to(loaded.model.device)
     if settings.seed is not None:
         torch.manual_seed(settings.seed)
     out = loaded.model.generate(
@@ -78,6 +83,7 @@ def test_stage_scores_equal_generate_logits_and_scores(loaded, name):
     assert len(steps) == len(out.logits) == len(out.scores)
     for step, logits, scores in zip(steps, out.logits, out.scores):
         raw, last = step.stages[0], step.stages[-1]
+        logits, scores = logits.cpu(), scores.cpu()
         np.testing.assert_allclose([c.score for c in raw.top], logits[0, [c.token_id for c in raw.top]], rtol=1e-5)
         np.testing.assert_allclose([c.score for c in last.top], scores[0, [c.token_id for c in last.top]], rtol=1e-5)
         # The raw stage's top is the true top-k of generate's logits.
@@ -98,7 +104,7 @@ def test_stages_follow_transformers_processor_order(loaded):
 def test_captured_attention_equals_eager(loaded):
     settings = GenerationSettings(max_new_tokens=6)
     prompt, steps = run_stepper(loaded, settings)
-    eager_model = type(loaded.model).from_pretrained(loaded.source, attn_implementation="eager").eval()
+    eager_model = type(loaded.model).from_pretrained(loaded.source, attn_implementation="eager").to(DEVICE).eval()
     eager = models.LoadedModel(eager_model, loaded.tokenizer, loaded.family, loaded.source)
     out, tokens = run_generate(eager, settings, output_attentions=True)
     assert [s.token_id for s in steps] == tokens
@@ -110,7 +116,7 @@ def test_captured_attention_equals_eager(loaded):
 
 def stack(per_layer) -> np.ndarray:
     """Eager attentions, a tuple over layers of ``[1, head, query, key]`` -> ``[layer, head, query, key]``."""
-    return torch.cat(per_layer).numpy()
+    return torch.cat(per_layer).cpu().numpy()
 
 
 def check_llama_attention(prompt, steps, out):
