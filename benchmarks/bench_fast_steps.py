@@ -7,7 +7,7 @@ Each run makes exactly ``--tokens`` tokens (``min_new_tokens`` = ``max_new_token
 table and, last, ``stepper_ratio=... tui_ratio=...``: the worst of the models of Stepper/generate
 and TUI/Stepper (best round of each).
 
-    python benchmarks/bench_fast_steps.py [--rounds 3] [--device cpu]
+    python benchmarks/bench_fast_steps.py [--rounds 3] [--device cpu] [--dtype float32]
 """
 
 from __future__ import annotations
@@ -73,9 +73,10 @@ def tui_run(stepper: Stepper):
 
 def measure(family: str, prompt: str, tokens: int, args) -> tuple[float, float, float]:
     source = model_source(SessionOptions(family=family, prompt=prompt))
-    loaded = models.load(source, family, args.device, "float32")
+    loaded = models.load(source, family, args.device, args.dtype)
     auto = AutoModelForSeq2SeqLM if family == "t5" else AutoModelForCausalLM
-    plain = auto.from_pretrained(source, attn_implementation="sdpa", local_files_only=True).to(args.device).eval()
+    plain = auto.from_pretrained(source, attn_implementation="sdpa", local_files_only=True,
+                                 dtype=loaded.model.dtype).to(args.device).eval()
     settings = GenerationSettings(max_new_tokens=tokens, min_new_tokens=tokens)
     ids = loaded.tokenizer(prompt, return_tensors="pt").input_ids.to(args.device)
     stepper = Stepper(loaded, prompt, settings)
@@ -93,9 +94,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
-    print(f"device {args.device}, torch threads {torch.get_num_threads()}, best of {args.rounds} rounds")
+    print(f"device {args.device} {args.dtype}, torch threads {torch.get_num_threads()}, best of {args.rounds} rounds")
     print(f"{'run':<24}{'generate()':>12}{'Stepper':>10}{'TUI c':>10}{'Stepper/gen':>13}{'TUI/Stepper':>13}")
     stepper_ratios, tui_ratios = [], []
     for name, family, prompt, tokens in CASES:
