@@ -90,13 +90,25 @@ def to_stages(summaries: list[StageTensors], decode: Callable[[int], str],
     Returns:
         ``(stages, extra values)``.
     """
+    packed = pack_stages(summaries, extra)
+    return stages_from(summaries, packed.cpu().numpy(), decode)
+
+
+def pack_stages(summaries: list[StageTensors], extra: torch.Tensor | None = None) -> torch.Tensor:
+    """Every stage's numbers, then ``extra``, as one float64 vector on the device (see :func:`stages_from`)."""
     rows = torch.stack([_pack(s) for s in summaries])
-    parts = [rows.flatten()] + ([extra.double()] if extra is not None else [])
-    flat = torch.cat(parts).cpu()
-    packed, extra_values = flat[: rows.numel()].view(rows.shape).tolist(), flat[rows.numel():].tolist()
+    return torch.cat([rows.flatten()] + ([extra.double()] if extra is not None else []))
+
+
+def stages_from(summaries: list[StageTensors], packed, decode: Callable[[int], str]
+                ) -> tuple[tuple[Stage, ...], list[float]]:
+    """The stages, and the extra numbers, from :func:`pack_stages`'s vector on the host."""
     top = summaries[0].top_ids.numel()
+    width = 4 * top + 2
+    values = packed.tolist()
     stages, previous_ids = [], None
-    for summary, row in zip(summaries, packed):
+    for index, summary in enumerate(summaries):
+        row = values[index * width : (index + 1) * width]
         ids = [int(i) for i in row[:top]]
         candidates = tuple(
             Candidate(token_id=i, token=decode(i), score=s, prob=p)
@@ -105,7 +117,7 @@ def to_stages(summaries: list[StageTensors], decode: Callable[[int], str],
         removed, reranked = _changes(previous_ids, row[3 * top : 4 * top], ids)
         stages.append(Stage(summary.name, candidates, removed, reranked, int(row[-2]), float(row[-1])))
         previous_ids = ids
-    return tuple(stages), extra_values
+    return tuple(stages), values[len(summaries) * width :]
 
 
 def _pack(summary: StageTensors) -> torch.Tensor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,7 @@ class RowStore:
         self._chunk: _Chunk | None = None
         self._used = 0
         self.bytes_written = 0
+        self._host_copy = None
 
     def reserve(self, shape: tuple[int, ...]) -> Slot:
         """Room for a float32 array of ``shape``; fill it with :meth:`write`, read it with :meth:`view`."""
@@ -48,10 +50,25 @@ class RowStore:
         self._used += (nbytes + ALIGN - 1) // ALIGN * ALIGN
         return slot
 
+    @contextmanager
+    def joining(self, host_copy):
+        """Inside the block, :meth:`put` returns at once and its rows join ``host_copy``: they are
+        written when the step's one device-to-host copy is made (``engine/host_copy.py``). The
+        returned arrays map the file, so they show the rows from then on."""
+        self._host_copy = host_copy
+        try:
+            yield host_copy
+        finally:
+            self._host_copy = None
+
     def write(self, slot: Slot, rows: torch.Tensor, index: int | None = None) -> None:
         """Write ``rows`` (any device or float dtype) to the slot, or to ``slot[index]``."""
+        self.write_array(slot, rows.detach().to("cpu", torch.float32).contiguous().numpy(), index)
+
+    def write_array(self, slot: Slot, data: np.ndarray, index: int | None = None) -> None:
+        """Write float32 ``data`` (on the host) to the slot, or to ``slot[index]``."""
         part = int(np.prod(slot.shape[1:])) * 4 if index is not None else 0
-        data = rows.detach().to("cpu", torch.float32).contiguous().numpy()
+        data = np.ascontiguousarray(data, dtype=np.float32)
         os.pwrite(slot.chunk.fd, memoryview(data).cast("B"), slot.offset + (index or 0) * part)
         self.bytes_written += data.nbytes
 
@@ -60,9 +77,12 @@ class RowStore:
         return np.ndarray(slot.shape, dtype=np.float32, buffer=slot.chunk.mapped, offset=slot.offset)
 
     def put(self, rows: torch.Tensor) -> np.ndarray:
-        """Write ``rows`` and return a read-only array of it."""
+        """Write ``rows`` and return a read-only array of it (see :meth:`joining`)."""
         slot = self.reserve(tuple(rows.shape))
-        self.write(slot, rows)
+        if self._host_copy is not None:
+            self._host_copy.add(rows.to(torch.float32), lambda data: self.write_array(slot, data))
+        else:
+            self.write(slot, rows)
         return self.view(slot)
 
 

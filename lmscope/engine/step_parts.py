@@ -79,8 +79,7 @@ def attention_rows(recorder: AttentionRecorder, kind: str, query_len: int,
 
 def finish_reason(state, token_id: int, settings) -> str:
     """Why generation ended, in the words of transformers' stopping criteria."""
-    eos = state.config._eos_token_tensor
-    if eos is not None and token_id in eos.flatten().tolist():
+    if token_id in state.eos_ids:
         return "eos"
     if state.generated >= settings.max_new_tokens:
         return "max_new_tokens"

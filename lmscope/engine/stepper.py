@@ -9,6 +9,7 @@ argmax or multinomial, then transformers' stopping criteria. The Stepper owns th
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -17,10 +18,11 @@ from lmscope.engine.attention import AttentionRecorder, label_modules, recording
 from lmscope.engine.cache_stats import cache_stats
 from lmscope.engine.errors import UserError
 from lmscope.engine.generation import prepare
+from lmscope.engine.host_copy import HostCopy, Part
 from lmscope.engine.layers import LayerCapture
 from lmscope.engine.lens import LayerLens, logit_lens
 from lmscope.engine.placement import input_device
-from lmscope.engine.processors import run_stages, to_stages
+from lmscope.engine.processors import pack_stages, run_stages, stages_from
 from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord, TensorInfo
 from lmscope.engine.row_store import RowStore
 from lmscope.engine.settings import GenerationSettings
@@ -78,10 +80,13 @@ class Stepper:
         self._state = _State(prepared)
         self._rng.clear()
         if self.family == "llama":
-            self._state.pending = (*self._forward(recorder), recorder)
+            host_copy = HostCopy()
+            with self._rows.joining(host_copy):
+                outputs, tensors = self._forward(recorder, host_copy)
+            host_copy.copy()
+            self._state.pending = (outputs, tensors(), recorder)
             # Rewinding to step 0 chooses again from the prefill: keep its last logits only.
-            outputs, tensors, _ = self._state.pending
-            self._state.prefill = (_LastLogits(outputs.logits[:, -1:].clone()), tensors, recorder)
+            self._state.prefill = (_LastLogits(outputs.logits[:, -1:].clone()), self._state.pending[1], recorder)
         return self._prompt_record(prompt_ids, recorder, time.perf_counter() - began)
 
     def step(self, force: int | None = None) -> StepRecord:
@@ -99,17 +104,24 @@ class Stepper:
         state = self._state
         if state.config.do_sample:
             self._rng.save(state.generated)  # the generator before this step samples: rewind restores it
-        if state.pending:  # decoder-only step 0: the prefill already ran in start()
-            outputs, tensors, recorder = state.pending
-        else:
-            recorder = AttentionRecorder(self._labels, self._rows)
-            outputs, tensors = self._forward(recorder)
-        state.pending = None
-        with torch.no_grad():
-            token_id, chosen_by, summaries, chosen = self._choose(outputs, force)
-        del outputs  # the prefill's logits can be large; keep nothing of the forward pass
-        return self._step_record(token_id, chosen_by, summaries, chosen, tensors, recorder, began)
-
+        # Everything the step records joins one device-to-host copy (engine/host_copy.py).
+        host_copy = HostCopy()
+        with self._rows.joining(host_copy):
+            if state.pending:  # decoder-only step 0: the prefill already ran in start()
+                outputs, tensors, recorder = state.pending
+                described = lambda: tensors  # noqa: E731 - described at the prefill
+            else:
+                recorder = AttentionRecorder(self._labels, self._rows)
+                outputs, described = self._forward(recorder, host_copy)
+            state.pending = None
+            with torch.no_grad():
+                chosen = self._choose(outputs, force, host_copy)
+            del outputs  # the prefill's logits can be large; keep nothing of the forward pass
+            query_len = state.input_ids.shape[1] - 1
+            rows = (attention_rows(recorder, "self", query_len, last_row_only=True),
+                    attention_rows(recorder, "cross", query_len, last_row_only=True))
+        host_copy.copy()
+        return self._step_record(chosen, described(), rows, began)
     def rewind(self, step: int) -> None:
         """Go back to just before ``step`` (0-based): the next ``step()`` returns that step again.
 
@@ -157,10 +169,15 @@ class Stepper:
 
     # -- one iteration of transformers' _sample ---------------------------------------------
 
-    def _forward(self, recorder: AttentionRecorder):
-        """One forward pass exactly as ``_sample`` makes it; returns (outputs, tensor infos)."""
+    def _forward(self, recorder: AttentionRecorder, host_copy: HostCopy):
+        """One forward pass exactly as ``_sample`` makes it.
+
+        Returns:
+            ``(outputs, described)``: ``described()``, called once ``host_copy`` is made, gives
+            the TensorInfos of the pass's inputs and logits.
+        """
         state, model = self._state, self.model
-        with torch.no_grad(), recording(recorder), self._inputs.watch() as seen, \
+        with torch.no_grad(), recording(recorder), self._inputs.watch(host_copy) as seen, \
                 self._layers.capture(self._rows, copy=not state.prefilled):
             if not state.prefilled:
                 outputs = model._prefill(state.input_ids, state.config, state.model_kwargs)
@@ -173,9 +190,12 @@ class Stepper:
             state.model_kwargs = model._update_model_kwargs_for_generation(
                 outputs, state.model_kwargs, is_encoder_decoder=model.config.is_encoder_decoder
             )
-        return outputs, seen.tensors + describe({"logits": outputs.logits})
+        logits = describe({"logits": outputs.logits})
+        inputs = seen.tensors
+        return outputs, lambda: inputs() + logits
 
-    def _choose(self, outputs, force: int | None):
+    def _choose(self, outputs, force: int | None, host_copy: HostCopy) -> "_Chosen":
+        """Processors, then argmax, sampling or the forced id; nothing is read from the device."""
         state = self._state
         logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=state.input_ids.device)
         scores, summaries = run_stages(state.processors, state.input_ids, logits, self.top)
@@ -186,11 +206,16 @@ class Stepper:
             next_tokens, chosen_by = torch.multinomial(probs, num_samples=1).squeeze(1), "sample"
         else:
             next_tokens, chosen_by = torch.argmax(scores, dim=-1), "argmax"
-        chosen = chosen_numbers(logits, probs, next_tokens)
         state.input_ids = torch.cat([state.input_ids, next_tokens[:, None]], dim=-1)
         state.generated += 1
-        state.stopped = bool(state.stopping_criteria(state.input_ids, scores)[0])
-        return int(next_tokens[0]), chosen_by, summaries, chosen
+        stop = state.stopping_criteria(state.input_ids, scores)
+        return _Chosen(
+            chosen_by=chosen_by,
+            summaries=summaries,
+            numbers=host_copy.add(pack_stages(summaries, chosen_numbers(logits, probs, next_tokens))),
+            token_id=host_copy.add(next_tokens[:1]),
+            stop=host_copy.add(stop[:1]),
+        )
 
     # -- records -----------------------------------------------------------------------------
 
@@ -227,21 +252,23 @@ class Stepper:
             return describe({"input_ids": prompt_ids}) + self._inputs.encoder_tensors(self._state.model_kwargs)
         return self._state.pending[1]
 
-    def _step_record(self, token_id, chosen_by, summaries, chosen, tensors, recorder, began) -> StepRecord:
+    def _step_record(self, chosen: "_Chosen", tensors, rows, began: float) -> StepRecord:
+        """The record of the step just chosen (``chosen``'s parts are on the host now)."""
         state = self._state
-        query_len = state.input_ids.shape[1] - 1
-        stages, (chosen_prob, raw_rank) = to_stages(summaries, self._decoder.token, extra=chosen)
+        token_id = int(chosen.token_id.array[0])
+        state.stopped = bool(chosen.stop.array[0])
+        stages, (chosen_prob, raw_rank) = stages_from(chosen.summaries, chosen.numbers.array, self._decoder.token)
         self._residuals[state.generated - 1] = (self._layers.last, token_id)
         return StepRecord(
             step=state.generated - 1,
             token_id=token_id,
             token=self._decoder.token(token_id),
-            chosen_by=chosen_by,
+            chosen_by=chosen.chosen_by,
             stages=stages,
             tensors=tensors,
             cache=self._cache_stats(),
-            attention=attention_rows(recorder, "self", query_len, last_row_only=True),
-            cross_attention=attention_rows(recorder, "cross", query_len, last_row_only=True),
+            attention=rows[0],
+            cross_attention=rows[1],
             finished=state.finished,
             finish_reason=finish_reason(state, token_id, self.settings) if state.finished else None,
             elapsed_s=time.perf_counter() - began,
@@ -268,10 +295,25 @@ class _State:
         """Decoder-only: the prefill's (last logits, tensors, recorder), to choose step 0 again."""
         self.generated = 0
         self.stopped = False
+        eos = self.config._eos_token_tensor
+        self.eos_ids = () if eos is None else tuple(eos.flatten().tolist())
+        """The end-of-sequence ids, read once (``finish_reason``)."""
 
     @property
     def finished(self) -> bool:
         return self.stopped
+
+
+@dataclass
+class _Chosen:
+    """What ``_choose`` decided, its numbers still in the step's host copy."""
+
+    chosen_by: str
+    summaries: list
+    numbers: Part
+    """:func:`pack_stages` of the stages and the chosen token's probability and raw rank."""
+    token_id: Part
+    stop: Part
 
 
 class _LastLogits:

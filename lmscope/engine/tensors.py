@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Callable
 
 import torch
 
@@ -17,13 +18,41 @@ def describe(named: dict) -> tuple[TensorInfo, ...]:
     return tuple(_info(name, value) for name, value in named.items() if isinstance(value, torch.Tensor))
 
 
+def describe_later(named: dict, host_copy) -> Callable[[], tuple[TensorInfo, ...]]:
+    """Like :func:`describe`, without reading the device: the small integer tensors' values join
+    ``host_copy`` (one snapshot of all of them), and the returned function, called after the
+    copy, builds the TensorInfos."""
+    tensors = {name: value for name, value in named.items() if isinstance(value, torch.Tensor)}
+    small = [name for name, tensor in tensors.items() if _small_ints(tensor)]
+    part = host_copy.add(torch.cat([tensors[name].reshape(-1).long() for name in small])) if small else None
+    specs = [(name, tuple(tensor.shape), _dtype(tensor), tensor.numel() if name in small else 0)
+             for name, tensor in tensors.items()]
+
+    def infos() -> tuple[TensorInfo, ...]:
+        values = part.array.tolist() if part is not None else []
+        result, at = [], 0
+        for name, shape, dtype, count in specs:
+            result.append(TensorInfo(name=name, shape=shape, dtype=dtype, preview=tuple(values[at : at + count])))
+            at += count
+        return tuple(result)
+
+    return infos
+
+
+def _small_ints(tensor: torch.Tensor) -> bool:
+    return not tensor.is_floating_point() and tensor.numel() <= PREVIEW_MAX
+
+
+def _dtype(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
+
+
 def _info(name: str, tensor: torch.Tensor) -> TensorInfo:
-    small_ints = not tensor.is_floating_point() and tensor.numel() <= PREVIEW_MAX
     return TensorInfo(
         name=name,
         shape=tuple(tensor.shape),
-        dtype=str(tensor.dtype).removeprefix("torch."),
-        preview=tuple(int(v) for v in tensor.flatten().tolist()) if small_ints else (),
+        dtype=_dtype(tensor),
+        preview=tuple(int(v) for v in tensor.flatten().tolist()) if _small_ints(tensor) else (),
     )
 
 
@@ -34,9 +63,10 @@ class ForwardInputs:
         self.model = model
 
     @contextmanager
-    def watch(self):
-        """Inside the block, ``seen.tensors`` holds the last forward call's tensor inputs."""
-        seen = _Seen()
+    def watch(self, host_copy):
+        """Inside the block, ``seen.tensors()`` describes the last forward call's tensor inputs
+        (call it after ``host_copy`` is made)."""
+        seen = _Seen(host_copy)
         handle = self.model.register_forward_pre_hook(seen.hook, with_kwargs=True)
         try:
             yield seen
@@ -53,11 +83,12 @@ class ForwardInputs:
 
 
 class _Seen:
-    def __init__(self):
-        self.tensors: tuple[TensorInfo, ...] = ()
+    def __init__(self, host_copy):
+        self.host_copy = host_copy
+        self.tensors: Callable[[], tuple[TensorInfo, ...]] = tuple
 
     def hook(self, module, args, kwargs):
         named = dict(kwargs)
         if "encoder_outputs" in named and named["encoder_outputs"] is not None:
             named["encoder_hidden_states"] = named.pop("encoder_outputs").last_hidden_state
-        self.tensors = describe(named)
+        self.tensors = describe_later(named, self.host_copy)

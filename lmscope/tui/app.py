@@ -24,6 +24,7 @@ from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.actions import BrowseActions
 from lmscope.tui.control import CONTROL_ACTIONS, ControlActions
 from lmscope.tui.messages import EngineFailed, ModelLoaded, PromptEncoded, RunStopped, StepCompleted
+from lmscope.tui.pacing import FramePacer
 from lmscope.tui.palette import PaletteCommands
 from lmscope.tui.screen import PANES, DebuggerScreen
 from lmscope.tui.view import View
@@ -68,6 +69,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self._pending_steps: list = []
         self._flush_timer = None
         self._run_began: tuple[float, int] | None = None
+        self._pacer = FramePacer()
 
     def get_default_screen(self) -> Screen:
         """The debugger screen."""
@@ -122,6 +124,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.pause_requested.clear()
         self.busy = True
         self._run_began = (time.perf_counter(), len(self.view.steps)) if limit is None else None
+        self._pacer.begin()
         self.view = self.view.with_state(state)
         text = "".join(step.token for step in self.view.steps)
         self.run_steps(self.engine, limit, self.pause_requested, self.enabled_breakpoints(), text)
@@ -165,29 +168,32 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         if screen.focused is None:
             screen.query_one(TokensPane).focus()
 
-    FRAME_S = 1 / 10
-    """While a continue runs, the panes show the newest step at most this often."""
-
     def on_step_completed(self, message: StepCompleted) -> None:
-        """Append the step to the history (the selection follows if it was on the newest step).
-
-        During a continue, steps are coalesced: each lands in the history, but the panes get one
-        new View per frame, so a model that steps faster than the screen redraws is never paced
-        by it. A single step, or the step a breakpoint stopped at, shows at once.
-        """
-        self.branch_tree.append(message.record)
-        self._pending_steps.append((message.record, message.hit))
-        if self.view.state != "running" or message.hit:
-            self._flush_steps()
-        elif self._flush_timer is None:
-            self._flush_timer = self.set_timer(self.FRAME_S, self._flush_steps)
+        """Append the step to the history (the selection follows if it was on the newest step)."""
+        self._steps_arrived([(message.record, message.hit)])
 
     def on_steps_completed(self, message) -> None:
-        """A continue's steps since the last frame: into the history, then one View for all."""
-        for record, hit in message.steps:
+        """A continue's steps since the worker last posted."""
+        self._steps_arrived(message.steps)
+
+    def _steps_arrived(self, steps) -> None:
+        """Every step joins the history at once; the panes get a new View when a frame is due.
+
+        During a continue the frames are paced (``tui/pacing.py``): each costs the UI thread
+        tens of milliseconds that the model would otherwise step in. A single step, or the step
+        a breakpoint stopped at, shows at once.
+        """
+        for record, hit in steps:
             self.branch_tree.append(record)
             self._pending_steps.append((record, hit))
-        self._flush_steps()
+        if self.view.state != "running" or any(hit for _, hit in steps):
+            self._flush_steps()
+        elif self._flush_timer is None:
+            delay = self._pacer.delay()
+            if delay <= 0:
+                self._flush_steps()
+            else:
+                self._flush_timer = self.set_timer(delay, self._flush_steps)
 
     def _flush_steps(self) -> None:
         """The pending steps join the View in one update."""
@@ -201,11 +207,22 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
             view = view.appended(record, hit)
         self._pending_steps.clear()
         self.view = view.with_rate(self._rate(len(view.steps)))
-        # The history only grows until a restart, yet every full collection walks all of it:
-        # with 500 steps (~140k objects) one took up to 100 ms, a visible stall on a key press
-        # (benchmarks/bench_tui.py). Frozen objects are skipped; a restart unfreezes them.
-        # Collect first: freezing uncollected cycles would keep that garbage until a restart
-        # (~0.5 MiB a step). The collection walks only what this step made, the rest is frozen.
+        if self.view.state == "running":
+            self._pacer.drawn()
+        else:
+            self._settle_memory()
+
+    @staticmethod
+    def _settle_memory() -> None:
+        """Collect, then freeze what is left, once the steps have stopped coming.
+
+        The history only grows until a restart, yet every full collection walks all of it:
+        with 500 steps (~140k objects) one took up to 100 ms, a visible stall on a key press
+        (benchmarks/bench_tui.py). Frozen objects are skipped; a restart unfreezes them.
+        Collect first: freezing uncollected cycles would keep that garbage until a restart
+        (~0.5 MiB a step). Not during a continue: a collection per frame cost 20 ms of the
+        model's time; the continue's end settles it.
+        """
         gc.collect()
         gc.freeze()
 
@@ -232,6 +249,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         state = "finished" if message.finished else ("paused" if message.paused else "ready")
         self.busy = False
         self.view = self.view.with_state(state)
+        self._settle_memory()
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         """Show the error; keep the history so the steps before it stay browsable.

@@ -98,3 +98,23 @@ def test_tui_and_testing_never_import_torch():
     code = ("import sys, lmscope.tui.app, lmscope.testing; "
             "sys.exit('torch' in sys.modules or 'transformers' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_frame_pacer_spaces_frames_by_their_cost():
+    from lmscope.tui.pacing import FramePacer
+
+    now, cpu = [0.0], [0.0]
+    pacer = FramePacer(duty=0.05, min_interval=0.1, max_interval=1.0, clock=lambda: now[0], cpu=lambda: cpu[0])
+    pacer.begin()
+    assert pacer.delay() == pytest.approx(0.1)  # the first frame after min_interval
+    now[0], cpu[0] = 0.1, 0.02  # 20 ms of UI work: the next frame 0.4 s later (5%)
+    pacer.drawn()
+    assert pacer.interval == pytest.approx(0.4) and pacer.delay() == pytest.approx(0.4)
+    now[0] = 0.3
+    assert pacer.delay() == pytest.approx(0.2)
+    now[0], cpu[0] = 0.5, 0.02 + 0.2  # an expensive frame: capped at max_interval
+    pacer.drawn()
+    assert pacer.interval == 1.0
+    now[0], cpu[0] = 1.5, 0.2201  # a cheap one: floored at min_interval
+    pacer.drawn()
+    assert pacer.interval == pytest.approx(0.1)

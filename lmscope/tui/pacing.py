@@ -1,0 +1,65 @@
+"""How often a running continue may redraw the panes, so drawing never paces the model.
+
+The stepping worker and the UI thread share one interpreter lock: every millisecond the UI
+thread spends drawing is a millisecond the model does not step (on a 2-core machine a frame of
+all panes cost 55 ms, and four frames a second took the demo T5 to half its speed). So the
+frame rate follows the frames' cost: after each frame the UI thread's CPU time since the
+previous one is read (``time.thread_time``: drawing, compositing, messages, collections) and
+the next frame waits until that is at most ``duty`` of the time between them. Cheap frames
+(a fast machine, a small terminal) come often; a frame is never further apart than
+``max_interval``, so a long run still shows its progress.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+DUTY = 0.04
+"""At most this share of a continue goes to drawing on the UI thread."""
+MIN_INTERVAL_S = 1 / 10
+MAX_INTERVAL_S = 1.0
+
+
+@dataclass
+class FramePacer:
+    """Frame timing for one continue; call :meth:`begin` when it starts, :meth:`drawn` per frame.
+
+    Attributes:
+        duty: the share of wall time the UI thread may use between two frames.
+        min_interval, max_interval: bounds on the time between frames, in seconds.
+        clock, cpu: wall clock and the calling thread's CPU clock (both seconds; injectable for tests).
+    """
+
+    duty: float = DUTY
+    min_interval: float = MIN_INTERVAL_S
+    max_interval: float = MAX_INTERVAL_S
+    clock: Callable[[], float] = time.perf_counter
+    cpu: Callable[[], float] = time.thread_time
+    _last_frame: float = field(default=0.0, init=False)
+    _last_cpu: float = field(default=0.0, init=False)
+    _interval: float = field(default=MIN_INTERVAL_S, init=False)
+
+    def begin(self) -> None:
+        """A continue starts: its first frame may come after ``min_interval``."""
+        self._last_frame, self._last_cpu, self._interval = self.clock(), self.cpu(), self.min_interval
+
+    def delay(self) -> float:
+        """Seconds until the next frame may be drawn (0: now)."""
+        return max(0.0, self._last_frame + self._interval - self.clock())
+
+    def drawn(self) -> None:
+        """A frame was handed to the panes: its cost sets the wait before the next one.
+
+        The cost is read at the next call: the UI thread's CPU time since the previous frame,
+        which includes drawing that frame (the compositor runs after the handler returns)."""
+        now, cpu = self.clock(), self.cpu()
+        cost = cpu - self._last_cpu
+        self._interval = min(self.max_interval, max(self.min_interval, cost / self.duty))
+        self._last_frame, self._last_cpu = now, cpu
+
+    @property
+    def interval(self) -> float:
+        """The current wait between frames, in seconds."""
+        return self._interval
