@@ -17,27 +17,27 @@ from lmscope.engine.records import Candidate, Stage
 
 @dataclass
 class StageTensors:
-    """One stage's summary, still on the model's device until :func:`to_stages` copies it.
+    """Every stage's summary, still on the model's device until :func:`to_stages` copies it.
 
     Attributes:
-        name: ``"logits"`` or the processor class name.
-        top_ids, top_scores, top_probs: ``[top]`` best entries of the stage, best first.
-        previous_scores: ``[top]`` this stage's scores at the previous stage's top ids.
-        kept: number of finite scores, 0-d.
-        entropy: entropy in nats of softmax(scores), 0-d.
+        names: ``"logits"``, then each processor's class name.
+        packed: ``[stages, 4 * top + 2]`` float64 rows: top ids, their scores, their
+            probabilities, this stage's scores at the previous stage's top ids (stage 0: its
+            own), the number of finite scores, and the entropy in nats of softmax(scores).
+        top: candidates per stage.
     """
 
-    name: str
-    top_ids: torch.Tensor
-    top_scores: torch.Tensor
-    top_probs: torch.Tensor
-    previous_scores: torch.Tensor
-    kept: torch.Tensor
-    entropy: torch.Tensor
+    names: list[str]
+    packed: torch.Tensor
+    top: int
 
 
 def run_stages(processors, input_ids: torch.Tensor, logits: torch.Tensor, top: int):
     """Apply each processor in order and summarise every stage.
+
+    Each stage's scores are copied into one ``[stages, d_vocab]`` tensor as they come (a
+    processor that changed its input in place cannot alter an earlier stage), and all stages
+    are summarised together: a dozen operations per step instead of a dozen per stage.
 
     Args:
         processors: transformers ``LogitsProcessorList``.
@@ -45,40 +45,36 @@ def run_stages(processors, input_ids: torch.Tensor, logits: torch.Tensor, top: i
         logits: ``[batch=1, d_vocab]`` float32 raw logits of the last position.
         top: candidates kept per stage.
     Returns:
-        ``(scores, summaries)``: the final ``[1, d_vocab]`` scores and one StageTensors per stage.
+        ``(scores, summaries)``: the final ``[1, d_vocab]`` scores and the StageTensors.
     """
+    stages = torch.empty((len(processors) + 1, logits.shape[-1]), dtype=logits.dtype, device=logits.device)
+    stages[0] = logits[0]
     scores = logits
-    summaries = [summarise("logits", scores, top, None)]
-    for processor in processors:
+    for index, processor in enumerate(processors, start=1):
         scores = processor(input_ids, scores)
-        summaries.append(summarise(type(processor).__name__, scores, top, summaries[-1].top_ids))
-    return scores, summaries
+        stages[index] = scores[0]
+    names = ["logits"] + [type(processor).__name__ for processor in processors]
+    return scores, StageTensors(names, summarise(stages, top), min(top, logits.shape[-1]))
 
 
-def summarise(name: str, scores: torch.Tensor, top: int, previous_ids: torch.Tensor | None) -> StageTensors:
-    """Top-k, probabilities, finite count and entropy of ``scores [1, d_vocab]``, on device.
+def summarise(stages: torch.Tensor, top: int) -> torch.Tensor:
+    """The packed rows of :class:`StageTensors` for ``stages [stages, d_vocab]``, on the device.
 
-    ``previous_ids`` are the previous stage's top ids; their scores in this stage tell which
-    of them this stage removed (set to -inf).
+    A stage's ``previous scores`` (its scores at the previous stage's top ids) tell which of
+    them it removed (set to -inf).
     """
-    log_probs = torch.log_softmax(scores[0], dim=-1)
-    top_scores, top_ids = torch.topk(scores[0], k=min(top, scores.shape[-1]))
-    previous_ids = top_ids if previous_ids is None else previous_ids
+    log_probs = torch.log_softmax(stages, dim=-1)
+    top_scores, top_ids = torch.topk(stages, k=min(top, stages.shape[-1]), dim=-1)
+    previous_ids = torch.cat([top_ids[:1], top_ids[:-1]])
     # Processors remove tokens by setting them to -inf; there p * log p is 0 * -inf = nan, and
     # its limit is 0. (isneginf and nan_to_num are several times faster than isfinite and entr.)
-    entropy = -(log_probs.exp() * log_probs).nan_to_num_(nan=0.0).sum()
-    return StageTensors(
-        name=name,
-        top_ids=top_ids,
-        top_scores=top_scores,
-        top_probs=log_probs[top_ids].exp(),
-        previous_scores=scores[0, previous_ids],
-        kept=scores.shape[-1] - torch.isneginf(scores[0]).sum(),
-        entropy=entropy,
-    )
+    entropy = -(log_probs.exp() * log_probs).nan_to_num_(nan=0.0).sum(dim=-1, keepdim=True)
+    kept = stages.shape[-1] - torch.isneginf(stages).sum(dim=-1, keepdim=True)
+    columns = (top_ids, top_scores, log_probs.gather(1, top_ids).exp(), stages.gather(1, previous_ids), kept, entropy)
+    return torch.cat([column.double() for column in columns], dim=1)
 
 
-def to_stages(summaries: list[StageTensors], decode: Callable[[int], str],
+def to_stages(summaries: StageTensors, decode: Callable[[int], str],
               extra: torch.Tensor | None = None) -> tuple[tuple[Stage, ...], list[float]]:
     """Copy every stage, and ``extra`` numbers of the step, to the CPU in one transfer.
 
@@ -94,20 +90,19 @@ def to_stages(summaries: list[StageTensors], decode: Callable[[int], str],
     return stages_from(summaries, packed.cpu().numpy(), decode)
 
 
-def pack_stages(summaries: list[StageTensors], extra: torch.Tensor | None = None) -> torch.Tensor:
+def pack_stages(summaries: StageTensors, extra: torch.Tensor | None = None) -> torch.Tensor:
     """Every stage's numbers, then ``extra``, as one float64 vector on the device (see :func:`stages_from`)."""
-    rows = torch.stack([_pack(s) for s in summaries])
-    return torch.cat([rows.flatten()] + ([extra.double()] if extra is not None else []))
+    return torch.cat([summaries.packed.flatten()] + ([extra.double()] if extra is not None else []))
 
 
-def stages_from(summaries: list[StageTensors], packed, decode: Callable[[int], str]
+def stages_from(summaries: StageTensors, packed, decode: Callable[[int], str]
                 ) -> tuple[tuple[Stage, ...], list[float]]:
     """The stages, and the extra numbers, from :func:`pack_stages`'s vector on the host."""
-    top = summaries[0].top_ids.numel()
+    top = summaries.top
     width = 4 * top + 2
     values = packed.tolist()
     stages, previous_ids = [], None
-    for index, summary in enumerate(summaries):
+    for index, name in enumerate(summaries.names):
         row = values[index * width : (index + 1) * width]
         ids = [int(i) for i in row[:top]]
         candidates = tuple(
@@ -115,14 +110,9 @@ def stages_from(summaries: list[StageTensors], packed, decode: Callable[[int], s
             for i, s, p in zip(ids, row[top : 2 * top], row[2 * top : 3 * top])
         )
         removed, reranked = _changes(previous_ids, row[3 * top : 4 * top], ids)
-        stages.append(Stage(summary.name, candidates, removed, reranked, int(row[-2]), float(row[-1])))
+        stages.append(Stage(name, candidates, removed, reranked, int(row[-2]), float(row[-1])))
         previous_ids = ids
-    return tuple(stages), values[len(summaries) * width :]
-
-
-def _pack(summary: StageTensors) -> torch.Tensor:
-    parts = (summary.top_ids, summary.top_scores, summary.top_probs, summary.previous_scores)
-    return torch.cat([p.double() for p in parts] + [summary.kept.double()[None], summary.entropy.double()[None]])
+    return tuple(stages), values[len(summaries.names) * width :]
 
 
 def _changes(previous_ids, previous_scores, ids) -> tuple[tuple[int, ...], tuple[int, ...]]:

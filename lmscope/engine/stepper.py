@@ -22,7 +22,7 @@ from lmscope.engine.host_copy import HostCopy, Part
 from lmscope.engine.layers import LayerCapture
 from lmscope.engine.lens import LayerLens, logit_lens
 from lmscope.engine.placement import input_device
-from lmscope.engine.processors import pack_stages, run_stages, stages_from
+from lmscope.engine.processors import StageTensors, pack_stages, run_stages, stages_from
 from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord, TensorInfo
 from lmscope.engine.row_store import RowStore
 from lmscope.engine.settings import GenerationSettings
@@ -309,7 +309,7 @@ class _Chosen:
     """What ``_choose`` decided, its numbers still in the step's host copy."""
 
     chosen_by: str
-    summaries: list
+    summaries: StageTensors
     numbers: Part
     """:func:`pack_stages` of the stages and the chosen token's probability and raw rank."""
     token_id: Part

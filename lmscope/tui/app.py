@@ -151,6 +151,9 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
     def on_prompt_encoded(self, message: PromptEncoded) -> None:
         """A fresh session: history cleared, ready to step."""
         gc.unfreeze()  # the old history may now be collected
+        # The first collection walks the whole process (the model's modules, Textual, ~400k
+        # objects: 240 ms here): pay it now, after this frame, not when the first continue ends.
+        self.call_after_refresh(self._settle_memory)
         screen = self.get_screen_stack_root()
         screen.query_one("#panes").loading = False
         # Removing the loading indicator settles focus on a later refresh; focusing the tokens
