@@ -17,7 +17,8 @@ from lmscope.engine.records import Candidate, Stage
 
 @dataclass
 class StageTensors:
-    """Every stage's summary, still on the model's device until :func:`to_stages` copies it.
+    """Every stage's summary, still on the model's device until the step's one copy
+    (:func:`pack_stages` joins it, :func:`stages_from` reads it back).
 
     Attributes:
         names: ``"logits"``, then each processor's class name.
@@ -72,22 +73,6 @@ def summarise(stages: torch.Tensor, top: int) -> torch.Tensor:
     kept = stages.shape[-1] - torch.isneginf(stages).sum(dim=-1, keepdim=True)
     columns = (top_ids, top_scores, log_probs.gather(1, top_ids).exp(), stages.gather(1, previous_ids), kept, entropy)
     return torch.cat([column.double() for column in columns], dim=1)
-
-
-def to_stages(summaries: StageTensors, decode: Callable[[int], str],
-              extra: torch.Tensor | None = None) -> tuple[tuple[Stage, ...], list[float]]:
-    """Copy every stage, and ``extra`` numbers of the step, to the CPU in one transfer.
-
-    Args:
-        summaries: the stages, still on the device.
-        decode: token id -> display text.
-        extra: ``[n]`` more numbers of the step to bring along (the chosen token's probability
-            and rank), so a step still makes a single device-to-host copy.
-    Returns:
-        ``(stages, extra values)``.
-    """
-    packed = pack_stages(summaries, extra)
-    return stages_from(summaries, packed.cpu().numpy(), decode)
 
 
 def pack_stages(summaries: StageTensors, extra: torch.Tensor | None = None) -> torch.Tensor:

@@ -212,8 +212,6 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.view = view.with_rate(self._rate(len(view.steps)))
         if self.view.state == "running":
             self._pacer.drawn()
-        else:
-            self._settle_memory()
 
     @staticmethod
     def _settle_memory() -> None:
@@ -223,8 +221,9 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         with 500 steps (~140k objects) one took up to 100 ms, a visible stall on a key press
         (benchmarks/bench_tui.py). Frozen objects are skipped; a restart unfreezes them.
         Collect first: freezing uncollected cycles would keep that garbage until a restart
-        (~0.5 MiB a step). Not during a continue: a collection per frame cost 20 ms of the
-        model's time; the continue's end settles it.
+        (~0.5 MiB a step). Once per engine call that brings steps, at its end (``RunStopped``,
+        ``EngineFailed``), never per frame: a collection per frame of a continue is time the
+        model does not step.
         """
         gc.collect()
         gc.freeze()
@@ -265,9 +264,11 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         if getattr(message.error, "ends_session", False):  # tensor parallel: the ranks left lockstep
             self.exit(result=message.error, return_code=1)
             return
+        self._flush_steps()  # the steps before the failure, at once (a paced frame may be pending)
         self.get_screen_stack_root().query_one("#panes").loading = False
         self.busy = False
         self.view = self.view.with_state("error")
+        self._settle_memory()
         error = message.error
         self.notify(f"{type(error).__name__}: {error}", title=f"engine failed during {message.during}",
                     severity="error", timeout=10, markup=False)

@@ -10,7 +10,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from lmscope.engine.processors import run_stages, to_stages
+from lmscope.engine.processors import pack_stages, run_stages, stages_from
 
 LOGITS = torch.tensor([[4.0, 3.0, 2.5, 2.0, 1.0, 0.5, 0.0, -1.0]])
 INPUT_IDS = torch.tensor([[0, 2]])
@@ -18,7 +18,7 @@ INPUT_IDS = torch.tensor([[0, 2]])
 
 def stages_for(*processors, top=5):
     scores, summaries = run_stages(LogitsProcessorList(processors), INPUT_IDS, LOGITS.clone(), top)
-    return scores, to_stages(summaries, lambda i: f"t{i}")[0]
+    return scores, stages_from(summaries, pack_stages(summaries).numpy(), lambda i: f"t{i}")[0]
 
 
 def test_stages_equal_the_list_applied_at_once():
