@@ -47,9 +47,10 @@ def _session(family: str, flags: dict) -> None:
         device_map=flags["device_map"], max_memory=flags["max_memory"], offload_folder=flags["offload_folder"],
     )
     from lmscope.engine import distributed
-    from lmscope.engine.checks import check_before_loading, check_output_flags
+    from lmscope.engine.checks import check_before_loading, check_output_flags, check_record_flags
 
     check_output_flags(json_lines, headless, attention)
+    check_record_flags(flags["record"], flags["record_dtype"])
     check_before_loading(options)
     if distributed.rank() > 0:  # under torchrun: follow rank 0's engine calls, print nothing
         raise typer.Exit(distributed.follow_session(options))

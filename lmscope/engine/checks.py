@@ -25,6 +25,16 @@ def check_output_flags(json_lines: bool, headless: bool, attention: bool) -> Non
         raise UserError("--attention adds attention rows to --json output: pass --json too")
 
 
+def check_record_flags(record: str | None, record_dtype: str) -> None:
+    """Refuse a row dtype that is not one, or one given without ``--record``, before any model loads."""
+    from lmscope.engine.recording import ROW_DTYPES
+
+    if record_dtype not in ROW_DTYPES:
+        raise UserError(f"--record-dtype must be one of {', '.join(ROW_DTYPES)}")
+    if record is None and record_dtype != ROW_DTYPES[0]:
+        raise UserError("--record-dtype sets how --record stores attention rows: pass --record FILE too")
+
+
 def check_prompt(prompt: str) -> None:
     """Refuse a prompt that is not valid text.
 
