@@ -8,6 +8,10 @@ table and, last, ``stepper_ratio=... tui_ratio=...``: the worst of the rows of S
 and TUI/Stepper (best round of each).
 
     python benchmarks/bench_fast_steps.py [--rounds 3] [--device cpu] [--dtype float32]
+
+``--breakdown`` measures instead where the Stepper's time goes: on each model, ``generate()`` on
+the Stepper's own model against Steppers that capture more and more (nothing; attention rows;
+the lens' residual stream; the TUI's full layer capture), alternating, best of ``--rounds``.
 """
 
 from __future__ import annotations
@@ -96,12 +100,47 @@ def measure(family: str, prompt: str, tokens: int, args) -> tuple[float, float, 
     return tuple(best)
 
 
+CAPTURES = (
+    ("no capture", dict(capture_attention=False, layer_capture="off")),
+    ("+ attention rows", dict(capture_attention=True, layer_capture="off")),
+    ("+ residual stream", dict(capture_attention=True, layer_capture="residual")),
+    ("+ full layer capture", dict(capture_attention=True, layer_capture="full")),
+)
+
+
+def breakdown(family: str, prompt: str, tokens: int, args) -> list[tuple[str, float]]:
+    """tokens/s of generate() on the Stepper's model, then of a Stepper per capture in CAPTURES."""
+    loaded = models.load(model_source(SessionOptions(family=family, prompt=prompt)), family, args.device, args.dtype)
+    settings = GenerationSettings(max_new_tokens=tokens, min_new_tokens=tokens)
+    ids = loaded.tokenizer(prompt, return_tensors="pt").input_ids.to(args.device)
+    runs = [("generate()", generate_run(loaded.model, ids, settings))]
+    runs += [(name, stepper_run(Stepper(loaded, prompt, settings, **kwargs))) for name, kwargs in CAPTURES]
+    best = dict.fromkeys([name for name, _ in runs], 0.0)
+    for _ in range(args.rounds):
+        for name, run in runs:
+            with torch.no_grad():
+                best[name] = max(best[name], tokens_per_s(run, tokens))
+    return list(best.items())
+
+
+def main_breakdown(args) -> None:
+    for name, family, prompt, tokens in CASES:
+        rates = breakdown(family, prompt, tokens, args)
+        generate = rates[0][1]
+        print(f"{name}: " + ", ".join(f"{run} {rate:.1f}/s ({rate / generate:.2f}x)" for run, rate in rates))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--breakdown", action="store_true", help="the Stepper's cost by capture (see above)")
     args = parser.parse_args()
+    if args.breakdown:
+        print(f"device {args.device} {args.dtype}, torch threads {torch.get_num_threads()}, best of {args.rounds} rounds")
+        main_breakdown(args)
+        return
     print(f"device {args.device} {args.dtype}, torch threads {torch.get_num_threads()}, best of {args.rounds} rounds")
     print(f"{'run':<24}{'generate()':>12}{'Stepper':>10}{'TUI c':>10}{'Stepper/gen':>13}{'TUI/Stepper':>13}")
     stepper_ratios, tui_ratios = [], []
