@@ -5,6 +5,19 @@ from __future__ import annotations
 from lmscope.engine.records import CacheStats, LayerCache
 
 
+CACHE_KWARGS = ("cache", "past_key_values")
+"""Where generate's model_kwargs keep the KV cache: ``cache`` from transformers 5.24,
+``past_key_values`` before it (the project accepts every transformers 5 release)."""
+
+
+def generation_cache(model_kwargs: dict):
+    """The KV cache the next forward pass receives, or None before the first one."""
+    for name in CACHE_KWARGS:
+        if model_kwargs.get(name) is not None:
+            return model_kwargs[name]
+    return None
+
+
 def cache_stats(cache, query_heads: int, kv_heads: int) -> CacheStats | None:
     """Shapes and bytes of every layer's keys and values.
 

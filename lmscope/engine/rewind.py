@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from lmscope.engine.cache_stats import generation_cache
+
 GROWING_INPUTS = ("attention_mask", "decoder_attention_mask", "position_ids", "decoder_position_ids",
                   "token_type_ids", "mm_token_type_ids")
 """Model kwargs that ``_update_model_kwargs_for_generation`` extends by one position per forward pass."""
@@ -35,7 +37,7 @@ def rewind_state(state, step: int, decoder_only: bool) -> None:
     removed_ids = state.generated - step
     if removed_ids == 0:
         return
-    cache = state.model_kwargs.get("past_key_values")
+    cache = generation_cache(state.model_kwargs)
     if removed_forwards and cache is not None:
         cache.crop(-removed_forwards)  # transformers 5: a negative count of positions to drop
     for name in GROWING_INPUTS:

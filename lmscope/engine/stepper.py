@@ -15,7 +15,7 @@ import torch
 
 from lmscope.engine import models
 from lmscope.engine.attention import AttentionRecorder, label_modules, recording
-from lmscope.engine.cache_stats import cache_stats
+from lmscope.engine.cache_stats import cache_stats, generation_cache
 from lmscope.engine.errors import UserError
 from lmscope.engine.generation import prepare
 from lmscope.engine.host_copy import HostCopy, Part
@@ -277,7 +277,7 @@ class Stepper:
         )
 
     def _cache_stats(self):
-        return cache_stats(self._state.model_kwargs.get("past_key_values"), self.info.query_heads, self.info.kv_heads)
+        return cache_stats(generation_cache(self._state.model_kwargs), self.info.query_heads, self.info.kv_heads)
 
 
 class _State:

@@ -32,7 +32,7 @@ def test_disk_offload_gives_the_plain_output(tiny_llama_dir, tmp_path, capsys):
     mapped = run_json(["llama", "--model", str(tiny_llama_dir), *ARGS, "--device-map", "auto",
                        "--max-memory", "cpu=40KB", "--offload-folder", str(tmp_path / "offload")], capsys)
     assert mapped == plain
-    assert len(plain) == 5 and all(line["attention"] for line in plain)
+    assert len(plain) == 5 and all(line["attention"] and line["cache"]["layers"] for line in plain)
 
 
 def test_the_status_line_summarises_the_map(tiny_llama_dir, tiny_t5_dir, tmp_path):

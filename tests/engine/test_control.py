@@ -8,6 +8,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from lmscope.engine import models
+from lmscope.engine.cache_stats import generation_cache
 from lmscope.engine.errors import UserError
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
@@ -83,7 +84,7 @@ def test_forced_token_continuation_equals_generate_forced_there(loaded, k):
 
 
 def cache_tensors(stepper: Stepper) -> list[torch.Tensor]:
-    cache = stepper._state.model_kwargs["past_key_values"]
+    cache = generation_cache(stepper._state.model_kwargs)
     cache = getattr(cache, "self_attention_cache", cache)
     return [t for layer in cache.layers for t in (layer.keys, layer.values)]
 
@@ -102,7 +103,7 @@ def test_rewound_cache_is_a_fresh_run_of_k_steps(loaded, k):
     prompt_len = 1 if loaded.family == "t5" else len(loaded.tokenizer(PROMPT).input_ids)
     assert rewound._state.input_ids.shape[1] == prompt_len + k
     expected_positions = k if loaded.family == "t5" else prompt_len + k - 1  # the k-th id is fed next
-    cache = rewound._state.model_kwargs["past_key_values"]
+    cache = generation_cache(rewound._state.model_kwargs)
     assert cache.get_seq_length() == expected_positions
     for old, new in zip(cache_tensors(rewound), cache_tensors(fresh), strict=True):
         assert torch.equal(old, new)

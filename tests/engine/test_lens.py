@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lmscope.engine import models
+from lmscope.engine.cache_stats import generation_cache
 from lmscope.engine.lens import lens_logits
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
@@ -103,7 +104,7 @@ def test_layer_tensors_match_hidden_states_and_cache(loaded):
     hidden, _ = reference(loaded)
     layers = stepper.info.layers
     last = len(steps) - 1
-    cache = stepper._state.model_kwargs["past_key_values"]
+    cache = generation_cache(stepper._state.model_kwargs)
     self_cache = cache.self_attention_cache if loaded.family == "t5" else cache
     for layer in range(layers):
         tensors = {info.name: info for info in stepper.layer_tensors(last, layer)}
