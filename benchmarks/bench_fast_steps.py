@@ -26,7 +26,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # before transformers reads it
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-from lmscope.engine import models
+from lmscope.engine import engine_thread, models
 from lmscope.engine.session import SessionOptions, model_source
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
@@ -42,8 +42,11 @@ CASES = (
 
 
 def tokens_per_s(run, tokens: int) -> float:
+    """``run()`` on the engine thread, as the TUI runs every engine call (``engine/engine_thread.py``):
+    torch gives each thread that calls it a parallel team of its own, and a second team slows
+    every step, so the three runs compared here must all step on the same thread."""
     began = time.perf_counter()
-    run()
+    engine_thread.run(run)
     return tokens / (time.perf_counter() - began)
 
 
@@ -81,7 +84,8 @@ def tui_run(stepper: Stepper):
     return lambda: asyncio.run(drive())
 
 
-def measure(family: str, prompt: str, tokens: int, args) -> tuple[float, float, float]:
+def setup(family: str, prompt: str, tokens: int, args):
+    """The Stepper, a plain copy of its model with SDPA, the prompt ids and the settings."""
     source = model_source(SessionOptions(family=family, prompt=prompt))
     loaded = models.load(source, family, args.device, args.dtype)
     auto = AutoModelForSeq2SeqLM if family == "t5" else AutoModelForCausalLM
@@ -89,11 +93,14 @@ def measure(family: str, prompt: str, tokens: int, args) -> tuple[float, float, 
                                  dtype=loaded.model.dtype).to(args.device).eval()
     settings = GenerationSettings(max_new_tokens=tokens, min_new_tokens=tokens)
     ids = loaded.tokenizer(prompt, return_tensors="pt").input_ids.to(args.device)
-    stepper = Stepper(loaded, prompt, settings)
+    return Stepper(loaded, prompt, settings), plain, ids, settings
+
+
+def measure(family: str, prompt: str, tokens: int, args) -> tuple[float, float, float]:
+    stepper, plain, ids, settings = engine_thread.run(setup, family, prompt, tokens, args)
     best = [0.0, 0.0, 0.0]
     for _ in range(args.rounds):
-        with torch.no_grad():
-            best[0] = max(best[0], tokens_per_s(generate_run(plain, ids, settings), tokens))
+        best[0] = max(best[0], tokens_per_s(generate_run(plain, ids, settings), tokens))
         best[1] = max(best[1], tokens_per_s(stepper_run(stepper), tokens))
         seconds = tui_run(stepper)()
         best[2] = max(best[2], tokens / seconds)
@@ -110,16 +117,14 @@ CAPTURES = (
 
 def breakdown(family: str, prompt: str, tokens: int, args) -> list[tuple[str, float]]:
     """tokens/s of generate() on the Stepper's model, then of a Stepper per capture in CAPTURES."""
-    loaded = models.load(model_source(SessionOptions(family=family, prompt=prompt)), family, args.device, args.dtype)
-    settings = GenerationSettings(max_new_tokens=tokens, min_new_tokens=tokens)
-    ids = loaded.tokenizer(prompt, return_tensors="pt").input_ids.to(args.device)
+    stepper, _plain, ids, settings = engine_thread.run(setup, family, prompt, tokens, args)
+    loaded = models.LoadedModel(stepper.model, stepper.tokenizer, family, stepper.info.model)
     runs = [("generate()", generate_run(loaded.model, ids, settings))]
     runs += [(name, stepper_run(Stepper(loaded, prompt, settings, **kwargs))) for name, kwargs in CAPTURES]
     best = dict.fromkeys([name for name, _ in runs], 0.0)
     for _ in range(args.rounds):
         for name, run in runs:
-            with torch.no_grad():
-                best[name] = max(best[name], tokens_per_s(run, tokens))
+            best[name] = max(best[name], tokens_per_s(run, tokens))
     return list(best.items())
 
 

@@ -278,6 +278,11 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.pause_requested.set()
         self.exit()
 
+    def on_unmount(self) -> None:
+        """However the app ends: the engine thread outlives it, so a continue still stepping
+        there stops at its next step boundary instead of holding that thread for the next app."""
+        self.pause_requested.set()
+
 
 def make_app(engine_factory: EngineFactory, **kwargs) -> LmscopeApp:
     """The one way to build the app (CLI, tests and screenshot script).

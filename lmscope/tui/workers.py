@@ -1,6 +1,8 @@
-"""Every engine call, each in a thread worker; results go back to the UI thread as Messages.
+"""Every engine call, each in a worker whose body runs on the engine thread; results go back
+to the UI thread as Messages.
 
-Only these workers touch the engine (and so torch and the KV cache). They never read or write
+Only these workers touch the engine (and so torch and the KV cache), all on one thread
+(``engine/engine_thread.py``). They never read or write
 app state: what they need comes in as arguments, and what they learn goes out through
 ``post_message``, which is thread-safe. Exceptions become ``EngineFailed`` messages, so a failed
 step leaves the app running with its history.
@@ -8,11 +10,14 @@ step leaves the app running with its history.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import threading
 import time
 
 from textual import work
 
+from lmscope.engine import engine_thread
 from lmscope.engine.breakpoints import Breakpoint, hit_message, step_values
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.messages import (
@@ -24,6 +29,25 @@ STEPS_MESSAGE_S = 1 / 4
 """A continue hands its steps to the UI thread at most this often (and at once for a breakpoint)."""
 
 
+def on_engine_thread(body):
+    """An ``engine``-group worker whose body runs on the process's one engine thread.
+
+    Textual's thread workers take any free thread of a pool; torch then gives each thread it is
+    called from a parallel team of its own, and two teams slow every step (see
+    ``engine/engine_thread.py``). The worker itself is async: it awaits the body's Future, so
+    ``app.workers`` still tracks every engine call.
+    """
+
+    @functools.wraps(body)
+    def start(self, *args, **kwargs):
+        async def run() -> None:
+            await asyncio.wrap_future(engine_thread.submit(body, self, *args, **kwargs))
+
+        return self.run_worker(run(), name=body.__name__, group="engine", exit_on_error=False)
+
+    return start
+
+
 class EngineWorkers:
     """Mixin for the app: the worker methods, all in the ``engine`` group.
 
@@ -31,7 +55,7 @@ class EngineWorkers:
     would still run and race the next one on the same cache. The app gates with ``busy``.
     """
 
-    @work(thread=True, group="engine", exit_on_error=False)
+    @on_engine_thread
     def load_engine(self, factory: EngineFactory) -> None:
         """Load the model (slow), then encode the prompt."""
         try:
@@ -69,7 +93,7 @@ class EngineWorkers:
             return
         self.post_message(SessionWritten(path, len(steps)))
 
-    @work(thread=True, group="engine", exit_on_error=False)
+    @on_engine_thread
     def start_engine(self, engine: Engine) -> None:
         """Encode the prompt again (restart)."""
         try:
@@ -79,7 +103,7 @@ class EngineWorkers:
             return
         self.post_message(PromptEncoded(prompt))
 
-    @work(thread=True, group="engine", exit_on_error=False)
+    @on_engine_thread
     def run_steps(self, engine: Engine, limit: int | None, pause: threading.Event,
                   breakpoints: tuple[tuple[int, Breakpoint], ...] = (), text: str = "") -> None:
         """Step ``limit`` times (None: until finished), stopping at a step boundary once ``pause``
@@ -117,7 +141,7 @@ class EngineWorkers:
             self.post_message(StepsCompleted(tuple(batch)))
         self.post_message(RunStopped(finished=finished, paused=pause.is_set() and not finished))
 
-    @work(thread=True, group="engine", exit_on_error=False)
+    @on_engine_thread
     def control(self, engine: Engine, rewind_to: int, force: int | str | None = None,
                 replay: tuple[int, ...] = (), branch: int | None = None) -> None:
         """Rewind, then force one token or re-run a branch's tokens, on the live cache.
