@@ -6,12 +6,13 @@ id, stop flag, stages, attention rows and layer capture separately synchronised 
 Instead each part is registered here while it is still on the device, and :meth:`HostCopy.copy`
 joins the bytes of all of them with one ``torch.cat`` on the device, copies that once, and hands
 each part back as a numpy array (a view into the one host buffer, with the part's own dtype).
+On the CPU the parts are on the host already: each is read where it is, with no join and no copy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
@@ -32,7 +33,9 @@ class HostCopy:
 
     parts: list[Part] = field(default_factory=list)
     copies: int = 0
-    """How many device-to-host copies :meth:`copy` made (one per call with parts; for tests)."""
+    """How many device-to-host copies :meth:`copy` made (one per call with parts on a device; for tests)."""
+    join_on_host: ClassVar[bool] = False
+    """Join and copy even when every part is on the host (tests: the device path, on a CPU)."""
 
     def add(self, tensor: torch.Tensor, on_copied: Callable[[np.ndarray], None] | None = None) -> Part:
         """Register ``tensor`` (any device, dtype and shape); ``on_copied(array)`` runs after the copy."""
@@ -45,6 +48,18 @@ class HostCopy:
         parts, self.parts = self.parts, []
         if not parts:
             return
+        if not self.join_on_host and all(part.tensor.device.type == "cpu" for part in parts):
+            # On the host already: joining would be three operations a part and a copy for nothing.
+            # Every part is a tensor the step made for itself, so nothing changes it afterwards.
+            for part in parts:
+                part.array, part.tensor = part.tensor.numpy(), None
+        else:
+            self._join_and_copy(parts)
+        for part in parts:
+            if part.on_copied is not None:
+                part.on_copied(part.array)
+
+    def _join_and_copy(self, parts: list[Part]) -> None:
         # Largest items first: every part then starts at a multiple of its own item size.
         ordered = sorted(parts, key=lambda part: -part.tensor.element_size())
         device = ordered[0].tensor.device
@@ -59,9 +74,6 @@ class HostCopy:
             part.array = np.frombuffer(host, dtype=dtype, count=count, offset=offset).reshape(tensor.shape)
             offset += count * tensor.element_size()
             part.tensor = None
-        for part in parts:
-            if part.on_copied is not None:
-                part.on_copied(part.array)
 
 
 def _bytes(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

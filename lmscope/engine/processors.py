@@ -22,15 +22,19 @@ class StageTensors:
 
     Attributes:
         names: ``"logits"``, then each processor's class name.
-        packed: ``[stages, 4 * top + 2]`` float64 rows: top ids, their scores, their
-            probabilities, this stage's scores at the previous stage's top ids (stage 0: its
-            own), the number of finite scores, and the entropy in nats of softmax(scores).
+        packed: ``[stages, 4 * top + 2]`` float32 rows: top ids, their scores, their
+            probabilities, this stage's scores at the previous stage's top ids (stage 0: unused),
+            the number of scores set to -inf, and the negated entropy in nats of softmax(scores).
+            float32 holds every id and count exactly (below 2**24) and every score and
+            probability as computed, so nothing is lost by not packing float64.
         top: candidates per stage.
+        d_vocab: the size of the distribution (a stage keeps ``d_vocab`` less the removed).
     """
 
     names: list[str]
     packed: torch.Tensor
     top: int
+    d_vocab: int
 
 
 def run_stages(processors, input_ids: torch.Tensor, logits: torch.Tensor, top: int):
@@ -55,29 +59,36 @@ def run_stages(processors, input_ids: torch.Tensor, logits: torch.Tensor, top: i
         scores = processor(input_ids, scores)
         stages[index] = scores[0]
     names = ["logits"] + [type(processor).__name__ for processor in processors]
-    return scores, StageTensors(names, summarise(stages, top), min(top, logits.shape[-1]))
+    d_vocab = logits.shape[-1]
+    return scores, StageTensors(names, summarise(stages, top), min(top, d_vocab), d_vocab)
 
 
 def summarise(stages: torch.Tensor, top: int) -> torch.Tensor:
     """The packed rows of :class:`StageTensors` for ``stages [stages, d_vocab]``, on the device.
 
+    Twelve operations for all stages: on a GPU each is a kernel launch, and on a small model
+    each costs about as much as one of the model's own. What is cheaper on the host (``d_vocab``
+    minus the removed count, the entropy's sign, stage 0's unused previous scores) is left there.
     A stage's ``previous scores`` (its scores at the previous stage's top ids) tell which of
     them it removed (set to -inf).
     """
     log_probs = torch.log_softmax(stages, dim=-1)
+    probs = log_probs.exp()
     top_scores, top_ids = torch.topk(stages, k=min(top, stages.shape[-1]), dim=-1)
-    previous_ids = torch.cat([top_ids[:1], top_ids[:-1]])
+    previous_ids = top_ids.roll(1, dims=0)  # row i: stage i-1's top ids (row 0's is never read)
     # Processors remove tokens by setting them to -inf; there p * log p is 0 * -inf = nan, and
-    # its limit is 0. (isneginf and nan_to_num are several times faster than isfinite and entr.)
-    entropy = -(log_probs.exp() * log_probs).nan_to_num_(nan=0.0).sum(dim=-1, keepdim=True)
-    kept = stages.shape[-1] - torch.isneginf(stages).sum(dim=-1, keepdim=True)
-    columns = (top_ids, top_scores, log_probs.gather(1, top_ids).exp(), stages.gather(1, previous_ids), kept, entropy)
-    return torch.cat([column.double() for column in columns], dim=1)
+    # its limit is 0: nansum skips it.
+    negated_entropy = torch.nansum(probs * log_probs, dim=-1, keepdim=True)
+    removed = torch.isneginf(stages).sum(dim=-1, keepdim=True)
+    # torch.cat promotes the integer columns to float32 (exact below 2**24).
+    return torch.cat((top_ids, top_scores, probs.gather(1, top_ids), stages.gather(1, previous_ids), removed,
+                      negated_entropy), dim=1)
 
 
-def pack_stages(summaries: StageTensors, extra: torch.Tensor | None = None) -> torch.Tensor:
-    """Every stage's numbers, then ``extra``, as one float64 vector on the device (see :func:`stages_from`)."""
-    return torch.cat([summaries.packed.flatten()] + ([extra.double()] if extra is not None else []))
+def pack_stages(summaries: StageTensors, extra: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+    """Every stage's numbers, then each of ``extra`` flattened, as one float32 vector on the
+    device (see :func:`stages_from`)."""
+    return torch.cat((summaries.packed.view(-1), *(tensor.reshape(-1) for tensor in extra)))
 
 
 def stages_from(summaries: StageTensors, packed, decode: Callable[[int], str]
@@ -95,7 +106,8 @@ def stages_from(summaries: StageTensors, packed, decode: Callable[[int], str]
             for i, s, p in zip(ids, row[top : 2 * top], row[2 * top : 3 * top])
         )
         removed, reranked = _changes(previous_ids, row[3 * top : 4 * top], ids)
-        stages.append(Stage(name, candidates, removed, reranked, int(row[-2]), float(row[-1])))
+        # 0.0 - x, not -x: an entropy of 0 stays 0.0 (its negation is -0.0)
+        stages.append(Stage(name, candidates, removed, reranked, summaries.d_vocab - int(row[-2]), 0.0 - row[-1]))
         previous_ids = ids
     return tuple(stages), values[len(summaries.names) * width :]
 

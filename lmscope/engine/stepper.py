@@ -257,7 +257,7 @@ class Stepper:
         state = self._state
         token_id = int(chosen.token_id.array[0])
         state.stopped = bool(chosen.stop.array[0])
-        stages, (chosen_prob, raw_rank) = stages_from(chosen.summaries, chosen.numbers.array, self._decoder.token)
+        stages, (chosen_prob, raw_above) = stages_from(chosen.summaries, chosen.numbers.array, self._decoder.token)
         self._residuals[state.generated - 1] = (self._layers.last, token_id)
         return StepRecord(
             step=state.generated - 1,
@@ -273,7 +273,7 @@ class Stepper:
             finish_reason=finish_reason(state, token_id, self.settings) if state.finished else None,
             elapsed_s=time.perf_counter() - began,
             chosen_prob=chosen_prob,
-            raw_rank=int(raw_rank),
+            raw_rank=int(raw_above) + 1,
         )
 
     def _cache_stats(self):
@@ -323,17 +323,18 @@ class _LastLogits:
         self.logits = logits
 
 
-def chosen_numbers(logits: torch.Tensor, probs: torch.Tensor, next_tokens: torch.Tensor) -> torch.Tensor:
-    """``[2]`` on the device: the chosen token's final probability and its 1-based rank in the raw logits.
+def chosen_numbers(logits: torch.Tensor, probs: torch.Tensor, next_tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """On the device: the chosen token's final probability ``[1, 1]`` and how many raw logits
+    are above its own ``[1]`` (its 1-based raw rank less one).
 
     Args:
         logits: ``[1, d_vocab]`` raw float32 logits.
         probs: ``[1, d_vocab]`` softmax of the final scores.
         next_tokens: ``[1]`` the chosen id.
     """
-    chosen_logit = logits[0, next_tokens[0]]
-    rank = (logits[0] > chosen_logit).sum() + 1
-    return torch.stack([probs[0, next_tokens[0]].double(), rank.double()])
+    chosen = next_tokens[:, None]
+    above = (logits > logits.gather(1, chosen)).sum(dim=-1)
+    return probs.gather(1, chosen), above
 
 
 def _session_info(loaded: models.LoadedModel, settings: GenerationSettings) -> SessionInfo:

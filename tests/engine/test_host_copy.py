@@ -3,7 +3,8 @@
 No GPU here, so the count is a CPU stand-in: a ``TorchFunctionMode`` sees every tensor method
 that brings values to the host (``item``, ``tolist``, ``numpy``, ``bool()``, ``int()``,
 ``.cpu()``, ``.to("cpu")``) and where it was called from. On a GPU each of them waits for the
-device; the Stepper's own code may make exactly one, in ``engine/host_copy.py``.
+device; the Stepper's own code may make exactly one, in ``engine/host_copy.py``. The device path
+is taken on the CPU with ``HostCopy.join_on_host``; without it a CPU step copies nothing.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class HostReads(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def test_host_copy_returns_every_part_with_its_dtype_and_shape():
+@pytest.mark.parametrize("join_on_host", [True, False], ids=["device path", "host path"])
+def test_host_copy_returns_every_part_with_its_dtype_and_shape(join_on_host, monkeypatch):
+    monkeypatch.setattr(HostCopy, "join_on_host", join_on_host)
     host_copy = HostCopy()
     seen = []
     parts = {
@@ -56,7 +59,7 @@ def test_host_copy_returns_every_part_with_its_dtype_and_shape():
     }
     handles = {name: host_copy.add(t, seen.append if name == "rows" else None) for name, t in parts.items()}
     host_copy.copy()
-    assert host_copy.copies == 1
+    assert host_copy.copies == (1 if join_on_host else 0)
     for name, tensor in parts.items():
         array = handles[name].array
         assert array.dtype == tensor.numpy().dtype and array.shape == tuple(tensor.shape), name
@@ -70,9 +73,12 @@ def test_host_copy_without_parts_copies_nothing():
     assert host_copy.copies == 0
 
 
+@pytest.mark.parametrize("join_on_host", [True, False], ids=["device path", "host path"])
 @pytest.mark.parametrize("family", ["llama", "t5"])
 @pytest.mark.parametrize("layer_capture", ["off", "full"])
-def test_a_decode_step_reads_the_host_once(family, layer_capture, tiny_llama_dir, tiny_t5_dir):
+def test_a_decode_step_reads_the_host_once(family, layer_capture, join_on_host, tiny_llama_dir, tiny_t5_dir,
+                                          monkeypatch):
+    monkeypatch.setattr(HostCopy, "join_on_host", join_on_host)
     folder = tiny_llama_dir if family == "llama" else tiny_t5_dir
     loaded = models.load(str(folder), family, device="cpu", dtype="float32")
     settings = GenerationSettings(max_new_tokens=8, min_new_tokens=8, do_sample=True, top_k=20, top_p=0.9,
@@ -89,7 +95,7 @@ def test_a_decode_step_reads_the_host_once(family, layer_capture, tiny_llama_dir
     finally:
         HostCopy.copy = original
     assert [r.step for r in records] == [1, 2, 3, 4, 5] and records[-1].attention is not None
-    assert [c.copies for c in copies] == [1] * 5, "one copy per step"
+    assert [c.copies for c in copies] == [1 if join_on_host else 0] * 5, "one copy per step on a device"
     elsewhere = [read for read in counter.reads if not read[1].startswith("host_copy.py")]
     assert elsewhere == [], f"host reads outside the step's one copy: {elsewhere}"
-    assert sum(name == "cpu" for name, _ in counter.reads) == 5
+    assert sum(name == "cpu" for name, _ in counter.reads) == (5 if join_on_host else 0)
