@@ -245,13 +245,17 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         return (steps - count) / elapsed if elapsed > 0 and steps > count else None
 
     def on_run_stopped(self, message: RunStopped) -> None:
-        """The worker ended: finished, paused, or ready for the next step."""
+        """The worker ended: finished, paused, or ready for the next step. Its last steps and the
+        new state make one frame; memory settles after that frame is drawn, not before it."""
+        for record, hit in message.steps:
+            self.branch_tree.append(record)
+            self._pending_steps.append((record, hit))
         self._flush_steps()
         self._run_began = None
         state = "finished" if message.finished else ("paused" if message.paused else "ready")
         self.busy = False
         self.view = self.view.with_state(state)
-        self._settle_memory()
+        self.call_after_refresh(self._settle_memory)
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         """Show the error; keep the history so the steps before it stay browsable.

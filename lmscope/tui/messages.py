@@ -66,10 +66,18 @@ class BranchResumed(Message):
 
 @dataclass
 class RunStopped(Message):
-    """The worker stopped stepping: after one step, at a pause, or at the end of generation."""
+    """The worker stopped stepping: after one step, at a pause, or at the end of generation.
+
+    Attributes:
+        finished: generation has ended.
+        paused: a pause stopped it.
+        steps: the steps not handed over yet, ``(record, breakpoint hit or None)`` pairs: they
+            join the history with the state change, in one frame (a single step: its only one).
+    """
 
     finished: bool
     paused: bool
+    steps: tuple = ()
 
 
 @dataclass

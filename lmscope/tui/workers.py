@@ -128,7 +128,8 @@ class EngineWorkers:
                 done += 1
                 # One message per frame, not per step: each message wakes the UI thread, and
                 # handing the GIL back and forth for every step of a fast model paces the model.
-                if hit or limit == 1 or time.perf_counter() - posted >= STEPS_MESSAGE_S:
+                # The last steps (a single step's only one, a breakpoint's) go with RunStopped.
+                if time.perf_counter() - posted >= STEPS_MESSAGE_S:
                     self.post_message(StepsCompleted(tuple(batch)))
                     batch, posted = [], time.perf_counter()
             finished = engine.finished
@@ -137,9 +138,7 @@ class EngineWorkers:
                 self.post_message(StepsCompleted(tuple(batch)))
             self.post_message(EngineFailed(error, "step"))
             return
-        if batch:
-            self.post_message(StepsCompleted(tuple(batch)))
-        self.post_message(RunStopped(finished=finished, paused=pause.is_set() and not finished))
+        self.post_message(RunStopped(finished=finished, paused=pause.is_set() and not finished, steps=tuple(batch)))
 
     @on_engine_thread
     def control(self, engine: Engine, rewind_to: int, force: int | str | None = None,
