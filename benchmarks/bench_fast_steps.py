@@ -14,6 +14,9 @@ column compares the rates between the first and the last step's end, inside the 
 the bare loop, without the fixed costs (the start, the first step, the first and last frames,
 and Textual's 60 frames a second, which a short continue cannot hide).
 
+``--keys`` presses history, layer and head keys during a long continue of the demo T5 and
+reports key to frame (p50, p95), then presses ``p`` and counts the steps that ended after it.
+
 ``--breakdown`` measures instead where the Stepper's time goes: on each model, ``generate()`` on
 the Stepper's own model against Steppers that capture more and more (nothing; attention rows;
 the lens' residual stream; the TUI's full layer capture), alternating, best of ``--rounds``.
@@ -163,6 +166,68 @@ def breakdown(family: str, prompt: str, tokens: int, args) -> list[tuple[str, fl
     return list(best.items())
 
 
+KEY_PAIRS = (("left", "right"), ("left_square_bracket", "right_square_bracket"),
+             ("left_curly_bracket", "right_curly_bracket"))
+"""History, layer and head keys: ten presses one way, ten back, as a person browses."""
+
+
+def keys_during_continue(stepper: Stepper, ends: StepEnds, presses: int) -> tuple[list[float], int, float]:
+    """Key to frame while ``c`` runs, then ``p``.
+
+    Returns:
+        ``(latencies_ms, steps_after_p, p_to_stop_ms)``: for each browsing key, the milliseconds
+        from sending it (as a terminal does) to the next frame the screen hands to the driver
+        (Textual's 60 frames a second included, the terminal's drawing not); how many steps
+        ended after ``p`` was sent; and how long the continue took to stop after it.
+    """
+    from lmscope.testing import wait_until_idle
+    from lmscope.tui.app import make_app
+
+    async def drive() -> tuple[list[float], int, float]:
+        app = make_app(lambda: stepper, theme="textual-dark")
+        drawn = asyncio.Event()
+        async with app.run_test(size=(120, 40)) as pilot:
+            display = app._display
+            app._display = lambda screen, update: (drawn.set(), display(screen, update))[1]
+            await wait_until_idle(pilot)
+            app.simulate_key("c")
+            while len(app.view.steps) < 50:
+                await asyncio.sleep(0.01)
+            latencies = []
+            for i in range(presses):
+                drawn.clear()
+                began = time.perf_counter()
+                app.simulate_key(KEY_PAIRS[(i // 20) % 3][(i // 10) % 2])
+                await asyncio.wait_for(drawn.wait(), 5)
+                latencies.append((time.perf_counter() - began) * 1000)
+                await asyncio.sleep(0.03)  # a person's pace, and time for a paced frame to come
+            assert app.view.state == "running", "the continue ended before the keys did: raise --key-tokens"
+            ends.ends.clear()
+            began = time.perf_counter()
+            app.simulate_key("p")
+            await app.workers.wait_for_complete()
+            stopped = time.perf_counter()
+            after = sum(end > began for end in ends.ends)
+            await wait_until_idle(pilot)
+            assert app.view.state == "paused"
+            return latencies, after, (stopped - began) * 1000
+
+    return asyncio.run(drive())
+
+
+def main_keys(args) -> None:
+    """Keys during a long continue of the demo T5 (its steps take about a millisecond here)."""
+    stepper, *_ = engine_thread.run(setup, "t5", T5_PROMPT, args.key_tokens, args)
+    ends = StepEnds(stepper)
+    latencies, after, stop_ms = keys_during_continue(stepper, ends, args.presses)
+    latencies.sort()
+    p50, p95 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.95) - 1]
+    print(f"keys during a continue of the demo T5 ({len(latencies)} presses of ←/→, [/], {{/}}): "
+          f"key to frame p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {latencies[-1]:.1f} ms")
+    print(f"p: {after} step(s) ended after it, stopped in {stop_ms:.1f} ms")
+    print(f"p95_key_to_frame_during_continue_ms={p95:.1f} steps_after_pause={after}")
+
+
 def main_breakdown(args) -> None:
     for name, family, prompt, tokens in CASES:
         rates = breakdown(family, prompt, tokens, args)
@@ -176,7 +241,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--breakdown", action="store_true", help="the Stepper's cost by capture (see above)")
+    parser.add_argument("--keys", action="store_true", help="key to frame during a continue, then p (see above)")
+    parser.add_argument("--presses", type=int, default=120)
+    parser.add_argument("--key-tokens", type=int, default=20000, help="the continue's length for --keys")
     args = parser.parse_args()
+    if args.keys:
+        main_keys(args)
+        return
     if args.breakdown:
         print(f"device {args.device} {args.dtype}, torch threads {torch.get_num_threads()}, best of {args.rounds} rounds")
         main_breakdown(args)
