@@ -162,19 +162,22 @@ def kept_probs(module, query, key, attention_mask, scaling, rows: int, kwargs) -
     Grouped-query attention is computed per kv head on a view, without repeating keys.
     """
     batch, heads, query_len, head_dim = query.shape
-    kv_heads, key_len = key.shape[1], key.shape[2]
+    _, kv_heads, key_len, _ = key.shape
     if scaling is None:
         scaling = head_dim**-0.5
     groups = heads // kv_heads
     # [batch * kv_head, groups * rows, head_dim] @ [batch * kv_head, head_dim, key_pos], scaled inside
     # the GEMM: one kernel where eager uses two (matmul, then * scaling), with the same result.
-    query = query[:, :, query_len - rows :].reshape(batch * kv_heads, groups * rows, head_dim)
+    # (A decode step keeps its one row: no slice. Every call here runs per layer and per step.)
+    if rows < query_len:
+        query = query[:, :, query_len - rows :]
+    query = query.reshape(batch * kv_heads, groups * rows, head_dim)
     keys = key.reshape(batch * kv_heads, key_len, head_dim).transpose(1, 2)
-    scores = torch.empty(batch * kv_heads, groups * rows, key_len, dtype=query.dtype, device=query.device)
+    scores = query.new_empty((batch * kv_heads, groups * rows, key_len))
     scores = torch.baddbmm(scores, query, keys, beta=0, alpha=scaling).view(batch, heads, rows, key_len)
     position_bias = kwargs.get("position_bias")
     if position_bias is not None:
-        scores = scores + position_bias[:, :, -rows:]
+        scores = scores + (position_bias if position_bias.shape[2] == rows else position_bias[:, :, -rows:])
     scores = _apply_mask(module, scores, attention_mask, query_len, kwargs)
     return torch.softmax(scores, dim=-1, dtype=torch.float32)
 
@@ -191,7 +194,7 @@ def _apply_mask(module, scores, attention_mask, query_len: int, kwargs) -> torch
             key_len, device=scores.device
         )
         return scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    mask = attention_mask[:, :, -rows:]
-    if mask.dtype == torch.bool:
-        return scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    mask = attention_mask if attention_mask.shape[2] == rows else attention_mask[:, :, -rows:]
+    if mask.dtype == torch.bool:  # one kernel: masked_fill of ~mask takes two
+        return torch.where(mask, scores, torch.finfo(scores.dtype).min)
     return scores + mask

@@ -203,8 +203,7 @@ class _StepCapture:
     layer 0 only, its shape and dtype (every layer has the same). Nothing here synchronises.
 
     A decode step's tensors are one position long (a few KiB): they are kept whole, and
-    ``finish`` stacks each name's tensors over the layers and slices them in two operations
-    instead of one slice per tensor. The keys and values (the cache) and every tensor of a
+    ``finish`` takes a view of each and gathers all of them in one operation. The keys and values (the cache) and every tensor of a
     prefill are sliced at once; a prefill's slices are copied, as a view would keep a layer's
     whole ``[batch, seq, d_model]`` alive until the pass ends.
     """
@@ -256,65 +255,57 @@ class _StepCapture:
     def finish(self, store: RowStore) -> LayerCaptureResult:
         """Each layer's residual ``[layers, d_model]`` and previews, copied together into ``store``.
 
-        The residual rows give the previews of ``layer_output`` and of every later layer's
-        ``hidden_states`` (its input) without another operation.
+        Every value is a view of the tensors the pass kept (``[0, ..., -1, :count]``, no device
+        work), and one ``torch.cat`` gathers them all: the residual rows layer by layer, then each
+        layer's previews in :data:`_ORDER`. One operation on the device, where stacking each name
+        over the layers and slicing the stack took three per name (on a GPU each is a launch;
+        on the small demo T5 each cost about as much as one of the model's own operations).
         """
-        residual = _last_rows([named["layer_output"] for named in self.named], None).to(torch.float32)
+        layers = len(self.named)
+        parts = [_row(named["layer_output"], None) for named in self.named]
+        d_model = parts[0].shape[-1]
         names = set(self.named[0])
-        if not self.details or any(set(named) != names for named in self.named):
-            return LayerCaptureResult(store.put(residual))
-        ordered = _ordered(names)
+        details = self.details and all(set(named) == names for named in self.named)
+        ordered = _ordered(names) if details else []
+        for named in self.named:
+            parts += [_row(named[name], PREVIEW) for name in ordered]
+        stored = store.put(_cat(parts))
+        residual = stored[: layers * d_model].reshape(layers, d_model)
+        if not details:
+            return LayerCaptureResult(residual)
         specs = tuple(TensorInfo(name, *self.specs[name], ()) for name in ordered)
-        from_residual = _padded(residual[:, :PREVIEW], PREVIEW)
-        columns = []
-        for name in ordered:
-            if name == "layer_output":
-                columns.append(from_residual)
-            elif name == "hidden_states":
-                first = _last_rows([self.named[0][name]], PREVIEW).to(residual.device, torch.float32)
-                columns.append(torch.cat([first, from_residual[:-1]]))
-            else:
-                columns.append(_last_rows([named[name] for named in self.named], PREVIEW))
-        previews = torch.stack(_on_one_device([c.to(torch.float32) for c in columns]), dim=1)
-        stored = store.put(torch.cat([residual.reshape(-1), previews.to(residual.device).reshape(-1)]))
-        split = residual.numel()
-        return LayerCaptureResult(stored[:split].reshape(residual.shape), specs,
-                                  stored[split:].reshape(len(self.named), len(ordered), PREVIEW))
+        return LayerCaptureResult(residual, specs, stored[layers * d_model :].reshape(layers, len(ordered), PREVIEW))
 
 
-def _last_rows(entries: list[tuple[torch.Tensor, bool]], count: int | None) -> torch.Tensor:
-    """``[layers, count]``: each layer's ``[0, ..., -1, :count]`` (the whole row when ``count`` is None).
+def _row(entry: tuple[torch.Tensor, bool], count: int | None) -> torch.Tensor:
+    """``[count]`` values of one kept tensor: a view of a whole one's ``[0, ..., -1, :count]``
+    (``count`` None: the whole last row), or the slice taken already; NaN after a shorter end."""
+    tensor, is_whole = entry
+    values = _last_values(tensor, count or tensor.shape[-1]) if is_whole else tensor[:count]
+    return _padded(values, count)
 
-    One stack and one slice when every tensor was kept whole with one shape (a decode step), one
-    stack of the slices when they were sliced already; else (a device map, T5's position bias
-    before it has ``count`` keys) tensor by tensor, NaN after a shorter tensor's end.
-    """
-    tensors = [tensor for tensor, _ in entries]
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    """One float32 vector of ``parts`` (torch.cat promotes mixed dtypes); a device map spreads the
+    layers over devices, and then each part comes to the first one's device first."""
     try:
-        if all(is_whole for _, is_whole in entries):
-            stacked = torch.stack(tensors)  # [layers, *shape]: a decode step's tensors are small
-            return _padded(_last_values(stacked, count or stacked.shape[-1], leading=1), count)
-        if not any(is_whole for _, is_whole in entries):
-            return _padded(torch.stack(tensors), count)
-    except RuntimeError:  # shapes or devices differ
-        pass
-    slices = [_last_values(t, count or t.shape[-1]) if is_whole else t[:count] for t, is_whole in entries]
-    return torch.stack(_on_one_device([_padded(s.to(torch.float32), count) for s in slices]))
+        flat = torch.cat(parts)
+    except RuntimeError:  # parts on several devices
+        flat = torch.cat(_on_one_device(parts))
+    return flat if flat.dtype == torch.float32 else flat.to(torch.float32)
 
 
-def _last_values(tensor: torch.Tensor, count: int, leading: int = 0) -> torch.Tensor:
+def _last_values(tensor: torch.Tensor, count: int) -> torch.Tensor:
     """A view of ``tensor[0, ..., 0, -1, :count]`` (batch 0, first head, last position).
 
-    With ``leading=1`` the first dimension is kept: ``tensor[:, 0, ..., 0, -1, :count]``.
     One ``as_strided`` call: indexing with a tuple costs several times more.
     """
-    if tensor.dim() < 2 + leading:
+    shape = tensor.shape
+    if len(shape) < 2:
         return tensor[..., :count]
-    last_row = tensor.storage_offset() + (tensor.shape[-2] - 1) * tensor.stride(-2)
-    size, strides = (min(count, tensor.shape[-1]),), (tensor.stride(-1),)
-    if leading:
-        size, strides = (tensor.shape[0], *size), (tensor.stride(0), *strides)
-    return tensor.as_strided(size, strides, last_row)
+    strides = tensor.stride()  # one call for all: this runs for every tensor of every layer
+    last_row = tensor.storage_offset() + (shape[-2] - 1) * strides[-2]
+    return tensor.as_strided((min(count, shape[-1]),), (strides[-1],), last_row)
 
 
 def _on_one_device(tensors: list[torch.Tensor]) -> list[torch.Tensor]:

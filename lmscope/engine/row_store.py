@@ -10,6 +10,7 @@ Records still hold ordinary (read-only) numpy arrays.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -43,7 +44,7 @@ class RowStore:
 
     def reserve(self, shape: tuple[int, ...]) -> Slot:
         """Room for a float32 array of ``shape``; fill it with :meth:`write`, read it with :meth:`view`."""
-        nbytes = int(np.prod(shape)) * 4
+        nbytes = math.prod(shape) * 4  # math.prod: np.prod costs microseconds a call
         if self._chunk is None or self._used + nbytes > self._chunk.nbytes:
             self._chunk, self._used = _Chunk(max(self.chunk_bytes, nbytes)), 0
         slot = Slot(self._chunk, self._used, tuple(shape))
@@ -67,7 +68,7 @@ class RowStore:
 
     def write_array(self, slot: Slot, data: np.ndarray, index: int | None = None) -> None:
         """Write float32 ``data`` (on the host) to the slot, or to ``slot[index]``."""
-        part = int(np.prod(slot.shape[1:])) * 4 if index is not None else 0
+        part = math.prod(slot.shape[1:]) * 4 if index is not None else 0
         data = np.ascontiguousarray(data, dtype=np.float32)
         os.pwrite(slot.chunk.fd, memoryview(data).cast("B"), slot.offset + (index or 0) * part)
         self.bytes_written += data.nbytes
