@@ -4,10 +4,16 @@ Every step flips ``busy`` twice (step greyed, then enabled again), and Textual's
 each bindings change by removing and re-mounting all its keys: 50-80 ms of event-loop time on
 the 2-core reference machine, a visible stall (benchmarks/bench_tui.py). When the same actions
 are shown, this footer only toggles the ``-disabled`` class of the keys whose state changed.
+
+At start-up the bindings change four times before the first frame (the screen mounts, focus
+settles, ``busy`` is set, the model loads); Textual's Footer schedules a full recompose for each
+(30-45 ms apiece on that machine). This one schedules at most one at a time, which shows the
+bindings as they are when it runs.
 """
 
 from __future__ import annotations
 
+from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
@@ -16,10 +22,34 @@ from textual.widgets._footer import FooterKey
 class DebuggerFooter(Footer):
     """A Footer that updates enabled/disabled keys without recomposing."""
 
+    def compose(self) -> ComposeResult:
+        """Textual's keys, each told at once whether the footer is compact.
+
+        A FooterKey starts compact and is bound to the footer's ``compact`` only once mounted,
+        so each key restyled itself twice on mount (compact, then not): ~2 ms a key, 60 ms for
+        the footer on the 2-core reference machine. The command palette's key is not bound
+        (Textual leaves it compact), so it keeps its default.
+        """
+        for widget in super().compose():
+            if isinstance(widget, FooterKey) and not widget.has_class("-command-palette"):
+                widget.set_reactive(FooterKey.compact, self.compact)
+            yield widget
+
+    _recompose_due = False
+    """True while a recompose is scheduled."""
+
     def bindings_changed(self, screen: Screen) -> None:
-        """Toggle the keys in place when possible, else recompose as Textual does."""
-        if not self._grey_in_place(screen):
-            super().bindings_changed(screen)
+        """Toggle the keys in place when possible, else recompose (as Textual's Footer does), once."""
+        self._bindings_ready = True
+        if not screen.app.app_focus or not self.is_attached or screen is not self.screen:
+            return
+        if not self._recompose_due and not self._grey_in_place(screen):
+            self._recompose_due = True
+            self.call_after_refresh(self._recompose_once)
+
+    async def _recompose_once(self) -> None:
+        self._recompose_due = False
+        await self.recompose()
 
     def _grey_in_place(self, screen: Screen) -> bool:
         """True if the shown keys are the same actions as before and were updated in place."""
