@@ -203,7 +203,8 @@ class _StepCapture:
     layer 0 only, its shape and dtype (every layer has the same). Nothing here synchronises.
 
     A decode step's tensors are one position long (a few KiB): they are kept whole, and
-    ``finish`` takes a view of each and gathers all of them in one operation. The keys and values (the cache) and every tensor of a
+    ``finish`` stacks each name's tensors over the layers and slices them in two operations
+    instead of one slice per tensor. The keys and values (the cache) and every tensor of a
     prefill are sliced at once; a prefill's slices are copied, as a view would keep a layer's
     whole ``[batch, seq, d_model]`` alive until the pass ends.
     """
@@ -255,57 +256,82 @@ class _StepCapture:
     def finish(self, store: RowStore) -> LayerCaptureResult:
         """Each layer's residual ``[layers, d_model]`` and previews, copied together into ``store``.
 
-        Every value is a view of the tensors the pass kept (``[0, ..., -1, :count]``, no device
-        work), and one ``torch.cat`` gathers them all: the residual rows layer by layer, then each
-        layer's previews in :data:`_ORDER`. One operation on the device, where stacking each name
-        over the layers and slicing the stack took three per name (on a GPU each is a launch;
-        on the small demo T5 each cost about as much as one of the model's own operations).
+        Each name's tensors are stacked over the layers and sliced at once (two operations a name,
+        however many layers), and one ``torch.cat`` joins the residual and every name's
+        ``[layers, PREVIEW]`` block side by side: one ``[layers, d_model + names * PREVIEW]``
+        array in the store, which the result reads as two views. The residual rows also give
+        ``layer_output``'s preview and every later layer's ``hidden_states`` (its input).
         """
-        layers = len(self.named)
-        parts = [_row(named["layer_output"], None) for named in self.named]
-        d_model = parts[0].shape[-1]
+        residual = _last_rows([named["layer_output"] for named in self.named], None)
+        layers, d_model = residual.shape
         names = set(self.named[0])
-        details = self.details and all(set(named) == names for named in self.named)
-        ordered = _ordered(names) if details else []
-        for named in self.named:
-            parts += [_row(named[name], PREVIEW) for name in ordered]
-        stored = store.put(_cat(parts))
-        residual = stored[: layers * d_model].reshape(layers, d_model)
-        if not details:
-            return LayerCaptureResult(residual)
+        if not self.details or any(set(named) != names for named in self.named):
+            return LayerCaptureResult(store.put(_joined([residual])))
+        ordered = _ordered(names)
+        from_residual = _padded(residual[:, :PREVIEW], PREVIEW)
+        blocks = [residual]
+        for name in ordered:
+            if name == "layer_output":
+                blocks.append(from_residual)
+            elif name == "hidden_states":
+                first = _last_rows([self.named[0][name]], PREVIEW)
+                blocks.append(_joined([first, from_residual[:-1]], dim=0))
+            else:
+                blocks.append(_last_rows([named[name] for named in self.named], PREVIEW))
+        stored = store.put(_joined(blocks))
         specs = tuple(TensorInfo(name, *self.specs[name], ()) for name in ordered)
-        return LayerCaptureResult(residual, specs, stored[layers * d_model :].reshape(layers, len(ordered), PREVIEW))
+        previews = stored[:, d_model:].reshape(layers, len(ordered), PREVIEW)
+        return LayerCaptureResult(stored[:, :d_model], specs, previews)
 
 
-def _row(entry: tuple[torch.Tensor, bool], count: int | None) -> torch.Tensor:
-    """``[count]`` values of one kept tensor: a view of a whole one's ``[0, ..., -1, :count]``
-    (``count`` None: the whole last row), or the slice taken already; NaN after a shorter end."""
-    tensor, is_whole = entry
-    values = _last_values(tensor, count or tensor.shape[-1]) if is_whole else tensor[:count]
-    return _padded(values, count)
+def _last_rows(entries: list[tuple[torch.Tensor, bool]], count: int | None) -> torch.Tensor:
+    """``[layers, count]``: each layer's ``[0, ..., -1, :count]`` (the whole row when ``count`` is None).
+
+    One stack and one slice when every tensor was kept whole with one shape (a decode step), one
+    stack of the slices when they were sliced already; else (a device map, T5's position bias
+    before it has ``count`` keys) tensor by tensor, NaN after a shorter tensor's end.
+    """
+    tensors = [tensor for tensor, _ in entries]
+    whole = entries[0][1]
+    if all(is_whole == whole for _, is_whole in entries):
+        try:
+            stacked = torch.stack(tensors)  # [layers, *shape]: a decode step's tensors are small
+        except RuntimeError:  # shapes or devices differ
+            stacked = None
+        if stacked is not None:
+            if whole:
+                stacked = _last_values(stacked, count or stacked.shape[-1], leading=True)
+            return _padded(stacked, count)
+    rows = [_last_values(t, count or t.shape[-1]) if is_whole else t[:count] for t, is_whole in entries]
+    return torch.stack(_on_one_device([_padded(row.to(torch.float32), count) for row in rows]))
 
 
-def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
-    """One float32 vector of ``parts`` (torch.cat promotes mixed dtypes); a device map spreads the
-    layers over devices, and then each part comes to the first one's device first."""
+def _joined(blocks: list[torch.Tensor], dim: int = 1) -> torch.Tensor:
+    """The blocks side by side (``dim=1``) or one after another, as float32 (torch.cat promotes
+    mixed dtypes); a device map spreads the layers over devices, and then each comes to the
+    first one's device first."""
     try:
-        flat = torch.cat(parts)
-    except RuntimeError:  # parts on several devices
-        flat = torch.cat(_on_one_device(parts))
-    return flat if flat.dtype == torch.float32 else flat.to(torch.float32)
+        joined = torch.cat(blocks, dim=dim)
+    except RuntimeError:  # blocks on several devices
+        joined = torch.cat(_on_one_device(blocks), dim=dim)
+    return joined if joined.dtype == torch.float32 else joined.to(torch.float32)
 
 
-def _last_values(tensor: torch.Tensor, count: int) -> torch.Tensor:
+def _last_values(tensor: torch.Tensor, count: int, leading: bool = False) -> torch.Tensor:
     """A view of ``tensor[0, ..., 0, -1, :count]`` (batch 0, first head, last position).
 
+    With ``leading`` the first dimension is kept: ``tensor[:, 0, ..., 0, -1, :count]``.
     One ``as_strided`` call: indexing with a tuple costs several times more.
     """
     shape = tensor.shape
-    if len(shape) < 2:
+    if len(shape) < 2 + leading:
         return tensor[..., :count]
-    strides = tensor.stride()  # one call for all: this runs for every tensor of every layer
+    strides = tensor.stride()  # one call for all: this runs for every name (or tensor) of a step
     last_row = tensor.storage_offset() + (shape[-2] - 1) * strides[-2]
-    return tensor.as_strided((min(count, shape[-1]),), (strides[-1],), last_row)
+    size, stride = (min(count, shape[-1]),), (strides[-1],)
+    if leading:
+        size, stride = (shape[0], *size), (strides[0], *stride)
+    return tensor.as_strided(size, stride, last_row)
 
 
 def _on_one_device(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
