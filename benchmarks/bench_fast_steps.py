@@ -14,6 +14,9 @@ column compares the rates between the first and the last step's end, inside the 
 the bare loop, without the fixed costs (the start, the first step, the first and last frames,
 and Textual's 60 frames a second, which a short continue cannot hide).
 
+``--ops`` counts, per decode step, the aten operations (torch's dispatcher: kernels and views)
+and the torch calls from Python of generate() and of each capture: figures no load can move.
+
 ``--keys`` presses history, layer and head keys during a long continue of the demo T5 and
 reports key to frame (p50, p95), then presses ``p`` and counts the steps that ended after it.
 
@@ -228,6 +231,52 @@ def main_keys(args) -> None:
     print(f"p95_key_to_frame_during_continue_ms={p95:.1f} steps_after_pause={after}")
 
 
+def ops_per_step(run, steps: int) -> tuple[float, float]:
+    """``(aten operations, torch calls)`` per step of ``run()``, which makes ``steps`` steps.
+
+    aten operations are what torch's dispatcher runs (kernels and views: on a GPU the kernels
+    are launches); torch calls are every tensor function, method and attribute Python asks
+    for, each a round trip through torch's Python layer. Neither depends on the machine's load.
+    """
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Aten(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Aten.count += 1
+            return func(*args, **(kwargs or {}))
+
+    class Calls(TorchFunctionMode):
+        count = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            Calls.count += 1
+            return func(*args, **(kwargs or {}))
+
+    with Aten(), Calls():
+        run()
+    return Aten.count / steps, Calls.count / steps
+
+
+def main_ops(args) -> None:
+    """Operations per decode step: generate() and each capture of CAPTURES, both models."""
+    for name, family, prompt, tokens in (CASES[0], CASES[2]):
+        stepper, _plain, ids, settings = engine_thread.run(setup, family, prompt, tokens, args)
+        loaded = models.LoadedModel(stepper.model, stepper.tokenizer, family, stepper.info.model)
+        # generate() for 11 tokens less generate() for 1: ten decode steps, without the setup.
+        generate = [engine_thread.run(ops_per_step, lambda n=n: loaded.model.generate(
+            ids, max_new_tokens=n, min_new_tokens=n), 1) for n in (11, 1)]
+        line = [f"generate() {(generate[0][0] - generate[1][0]) / 10:.0f} / {(generate[0][1] - generate[1][1]) / 10:.0f}"]
+        for capture, kwargs in CAPTURES:
+            captured = Stepper(loaded, prompt, settings, **kwargs)
+            engine_thread.run(lambda: (captured.start(), captured.step(), captured.step()))
+            aten, calls = engine_thread.run(ops_per_step, lambda: [captured.step() for _ in range(10)], 10)
+            line.append(f"{capture} {aten:.0f} / {calls:.0f}")
+        print(f"{name.split(',')[0]} (aten operations / torch calls per decode step): " + ", ".join(line))
+
+
 def main_breakdown(args) -> None:
     for name, family, prompt, tokens in CASES:
         rates = breakdown(family, prompt, tokens, args)
@@ -241,12 +290,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--breakdown", action="store_true", help="the Stepper's cost by capture (see above)")
+    parser.add_argument("--ops", action="store_true", help="aten operations and torch calls per decode step")
     parser.add_argument("--keys", action="store_true", help="key to frame during a continue, then p (see above)")
     parser.add_argument("--presses", type=int, default=120)
     parser.add_argument("--key-tokens", type=int, default=20000, help="the continue's length for --keys")
     args = parser.parse_args()
     if args.keys:
         main_keys(args)
+        return
+    if args.ops:
+        main_ops(args)
         return
     if args.breakdown:
         print(f"device {args.device} {args.dtype}, torch threads {torch.get_num_threads()}, best of {args.rounds} rounds")
