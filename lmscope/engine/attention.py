@@ -141,17 +141,19 @@ def capture_attention_forward(module, query, key, value, attention_mask, scaling
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    recorder = _RECORDER.get()
+    if recorder is not None and id(module) in recorder.kinds:
+        # Before SDPA, not after: both read all the keys, and the second read finds them in
+        # the processor's cache (at 2k context a layer's keys and values are 3 MiB).
+        rows = recorder.rows_to_keep(query.shape[2], key.shape[2])
+        probs = kept_probs(module, query, key, attention_mask, scaling, rows, kwargs)
+        recorder.keep(module, gather_heads(probs))  # tensor parallel: this rank's heads -> all heads
     output, _ = sdpa_attention_forward(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
     )
     tap = _TAP.get()
     if tap is not None:
         tap(module, query, key, value, kwargs)
-    recorder = _RECORDER.get()
-    if recorder is not None and id(module) in recorder.kinds:
-        rows = recorder.rows_to_keep(query.shape[2], key.shape[2])
-        probs = kept_probs(module, query, key, attention_mask, scaling, rows, kwargs)
-        recorder.keep(module, gather_heads(probs))  # tensor parallel: this rank's heads -> all heads
     return output, None
 
 
