@@ -29,23 +29,26 @@ STEPS_MESSAGE_S = 1 / 4
 """A continue hands its steps to the UI thread at most this often (and at once for a breakpoint)."""
 
 
-def on_engine_thread(body):
-    """An ``engine``-group worker whose body runs on the process's one engine thread.
+def on_engine_thread(body=None, *, group: str = "engine"):
+    """A worker (of ``group``) whose body runs on the process's one engine thread.
 
     Textual's thread workers take any free thread of a pool; torch then gives each thread it is
     called from a parallel team of its own, and two teams slow every step (see
     ``engine/engine_thread.py``). The worker itself is async: it awaits the body's Future, so
-    ``app.workers`` still tracks every engine call.
+    ``workers`` still tracks every engine call. Calls run one at a time, in the order made.
     """
 
-    @functools.wraps(body)
-    def start(self, *args, **kwargs):
-        async def run() -> None:
-            await asyncio.wrap_future(engine_thread.submit(body, self, *args, **kwargs))
+    def decorate(body):
+        @functools.wraps(body)
+        def start(self, *args, **kwargs):
+            async def run() -> None:
+                await asyncio.wrap_future(engine_thread.submit(body, self, *args, **kwargs))
 
-        return self.run_worker(run(), name=body.__name__, group="engine", exit_on_error=False)
+            return self.run_worker(run(), name=body.__name__, group=group, exit_on_error=False)
 
-    return start
+        return start
+
+    return decorate(body) if body is not None else decorate
 
 
 class EngineWorkers:

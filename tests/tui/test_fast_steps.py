@@ -37,18 +37,20 @@ async def test_single_steps_show_at_once_and_the_rate_shows_while_running():
 
 
 async def test_every_engine_call_runs_on_the_one_engine_thread():
-    """Load, step, continue, rewind and restart, in two apps: all on one thread, never the UI's
-    (torch gives each calling thread a parallel team of its own; see engine/engine_thread.py)."""
+    """Load, step, continue, rewind, restart and the lens, in two apps: all on one thread, never
+    the UI's (torch gives each calling thread a parallel team of its own; engine/engine_thread.py)."""
     import threading
 
-    threads = []
+    threads = {}
     for _ in range(2):
         async with running(steps=8) as (app, pilot, engine):
-            for name in ("start", "step", "rewind"):
+            for name in ("start", "step", "rewind", "lens"):
                 method = getattr(engine, name)
-                setattr(engine, name, lambda *a, _m=method, **k: (threads.append(threading.get_ident()), _m(*a, **k))[1])
-            for key in ("n", "c", "u", "r"):
+                setattr(engine, name, lambda *a, _m=method, _n=name, **k: (
+                    threads.setdefault(_n, set()).add(threading.get_ident()), _m(*a, **k))[1])
+            for key in ("n", "c", "u", "5", "r"):
                 await pilot.press(key)
                 await settle(app, pilot)
             assert engine.step_calls >= 8 and engine.rewind_calls == 1 and engine.start_calls == 2
-    assert len(set(threads)) == 1 and threads[0] != threading.get_ident()
+    assert set(threads) == {"start", "step", "rewind", "lens"}
+    assert len(set.union(*threads.values())) == 1 and threading.get_ident() not in threads["step"]

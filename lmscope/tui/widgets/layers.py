@@ -5,7 +5,7 @@ and the residual norm; beside it a chart of p(chosen) and the entropy over the l
 model made up its mind. The row cursor is the View's layer (``[`` ``]``, or up/down here), so the
 Attention pane follows it; ``enter`` lists the tensors that layer saw at this step.
 
-The lens is one batched matmul on the model: it runs in a thread worker, and the result comes
+The lens is one batched matmul on the model: it runs on the engine thread, and the result comes
 back as a message; the UI thread never calls torch.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -25,6 +24,7 @@ from textual_plotext import PlotextPlot
 from lmscope.engine.records import TensorInfo
 from lmscope.tui.draw.render import token_text, truncate
 from lmscope.tui.view import View
+from lmscope.tui.workers import on_engine_thread
 from lmscope.tui.widgets.tab_pane import CatchUpWhenShown
 from lmscope.tui.widgets.variables import preview
 
@@ -140,9 +140,14 @@ class LayersPane(CatchUpWhenShown, Vertical):
         self.query_one("#layer-tensors", Static).update("")
         self.remove_class("-tensors")
 
-    @work(thread=True, group="lens", exit_on_error=False)
+    @on_engine_thread(group="lens")
     def compute(self, engine, key: tuple, step: int, token: str) -> None:
-        """The lens and every layer's tensors of ``step``, in a thread (one batched matmul)."""
+        """The lens and every layer's tensors of ``step`` (one batched matmul), on the engine
+        thread: after the engine call running now (a continue's steps are not slowed by it, and
+        under tensor parallel every rank sees the calls in one order). A lens asked for while a
+        continue ran, and no longer the one the pane waits for, is skipped."""
+        if key != self._asked:
+            return
         try:
             lens = engine.lens(step)
             tensors = tuple(engine.layer_tensors(step, layer) for layer in range(len(lens)))
