@@ -266,7 +266,7 @@ class _StepCapture:
         layers, d_model = residual.shape
         names = set(self.named[0])
         if not self.details or any(set(named) != names for named in self.named):
-            return LayerCaptureResult(store.put(_joined([residual])))
+            return LayerCaptureResult(store.put(residual))  # put makes it float32
         ordered = _ordered(names)
         from_residual = _padded(residual[:, :PREVIEW], PREVIEW)
         blocks = [residual]
