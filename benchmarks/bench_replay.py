@@ -3,18 +3,23 @@
 A 500-step session of SmolLM2's shape (30 layers, 9 heads, 3 key-value heads) at a 2048-token
 context is built with lmscope.testing's record builders (the engine's shapes, synthetic values:
 running the model for 500 steps at 2k would take half an hour on a 2-core CPU) and recorded in
-float32 and float16. Each open runs in its own process: the real app, headless, until its first
-frame with the prompt and every step in the history; then RSS is read.
+float32 and float16. Each open is the real ``lmscope open FILE`` command in its own process
+(``lmscope.cli.main``, typer included), with the app run headless at 120x40 instead of on the
+terminal: the first frame is the first one that shows the prompt and recorded steps; then the
+run waits until every step is in the history and reads RSS. Times are from the launch of the
+process (the interpreter's start included); CPU is the process's CPU time until the first frame
+(both threads; less sensitive to other jobs on the machine than the wall clock). A warm open
+finds the file in the operating system's page cache (just written, or just opened); a cold one
+(Linux only) is opened after the file was dropped from it, as a session recorded last week is.
 
-    python benchmarks/bench_replay.py [--steps 500] [--context 2048]
+    python benchmarks/bench_replay.py [--steps 500] [--context 2048] [--repeats 7]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +30,8 @@ from lmscope.engine.recording import TraceWriter
 from lmscope.testing import make_prompt, make_session, make_step
 
 SHAPE = dict(layers=30, heads=9, kv_heads=3)
+COLD = hasattr(os, "posix_fadvise")
+"""Cold opens need the page cache to be told to drop a file (Linux)."""
 
 
 def write(path: Path, steps: int, context: int, dtype: str) -> None:
@@ -42,32 +49,48 @@ def write(path: Path, steps: int, context: int, dtype: str) -> None:
 
 
 OPEN = """
-import resource, sys, time
-began = time.perf_counter()
-from lmscope.engine.recording import ReplayEngine, Trace
-from lmscope.tui.app import make_app
+import sys, time
+import lmscope.cli
 from lmscope.testing import wait_until_idle
-engine = ReplayEngine(Trace(sys.argv[1]))
-app = make_app(lambda: engine, theme="textual-dark")
+from lmscope.tui.app import LmscopeApp
+
 async def first_frame(pilot):
+    app = pilot.app
     while not app.view.steps:  # the first frame that shows the prompt and recorded steps
         await pilot.pause(0.005)
     await pilot.pause()
-    first = time.perf_counter() - began
+    first, cpu = time.time(), time.process_time()
     await wait_until_idle(pilot)
     await pilot.pause()
-    seconds = time.perf_counter() - began
     rss = int(open("/proc/self/statm").read().split()[1]) * 4096
-    print(f"{first} {seconds} {rss} {len(app.view.steps)} {'torch' in sys.modules}")
+    print(f"{first} {cpu} {time.time()} {rss} {len(app.view.steps)} {'torch' in sys.modules}")
     app.exit()
-app.run(headless=True, size=(120, 40), auto_pilot=first_frame)
+
+run = LmscopeApp.run
+LmscopeApp.run = lambda app: run(app, headless=True, size=(120, 40), auto_pilot=first_frame)
+sys.exit(lmscope.cli.main(["open", sys.argv[1]]))
 """
 
 
-def open_once(path: Path) -> tuple[float, float, int, int, bool]:
+def drop_from_page_cache(path: Path) -> None:
+    """Evict the file's pages, so the next open reads it from the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # dirty pages cannot be dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def open_once(path: Path, cold: bool = False) -> dict:
+    """One ``lmscope open`` in a fresh process: seconds from launch, CPU seconds, RSS, steps shown."""
+    if cold:
+        drop_from_page_cache(path)
+    launched = time.time()
     out = subprocess.run([sys.executable, "-c", OPEN, str(path)], capture_output=True, text=True, check=True)
-    first, seconds, rss, steps, torch = out.stdout.split()
-    return float(first), float(seconds), int(rss), int(steps), torch == "True"
+    first, cpu, done, rss, steps, torch = out.stdout.split()
+    return {"first": float(first) - launched, "cpu": float(cpu), "all": float(done) - launched, "rss": int(rss),
+            "steps": int(steps), "torch": torch == "True"}
 
 
 IMPORT = "import time; began = time.perf_counter(); import lmscope.tui.app; print(time.perf_counter() - began)"
@@ -78,31 +101,47 @@ def import_seconds() -> float:
     return float(out.stdout)
 
 
+def spread(values: list[float]) -> str:
+    """``median [min-max]``."""
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--context", type=int, default=2048)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     mib = 1024 * 1024
     with tempfile.TemporaryDirectory() as folder:
-        print(f"{args.steps} steps, SmolLM2 shape (30 layers, 9 heads), context {args.context}")
-        imports = sorted(import_seconds() for _ in range(args.repeats))[args.repeats // 2]
-        print(f"importing the app alone (median): {imports:.2f} s")
-        print(f"{'rows':<9}{'file':>10}{'per step':>11}{'first frame':>13}{'all steps':>11}{'RSS':>9}  steps")
+        print(f"{args.steps} steps, SmolLM2 shape (30 layers, 9 heads), context {args.context}; "
+              f"median [min-max] of {args.repeats} opens, seconds from launch")
+        print(f"importing the app alone: {spread([import_seconds() for _ in range(args.repeats)])} s")
+        paths = {}
         for dtype in ("float32", "float16"):
-            path = Path(folder) / f"{dtype}.lmscope"
-            write(path, args.steps, args.context, dtype)
-            runs = sorted(open_once(path) for _ in range(args.repeats))
-            first, seconds, rss, steps, torch = runs[len(runs) // 2]
-            size = path.stat().st_size
-            print(f"{dtype:<9}{size / mib:>7.0f}MiB{size / args.steps / 1024:>8.0f}KiB{first:>11.2f} s{seconds:>9.2f} s"
-                  f"{rss / mib:>6.0f}MiB  {steps}{'  (torch imported!)' if torch else ''}")
-            if dtype == "float32":
-                result = (first, seconds, rss, size / args.steps)
-    first, seconds, rss, per_step = result
-    print(f"open_first_frame_s={first:.2f} open_all_steps_s={seconds:.2f} open_rss_mib={rss / mib:.0f} "
-          f"bytes_per_step={per_step:.0f}")
+            paths[dtype] = Path(folder) / f"{dtype}.lmscope"
+            write(paths[dtype], args.steps, args.context, dtype)
+        kinds = [(dtype, cold) for dtype in paths for cold in (False, True) if not cold or COLD]
+        runs = {kind: [] for kind in kinds}
+        for _ in range(args.repeats):  # interleaved, so a busy spell on the machine hits every kind
+            for dtype, cold in kinds:
+                runs[dtype, cold].append(open_once(paths[dtype], cold))
+        print(f"{'rows':<9}{'file':>9}{'per step':>10}  {'open':<6}{'first frame':<18}{'CPU':<18}{'all steps':<18}"
+              f"{'RSS':>7}  steps")
+        for (dtype, cold), done in runs.items():
+            size = paths[dtype].stat().st_size
+            rss = statistics.median(run["rss"] for run in done)
+            print(f"{dtype:<9}{size / mib:>6.0f}MiB{size / args.steps / 1024:>7.0f}KiB  {'cold' if cold else 'warm':<6}"
+                  f"{spread([r['first'] for r in done]):<18}{spread([r['cpu'] for r in done]):<18}"
+                  f"{spread([r['all'] for r in done]):<18}{rss / mib:>4.0f}MiB  {done[0]['steps']}"
+                  f"{'  (torch imported!)' if any(r['torch'] for r in done) else ''}")
+        figures = {"warm": runs["float32", False]} | ({"cold": runs["float32", True]} if COLD else {})
+        print(" ".join(f"open_{name}_first_frame_s={statistics.median(r['first'] for r in done):.2f} "
+                       f"open_{name}_first_frame_max_s={max(r['first'] for r in done):.2f}"
+                       for name, done in figures.items()),
+              f"open_all_steps_s={statistics.median(r['all'] for r in runs['float32', False]):.2f} "
+              f"open_rss_mib={max(r['rss'] for done in runs.values() for r in done) / mib:.0f} "
+              f"bytes_per_step={paths['float32'].stat().st_size / args.steps:.0f}")
 
 
 if __name__ == "__main__":
