@@ -41,6 +41,8 @@ _FILE_HEADER = struct.Struct("<13sHx")
 _CHUNK_HEADER = struct.Struct("<4sIQIi")
 ROW_DTYPES = ("float32", "float16")
 ROW_KINDS = ("attention", "cross_attention")
+_SCAN_AHEAD = 16384
+"""Bytes read at once at each chunk while scanning: its header and, as a rule, its JSON part."""
 
 
 class TraceError(UserError):
@@ -248,6 +250,7 @@ def _scan(data, path: Path):
                          "and older: upgrade lmscope")
     at = _FILE_HEADER.size
     while at + _CHUNK_HEADER.size <= len(data):
+        _advise(data, "MADV_WILLNEED", at, _SCAN_AHEAD)  # header and JSON in one read, not a fault a page
         kind, body_len, rows_len, crc, step = _CHUNK_HEADER.unpack_from(data, at)
         body = slice(at + _CHUNK_HEADER.size, at + _CHUNK_HEADER.size + body_len)
         end = body.stop + rows_len

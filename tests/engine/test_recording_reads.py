@@ -1,5 +1,6 @@
-"""How a trace is read: the OS is told that panes read a few KiB a step, and asked ahead for the
-rows that are read in full (``--json --attention``)."""
+"""How a trace is read: the OS is told that panes read a few KiB a step, and asked ahead for what
+is read whole (a chunk's header and JSON while scanning, the rows that ``--json --attention``
+prints)."""
 
 from __future__ import annotations
 
@@ -59,9 +60,13 @@ def test_a_trace_is_mapped_for_random_reads_and_full_rows_are_asked_ahead(tmp_pa
     monkeypatch.setattr(recording, "_advise", lambda mapped, advice, *span: told.append((advice, *span)))
     session = write(tmp_path / "s.lmscope")
     trace = Trace(tmp_path / "s.lmscope")
-    assert told == [("MADV_RANDOM",)]
+    starts = [recording._FILE_HEADER.size] + [chunk.end for chunk in trace._chunks]
+    assert told[0] == ("MADV_RANDOM",)
+    assert told[1:] == [("MADV_WILLNEED", at, recording._SCAN_AHEAD) for at in starts[:len(told) - 1]]
+    assert len(told) - 1 == len(trace._chunks)  # the scan asks for each chunk's header and JSON at once
+    told.clear()
     trace.step(1)
-    assert len(told) == 1  # a record's rows stay mapped, unread
+    assert told == []  # a record's rows stay mapped, unread
     rows = trace.rows(1)["attention"]
     chunk = trace._steps[1][0]  # the rows part of step 1's chunk, all of it
     assert told[-1] == ("MADV_WILLNEED", chunk.rows_at, chunk.end - chunk.rows_at)
