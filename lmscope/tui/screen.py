@@ -8,7 +8,7 @@ attention, cross-attention, KV cache and variables; the footer. Breakpoint class
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Container, Horizontal
+from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import TabbedContent, TabPane
 
@@ -18,6 +18,7 @@ from lmscope.tui.widgets.cross_attention import CrossAttentionPlot
 from lmscope.tui.widgets.footer import DebuggerFooter
 from lmscope.tui.widgets.kv_cache import KVCachePane
 from lmscope.tui.widgets.layers import LayersPane
+from lmscope.tui.widgets.panes import PanesArea
 from lmscope.tui.widgets.stages import StagesPane
 from lmscope.tui.widgets.status import StatusBar
 from lmscope.tui.widgets.tokens import TokensPane
@@ -39,7 +40,7 @@ class DebuggerScreen(Screen):
     def compose(self) -> ComposeResult:
         """Status, tokens and stages, the tabbed panes, the footer."""
         yield StatusBar(id="status")
-        with Container(id="panes"):
+        with PanesArea(id="panes"):
             with Horizontal(id="top"):
                 yield TokensPane(id="tokens")
                 yield StagesPane(id="stages")

@@ -3,14 +3,17 @@ its first frame within a second; benchmarks/bench_replay.py measures it)."""
 
 from __future__ import annotations
 
+from textual.widgets import LoadingIndicator
 from textual.widgets._footer import FooterKey
 
 from lmscope.tui.widgets.footer import DebuggerFooter
+from lmscope.tui.widgets.panes import LOADING_DELAY_S, PanesArea
 from tui_harness import running
 
 
-async def test_the_footer_composes_its_keys_once_at_start(monkeypatch):
-    """The bindings change several times while the app starts; one recompose shows them all."""
+async def test_the_footer_has_its_keys_from_its_first_compose(monkeypatch):
+    """The keys are there in the first frame, and the bindings changing while the app starts (and
+    on each step) grey them in place: no recompose."""
     recomposes = []
     original = DebuggerFooter.recompose
 
@@ -21,11 +24,31 @@ async def test_the_footer_composes_its_keys_once_at_start(monkeypatch):
     monkeypatch.setattr(DebuggerFooter, "recompose", counted)
     async with running(steps=3) as (app, pilot, engine):
         keys = list(app.screen.query(FooterKey))
-        assert len(recomposes) == 1 and keys
-        await pilot.press("n")  # busy flips twice: greyed in place, no recompose
+        assert recomposes == [] and len(keys) > 10
+        await pilot.press("n")  # busy flips twice
         await app.workers.wait_for_complete()
         await pilot.pause()
-        assert len(recomposes) == 1 and list(app.screen.query(FooterKey)) == keys
+        assert recomposes == [] and list(app.screen.query(FooterKey)) == keys
+
+
+async def test_the_footer_recomposes_once_however_often_its_keys_change(monkeypatch):
+    """When the shown actions do change, several changes before the next refresh make one recompose."""
+    recomposes = []
+    original = DebuggerFooter.recompose
+
+    async def counted(self):
+        recomposes.append(1)
+        await original(self)
+
+    monkeypatch.setattr(DebuggerFooter, "recompose", counted)
+    async with running(steps=3) as (app, pilot, engine):
+        footer = app.screen.query_one(DebuggerFooter)
+        monkeypatch.setattr(DebuggerFooter, "_grey_in_place", lambda self, screen: False)
+        for _ in range(4):
+            footer.call_later(footer.bindings_changed, app.screen)  # as the signal calls it: in its context
+        await pilot.pause()
+        await pilot.pause()
+        assert recomposes == [1] and len(footer.query(FooterKey)) > 10
 
 
 async def test_footer_keys_start_with_the_footers_compact_state(monkeypatch):
@@ -44,3 +67,28 @@ async def test_footer_keys_start_with_the_footers_compact_state(monkeypatch):
         palette = [key for key in footer.query(FooterKey) if key.has_class("-command-palette")]
         assert not footer.compact and len(palette) == 1 and palette[0].compact
         assert watched and all(not compact for is_palette, compact in watched if not is_palette)
+
+
+async def test_a_quick_load_never_covers_the_panes(monkeypatch):
+    """A recorded session is ready at once: no loading indicator to mount and remove (two layouts)."""
+    covered = []
+    original = PanesArea.get_loading_widget
+    monkeypatch.setattr(PanesArea, "get_loading_widget", lambda self: covered.append(self) or original(self))
+    async with running(steps=2) as (app, pilot, engine):
+        await pilot.pause(LOADING_DELAY_S + 0.1)
+        panes = app.screen.query_one(PanesArea)
+        assert not panes.loading and panes._cover_widget is None and covered == []
+
+
+async def test_a_slow_load_is_covered_by_the_loading_indicator(gates):
+    load_gate = gates()
+    async with running(load_gate=load_gate) as (app, pilot, engine):
+        panes = app.screen.query_one(PanesArea)
+        await pilot.pause()
+        assert panes.loading and panes._cover_widget is None  # not yet: it may be over at once
+        await pilot.pause(LOADING_DELAY_S + 0.1)
+        assert isinstance(panes._cover_widget, LoadingIndicator)
+        load_gate.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not panes.loading and panes._cover_widget is None

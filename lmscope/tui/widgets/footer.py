@@ -5,10 +5,13 @@ each bindings change by removing and re-mounting all its keys: 50-80 ms of event
 the 2-core reference machine, a visible stall (benchmarks/bench_tui.py). When the same actions
 are shown, this footer only toggles the ``-disabled`` class of the keys whose state changed.
 
-At start-up the bindings change four times before the first frame (the screen mounts, focus
-settles, ``busy`` is set, the model loads); Textual's Footer schedules a full recompose for each
-(30-45 ms apiece on that machine). This one schedules at most one at a time, which shows the
-bindings as they are when it runs.
+Start-up: Textual's Footer composes no keys until the bindings first change, then recomposes
+once for each change; the debugger's bindings changed four times before its first frame (the
+screen mounts, focus settles, ``busy`` is set, the model loads), and each recompose cost 30-45
+ms on that machine. The main screen's shown keys do not depend on focus, so this footer composes
+them at once (they are in the first frame) and later changes grey them in place; when the shown
+actions do change, it schedules one recompose at a time, which shows the bindings as they are
+when it runs.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ class DebuggerFooter(Footer):
     """A Footer that updates enabled/disabled keys without recomposing."""
 
     def compose(self) -> ComposeResult:
-        """Textual's keys, each told at once whether the footer is compact.
+        """Textual's keys, from the first compose, each told at once whether the footer is compact.
 
         A FooterKey starts compact and is bound to the footer's ``compact`` only once mounted,
         so each key restyled itself twice on mount (compact, then not): ~2 ms a key, 60 ms for
         the footer on the 2-core reference machine. The command palette's key is not bound
         (Textual leaves it compact), so it keeps its default.
         """
+        self._bindings_ready = True
         for widget in super().compose():
             if isinstance(widget, FooterKey) and not widget.has_class("-command-palette"):
                 widget.set_reactive(FooterKey.compact, self.compact)
