@@ -5,8 +5,10 @@ context is built with lmscope.testing's record builders (the engine's shapes, sy
 running the model for 500 steps at 2k would take half an hour on a 2-core CPU) and recorded in
 float32 and float16. Each open is the real ``lmscope open FILE`` command in its own process
 (``lmscope.cli.main``, typer included), with the app run headless at 120x40 instead of on the
-terminal: the first frame is the first one that shows the prompt and recorded steps; then the
-run waits until every step is in the history and reads RSS. Times are from the launch of the
+terminal. The first frame is the first whole screen the app hands to the terminal
+(``App._display``) with recorded steps in it: the prompt, the first steps in every pane, the
+footer's keys; the history then fills in batches, and "all steps" is the first frame with every
+recorded step in it. RSS is read once the app is idle. Times are from the launch of the
 process (the interpreter's start included); CPU is the process's CPU time until the first frame
 (both threads; less sensitive to other jobs on the machine than the wall clock). A warm open
 finds the file in the operating system's page cache (just written, or just opened); a cold one
@@ -53,21 +55,30 @@ import sys, time
 import lmscope.cli
 from lmscope.testing import wait_until_idle
 from lmscope.tui.app import LmscopeApp
+from textual.widgets._footer import FooterKey
 
-async def first_frame(pilot):
+shown = {}
+
+def display(app, screen, renderable):  # where a terminal app writes each frame (headless: skipped)
+    if renderable is not None and app.view.steps and screen.query(FooterKey):  # a whole screen, with steps
+        shown.setdefault("first", (time.time(), time.process_time()))
+        if len(app.view.steps) == len(app.engine.trace):  # every recorded step is in
+            shown.setdefault("all", time.time())
+    display_frame(app, screen, renderable)
+
+async def all_steps(pilot):
     app = pilot.app
-    while not app.view.steps:  # the first frame that shows the prompt and recorded steps
-        await pilot.pause(0.005)
-    await pilot.pause()
-    first, cpu = time.time(), time.process_time()
+    while "all" not in shown:
+        await pilot.pause(0.01)
     await wait_until_idle(pilot)
-    await pilot.pause()
     rss = int(open("/proc/self/statm").read().split()[1]) * 4096
-    print(f"{first} {cpu} {time.time()} {rss} {len(app.view.steps)} {'torch' in sys.modules}")
+    (first, cpu), done = shown["first"], shown["all"]
+    print(f"{first} {cpu} {done} {rss} {len(app.view.steps)} {'torch' in sys.modules}")
     app.exit()
 
+display_frame, LmscopeApp._display = LmscopeApp._display, display
 run = LmscopeApp.run
-LmscopeApp.run = lambda app: run(app, headless=True, size=(120, 40), auto_pilot=first_frame)
+LmscopeApp.run = lambda app: run(app, headless=True, size=(120, 40), auto_pilot=all_steps)
 sys.exit(lmscope.cli.main(["open", sys.argv[1]]))
 """
 
