@@ -10,6 +10,7 @@ import gc
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import fields
 from typing import Annotated, Optional
 
@@ -223,11 +224,14 @@ def open_trace(
     tab: Annotated[str, Opt("--tab", metavar="TAB", help="With --svg: attention, cross, kv or variables.")] = "attention",
     size: Annotated[str, Opt("--size", metavar="COLSxROWS", help="With --svg: the terminal size.")] = "120x40",
 ) -> None:
-    from lmscope.engine.recording import ReplayEngine, Trace
-
     if sum((json_lines, headless, svg is not None)) > 1:
         raise UserError("--json, --headless and --svg are different outputs: choose one")
-    trace = Trace(file)
+    with _no_collections():
+        from lmscope.engine.recording import ReplayEngine, Trace
+
+        trace = Trace(file)
+        if svg is None and not json_lines and not headless:
+            from lmscope.tui.app import make_app
     if svg is not None:
         from lmscope.tui.screenshot import render_svg
 
@@ -238,14 +242,6 @@ def open_trace(
 
         print_trace(trace, json_lines=json_lines, attention=attention)
         return
-    # Importing the app makes ~35k objects that live as long as it does: the ~100 collections they
-    # would set off find nothing (20-50 ms of the first frame's second on the 2-core machine).
-    gc.disable()
-    try:
-        from lmscope.tui.app import make_app
-    finally:
-        gc.enable()
-
     engine = ReplayEngine(trace)
     _run_app(make_app(lambda: engine, title=f"lmscope open {trace.path.name}"))
 
@@ -258,6 +254,22 @@ def fetch() -> None:
     check_cache_writable(cache_dir())
     folder = ensure_default_llama()
     print(folder)
+
+
+@contextmanager
+def _no_collections():
+    """No automatic garbage collection inside: for imports, whose objects all live on.
+
+    Importing numpy, Textual and the app makes ~40k objects that live as long as the process:
+    the ~130 collections they set off found nothing and took 40-70 ms of the second that
+    ``lmscope open`` has for its first frame (the 2-core machine).
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()  # later collections skip them too (until the app collects once it is loaded)
+        gc.enable()
 
 
 _OPEN_OPTIONS = {"--json": ("json_lines", bool), "--headless": ("headless", bool), "--attention": ("attention", bool),

@@ -14,16 +14,23 @@ from lmscope.testing import make_session
 
 
 def test_open_runs_the_app_with_automatic_collection_on(tmp_path, monkeypatch):
-    """Collection is off only while the app's modules are imported (they are all kept)."""
+    """Collection is off only while the app's modules are imported; what they made is frozen (kept
+    out of later collections: it all lives as long as the app)."""
     session = make_session("llama", steps=2)
     writer = TraceWriter(tmp_path / "s.lmscope")
     writer.meta(session.info, {})
     writer.prompt(session.prompt)
     writer.close()
     seen = []
-    monkeypatch.setattr(cli, "_run_app", lambda tui: seen.append((type(tui).__name__, gc.isenabled())))
-    assert gc.isenabled() and cli.main(["open", str(tmp_path / "s.lmscope")]) == 0
-    assert seen == [("LmscopeApp", True)] and gc.isenabled()
+    monkeypatch.setattr(cli, "_run_app", lambda tui: seen.append((type(tui).__name__, gc.isenabled(),
+                                                                  gc.get_freeze_count())))
+    gc.unfreeze()
+    try:
+        assert gc.isenabled() and cli.main(["open", str(tmp_path / "s.lmscope")]) == 0
+    finally:
+        gc.unfreeze()
+    assert [(name, enabled) for name, enabled, _ in seen] == [("LmscopeApp", True)] and seen[0][2] > 0
+    assert gc.isenabled()
 
 
 def typer_params(argv):
