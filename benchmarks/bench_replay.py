@@ -51,34 +51,38 @@ def write(path: Path, steps: int, context: int, dtype: str) -> None:
 
 
 OPEN = """
-import sys, time
+import asyncio, sys, time
 import lmscope.cli
-from lmscope.testing import wait_until_idle
-from lmscope.tui.app import LmscopeApp
-from textual.widgets._footer import FooterKey
 
-shown = {}
+shown, every_step = {}, []
 
-def display(app, screen, renderable):  # where a terminal app writes each frame (headless: skipped)
-    if renderable is not None and app.view.steps and screen.query(FooterKey):  # a whole screen, with steps
-        shown.setdefault("first", (time.time(), time.process_time()))
-        if len(app.view.steps) == len(app.engine.trace):  # every recorded step is in
-            shown.setdefault("all", time.time())
-    display_frame(app, screen, renderable)
+def run_headless(app):  # instead of the terminal; the app was imported by the command, as it is there
+    from textual.widgets._footer import FooterKey
+    from lmscope.testing import wait_until_idle
 
-async def all_steps(pilot):
-    app = pilot.app
-    while "all" not in shown:
-        await pilot.pause(0.01)
-    await wait_until_idle(pilot)
-    rss = int(open("/proc/self/statm").read().split()[1]) * 4096
-    (first, cpu), done = shown["first"], shown["all"]
-    print(f"{first} {cpu} {done} {rss} {len(app.view.steps)} {'torch' in sys.modules}")
-    app.exit()
+    display_frame = app._display
 
-display_frame, LmscopeApp._display = LmscopeApp._display, display
-run = LmscopeApp.run
-LmscopeApp.run = lambda app: run(app, headless=True, size=(120, 40), auto_pilot=all_steps)
+    def display(screen, renderable):  # where a terminal app writes each frame (headless: skipped)
+        if renderable is not None and app.view.steps and screen.query(FooterKey):  # a whole screen, with steps
+            shown.setdefault("first", (time.time(), time.process_time()))
+            if len(app.view.steps) == len(app.engine.trace) and "all" not in shown:
+                shown["all"] = time.time()
+                every_step[0].set()
+        display_frame(screen, renderable)
+
+    async def all_steps(pilot):  # waits without polling: a Pilot.pause() walks the DOM and forces a frame
+        every_step.append(asyncio.Event())
+        await every_step[0].wait()
+        await wait_until_idle(pilot)
+        rss = int(open("/proc/self/statm").read().split()[1]) * 4096
+        (first, cpu), done = shown["first"], shown["all"]
+        print(f"{first} {cpu} {done} {rss} {len(app.view.steps)} {'torch' in sys.modules}")
+        app.exit()
+
+    app._display = display
+    app.run(headless=True, size=(120, 40), auto_pilot=all_steps)
+
+lmscope.cli._run_app = run_headless
 sys.exit(lmscope.cli.main(["open", sys.argv[1]]))
 """
 
@@ -98,7 +102,8 @@ def open_once(path: Path, cold: bool = False) -> dict:
     if cold:
         drop_from_page_cache(path)
     launched = time.time()
-    out = subprocess.run([sys.executable, "-c", OPEN, str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", OPEN, str(path)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent.parent)
     first, cpu, done, rss, steps, torch = out.stdout.split()
     return {"first": float(first) - launched, "cpu": float(cpu), "all": float(done) - launched, "rss": int(rss),
             "steps": int(steps), "torch": torch == "True"}
