@@ -38,7 +38,9 @@ def parse_args():
     parser.add_argument("--steps", type=int, default=16, help="decode steps timed per variant and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--run-tokens", type=int, default=48, help="tokens for the generate() comparison")
-    parser.add_argument("--only", choices=("rng",), help="run just this measure (rng: generator state per step)")
+    parser.add_argument("--only", choices=("rng", "rows"),
+                        help="run just this measure (rng: generator state per step; rows: what the kept "
+                             "attention rows cost a decode step)")
     parser.add_argument("--only-layers", action="store_true", help="measure layer capture only")
     parser.add_argument("--prefill-child", choices=("sdpa", "capture"), help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -130,6 +132,41 @@ def measure_rng(loaded, prompt: str, args) -> tuple[float, float]:
         without_s.append(timed(without.step, args.device))
         with_s.append(timed(with_state.step, args.device))
     return statistics.median(without_s), statistics.median(with_s)
+
+
+ROW_PARTS = ("no rows", "rows computed", "rows computed and stored")
+
+
+def measure_rows(loaded, prompt: str, args) -> dict[str, float]:
+    """Median seconds of a decode step (layer capture off) without attention rows, with the
+    kept rows computed but dropped, and computed and written to the row store, alternated step
+    by step on one Stepper: what the rows themselves cost, apart from the rest of the step."""
+    from lmscope.engine import attention
+
+    part = [ROW_PARTS[2]]
+    compute, keep = attention.kept_probs, attention.AttentionRecorder.keep
+    attention.kept_probs = lambda *a, **k: None if part[0] == ROW_PARTS[0] else compute(*a, **k)
+    attention.AttentionRecorder.keep = lambda self, module, probs: (
+        keep(self, module, probs) if part[0] == ROW_PARTS[2] else None)
+    try:
+        stepper = Stepper(loaded, prompt, GREEDY, layer_capture="off")
+        stepper.start()
+        stepper.step()
+        seconds = {name: [] for name in ROW_PARTS}
+        for _ in range(args.steps * args.rounds):
+            for name in ROW_PARTS:
+                part[0] = name
+                seconds[name].append(timed(stepper.step, args.device))
+    finally:
+        attention.kept_probs, attention.AttentionRecorder.keep = compute, keep
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def print_rows(medians: dict[str, float]) -> None:
+    base = medians[ROW_PARTS[0]]
+    for name, value in medians.items():
+        print(f"decode step, {name:<26} {value * 1e3:7.1f} ms  {value / base:.3f}")
+    print(f"rows_compute_ratio={medians[ROW_PARTS[1]] / base:.3f} rows_store_ratio={medians[ROW_PARTS[2]] / base:.3f}")
 
 
 def prefill_child(source: str, capture: bool, args) -> dict:
@@ -276,6 +313,9 @@ def main() -> None:
     prompt = long_prompt(loaded.tokenizer, args.context)
     if args.only == "rng":
         print_rng(measure_rng(loaded, prompt, args))
+        return
+    if args.only == "rows":
+        print_rows(measure_rows(loaded, prompt, args))
         return
     if args.only_layers:
         print_layers(loaded, args, measure_layers(loaded, prompt, args))
