@@ -370,6 +370,19 @@ class FakeEngine:
         return _Tracker()
 
 
+def write_trace(path, session: Recording, rows_dtype: str = "float32") -> Recording:
+    """Write ``session`` to ``path`` as ``--record`` would (meta, prompt, every step); returns it."""
+    from lmscope.engine.recording import TraceWriter
+
+    writer = TraceWriter(path, rows_dtype)
+    writer.meta(session.info, {})
+    writer.prompt(session.prompt)
+    for record in session.steps:
+        writer.step(record)
+    writer.close()
+    return session
+
+
 def engine_factory(engine: FakeEngine, *, load_gate: threading.Event | None = None):
     """An EngineFactory returning ``engine``; with ``load_gate`` it blocks like a slow model load."""
     def load() -> FakeEngine:

@@ -11,7 +11,7 @@ import pytest
 
 from lmscope.engine import recording
 from lmscope.engine.recording import Trace, _advise
-from lmscope.testing import make_session
+from lmscope.testing import make_session, write_trace
 
 
 class Mapped:
@@ -25,14 +25,7 @@ class Mapped:
 
 
 def write(path, steps=3):
-    session = make_session("llama", steps=steps)
-    writer = recording.TraceWriter(path)
-    writer.meta(session.info, {})
-    writer.prompt(session.prompt)
-    for record in session.steps:
-        writer.step(record)
-    writer.close()
-    return session
+    return write_trace(path, make_session("llama", steps=steps))
 
 
 needs_madvise = pytest.mark.skipif(not hasattr(mmap, "MADV_RANDOM"), reason="no madvise on this OS")

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from lmscope.engine.recording import ReplayEngine, Trace, TraceWriter
+from lmscope.engine.recording import ReplayEngine, Trace
+from lmscope import testing
 from lmscope.testing import make_session, screen_text
 from lmscope.tui.app import make_app
 from tui_harness import settle
 
 
 def write_trace(path, family="llama", steps=8):
-    session = make_session(family, steps=steps)
-    writer = TraceWriter(path)
-    writer.meta(session.info, {})
-    writer.prompt(session.prompt)
-    for record in session.steps:
-        writer.step(record)
-    writer.close()
-    return session
+    return testing.write_trace(path, make_session(family, steps=steps))
 
 
 def replay_app(path):
