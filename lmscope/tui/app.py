@@ -183,12 +183,11 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         """Every step joins the history at once; the panes get a new View when a frame is due.
 
         During a continue the frames are paced (``tui/pacing.py``): each costs the UI thread
-        tens of milliseconds that the model would otherwise step in. A single step, or the step
-        a breakpoint stopped at, shows at once.
+        tens of milliseconds that the model would otherwise step in. A step a breakpoint stopped
+        at shows at once (it comes here when a batch happened to end with it; else, like a
+        single step's, it comes with ``RunStopped``).
         """
-        for record, hit in steps:
-            self.branch_tree.append(record)
-            self._pending_steps.append((record, hit))
+        self._join_history(steps)
         if self.view.state != "running" or any(hit for _, hit in steps):
             self._flush_steps()
         elif self._flush_timer is None:
@@ -197,6 +196,12 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
                 self._flush_steps()
             else:
                 self._flush_timer = self.set_timer(delay, self._flush_steps)
+
+    def _join_history(self, steps) -> None:
+        """``(record, hit)`` pairs join the branch tree now and the View at the next flush."""
+        for record, hit in steps:
+            self.branch_tree.append(record)
+            self._pending_steps.append((record, hit))
 
     def _flush_steps(self) -> None:
         """The pending steps join the View in one update."""
@@ -247,9 +252,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
     def on_run_stopped(self, message: RunStopped) -> None:
         """The worker ended: finished, paused, or ready for the next step. Its last steps and the
         new state make one frame; memory settles after that frame is drawn, not before it."""
-        for record, hit in message.steps:
-            self.branch_tree.append(record)
-            self._pending_steps.append((record, hit))
+        self._join_history(message.steps)
         self._flush_steps()
         self._run_began = None
         state = "finished" if message.finished else ("paused" if message.paused else "ready")

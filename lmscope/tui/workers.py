@@ -26,7 +26,8 @@ from lmscope.tui.messages import (
 )
 
 STEPS_MESSAGE_S = 1 / 4
-"""A continue hands its steps to the UI thread at most this often (and at once for a breakpoint)."""
+"""A continue hands its steps to the UI thread at most this often; the last ones (a breakpoint's
+step among them) go at once, with ``RunStopped``."""
 
 
 def on_engine_thread(body=None, *, group: str = "engine"):
