@@ -14,6 +14,9 @@ column compares the rates between the first and the last step's end, inside the 
 the bare loop, without the fixed costs (the start, the first step, the first and last frames,
 and Textual's 60 frames a second, which a short continue cannot hide).
 
+``--threads`` steps the bare loop of the demo T5 on the engine thread alone, then on a new
+thread and the engine thread in turn (why every engine call runs on one thread).
+
 ``--ops`` counts, per decode step, the aten operations (torch's dispatcher: kernels and views)
 and the torch calls from Python of generate() and of each capture: figures no load can move.
 
@@ -277,6 +280,35 @@ def main_ops(args) -> None:
         print(f"{name.split(',')[0]} (aten operations / torch calls per decode step): " + ", ".join(line))
 
 
+def main_threads(args) -> None:
+    """The bare loop of the demo T5 on the engine thread alone, then on a second thread as
+    well, in turn: what a second calling thread (a second OpenMP team) costs both of them."""
+    import threading
+
+    stepper, *_ = engine_thread.run(setup, "t5", T5_PROMPT, 256, args)
+    run = stepper_run(stepper)
+
+    def on_new_thread() -> float:
+        seconds = []
+        thread = threading.Thread(target=lambda: seconds.append(timed(run)))
+        thread.start()
+        thread.join()
+        return seconds[0]
+
+    def timed(call) -> float:
+        began = time.perf_counter()
+        call()
+        return time.perf_counter() - began
+
+    alone = [engine_thread.run(timed, run) for _ in range(args.rounds)]
+    after = {"engine thread": [], "a second thread": []}
+    for _ in range(args.rounds):
+        after["a second thread"].append(on_new_thread())
+        after["engine thread"].append(engine_thread.run(timed, run))
+    print(f"demo T5, 256 tokens, bare loop, best of {args.rounds}: engine thread alone {256 / min(alone):.0f}/s; "
+          + ", ".join(f"then {name} {256 / min(seconds):.0f}/s" for name, seconds in after.items()))
+
+
 def main_breakdown(args) -> None:
     for name, family, prompt, tokens in CASES:
         rates = breakdown(family, prompt, tokens, args)
@@ -290,6 +322,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--breakdown", action="store_true", help="the Stepper's cost by capture (see above)")
+    parser.add_argument("--threads", action="store_true", help="the bare loop on one thread, then on two")
     parser.add_argument("--ops", action="store_true", help="aten operations and torch calls per decode step")
     parser.add_argument("--keys", action="store_true", help="key to frame during a continue, then p (see above)")
     parser.add_argument("--presses", type=int, default=120)
@@ -300,6 +333,9 @@ def main() -> None:
         return
     if args.ops:
         main_ops(args)
+        return
+    if args.threads:
+        main_threads(args)
         return
     if args.breakdown:
         print(f"device {args.device} {args.dtype}, torch threads {torch.get_num_threads()}, best of {args.rounds} rounds")
