@@ -143,8 +143,10 @@ def capture_attention_forward(module, query, key, value, attention_mask, scaling
 
     recorder = _RECORDER.get()
     if recorder is not None and id(module) in recorder.kinds:
-        # Before SDPA, not after: both read all the keys, and the second read finds them in
-        # the processor's cache (at 2k context a layer's keys and values are 3 MiB).
+        # Both this and SDPA read all the layer's keys (at 2k context 1.5 MiB), and whichever
+        # reads second finds them in the processor's cache: computed after SDPA, the rows take
+        # a sixth less time and SDPA as much more, the step the same
+        # (benchmarks/profile_step.py --rows-order).
         rows = recorder.rows_to_keep(query.shape[2], key.shape[2])
         probs = kept_probs(module, query, key, attention_mask, scaling, rows, kwargs)
         recorder.keep(module, gather_heads(probs))  # tensor parallel: this rank's heads -> all heads
