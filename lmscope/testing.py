@@ -283,6 +283,9 @@ class FakeEngine:
         self.gate, self.gate_from, self.delay_s, self.fail_at = gate, gate_from, delay_s, fail_at
         self.error = error or RuntimeError(f"CUDA out of memory (fake) at step {fail_at}")
         self.start_calls = self.step_calls = self.rewind_calls = self.active = self.max_active = 0
+        self.complete_calls = 0
+        self.waiting_rows: set[int] = set()
+        """Indices of steps returned with ``rows_later`` and not completed since."""
         self.entered = threading.Event()
         """Set when a ``step`` call has begun, so a test knows the worker is inside it."""
         self._next, self._failed, self._lock = 0, False, threading.Lock()
@@ -300,14 +303,17 @@ class FakeEngine:
             self._next, self._failed = 0, False
             return self.recording.prompt
 
-    def step(self, force: int | None = None) -> StepRecord:
+    def step(self, force: int | None = None, rows_later: bool = False) -> StepRecord:
         """Return the next recorded step, after the gate and the delay.
 
         With ``force`` the recorded step comes back choosing that id (``chosen_by="forced"``);
-        the steps after it are the recording's, so a fake session stays deterministic.
+        the steps after it are the recording's, so a fake session stays deterministic. With
+        ``rows_later`` its index joins ``waiting_rows`` until :meth:`complete_rows`.
         """
         with self._track():
             self.step_calls += 1
+            if not rows_later:
+                self.waiting_rows.clear()  # as the Stepper completes the waiting steps first
             self.entered.set()
             if self.finished:
                 raise RuntimeError("generation already finished")
@@ -320,13 +326,21 @@ class FakeEngine:
                 raise self.error
             self._next += 1
             record = self.recording.steps[self._next - 1]
+            if rows_later:
+                self.waiting_rows.add(self._next - 1)
             if force is None:
                 return record
             return replace(record, token_id=force, token=self._text_of(force), chosen_by="forced",
                            chosen_prob=None, raw_rank=None)
 
+    def complete_rows(self) -> None:
+        """Every step made with ``rows_later`` has its rows (recorded ones have them already)."""
+        self.complete_calls += 1
+        self.waiting_rows.clear()
+
     def rewind(self, step: int) -> None:
         """The next ``step()`` returns recorded step ``step`` again."""
+        self.waiting_rows.clear()
         with self._track():
             if not 0 <= step <= self._next:
                 raise UserError(f"cannot rewind to step {step}: steps 0 to {self._next} can be rewound to")

@@ -18,8 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from typing import TYPE_CHECKING
+
 from lmscope.engine.distributed import gather_heads
 from lmscope.engine.row_store import RowStore, Slot
+
+if TYPE_CHECKING:
+    from lmscope.engine.deferred_rows import DeferredRows
 
 ATTENTION_NAME = "lmscope"
 
@@ -50,6 +55,12 @@ class AttentionRecorder:
     stream: bool = False
     rows: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
     slots: dict[str, Slot] = field(default_factory=dict)
+    deferred: DeferredRows | None = None
+    """Where a decode step's rows wait to be computed with other steps' (``engine/deferred_rows.py``)."""
+
+    def defers(self, query: torch.Tensor, attention_mask) -> bool:
+        """Whether this call's rows wait: a decode step's one query, with no mask to keep."""
+        return self.deferred is not None and query.shape[2] == 1 and attention_mask is None
 
     def rows_to_keep(self, query_len: int, key_len: int) -> int:
         return max(1, min(self.max_rows, query_len, self.max_cells // key_len))
@@ -65,9 +76,19 @@ class AttentionRecorder:
         self.store.write(self.slots[kind], probs[0], index=layer)
 
     def finish(self, kind: str) -> np.ndarray | None:
-        """Rows of one kind over all layers, ``[layer, head, kept_rows, key_pos]``, as stored."""
+        """Rows of one kind over all layers, ``[layer, head, kept_rows, key_pos]``, as stored.
+
+        Deferred rows come back as a view of their reserved slot, filled by
+        ``DeferredRows.complete``; a step whose calls were not all deferred (a mask came)
+        has its deferred calls computed now instead.
+        """
         if kind in self.slots:
             return self.store.view(self.slots[kind])
+        if self.deferred is not None and self.deferred.waiting(kind):
+            if kind not in self.rows:
+                return self.store.view(self.deferred.reserve(kind, self.store))
+            for layer, probs in self.deferred.take_back(kind):
+                self.rows[kind][layer] = probs[0]
         by_layer = self.rows.pop(kind, None)
         if not by_layer:
             return None
@@ -142,7 +163,9 @@ def capture_attention_forward(module, query, key, value, attention_mask, scaling
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     recorder = _RECORDER.get()
-    if recorder is not None and id(module) in recorder.kinds:
+    if recorder is not None and id(module) in recorder.kinds and recorder.defers(query, attention_mask):
+        recorder.deferred.add(recorder.kinds[id(module)], module, query, key, scaling, kwargs.get("position_bias"))
+    elif recorder is not None and id(module) in recorder.kinds:
         # Both this and SDPA read all the layer's keys (at 2k context 1.5 MiB), and whichever
         # reads second finds them in the processor's cache: computed after SDPA, the rows take
         # a sixth less time and SDPA as much more, the step the same

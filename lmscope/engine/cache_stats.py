@@ -18,6 +18,23 @@ def generation_cache(model_kwargs: dict):
     return None
 
 
+def only_appends(cache) -> bool:
+    """Whether every self-attention layer of ``cache`` only ever appends keys (``DynamicLayer``:
+    an earlier step's keys stay the first positions of the newest ones; a sliding window drops
+    them, an offloaded cache moves them), so rows can be computed after the step (``DeferredRows``)."""
+    from transformers.cache_utils import DynamicLayer
+
+    if cache is None or getattr(cache, "offloading", False):
+        return False
+    cache = getattr(cache, "self_attention_cache", cache)
+    if getattr(cache, "offloading", False):
+        return False
+    # A cache made without a config adds its layers as they come, all of one class.
+    grows_by = getattr(cache, "layer_class_to_replicate", None)
+    return (bool(cache.layers) or grows_by is DynamicLayer) and all(
+        type(layer) is DynamicLayer for layer in cache.layers)
+
+
 def cache_stats(cache, query_heads: int, kv_heads: int) -> CacheStats | None:
     """Shapes and bytes of every layer's keys and values.
 

@@ -26,8 +26,16 @@ class Engine(Protocol):
         """Begin (or begin again): tokenize, prefill or encode, reset the cache and the seed."""
         ...
 
-    def step(self, force: int | None = None) -> StepRecord:
-        """Run one forward pass and choose one token (``force``: this id). Raises if finished."""
+    def step(self, force: int | None = None, rows_later: bool = False) -> StepRecord:
+        """Run one forward pass and choose one token (``force``: this id). Raises if finished.
+
+        ``rows_later``: the record's attention rows may wait for :meth:`complete_rows` (they
+        read as zeros until then); a continue completes them before it hands steps over.
+        """
+        ...
+
+    def complete_rows(self) -> None:
+        """Fill the attention rows of every step made with ``rows_later`` (a no-op when none waits)."""
         ...
 
     def rewind(self, step: int) -> None:

@@ -275,6 +275,8 @@ class RecordingEngine:
     def __init__(self, engine, writer: TraceWriter, options: dict):
         self.engine, self.writer = engine, writer
         self.info = engine.info
+        self._unwritten: list[StepRecord] = []
+        """Steps made with ``rows_later``: written once their rows are complete."""
         writer.meta(engine.info, options)
 
     @property
@@ -282,16 +284,29 @@ class RecordingEngine:
         return self.engine.finished
 
     def start(self) -> PromptRecord:
+        self.complete_rows()
         record = self.engine.start()
         self.writer.prompt(record)
         return record
 
-    def step(self, force: int | None = None) -> StepRecord:
-        record = self.engine.step(force=force) if force is not None else self.engine.step()
-        self.writer.step(record)
+    def step(self, force: int | None = None, rows_later: bool = False) -> StepRecord:
+        if not rows_later:
+            self.complete_rows()  # the trace keeps the steps in the order they were made
+        record = self.engine.step(force=force, rows_later=rows_later)
+        if rows_later:
+            self._unwritten.append(record)
+        else:
+            self.writer.step(record)
         return record
 
+    def complete_rows(self) -> None:
+        self.engine.complete_rows()
+        for record in self._unwritten:
+            self.writer.step(record)
+        self._unwritten.clear()
+
     def rewind(self, step: int) -> None:
+        self.complete_rows()
         self.engine.rewind(step)  # the next STEP chunk's number tells a reader where it went back to
 
     def first_token(self, text: str) -> tuple[int, str]:
@@ -327,8 +342,11 @@ class ReplayEngine:
         """Every recorded step of the live branch, in order (rows mapped, not read)."""
         return (self.trace.step(i) for i in range(len(self.trace)))
 
-    def step(self, force: int | None = None) -> StepRecord:
+    def step(self, force: int | None = None, rows_later: bool = False) -> StepRecord:
         raise UserError("a replayed session cannot step: record a new one with --record")
+
+    def complete_rows(self) -> None:
+        """Recorded steps have their rows: nothing waits."""
 
     def rewind(self, step: int) -> None:
         raise UserError("a replayed session cannot rewind")

@@ -15,7 +15,9 @@ import torch
 
 from lmscope.engine import models
 from lmscope.engine.attention import AttentionRecorder, label_modules, recording
-from lmscope.engine.cache_stats import cache_stats, generation_cache
+from lmscope.engine.cache_stats import cache_stats, generation_cache, only_appends
+from lmscope.engine.deferred_rows import DeferredRows
+from lmscope.engine.distributed import tensor_parallel_ranks
 from lmscope.engine.errors import UserError
 from lmscope.engine.generation import prepare
 from lmscope.engine.host_copy import HostCopy, Part
@@ -29,6 +31,11 @@ from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.rewind import RngHistory, rewind_state
 from lmscope.engine.step_parts import Decoder, attention_rows, finish_reason
 from lmscope.engine.tensors import ForwardInputs, describe
+
+
+MAX_WAITING_ROW_BYTES = 64 * 1024 * 1024
+"""Attention rows that may wait for ``complete_rows`` (computing them all at once holds them
+together on the device: at 2k context SmolLM2's rows are 2.2 MiB a step, so ~30 steps wait)."""
 
 
 class Stepper:
@@ -61,6 +68,8 @@ class Stepper:
         self._rng = RngHistory(input_device(self.model))
         self._layers = LayerCapture(self.model, layer_capture)
         self._residuals: dict[int, tuple] = {}  # step -> (LayerCaptureResult, chosen id)
+        self._deferred = DeferredRows()
+        self._can_defer = False
 
     @property
     def finished(self) -> bool:
@@ -68,6 +77,7 @@ class Stepper:
 
     def start(self) -> PromptRecord:
         """Tokenize, let ``generate`` set up (T5: run the encoder), prefill (decoder-only)."""
+        self.complete_rows()  # the old history's records keep their rows
         if self.settings.seed is not None:
             torch.manual_seed(self.settings.seed)
         began = time.perf_counter()
@@ -79,6 +89,8 @@ class Stepper:
             prepared = prepare(self.model, prompt_ids, self.settings.generate_kwargs(self.tokenizer))
         self._state = _State(prepared)
         self._rng.clear()
+        self._can_defer = bool(self._labels) and tensor_parallel_ranks() == 1 and only_appends(
+            generation_cache(self._state.model_kwargs))
         if self.family == "llama":
             host_copy = HostCopy()
             with self._rows.joining(host_copy):
@@ -89,17 +101,22 @@ class Stepper:
             self._state.prefill = (_LastLogits(outputs.logits[:, -1:].clone()), self._state.pending[1], recorder)
         return self._prompt_record(prompt_ids, recorder, time.perf_counter() - began)
 
-    def step(self, force: int | None = None) -> StepRecord:
+    def step(self, force: int | None = None, rows_later: bool = False) -> StepRecord:
         """Generate one token and return everything recorded about it.
 
         Args:
             force: choose this token id instead of argmax or sampling. The processors still
                 run (their stages are recorded); the record says ``chosen_by="forced"``.
+            rows_later: let the attention rows wait for :meth:`complete_rows`, which computes
+                the waiting steps' rows together (a continue: see ``DeferredRows``). Until
+                then the record's rows read as zeros: complete them before showing or writing it.
         """
         if self.finished:
             raise RuntimeError("generation has finished; call start() to begin again")
         if force is not None and not 0 <= force < self.info_vocab:
             raise UserError(f"cannot force token id {force}: the vocabulary has ids 0 to {self.info_vocab - 1}")
+        if not rows_later or self._deferred.interrupted or self._deferred.waiting_bytes >= MAX_WAITING_ROW_BYTES:
+            self.complete_rows()  # the waiting steps must stay consecutive, and their rows bounded
         began = time.perf_counter()
         state = self._state
         if state.config.do_sample:
@@ -111,7 +128,8 @@ class Stepper:
                 outputs, tensors, recorder = state.pending
                 described = lambda: tensors  # noqa: E731 - described at the prefill
             else:
-                recorder = AttentionRecorder(self._labels, self._rows)
+                deferred = self._deferred if rows_later and self._can_defer else None
+                recorder = AttentionRecorder(self._labels, self._rows, deferred=deferred)
                 outputs, described = self._forward(recorder, host_copy)
             state.pending = None
             with torch.no_grad():
@@ -122,6 +140,13 @@ class Stepper:
                     attention_rows(recorder, "cross", query_len, last_row_only=True))
         host_copy.copy()
         return self._step_record(chosen, described(), rows, began)
+
+    def complete_rows(self) -> None:
+        """Compute and store the attention rows of every step made with ``rows_later``."""
+        if self._deferred.pending or self._deferred.interrupted:
+            with torch.no_grad():
+                self._deferred.complete(self._rows)
+
     def rewind(self, step: int) -> None:
         """Go back to just before ``step`` (0-based): the next ``step()`` returns that step again.
 
@@ -138,6 +163,7 @@ class Stepper:
             raise RuntimeError("call start() before rewind()")
         if not 0 <= step <= state.generated:
             raise UserError(f"cannot rewind to step {step}: steps 0 to {state.generated} can be rewound to")
+        self.complete_rows()  # before the crop: the waiting rows read the keys as they are
         rewind_state(state, step, decoder_only=self.family == "llama")
         self._rng.restore(step)
 

@@ -125,20 +125,25 @@ class EngineWorkers:
             while not engine.finished and (limit is None or done < limit) and hit is None:
                 if done and pause.is_set():
                     break
-                record = engine.step()
+                # The attention rows wait, and are computed for the whole batch before it goes
+                # (engine.attention.DeferredRows): a step then reads the keys once, not twice.
+                record = engine.step(rows_later=True)
                 text += record.token
-                hit = _first_hit(breakpoints, record, text)
+                hit = _first_hit(breakpoints, record, text)  # breakpoints read no attention rows
                 batch.append((record, hit))
                 done += 1
                 # One message per frame, not per step: each message wakes the UI thread, and
                 # handing the GIL back and forth for every step of a fast model paces the model.
                 # The last steps (a single step's only one, a breakpoint's) go with RunStopped.
                 if time.perf_counter() - posted >= STEPS_MESSAGE_S:
+                    engine.complete_rows()
                     self.post_message(StepsCompleted(tuple(batch)))
                     batch, posted = [], time.perf_counter()
             finished = engine.finished
+            engine.complete_rows()
         except Exception as error:
             if batch:
+                _complete_quietly(engine)
                 self.post_message(StepsCompleted(tuple(batch)))
             self.post_message(EngineFailed(error, "step"))
             return
@@ -173,6 +178,15 @@ class EngineWorkers:
             self.post_message(EngineFailed(error, "rewind"))
             return
         self.post_message(RunStopped(finished=finished, paused=False))
+
+
+def _complete_quietly(engine: Engine) -> None:
+    """The steps made before a failure keep their attention rows if the engine can still make
+    them; if it cannot, the failure already on its way says why, and the steps are still shown."""
+    try:
+        engine.complete_rows()
+    except Exception:  # noqa: BLE001 - the step's own error is the one reported
+        pass
 
 
 def _first_hit(breakpoints, record, text: str) -> str | None:

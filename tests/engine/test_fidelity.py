@@ -35,12 +35,17 @@ def loaded(request, tiny_llama_dir, tiny_t5_dir):
     return models.load(str(folder), request.param, device=DEVICE, dtype="float32")
 
 
-def run_stepper(loaded, settings):
+def run_stepper(loaded, settings, complete_every: int | None = None):
+    """Step to the end; with ``complete_every`` the attention rows wait and are completed every
+    so many steps, as a continue does (``Stepper.step(rows_later=True)``)."""
     stepper = Stepper(loaded, PROMPT, settings)
     prompt = stepper.start()
     steps = []
     while not stepper.finished:
-        steps.append(stepper.step())
+        steps.append(stepper.step(rows_later=complete_every is not None))
+        if complete_every is not None and len(steps) % complete_every == 0:
+            stepper.complete_rows()
+    stepper.complete_rows()
     return prompt, steps
 
 
@@ -101,9 +106,10 @@ def test_stages_follow_transformers_processor_order(loaded):
     assert steps[0].chosen_by == "sample"
 
 
-def test_captured_attention_equals_eager(loaded):
+@pytest.mark.parametrize("complete_every", [None, 4], ids=["in-the-step", "rows-later"])
+def test_captured_attention_equals_eager(loaded, complete_every):
     settings = GenerationSettings(max_new_tokens=6)
-    prompt, steps = run_stepper(loaded, settings)
+    prompt, steps = run_stepper(loaded, settings, complete_every)
     eager_model = type(loaded.model).from_pretrained(loaded.source, attn_implementation="eager").to(DEVICE).eval()
     eager = models.LoadedModel(eager_model, loaded.tokenizer, loaded.family, loaded.source)
     out, tokens = run_generate(eager, settings, output_attentions=True)

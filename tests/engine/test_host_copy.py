@@ -99,3 +99,26 @@ def test_a_decode_step_reads_the_host_once(family, layer_capture, join_on_host, 
     elsewhere = [read for read in counter.reads if not read[1].startswith("host_copy.py")]
     assert elsewhere == [], f"host reads outside the step's one copy: {elsewhere}"
     assert sum(name == "cpu" for name, _ in counter.reads) == (5 if join_on_host else 0)
+
+
+@pytest.mark.parametrize("family", ["llama", "t5"])
+def test_rows_made_later_add_one_copy_per_kind_for_all_the_waiting_steps(family, tiny_llama_dir, tiny_t5_dir,
+                                                                         monkeypatch):
+    """A continue's steps (``rows_later``) still copy once each; completing their attention
+    rows copies once per kind of row (self, T5's cross) for all of them together."""
+    monkeypatch.setattr(HostCopy, "join_on_host", True)
+    folder = tiny_llama_dir if family == "llama" else tiny_t5_dir
+    loaded = models.load(str(folder), family, device="cpu", dtype="float32")
+    stepper = Stepper(loaded, "the quick brown fox", GenerationSettings(max_new_tokens=8, min_new_tokens=8))
+    stepper.start()
+    stepper.step()
+    with HostReads() as counter:
+        records = [stepper.step(rows_later=True) for _ in range(5)]
+        stepper.complete_rows()
+    assert records[-1].attention.probs.sum() > 0
+    kinds = 2 if family == "t5" else 1
+    in_steps = [read for read in counter.reads if read[1].startswith("host_copy.py")]
+    completing = [read for read in counter.reads if read[1].startswith("deferred_rows.py")]
+    assert sum(name == "cpu" for name, _ in in_steps) == 5
+    assert sum(name == "to" for name, _ in completing) == kinds
+    assert len(in_steps) + len(completing) == len(counter.reads), counter.reads

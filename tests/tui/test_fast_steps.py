@@ -54,3 +54,58 @@ async def test_every_engine_call_runs_on_the_one_engine_thread():
             assert engine.step_calls >= 8 and engine.rewind_calls == 1 and engine.start_calls == 2
     assert set(threads) == {"start", "step", "rewind", "lens"}
     assert len(set.union(*threads.values())) == 1 and threading.get_ident() not in threads["step"]
+
+
+async def test_a_continue_hands_over_only_steps_whose_rows_are_complete():
+    """The continue lets each step's attention rows wait (``rows_later``) and completes them
+    before every hand-over: no StepsCompleted or RunStopped carries a step still waiting."""
+    from lmscope.tui.messages import RunStopped, StepsCompleted
+
+    async with running(steps=120, delay_s=0.004) as (app, pilot, engine):
+        waiting_at_post = []
+        post = app.post_message
+
+        def checked_post(message):
+            steps = getattr(message, "steps", None) if isinstance(message, (StepsCompleted, RunStopped)) else None
+            if steps:
+                waiting_at_post.append({record.step for record, _hit in steps} & engine.waiting_rows)
+            return post(message)
+
+        app.post_message = checked_post
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert len(app.view.steps) == 120
+        assert len(waiting_at_post) >= 2 and not any(waiting_at_post)  # several batches, none waiting
+        assert engine.complete_calls >= len(waiting_at_post)
+
+
+async def test_a_recorded_continue_writes_each_steps_real_rows(tmp_path, tiny_llama_dir):
+    """--record during a live continue: the trace's rows are the rows made in the step."""
+    import numpy as np
+
+    from lmscope.engine import models
+    from lmscope.engine.recording import RecordingEngine, Trace, TraceWriter
+    from lmscope.engine.settings import GenerationSettings
+    from lmscope.engine.stepper import Stepper
+    from lmscope.tui.app import make_app
+
+    loaded = models.load(str(tiny_llama_dir), "llama", device="cpu", dtype="float32")
+    settings = GenerationSettings(max_new_tokens=10, min_new_tokens=10)
+    path = tmp_path / "continue.lmscope"
+    engine = RecordingEngine(Stepper(loaded, "the quick brown fox", settings), TraceWriter(path), {})
+    app = make_app(lambda: engine, theme="textual-dark")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert app.view.state == "finished"
+        shown = [step.attention.probs.copy() for step in app.view.steps]
+    engine.writer.close()
+    reference = Stepper(loaded, "the quick brown fox", settings)
+    reference.start()
+    expected = [reference.step().attention.probs for _ in range(10)]
+    trace = Trace(path)
+    assert len(trace) == 10
+    for index, rows in enumerate(expected):
+        np.testing.assert_allclose(shown[index], rows, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(trace.step(index).attention.probs, dtype=np.float32), rows, atol=1e-3)

@@ -1,0 +1,115 @@
+"""Attention rows of a continue's decode steps, computed for many steps at once.
+
+A decode step's row of a layer is ``softmax(q @ k.T * scaling + bias)`` over the keys so far.
+Computed in the step (``attention.kept_probs``), it reads the layer's whole keys a second time
+(SDPA reads them too) and costs about ten small operations per attention call: on a GPU ten
+kernel launches, on a small model as much as the model's own operations. A continue lets the
+rows wait instead (``Stepper.step(rows_later=True)``) and completes them before it hands its
+steps to the UI (``Stepper.complete_rows``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lmscope.engine.attention import kept_probs
+from lmscope.engine.row_store import RowStore, Slot
+
+
+class DeferredRows:
+    """Decode steps' kept rows, computed for many steps at once instead of in every step.
+
+    A deferred step keeps only references: the query ``[batch, head, 1, head_dim]``, T5's
+    position bias, and the layer's newest keys. :meth:`complete` then computes every waiting
+    step of a layer in one product, reading the keys once: the cache only grows between steps (``DynamicLayer`` appends), so
+    an earlier step's keys are the first positions of the newest ones, and the steps being
+    consecutive, eager attention's causal mask over them is the same as each step's own keys.
+
+    The Stepper defers only with such a cache (not a sliding window, not offloaded), one rank,
+    and completes the waiting steps before anything else: a rewind, a restart, a step that is
+    not deferred. Until then a waiting step's rows read as zeros: its owner must call
+    :meth:`complete` before the step's record is shown or written.
+    """
+
+    def __init__(self):
+        self._calls: dict[tuple[str, int], list] = {}
+        """(kind, layer) -> [(query, bias or None)] of the waiting steps, in order."""
+        self._latest: dict[tuple[str, int], tuple] = {}
+        """(kind, layer) -> (module, keys of the newest step, scaling)."""
+        self._steps: dict[str, list[tuple[Slot, int]]] = {}
+        """kind -> [(slot, key_len)] of each waiting step, in order."""
+        self._this_step: set[tuple[str, int]] = set()
+        """(kind, layer) of the calls the step being made deferred."""
+        self.interrupted = False
+        """A step took its rows back (:meth:`take_back`): complete the others before the next step."""
+        self.waiting_bytes = 0
+        """The waiting steps' rows: :meth:`complete` holds them all on the device at once."""
+
+    def add(self, label: tuple[str, int], module, query: torch.Tensor, key: torch.Tensor, scaling,
+            bias: torch.Tensor | None) -> None:
+        self._calls.setdefault(label, []).append((query, bias))
+        self._latest[label] = (module, key, scaling)
+        self._this_step.add(label)
+
+    def waiting(self, kind: str) -> bool:
+        """Whether the step being finished deferred rows of ``kind``."""
+        return any(labelled_kind == kind for labelled_kind, _ in self._this_step)
+
+    def reserve(self, kind: str, store: RowStore) -> Slot:
+        """The step's slot for ``kind``, ``[layer, head, 1, key_pos]``, filled by :meth:`complete`."""
+        self._this_step = {label for label in self._this_step if label[0] != kind}
+        layers = sorted(layer for labelled_kind, layer in self._calls if labelled_kind == kind)
+        module, key, _ = self._latest[(kind, layers[0])]
+        query, _ = self._calls[(kind, layers[0])][-1]
+        slot = store.reserve((len(layers), query.shape[1], 1, key.shape[2]))
+        self._steps.setdefault(kind, []).append((slot, key.shape[2]))
+        self.waiting_bytes += len(layers) * query.shape[1] * key.shape[2] * 4
+        return slot
+
+    def take_back(self, kind: str) -> list[tuple[int, torch.Tensor]]:
+        """Compute the step being finished's deferred rows of ``kind`` now: ``[(layer, probs)]``."""
+        taken = sorted(label for label in self._this_step if label[0] == kind)
+        self._this_step.difference_update(taken)
+        self.interrupted = True
+        rows = []
+        for label in taken:
+            layer = label[1]
+            query, bias = self._calls[label].pop()
+            if not self._calls[label]:
+                del self._calls[label]
+            module, key, scaling = self._latest[(kind, layer)]
+            kwargs = {} if bias is None else {"position_bias": bias}
+            rows.append((layer, kept_probs(module, query, key, None, scaling, 1, kwargs)))
+        return rows
+
+    @property
+    def pending(self) -> int:
+        """Steps waiting for :meth:`complete`."""
+        return max((len(steps) for steps in self._steps.values()), default=0)
+
+    def complete(self, store: RowStore) -> None:
+        """Compute and store the rows of every waiting step; nothing waits afterwards."""
+        for kind, steps in self._steps.items():
+            layers = sorted(layer for labelled_kind, layer in self._calls if labelled_kind == kind)
+            probs = torch.stack([self._layer_rows(kind, layer, steps[-1][1])[0] for layer in layers])
+            host = probs.detach().to("cpu", torch.float32).numpy()  # [layer, head, steps, key_pos]
+            for index, (slot, key_len) in enumerate(steps):
+                store.write_array(slot, host[:, :, index : index + 1, :key_len])
+        self._calls.clear()
+        self._latest.clear()
+        self._steps.clear()
+        self._this_step.clear()
+        self.interrupted = False
+        self.waiting_bytes = 0
+
+    def _layer_rows(self, kind: str, layer: int, key_len: int) -> torch.Tensor:
+        """Every waiting step of one layer: ``[batch, head, steps, key_len]``, causal for self-attention."""
+        calls = self._calls[(kind, layer)]
+        module, key, scaling = self._latest[(kind, layer)]
+        queries = torch.cat([query for query, _ in calls], dim=2) if len(calls) > 1 else calls[0][0]
+        kwargs = {"is_causal": kind == "self"}
+        if calls[0][1] is not None:  # T5: each step's bias over its own keys, padded to the longest
+            biases = [bias if bias.shape[-1] == key_len else
+                      torch.nn.functional.pad(bias, (0, key_len - bias.shape[-1])) for _, bias in calls]
+            kwargs["position_bias"] = torch.cat(biases, dim=2) if len(biases) > 1 else biases[0]
+        return kept_probs(module, queries, key[:, :, :key_len], None, scaling, len(calls), kwargs)

@@ -1,0 +1,129 @@
+"""Attention rows made later (``Stepper.step(rows_later=True)``, as a continue steps) equal the
+rows made in the step, through rewinds, forced tokens and a step whose rows cannot wait."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lmscope.engine import attention, models
+from lmscope.engine.settings import GenerationSettings
+from lmscope.engine.stepper import Stepper
+
+PROMPT = "the quick brown fox"
+SETTINGS = GenerationSettings(max_new_tokens=14, min_new_tokens=14)
+
+
+@pytest.fixture(scope="module", params=["llama", "t5"])
+def loaded(request, tiny_llama_dir, tiny_t5_dir):
+    folder = tiny_llama_dir if request.param == "llama" else tiny_t5_dir
+    return models.load(str(folder), request.param, device="cpu", dtype="float32")
+
+
+def immediate_steps(loaded, forced: dict[int, int] | None = None):
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    return [stepper.step(force=(forced or {}).get(index)) for index in range(SETTINGS.max_new_tokens)]
+
+
+def assert_same_rows(expected, got):
+    assert [step.token_id for step in got] == [step.token_id for step in expected]
+    for want, have in zip(expected, got):
+        for kind in ("attention", "cross_attention"):
+            want_rows, have_rows = getattr(want, kind), getattr(have, kind)
+            if want_rows is None:
+                assert have_rows is None
+                continue
+            assert have_rows.probs.shape == want_rows.probs.shape
+            assert have_rows.query_start == want_rows.query_start
+            np.testing.assert_allclose(have_rows.probs, want_rows.probs, atol=1e-6)
+
+
+def test_rows_made_later_equal_rows_made_in_the_step(loaded):
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    assert stepper._can_defer
+    steps = []
+    for index in range(SETTINGS.max_new_tokens):
+        steps.append(stepper.step(rows_later=True))
+        if index in (2, 3, 9):  # batches of 3, 1 and 6 steps, then the last 4
+            stepper.complete_rows()
+    assert stepper._deferred.pending == 4
+    stepper.complete_rows()
+    assert stepper._deferred.pending == 0
+    assert_same_rows(immediate_steps(loaded), steps)
+
+
+def test_a_rewind_or_a_forced_token_completes_the_waiting_rows_first(loaded):
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    first = [stepper.step(rows_later=True) for _ in range(6)]
+    stepper.rewind(4)  # the crop must not change what steps 0-5 saw
+    assert stepper._deferred.pending == 0
+    again = [stepper.step(rows_later=True) for _ in range(2)]
+    forced_id = again[-1].token_id
+    forced = stepper.step(force=forced_id)  # not rows_later: the two waiting steps complete first
+    rest = [stepper.step(rows_later=True) for _ in range(SETTINGS.max_new_tokens - 7)]
+    stepper.complete_rows()
+    expected = immediate_steps(loaded, forced={6: forced_id})
+    assert_same_rows(expected[:6], first)
+    assert_same_rows(expected[4:], again + [forced] + rest)
+
+
+def test_a_step_whose_rows_cannot_wait_computes_them_in_the_step(loaded, monkeypatch):
+    """A call with an attention mask cannot wait; its step's waiting calls are taken back and
+    computed at once, and the steps before it are completed before the next step."""
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    defers, calls = attention.AttentionRecorder.defers, []
+
+    def defers_but_one(self, query, attention_mask):
+        calls.append(None)
+        if stepper._state.generated == 5 and len(calls) % 2 == 0:  # every other call of step 5
+            return False
+        return defers(self, query, attention_mask)
+
+    monkeypatch.setattr(attention.AttentionRecorder, "defers", defers_but_one)
+    steps = [stepper.step(rows_later=True) for _ in range(8)]
+    stepper.complete_rows()
+    monkeypatch.undo()
+    assert_same_rows(immediate_steps(loaded)[:8], steps)
+
+
+def test_rows_wait_only_up_to_their_byte_budget(loaded, monkeypatch):
+    from lmscope.engine import stepper as stepper_module
+
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    stepper.step(rows_later=True)
+    stepper.step(rows_later=True)
+    per_step = stepper._deferred.waiting_bytes // stepper._deferred.pending
+    budget = 3 * per_step  # later steps have more keys: fewer than three fit after the first two
+    monkeypatch.setattr(stepper_module, "MAX_WAITING_ROW_BYTES", budget)
+    pending = []
+    for _ in range(8):
+        waiting, waiting_bytes = stepper._deferred.pending, stepper._deferred.waiting_bytes
+        stepper.step(rows_later=True)
+        pending.append(stepper._deferred.pending)
+        # a step begins by completing the waiting ones once they reach the budget
+        assert pending[-1] == (1 if waiting_bytes >= budget else waiting + 1)
+    assert max(pending) == 3 and pending.count(1) >= 2
+    stepper.complete_rows()
+
+
+def test_a_sliding_window_cache_never_defers(tiny_llama_dir):
+    """A sliding window drops the first keys, so later steps' keys no longer hold earlier steps':
+    those rows are made in the step."""
+    import torch
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    config = MistralConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, sliding_window=4)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attention.ATTENTION_NAME).eval()
+    tiny = models.load(str(tiny_llama_dir), "llama", device="cpu", dtype="float32")
+    stepper = Stepper(models.LoadedModel(model, tiny.tokenizer, "llama", "mistral"), PROMPT, SETTINGS)
+    stepper.start()
+    assert not stepper._can_defer
+    record = stepper.step(rows_later=True)
+    assert stepper._deferred.pending == 0 and float(record.attention.probs.sum()) > 0
