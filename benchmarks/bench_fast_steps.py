@@ -1,8 +1,10 @@
 """Fast steps: generate() against lmscope's Stepper against the TUI's continue, tokens per second.
 
 For each model, in one process and alternating rounds: ``model.generate`` (plain SDPA), the bare
-Stepper loop with full capture (every stage's top-k, attention rows, cache stats, tensors), and
-the real app (``make_app``, headless) pressing ``c`` on the same Stepper until generation ends.
+Stepper loop with full capture (every stage's top-k, attention rows, cache stats, tensors),
+stepping as the TUI's continue does (the attention rows wait and are completed at each hand-over:
+``continue_loop.py``), and the real app (``make_app``, headless) pressing ``c`` on the same
+Stepper until generation ends.
 Each run makes exactly ``--tokens`` tokens (``min_new_tokens`` = ``max_new_tokens``). Prints the
 table and, last, ``stepper_ratio=... tui_ratio=...``: the worst of the rows of Stepper/generate
 and TUI/Stepper (best round of each).
@@ -45,6 +47,8 @@ from lmscope.engine.session import SessionOptions, model_source
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
 
+from continue_loop import run_to_end, steps_then_complete
+
 T5_PROMPT = "translate English to German: the woman laughs because the man opens the door"
 CASES = (
     ("demo T5, 64 tokens", "t5", T5_PROMPT, 64),
@@ -69,11 +73,9 @@ def generate_run(plain, ids, settings):
 
 
 def stepper_run(stepper: Stepper):
-    def run():
-        stepper.start()
-        while not stepper.finished:
-            stepper.step()
-    return run
+    """The bare loop, stepping as the TUI's continue does (``continue_loop.run_to_end``: the
+    attention rows wait and are completed at each hand-over), without the app."""
+    return lambda: run_to_end(stepper)
 
 
 def tui_run(stepper: Stepper):
@@ -277,6 +279,9 @@ def main_ops(args) -> None:
             engine_thread.run(lambda: (captured.start(), captured.step(), captured.step()))
             aten, calls = engine_thread.run(ops_per_step, lambda: [captured.step() for _ in range(10)], 10)
             line.append(f"{capture} {aten:.0f} / {calls:.0f}")
+        # As a continue steps: the attention rows of ten steps wait and are completed together.
+        aten, calls = engine_thread.run(ops_per_step, lambda: steps_then_complete(captured, 10), 10)
+        line.append(f"+ full, rows completed every 10 steps {aten:.0f} / {calls:.0f}")
         print(f"{name.split(',')[0]} (aten operations / torch calls per decode step): " + ", ".join(line))
 
 
