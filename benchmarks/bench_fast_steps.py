@@ -22,12 +22,16 @@ thread and the engine thread in turn (why every engine call runs on one thread).
 ``--ops`` counts, per decode step, the aten operations (torch's dispatcher: kernels and views)
 and the torch calls from Python of generate() and of each capture: figures no load can move.
 
+``--timeline`` times one short T5 continue in the app, ``--rounds`` times: from the key to the
+first step, the first step, the other steps, and from the last step to the frame that shows it.
+
 ``--keys`` presses history, layer and head keys during a long continue of the demo T5 and
 reports key to frame (p50, p95), then presses ``p`` and counts the steps that ended after it.
 
 ``--breakdown`` measures instead where the Stepper's time goes: on each model, ``generate()`` on
 the Stepper's own model against Steppers that capture more and more (nothing; attention rows;
-the lens' residual stream; the TUI's full layer capture), alternating, best of ``--rounds``.
+the lens' residual stream; the TUI's full layer capture), and the full capture again with every
+step making its own attention rows (no waiting), alternating, best of ``--rounds``.
 """
 
 from __future__ import annotations
@@ -76,6 +80,15 @@ def stepper_run(stepper: Stepper):
     """The bare loop, stepping as the TUI's continue does (``continue_loop.run_to_end``: the
     attention rows wait and are completed at each hand-over), without the app."""
     return lambda: run_to_end(stepper)
+
+
+def rows_in_each_step(stepper: Stepper):
+    """The bare loop as before rows could wait: every step makes its attention rows itself."""
+    def run():
+        stepper.start()
+        while not stepper.finished:
+            stepper.step()
+    return run
 
 
 def tui_run(stepper: Stepper):
@@ -167,6 +180,7 @@ def breakdown(family: str, prompt: str, tokens: int, args) -> list[tuple[str, fl
     loaded = models.LoadedModel(stepper.model, stepper.tokenizer, family, stepper.info.model)
     runs = [("generate()", generate_run(loaded.model, ids, settings))]
     runs += [(name, stepper_run(Stepper(loaded, prompt, settings, **kwargs))) for name, kwargs in CAPTURES]
+    runs.append(("full, rows made in each step", rows_in_each_step(Stepper(loaded, prompt, settings))))
     best = dict.fromkeys([name for name, _ in runs], 0.0)
     for _ in range(args.rounds):
         for name, run in runs:
@@ -321,6 +335,59 @@ def main_breakdown(args) -> None:
         print(f"{name}: " + ", ".join(f"{run} {rate:.1f}/s ({rate / generate:.2f}x)" for run, rate in rates))
 
 
+def continue_timeline(stepper: Stepper) -> dict[str, float]:
+    """One ``c`` of the app on ``stepper``, in milliseconds: from the key to the first step's
+    start, the first step, the other steps, and from the last step's end to the frame showing it."""
+    from lmscope.testing import wait_until_idle
+    from lmscope.tui.app import make_app
+    from lmscope.tui.messages import RunStopped
+
+    starts, ends, marks = [], [], {}
+    step = stepper.step
+
+    def timed_step(*args, **kwargs):
+        starts.append(time.perf_counter())
+        record = step(*args, **kwargs)
+        ends.append(time.perf_counter())
+        return record
+
+    async def drive() -> float:
+        shown = asyncio.Event()
+
+        def hook(message) -> None:
+            if isinstance(message, RunStopped):
+                app.call_after_refresh(lambda: (marks.__setitem__("frame", time.perf_counter()), shown.set()))
+
+        app = make_app(lambda: stepper, theme="textual-dark")
+        async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
+            await wait_until_idle(pilot)
+            stepper.step = timed_step
+            began = time.perf_counter()
+            app.simulate_key("c")
+            await shown.wait()
+            await app.workers.wait_for_complete()
+            stepper.step = step
+            return began
+
+    began = asyncio.run(drive())
+    return {"key to first step": starts[0] - began, "first step": ends[0] - starts[0],
+            "other steps": ends[-1] - ends[0], "last step to frame": marks["frame"] - ends[-1]}
+
+
+def main_timeline(args) -> None:
+    """Where a short T5 continue's time goes, ``--rounds`` times (``--switch-interval``: Python's
+    interpreter-lock switch interval, 5 ms by default)."""
+    import sys
+
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
+    stepper, *_ = engine_thread.run(setup, "t5", T5_PROMPT, 64, args)
+    print(f"demo T5, 64 tokens, c in the app (ms), switch interval {sys.getswitchinterval() * 1e3:g} ms")
+    for _ in range(args.rounds):
+        parts = continue_timeline(stepper)
+        print("  " + ", ".join(f"{name} {seconds * 1e3:.1f}" for name, seconds in parts.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -332,7 +399,12 @@ def main() -> None:
     parser.add_argument("--keys", action="store_true", help="key to frame during a continue, then p (see above)")
     parser.add_argument("--presses", type=int, default=120)
     parser.add_argument("--key-tokens", type=int, default=20000, help="the continue's length for --keys")
+    parser.add_argument("--timeline", action="store_true", help="where a short T5 continue's time goes")
+    parser.add_argument("--switch-interval", type=float, help="seconds, for --timeline (sys.setswitchinterval)")
     args = parser.parse_args()
+    if args.timeline:
+        main_timeline(args)
+        return
     if args.keys:
         main_keys(args)
         return
