@@ -91,7 +91,9 @@ class DeferredRows:
         """Compute and store the rows of every waiting step; nothing waits afterwards."""
         for kind, steps in self._steps.items():
             layers = sorted(layer for labelled_kind, layer in self._calls if labelled_kind == kind)
-            probs = torch.stack([self._layer_rows(kind, layer, steps[-1][1])[0] for layer in layers])
+            by_layer = [self._layer_rows(kind, layer, steps[-1][1])[0] for layer in layers]
+            device = by_layer[0].device  # a device map spreads the layers: stack on the first one's
+            probs = torch.stack([rows if rows.device == device else rows.to(device) for rows in by_layer])
             host = probs.detach().to("cpu", torch.float32).numpy()  # [layer, head, steps, key_pos]
             for index, (slot, key_len) in enumerate(steps):
                 store.write_array(slot, host[:, :, index : index + 1, :key_len])

@@ -58,3 +58,27 @@ def test_bad_device_map_flags_are_one_line(tiny_llama_dir, capsys):
     code = main(["llama", "--model", str(tiny_llama_dir), "--json", "--device-map", "auto", "--max-memory", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "expected DEVICE=SIZE" in err
+
+
+def test_a_continue_on_a_disk_offloaded_map_keeps_the_plain_rows(tiny_llama_dir, tmp_path):
+    """Rows made later (as a continue makes them) on a map that offloads every layer to disk."""
+    import numpy as np
+
+    def steps(stepper, rows_later: bool):
+        stepper.start()
+        records = [stepper.step(rows_later=rows_later) for _ in range(6)]
+        stepper.complete_rows()
+        return records
+
+    from lmscope.engine.settings import GenerationSettings
+
+    options = dict(family="llama", prompt="the quick brown fox", model=str(tiny_llama_dir),
+                   settings=GenerationSettings(max_new_tokens=6))
+    plain = steps(open_session(SessionOptions(**options)), rows_later=False)
+    mapped = open_session(SessionOptions(**options, device_map="auto", max_memory="cpu=40KB",
+                                         offload_folder=str(tmp_path / "offload")))
+    later = steps(mapped, rows_later=True)
+    assert mapped._can_defer
+    assert [r.token_id for r in later] == [r.token_id for r in plain]
+    for want, have in zip(plain, later):
+        np.testing.assert_allclose(have.attention.probs, want.attention.probs, atol=1e-5)
