@@ -22,6 +22,10 @@ thread and the engine thread in turn (why every engine call runs on one thread).
 ``--ops`` counts, per decode step, the aten operations (torch's dispatcher: kernels and views)
 and the torch calls from Python of generate() and of each capture: figures no load can move.
 
+``--rows-later`` alternates the bare loop with each step making its own attention rows and the
+loop as a continue makes them (waiting for the hand-over), ``--rounds`` times, and prints the
+medians' and the bests' ratios.
+
 ``--timeline`` times one short T5 continue in the app, ``--rounds`` times: from the key to the
 first step, the first step, the other steps, and from the last step to the frame that shows it.
 
@@ -388,6 +392,24 @@ def main_timeline(args) -> None:
         print("  " + ", ".join(f"{name} {seconds * 1e3:.1f}" for name, seconds in parts.items()))
 
 
+def main_rows_later(args) -> None:
+    """The bare loop with rows made in each step against rows waiting for the hand-over, both
+    models, alternated ``--rounds`` times: medians and bests of tokens/s, and their ratios."""
+    import statistics
+
+    for name, family, prompt, tokens in (CASES[0], CASES[1], CASES[2]):
+        stepper, *_ = engine_thread.run(setup, family, prompt, tokens, args)
+        runs = {"rows in each step": rows_in_each_step(stepper), "rows waiting": stepper_run(stepper)}
+        rates = {label: [] for label in runs}
+        for _ in range(args.rounds):
+            for label, run in runs.items():
+                rates[label].append(tokens_per_s(run, tokens))
+        (_, before), (_, after) = rates.items()
+        print(f"{name}: rows in each step {statistics.median(before):.1f}/s (best {max(before):.1f}), rows waiting "
+              f"{statistics.median(after):.1f}/s (best {max(after):.1f}): median ratio "
+              f"{statistics.median(after) / statistics.median(before):.3f}, best {max(after) / max(before):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -401,7 +423,11 @@ def main() -> None:
     parser.add_argument("--key-tokens", type=int, default=20000, help="the continue's length for --keys")
     parser.add_argument("--timeline", action="store_true", help="where a short T5 continue's time goes")
     parser.add_argument("--switch-interval", type=float, help="seconds, for --timeline (sys.setswitchinterval)")
+    parser.add_argument("--rows-later", action="store_true", help="rows made in each step against rows waiting")
     args = parser.parse_args()
+    if args.rows_later:
+        main_rows_later(args)
+        return
     if args.timeline:
         main_timeline(args)
         return
