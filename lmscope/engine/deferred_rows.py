@@ -21,9 +21,10 @@ class DeferredRows:
 
     A deferred step keeps only references: the query ``[batch, head, 1, head_dim]``, T5's
     position bias, and the layer's newest keys. :meth:`complete` then computes every waiting
-    step of a layer in one product, reading the keys once: the cache only grows between steps (``DynamicLayer`` appends), so
-    an earlier step's keys are the first positions of the newest ones, and the steps being
-    consecutive, eager attention's causal mask over them is the same as each step's own keys.
+    step of a layer in one product, reading the keys once: the cache only grows between steps
+    (``DynamicLayer`` appends), so an earlier step's keys are the first positions of the newest
+    ones, and the steps being consecutive, eager attention's causal mask over them gives each
+    step exactly its own keys.
 
     The Stepper defers only with such a cache (not a sliding window, not offloaded), one rank,
     and completes the waiting steps before anything else: a rewind, a restart, a step that is
@@ -47,6 +48,8 @@ class DeferredRows:
 
     def add(self, label: tuple[str, int], module, query: torch.Tensor, key: torch.Tensor, scaling,
             bias: torch.Tensor | None) -> None:
+        if bias is not None:
+            bias = bias[:, :, -1:]  # the one query's row (a view)
         self._calls.setdefault(label, []).append((query, bias))
         self._latest[label] = (module, key, scaling)
         self._this_step.add(label)
