@@ -386,14 +386,9 @@ class FakeEngine:
 
 def write_trace(path, session: Recording, rows_dtype: str = "float32") -> Recording:
     """Write ``session`` to ``path`` as ``--record`` would (meta, prompt, every step); returns it."""
-    from lmscope.engine.recording import TraceWriter
+    from lmscope.engine.recording import write_session
 
-    writer = TraceWriter(path, rows_dtype)
-    writer.meta(session.info, {})
-    writer.prompt(session.prompt)
-    for record in session.steps:
-        writer.step(record)
-    writer.close()
+    write_session(path, session.info, session.prompt, session.steps, rows_dtype)
     return session
 
 

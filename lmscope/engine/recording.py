@@ -120,6 +120,19 @@ class _Chunk:
     end: int
 
 
+def write_session(path: str | os.PathLike, info: SessionInfo, prompt: PromptRecord, steps,
+                  rows_dtype: str = "float32") -> None:
+    """A whole session at once, as ``--record`` writes it step by step: meta, prompt, every step."""
+    writer = TraceWriter(path, rows_dtype)
+    try:
+        writer.meta(info, {})
+        writer.prompt(prompt)
+        for record in steps:
+            writer.step(record)
+    finally:
+        writer.close()
+
+
 class Trace:
     """A recorded session, opened read-only: records are built on demand, rows mapped lazily.
 

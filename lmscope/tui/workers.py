@@ -83,15 +83,10 @@ class EngineWorkers:
     @work(thread=True, group="io", exit_on_error=False)
     def write_session(self, path: str, info, prompt, steps) -> None:
         """Write the history so far to a trace file (``w``), off the UI thread."""
-        from lmscope.engine.recording import TraceWriter
+        from lmscope.engine.recording import write_session
 
         try:
-            writer = TraceWriter(path)
-            writer.meta(info, {})
-            writer.prompt(prompt)
-            for record in steps:
-                writer.step(record)
-            writer.close()
+            write_session(path, info, prompt, steps)
         except Exception as error:
             self.post_message(EngineFailed(error, "write"))
             return

@@ -11,7 +11,7 @@ from functools import partial
 
 import pytest
 
-from lmscope.testing import FakeEngine, engine_factory, make_session, wait_until_idle
+from lmscope.testing import FakeEngine, engine_factory, make_session, wait_until_idle, write_trace
 from lmscope.tui.app import make_app
 
 SIZES = [(120, 40), (80, 24)]
@@ -69,15 +69,9 @@ def test_llama_branches_view(snap_compare):
 
 def test_replay_of_a_recorded_t5_session(snap_compare, tmp_path):
     """``lmscope open``: the status bar names the file; browsing works, stepping is greyed."""
-    from lmscope.engine.recording import ReplayEngine, Trace, TraceWriter
+    from lmscope.engine.recording import ReplayEngine, Trace
 
-    session = make_session("t5", steps=5)
-    writer = TraceWriter(tmp_path / "demo.lmscope")
-    writer.meta(session.info, {})
-    writer.prompt(session.prompt)
-    for record in session.steps:
-        writer.step(record)
-    writer.close()
+    write_trace(tmp_path / "demo.lmscope", make_session("t5", steps=5))
     engine = ReplayEngine(Trace(tmp_path / "demo.lmscope"))
     engine.label = "replay of demo.lmscope, recorded 2026-11-22T15:00:00+00:00 with lmscope/demo-t5"
     app = make_app(lambda: engine, theme="textual-dark")
