@@ -14,11 +14,10 @@ import contextvars
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-
-from typing import TYPE_CHECKING
 
 from lmscope.engine.distributed import gather_heads
 from lmscope.engine.row_store import RowStore, Slot
@@ -163,16 +162,17 @@ def capture_attention_forward(module, query, key, value, attention_mask, scaling
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     recorder = _RECORDER.get()
-    if recorder is not None and id(module) in recorder.kinds and recorder.defers(query, attention_mask):
-        recorder.deferred.add(recorder.kinds[id(module)], module, query, key, scaling, kwargs.get("position_bias"))
-    elif recorder is not None and id(module) in recorder.kinds:
-        # Both this and SDPA read all the layer's keys (at 2k context 1.5 MiB), and whichever
-        # reads second finds them in the processor's cache: computed after SDPA, the rows take
-        # a sixth less time and SDPA as much more, the step the same
-        # (benchmarks/profile_step.py --rows-order).
-        rows = recorder.rows_to_keep(query.shape[2], key.shape[2])
-        probs = kept_probs(module, query, key, attention_mask, scaling, rows, kwargs)
-        recorder.keep(module, gather_heads(probs))  # tensor parallel: this rank's heads -> all heads
+    if recorder is not None and id(module) in recorder.kinds:
+        if recorder.defers(query, attention_mask):
+            recorder.deferred.add(recorder.kinds[id(module)], module, query, key, scaling, kwargs.get("position_bias"))
+        else:
+            # Both this and SDPA read all the layer's keys (at 2k context 1.5 MiB), and whichever
+            # reads second finds them in the processor's cache: computed after SDPA, the rows
+            # take a sixth less time and SDPA as much more, the step the same
+            # (benchmarks/profile_step.py --rows-order).
+            rows = recorder.rows_to_keep(query.shape[2], key.shape[2])
+            probs = kept_probs(module, query, key, attention_mask, scaling, rows, kwargs)
+            recorder.keep(module, gather_heads(probs))  # tensor parallel: this rank's heads -> all heads
     output, _ = sdpa_attention_forward(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
     )

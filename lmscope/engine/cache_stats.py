@@ -24,10 +24,10 @@ def only_appends(cache) -> bool:
     them, an offloaded cache moves them), so rows can be computed after the step (``DeferredRows``)."""
     from transformers.cache_utils import DynamicLayer
 
-    if cache is None or getattr(cache, "offloading", False):
+    if cache is None:
         return False
-    cache = getattr(cache, "self_attention_cache", cache)
-    if getattr(cache, "offloading", False):
+    outer, cache = cache, getattr(cache, "self_attention_cache", cache)  # T5: the decoder's own half
+    if getattr(outer, "offloading", False) or getattr(cache, "offloading", False):
         return False
     # A cache made without a config adds its layers as they come, all of one class.
     grows_by = getattr(cache, "layer_class_to_replicate", None)

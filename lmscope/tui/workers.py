@@ -121,7 +121,7 @@ class EngineWorkers:
                 if done and pause.is_set():
                     break
                 # The attention rows wait, and are computed for the whole batch before it goes
-                # (engine.attention.DeferredRows): a step then reads the keys once, not twice.
+                # (engine/deferred_rows.py): a step then reads the keys once, not twice.
                 record = engine.step(rows_later=True)
                 text += record.token
                 hit = _first_hit(breakpoints, record, text)  # breakpoints read no attention rows
