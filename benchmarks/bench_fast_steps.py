@@ -95,14 +95,14 @@ def rows_in_each_step(stepper: Stepper):
     return run
 
 
-def tui_run(stepper: Stepper):
-    """The app on this Stepper: load (start), then ``c`` to the end; returns the continue's seconds,
-    from the key to the frame that shows the finished run."""
+def continue_in_app(stepper: Stepper) -> tuple[float, float]:
+    """The app on this Stepper: load (start), then ``c`` to the end; returns the
+    ``time.perf_counter()`` of the key and of the frame that shows the finished run."""
     from lmscope.testing import wait_until_idle
     from lmscope.tui.app import make_app
     from lmscope.tui.messages import RunStopped
 
-    async def drive() -> float:
+    async def drive() -> tuple[float, float]:
         shown = asyncio.Event()
 
         def hook(message) -> None:
@@ -117,13 +117,21 @@ def tui_run(stepper: Stepper):
             # whole process is idle, i.e. until the continue has ended, and adds 20-45 ms to it.
             app.simulate_key("c")
             await shown.wait()
-            seconds = time.perf_counter() - began
+            frame = time.perf_counter()
             await app.workers.wait_for_complete()
             await wait_until_idle(pilot)
             assert app.view.state == "finished" and len(app.view.steps) == stepper.settings.max_new_tokens
-            return seconds
+            return began, frame
 
-    return lambda: asyncio.run(drive())
+    return asyncio.run(drive())
+
+
+def tui_run(stepper: Stepper):
+    """The app's ``c`` to the end (:func:`continue_in_app`): seconds from the key to the frame."""
+    def run() -> float:
+        began, frame = continue_in_app(stepper)
+        return frame - began
+    return run
 
 
 def setup(family: str, prompt: str, tokens: int, args):
@@ -139,19 +147,31 @@ def setup(family: str, prompt: str, tokens: int, args):
 
 
 class StepEnds:
-    """Notes when each of a Stepper's steps ends (the benchmark owns the Stepper), so a run's
-    stepping rate can be read without its fixed costs: the start, the first step, the first and
-    last frames of a continue."""
+    """Notes when each of a Stepper's steps begins and ends (the benchmark owns the Stepper), so a
+    run's stepping rate can be read without its fixed costs: the start, the first step, the first
+    and last frames of a continue."""
 
     def __init__(self, stepper: Stepper):
+        self.starts: list[float] = []
         self.ends: list[float] = []
         step = stepper.step
-        stepper.step = lambda *args, **kwargs: (step(*args, **kwargs), self.ends.append(time.perf_counter()))[0]
+
+        def timed(*args, **kwargs):
+            self.starts.append(time.perf_counter())
+            record = step(*args, **kwargs)
+            self.ends.append(time.perf_counter())
+            return record
+
+        stepper.step = timed
 
     def rate(self) -> float:
         """Steps per second from the first step's end to the last's; then forgets them."""
-        ends, self.ends = self.ends, []
+        ends = self.ends
+        self.forget()
         return (len(ends) - 1) / (ends[-1] - ends[0])
+
+    def forget(self) -> None:
+        self.starts, self.ends = [], []
 
 
 def measure(family: str, prompt: str, tokens: int, args) -> tuple[float, ...]:
@@ -228,7 +248,7 @@ def keys_during_continue(stepper: Stepper, ends: StepEnds, presses: int) -> tupl
                 latencies.append((time.perf_counter() - began) * 1000)
                 await asyncio.sleep(0.03)  # a person's pace, and time for a paced frame to come
             assert app.view.state == "running", "the continue ended before the keys did: raise --key-tokens"
-            ends.ends.clear()
+            ends.forget()
             began = time.perf_counter()
             app.simulate_key("p")
             await app.workers.wait_for_complete()
@@ -339,43 +359,15 @@ def main_breakdown(args) -> None:
         print(f"{name}: " + ", ".join(f"{run} {rate:.1f}/s ({rate / generate:.2f}x)" for run, rate in rates))
 
 
-def continue_timeline(stepper: Stepper) -> dict[str, float]:
-    """One ``c`` of the app on ``stepper``, in milliseconds: from the key to the first step's
-    start, the first step, the other steps, and from the last step's end to the frame showing it."""
-    from lmscope.testing import wait_until_idle
-    from lmscope.tui.app import make_app
-    from lmscope.tui.messages import RunStopped
-
-    starts, ends, marks = [], [], {}
-    step = stepper.step
-
-    def timed_step(*args, **kwargs):
-        starts.append(time.perf_counter())
-        record = step(*args, **kwargs)
-        ends.append(time.perf_counter())
-        return record
-
-    async def drive() -> float:
-        shown = asyncio.Event()
-
-        def hook(message) -> None:
-            if isinstance(message, RunStopped):
-                app.call_after_refresh(lambda: (marks.__setitem__("frame", time.perf_counter()), shown.set()))
-
-        app = make_app(lambda: stepper, theme="textual-dark")
-        async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
-            await wait_until_idle(pilot)
-            stepper.step = timed_step
-            began = time.perf_counter()
-            app.simulate_key("c")
-            await shown.wait()
-            await app.workers.wait_for_complete()
-            stepper.step = step
-            return began
-
-    began = asyncio.run(drive())
+def continue_timeline(stepper: Stepper, steps: StepEnds) -> dict[str, float]:
+    """One ``c`` of the app on ``stepper`` (:func:`continue_in_app`), in seconds: from the key to
+    the first step's start, the first step, the other steps, and from the last step's end to the
+    frame showing it."""
+    steps.forget()
+    began, frame = continue_in_app(stepper)
+    starts, ends = steps.starts, steps.ends
     return {"key to first step": starts[0] - began, "first step": ends[0] - starts[0],
-            "other steps": ends[-1] - ends[0], "last step to frame": marks["frame"] - ends[-1]}
+            "other steps": ends[-1] - ends[0], "last step to frame": frame - ends[-1]}
 
 
 def main_timeline(args) -> None:
@@ -386,9 +378,10 @@ def main_timeline(args) -> None:
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
     stepper, *_ = engine_thread.run(setup, "t5", T5_PROMPT, 64, args)
+    steps = StepEnds(stepper)
     print(f"demo T5, 64 tokens, c in the app (ms), switch interval {sys.getswitchinterval() * 1e3:g} ms")
     for _ in range(args.rounds):
-        parts = continue_timeline(stepper)
+        parts = continue_timeline(stepper, steps)
         print("  " + ", ".join(f"{name} {seconds * 1e3:.1f}" for name, seconds in parts.items()))
 
 

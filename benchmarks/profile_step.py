@@ -103,9 +103,6 @@ class PartClock:
 
 
 def profile_llama(args) -> None:
-    import sys
-
-    sys.path.insert(0, os.path.dirname(__file__))
     from bench_engine import GREEDY, BareLoop, long_prompt
     from transformers import AutoModelForCausalLM
 
@@ -183,9 +180,6 @@ def rows_after_sdpa(module, query, key, value, attention_mask, scaling=None, dro
 
 
 def rows_order(args) -> None:
-    import sys
-
-    sys.path.insert(0, os.path.dirname(__file__))
     from bench_engine import GREEDY, long_prompt
     from transformers import AttentionInterface
 
