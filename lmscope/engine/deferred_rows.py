@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from lmscope.engine.attention import kept_probs
+from lmscope.engine.host_copy import HostCopy
 from lmscope.engine.row_store import RowStore, Slot
 
 
@@ -90,16 +91,15 @@ class DeferredRows:
         """Steps waiting for :meth:`complete`."""
         return max((len(steps) for steps in self._steps.values()), default=0)
 
-    def complete(self, store: RowStore) -> None:
-        """Compute and store the rows of every waiting step; nothing waits afterwards."""
+    def complete(self, store: RowStore, host_copy: HostCopy) -> None:
+        """Compute the rows of every waiting step, to be stored once ``host_copy`` is made;
+        nothing waits afterwards."""
         for kind, steps in self._steps.items():
             layers = sorted(layer for labelled_kind, layer in self._calls if labelled_kind == kind)
             by_layer = [self._layer_rows(kind, layer, steps[-1][1])[0] for layer in layers]
             device = by_layer[0].device  # a device map spreads the layers: stack on the first one's
             probs = torch.stack([rows if rows.device == device else rows.to(device) for rows in by_layer])
-            host = probs.detach().to("cpu", torch.float32).numpy()  # [layer, head, steps, key_pos]
-            for index, (slot, key_len) in enumerate(steps):
-                store.write_array(slot, host[:, :, index : index + 1, :key_len])
+            host_copy.add(probs.to(torch.float32), _writer(store, steps))  # [layer, head, steps, key_pos]
         self._calls.clear()
         self._latest.clear()
         self._steps.clear()
@@ -118,3 +118,11 @@ class DeferredRows:
                       torch.nn.functional.pad(bias, (0, key_len - bias.shape[-1])) for _, bias in calls]
             kwargs["position_bias"] = torch.cat(biases, dim=2) if len(biases) > 1 else biases[0]
         return kept_probs(module, queries, key[:, :, :key_len], None, scaling, len(calls), kwargs)
+
+
+def _writer(store: RowStore, steps: list[tuple[Slot, int]]):
+    """Writes each step's rows, ``[layer, head, steps, key_pos]`` on the host, to its slot."""
+    def write(host) -> None:
+        for index, (slot, key_len) in enumerate(steps):
+            store.write_array(slot, host[:, :, index : index + 1, :key_len])
+    return write

@@ -88,10 +88,17 @@ class LayerCapture:
         self.mode = mode
         self._attention = {key: value for key, value in label_modules(model).items() if value[0] != "encoder"}
         self._hooks = _ModelHooks.of(model, self.layers, self._attention)
-        self.last: LayerCaptureResult | None = None
+        self.last: LayerCaptureResult | _StepCapture | None = None
+        """The newest step's result, or its capture while it waits (``result`` is set when completed)."""
+        self.waiting: list[_StepCapture] = []
+        """Captures made ``later``, in step order, for ``layer_batches.complete``."""
+        self.newest: dict[tuple[int, str], torch.Tensor] = {}
+        """(layer, name) -> the newest waiting step's keys or values (the cache: see ``CACHE_NAMES``)."""
+        self.waiting_bytes = 0
+        """What the waiting captures hold on the device (about: the first one's size, times their number)."""
 
     @contextmanager
-    def capture(self, store: RowStore, copy: bool = True):
+    def capture(self, store: RowStore, copy: bool = True, later: bool = False):
         """Capture the layers of the forward pass inside the block, then store it in ``store``.
 
         Args:
@@ -99,6 +106,9 @@ class LayerCapture:
                 ``[batch, seq, d_model]`` alive until the pass ends). A decode step's tensors are
                 one position long, or the cache itself, so views cost nothing there and are
                 copied together in :meth:`_StepCapture.finish`.
+            later: a decode step whose capture waits in :attr:`waiting`, to be stacked and
+                stored with the other waiting steps' (``layer_batches.complete``). Only for a
+                cache that only appends: the keys and values are read from the newest step's.
         """
         self._hooks.use(self.mode)
         if self.mode == "off":
@@ -106,10 +116,18 @@ class LayerCapture:
             yield self
             return
         details = self.mode == "full"
-        step = _StepCapture(len(self.layers), copy, details)
+        step = _StepCapture(len(self.layers), copy, details, self.newest if later else None)
         with self._hooks.active(step), tapping(step.attention_tap(self._attention) if details else None):
             yield self
-        if step.outputs == len(self.layers):
+        if step.outputs != len(self.layers):
+            return
+        if later:
+            if not self.waiting:
+                self.waiting_bytes = 0
+            self.waiting.append(step)
+            self.waiting_bytes += self.waiting[0].held_bytes()
+            self.last = step
+        else:
             self.last = step.finish(store)
 
 
@@ -212,16 +230,33 @@ class _StepCapture:
     WHOLE_NUMEL = 1 << 16
     """Largest tensor kept whole in a decode step."""
 
-    def __init__(self, layers: int, copy: bool, details: bool = True):
+    def __init__(self, layers: int, copy: bool, details: bool = True,
+                 newest: dict[tuple[int, str], torch.Tensor] | None = None):
         self.copy, self.details = copy, details
-        self.named: list[dict[str, tuple[torch.Tensor, bool]]] = [{} for _ in range(layers)]
+        self.named: list[dict[str, tuple[torch.Tensor | None, bool | int]]] = [{} for _ in range(layers)]
+        """Per layer, name -> ``(tensor, whole)``; waiting, a cache's name -> ``(None, position)``."""
         self.specs: dict[str, tuple] = {}
         self.outputs = 0
+        self.newest = newest
+        """Waiting (``LayerCapture.capture(later=True)``): where the cache's newest tensors go."""
+        self.result: LayerCaptureResult | None = None
+        """A waiting capture's result, once completed."""
 
     def keep(self, i: int, name: str, tensor: torch.Tensor) -> None:
-        """``tensor`` as layer ``i``'s ``name``: whole, or its preview slice."""
+        """``tensor`` as layer ``i``'s ``name``: whole, or its preview slice (waiting: whole, or
+        for the cache only its position, the newest step's tensor holding every earlier one's)."""
         if i == 0:
             self.specs[name] = (tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
+        if self.newest is not None:
+            if name in CACHE_NAMES:
+                self.newest[(i, name)] = tensor
+                self.named[i][name] = (None, tensor.shape[-2] - 1)
+                return
+            if tensor.numel() <= self.WHOLE_NUMEL:
+                self.named[i][name] = (tensor, True)
+                return
+            self.named[i][name] = (_last_values(tensor, PREVIEW).clone(), False)  # never at one position
+            return
         if not self.copy and tensor.numel() <= self.WHOLE_NUMEL:
             self.named[i][name] = (tensor, True)
         else:
@@ -252,6 +287,11 @@ class _StepCapture:
             if bias is not None and kind == "self":
                 self.keep(i, "position_bias", bias)
         return tap
+
+    def held_bytes(self) -> int:
+        """Bytes of the tensors this capture holds (the cache's, held by the cache, not counted)."""
+        return sum(tensor.numel() * tensor.element_size()
+                   for named in self.named for tensor, _ in named.values() if tensor is not None)
 
     def finish(self, store: RowStore) -> LayerCaptureResult:
         """Each layer's residual ``[layers, d_model]`` and previews, copied together into ``store``.
@@ -346,6 +386,9 @@ def _padded(values: torch.Tensor, count: int | None) -> torch.Tensor:
         return torch.nn.functional.pad(values.to(torch.float32), (0, count - values.shape[-1]), value=float("nan"))
     return values
 
+
+CACHE_NAMES = frozenset({"k", "v", "cross_k", "cross_v"})
+"""The tensors that are the cache itself (all its positions): a waiting step keeps only its position."""
 
 _ORDER = ("hidden_states", "q", "k", "v", "position_bias", "self_attn_output", "cross_q", "cross_k", "cross_v",
           "cross_attn_output", "mlp_output", "layer_output")

@@ -21,7 +21,8 @@ from lmscope.engine.distributed import tensor_parallel_ranks
 from lmscope.engine.errors import UserError
 from lmscope.engine.generation import prepare
 from lmscope.engine.host_copy import HostCopy, Part
-from lmscope.engine.layers import LayerCapture
+from lmscope.engine import layer_batches
+from lmscope.engine.layers import LayerCapture, LayerCaptureResult
 from lmscope.engine.lens import LayerLens, logit_lens
 from lmscope.engine.placement import input_device
 from lmscope.engine.processors import StageTensors, pack_stages, run_stages, stages_from
@@ -33,9 +34,10 @@ from lmscope.engine.step_parts import Decoder, attention_rows, finish_reason
 from lmscope.engine.tensors import ForwardInputs, describe
 
 
-MAX_WAITING_ROW_BYTES = 64 * 1024 * 1024
-"""Attention rows that may wait for ``complete_rows`` (computing them all at once holds them
-together on the device: at 2k context SmolLM2's rows are 2.2 MiB a step, so ~30 steps wait)."""
+MAX_WAITING_BYTES = 64 * 1024 * 1024
+"""What the steps waiting for ``complete_rows`` may hold on the device: their attention rows
+(computing them all at once holds them together: at 2k context SmolLM2's rows are 2.2 MiB a
+step, so ~30 steps wait) and their layer captures (about 0.6 MiB a step)."""
 
 
 class Stepper:
@@ -67,7 +69,7 @@ class Stepper:
         self._rows = RowStore()
         self._rng = RngHistory(input_device(self.model))
         self._layers = LayerCapture(self.model, layer_capture)
-        self._residuals: dict[int, tuple] = {}  # step -> (LayerCaptureResult, chosen id)
+        self._residuals: dict[int, tuple] = {}  # step -> (LayerCaptureResult or its waiting capture, chosen id)
         self._deferred = DeferredRows()
         self._can_defer = False
 
@@ -107,16 +109,17 @@ class Stepper:
         Args:
             force: choose this token id instead of argmax or sampling. The processors still
                 run (their stages are recorded); the record says ``chosen_by="forced"``.
-            rows_later: let the attention rows wait for :meth:`complete_rows`, which computes
-                the waiting steps' rows together (a continue: see ``DeferredRows``). Until
-                then the record's rows read as zeros: complete them before showing or writing it.
+            rows_later: let the attention rows and the layer capture wait for
+                :meth:`complete_rows`, which makes the waiting steps' together (a continue: see
+                ``DeferredRows`` and ``layer_batches``). Until then the record's rows read as
+                zeros: complete them before showing or writing it.
         """
         if self.finished:
             raise RuntimeError("generation has finished; call start() to begin again")
         if force is not None and not 0 <= force < self.info_vocab:
             raise UserError(f"cannot force token id {force}: the vocabulary has ids 0 to {self.info_vocab - 1}")
-        if not rows_later or self._deferred.interrupted or self._deferred.waiting_bytes >= MAX_WAITING_ROW_BYTES:
-            self.complete_rows()  # the waiting steps must stay consecutive, and their rows bounded
+        if not rows_later or self._deferred.interrupted or self._waiting_bytes >= MAX_WAITING_BYTES:
+            self.complete_rows()  # the waiting steps must stay consecutive, and what they hold bounded
         began = time.perf_counter()
         state = self._state
         if state.config.do_sample:
@@ -128,9 +131,9 @@ class Stepper:
                 outputs, tensors, recorder = state.pending
                 described = lambda: tensors  # noqa: E731 - described at the prefill
             else:
-                deferred = self._deferred if rows_later and self._can_defer else None
-                recorder = AttentionRecorder(self._labels, self._rows, deferred=deferred)
-                outputs, described = self._forward(recorder, host_copy)
+                later = rows_later and self._can_defer
+                recorder = AttentionRecorder(self._labels, self._rows, deferred=self._deferred if later else None)
+                outputs, described = self._forward(recorder, host_copy, later)
             state.pending = None
             with torch.no_grad():
                 chosen = self._choose(outputs, force, host_copy)
@@ -142,10 +145,21 @@ class Stepper:
         return self._step_record(chosen, described(), rows, began)
 
     def complete_rows(self) -> None:
-        """Compute and store the attention rows of every step made with ``rows_later``."""
-        if self._deferred.pending or self._deferred.interrupted:
-            with torch.no_grad():
-                self._deferred.complete(self._rows)
+        """Compute and store the attention rows and layer captures of every step made with
+        ``rows_later``, all of them in one device-to-host copy."""
+        rows_wait = self._deferred.pending or self._deferred.interrupted
+        if not (rows_wait or self._layers.waiting):
+            return
+        host_copy = HostCopy()
+        with torch.no_grad(), self._rows.joining(host_copy):
+            if rows_wait:
+                self._deferred.complete(self._rows, host_copy)
+            layer_batches.complete(self._layers, self._rows)
+        host_copy.copy()
+
+    @property
+    def _waiting_bytes(self) -> int:
+        return self._deferred.waiting_bytes + self._layers.waiting_bytes
 
     def rewind(self, step: int) -> None:
         """Go back to just before ``step`` (0-based): the next ``step()`` returns that step again.
@@ -189,14 +203,19 @@ class Stepper:
         return self._captured(step)[0].tensors(layer)
 
     def _captured(self, step: int) -> tuple:
-        if self._residuals.get(step, (None,))[0] is None:
+        captured, chosen_id = self._residuals.get(step, (None, None))
+        if captured is not None and not isinstance(captured, LayerCaptureResult):  # still waiting
+            self.complete_rows()
+            captured = captured.result
+            self._residuals[step] = (captured, chosen_id)
+        if captured is None:
             raise KeyError(f"no layer capture for step {step} (layer capture: {self._layers.mode})")
-        return self._residuals[step]
+        return captured, chosen_id
 
     # -- one iteration of transformers' _sample ---------------------------------------------
 
-    def _forward(self, recorder: AttentionRecorder, host_copy: HostCopy):
-        """One forward pass exactly as ``_sample`` makes it.
+    def _forward(self, recorder: AttentionRecorder, host_copy: HostCopy, later: bool = False):
+        """One forward pass exactly as ``_sample`` makes it (``later``: its layer capture waits).
 
         Returns:
             ``(outputs, described)``: ``described()``, called once ``host_copy`` is made, gives
@@ -204,7 +223,7 @@ class Stepper:
         """
         state, model = self._state, self.model
         with torch.no_grad(), recording(recorder), self._inputs.watch(host_copy) as seen, \
-                self._layers.capture(self._rows, copy=not state.prefilled):
+                self._layers.capture(self._rows, copy=not state.prefilled, later=later):
             if not state.prefilled:
                 outputs = model._prefill(state.input_ids, state.config, state.model_kwargs)
                 state.prefilled = True

@@ -105,20 +105,25 @@ def test_a_decode_step_reads_the_host_once(family, layer_capture, join_on_host, 
 def test_rows_made_later_add_one_copy_per_kind_for_all_the_waiting_steps(family, tiny_llama_dir, tiny_t5_dir,
                                                                          monkeypatch):
     """A continue's steps (``rows_later``) still copy once each; completing their attention
-    rows copies once per kind of row (self, T5's cross) for all of them together."""
+    rows (self, T5's cross) and layer captures copies once for all of them together."""
     monkeypatch.setattr(HostCopy, "join_on_host", True)
     folder = tiny_llama_dir if family == "llama" else tiny_t5_dir
     loaded = models.load(str(folder), family, device="cpu", dtype="float32")
     stepper = Stepper(loaded, "the quick brown fox", GenerationSettings(max_new_tokens=8, min_new_tokens=8))
     stepper.start()
     stepper.step()
-    with HostReads() as counter:
-        records = [stepper.step(rows_later=True) for _ in range(5)]
-        stepper.complete_rows()
+    copies = []
+    original = HostCopy.copy
+    HostCopy.copy = lambda self: (copies.append(self), original(self))[1]
+    try:
+        with HostReads() as counter:
+            records = [stepper.step(rows_later=True) for _ in range(5)]
+            assert len(stepper._layers.waiting) == 5 and len(copies) == 5
+            stepper.complete_rows()
+    finally:
+        HostCopy.copy = original
     assert records[-1].attention.probs.sum() > 0
-    kinds = 2 if family == "t5" else 1
-    in_steps = [read for read in counter.reads if read[1].startswith("host_copy.py")]
-    completing = [read for read in counter.reads if read[1].startswith("deferred_rows.py")]
-    assert sum(name == "cpu" for name, _ in in_steps) == 5
-    assert sum(name == "to" for name, _ in completing) == kinds
-    assert len(in_steps) + len(completing) == len(counter.reads), counter.reads
+    assert stepper._captured(records[-1].step)[0].previews is not None
+    assert [c.copies for c in copies] == [1] * 6, "one copy a step, and one for completing them all"
+    assert all(read[1].startswith("host_copy.py") for read in counter.reads), counter.reads
+    assert sum(name == "cpu" for name, _ in counter.reads) == 6
