@@ -96,6 +96,7 @@ class LayerCapture:
         """(layer, name) -> the newest waiting step's keys or values (the cache: see ``CACHE_NAMES``)."""
         self.waiting_bytes = 0
         """What the waiting captures hold on the device (about: the first one's size, times their number)."""
+        self._step_bytes = 0
 
     @contextmanager
     def capture(self, store: RowStore, copy: bool = True, later: bool = False):
@@ -123,9 +124,9 @@ class LayerCapture:
             return
         if later:
             if not self.waiting:
-                self.waiting_bytes = 0
+                self._step_bytes = step.held_bytes()  # the same tensors every step: counted once
             self.waiting.append(step)
-            self.waiting_bytes += self.waiting[0].held_bytes()
+            self.waiting_bytes += self._step_bytes
             self.last = step
         else:
             self.last = step.finish(store)
