@@ -2,8 +2,8 @@
 
 For each model, in one process and alternating rounds: ``model.generate`` (plain SDPA), the bare
 Stepper loop with full capture (every stage's top-k, attention rows, cache stats, tensors),
-stepping as the TUI's continue does (the attention rows wait and are completed at each hand-over:
-``continue_loop.py``), and the real app (``make_app``, headless) pressing ``c`` on the same
+stepping as the TUI's continue does (the attention rows and layer captures wait and are
+completed at each hand-over: ``continue_loop.py``), and the real app (``make_app``, headless) pressing ``c`` on the same
 Stepper until generation ends.
 Each run makes exactly ``--tokens`` tokens (``min_new_tokens`` = ``max_new_tokens``). Prints the
 table and, last, ``stepper_ratio=... tui_ratio=...``: the worst of the rows of Stepper/generate
@@ -22,9 +22,9 @@ thread and the engine thread in turn (why every engine call runs on one thread).
 ``--ops`` counts, per decode step, the aten operations (torch's dispatcher: kernels and views)
 and the torch calls from Python of generate() and of each capture: figures no load can move.
 
-``--rows-later`` alternates the bare loop with each step making its own attention rows and the
-loop as a continue makes them (waiting for the hand-over), ``--rounds`` times, and prints the
-medians' and the bests' ratios.
+``--rows-later`` alternates the bare loop with each step making its own attention rows and layer
+capture and the loop as a continue makes them (waiting for the hand-over), ``--rounds`` times,
+and prints the medians' and the bests' ratios.
 
 ``--timeline`` times one short T5 continue in the app, ``--rounds`` times: from the key to the
 first step, the first step, the other steps, and from the last step to the frame that shows it.
@@ -35,7 +35,7 @@ reports key to frame (p50, p95), then presses ``p`` and counts the steps that en
 ``--breakdown`` measures instead where the Stepper's time goes: on each model, ``generate()`` on
 the Stepper's own model against Steppers that capture more and more (nothing; attention rows;
 the lens' residual stream; the TUI's full layer capture), and the full capture again with every
-step making its own attention rows (no waiting), alternating, best of ``--rounds``.
+step making its own attention rows and layer capture (no waiting), alternating, best of ``--rounds``.
 """
 
 from __future__ import annotations
@@ -82,12 +82,13 @@ def generate_run(plain, ids, settings):
 
 def stepper_run(stepper: Stepper):
     """The bare loop, stepping as the TUI's continue does (``continue_loop.run_to_end``: the
-    attention rows wait and are completed at each hand-over), without the app."""
+    attention rows and layer captures wait and are completed at each hand-over), without the app."""
     return lambda: run_to_end(stepper)
 
 
 def rows_in_each_step(stepper: Stepper):
-    """The bare loop as before rows could wait: every step makes its attention rows itself."""
+    """The bare loop as before anything could wait: every step makes its attention rows and
+    layer capture itself."""
     def run():
         stepper.start()
         while not stepper.finished:
@@ -204,7 +205,7 @@ def breakdown(family: str, prompt: str, tokens: int, args) -> list[tuple[str, fl
     loaded = models.LoadedModel(stepper.model, stepper.tokenizer, family, stepper.info.model)
     runs = [("generate()", generate_run(loaded.model, ids, settings))]
     runs += [(name, stepper_run(Stepper(loaded, prompt, settings, **kwargs))) for name, kwargs in CAPTURES]
-    runs.append(("full, rows made in each step", rows_in_each_step(Stepper(loaded, prompt, settings))))
+    runs.append(("full, made in each step", rows_in_each_step(Stepper(loaded, prompt, settings))))
     best = dict.fromkeys([name for name, _ in runs], 0.0)
     for _ in range(args.rounds):
         for name, run in runs:
@@ -317,9 +318,9 @@ def main_ops(args) -> None:
             engine_thread.run(lambda: (captured.start(), captured.step(), captured.step()))
             aten, calls = engine_thread.run(ops_per_step, lambda: [captured.step() for _ in range(10)], 10)
             line.append(f"{capture} {aten:.0f} / {calls:.0f}")
-        # As a continue steps: the attention rows of ten steps wait and are completed together.
+        # As a continue steps: the rows and layer captures of ten steps wait and are completed together.
         aten, calls = engine_thread.run(ops_per_step, lambda: steps_then_complete(captured, 10), 10)
-        line.append(f"+ full, rows completed every 10 steps {aten:.0f} / {calls:.0f}")
+        line.append(f"+ full, completed every 10 steps {aten:.0f} / {calls:.0f}")
         print(f"{name.split(',')[0]} (aten operations / torch calls per decode step): " + ", ".join(line))
 
 
@@ -386,19 +387,20 @@ def main_timeline(args) -> None:
 
 
 def main_rows_later(args) -> None:
-    """The bare loop with rows made in each step against rows waiting for the hand-over, both
-    models, alternated ``--rounds`` times: medians and bests of tokens/s, and their ratios."""
+    """The bare loop with rows and layer captures made in each step against both waiting for
+    the hand-over, both models, alternated ``--rounds`` times: medians and bests of tokens/s,
+    and their ratios."""
     import statistics
 
     for name, family, prompt, tokens in (CASES[0], CASES[1], CASES[2]):
         stepper, *_ = engine_thread.run(setup, family, prompt, tokens, args)
-        runs = {"rows in each step": rows_in_each_step(stepper), "rows waiting": stepper_run(stepper)}
+        runs = {"made in each step": rows_in_each_step(stepper), "waiting": stepper_run(stepper)}
         rates = {label: [] for label in runs}
         for _ in range(args.rounds):
             for label, run in runs.items():
                 rates[label].append(tokens_per_s(run, tokens))
         (_, before), (_, after) = rates.items()
-        print(f"{name}: rows in each step {statistics.median(before):.1f}/s (best {max(before):.1f}), rows waiting "
+        print(f"{name}: made in each step {statistics.median(before):.1f}/s (best {max(before):.1f}), waiting "
               f"{statistics.median(after):.1f}/s (best {max(after):.1f}): median ratio "
               f"{statistics.median(after) / statistics.median(before):.3f}, best {max(after) / max(before):.3f}")
 
@@ -416,7 +418,7 @@ def main() -> None:
     parser.add_argument("--key-tokens", type=int, default=20000, help="the continue's length for --keys")
     parser.add_argument("--timeline", action="store_true", help="where a short T5 continue's time goes")
     parser.add_argument("--switch-interval", type=float, help="seconds, for --timeline (sys.setswitchinterval)")
-    parser.add_argument("--rows-later", action="store_true", help="rows made in each step against rows waiting")
+    parser.add_argument("--rows-later", action="store_true", help="rows and layers made in each step against waiting")
     args = parser.parse_args()
     if args.rows_later:
         main_rows_later(args)

@@ -1,7 +1,7 @@
 """The Stepper stepped as the TUI's continue steps it (``tui/workers.py run_steps``), for benchmarks.
 
-A continue lets each step's attention rows wait (``step(rows_later=True)``) and completes them
-whenever it hands steps to the UI, every ``STEPS_MESSAGE_S``, and at its end.
+A continue lets each step's attention rows and layer capture wait (``step(rows_later=True)``)
+and completes them whenever it hands steps to the UI, every ``STEPS_MESSAGE_S``, and at its end.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from lmscope.tui.workers import STEPS_MESSAGE_S
 
 
 def run_to_end(stepper) -> None:
-    """``start()``, then steps until finished, completing rows as a continue does."""
+    """``start()``, then steps until finished, completing rows and captures as a continue does."""
     stepper.start()
     handed = time.perf_counter()
     while not stepper.finished:
@@ -24,7 +24,7 @@ def run_to_end(stepper) -> None:
 
 
 def steps_then_complete(stepper, steps: int) -> None:
-    """``steps`` steps whose rows wait, then one ``complete_rows`` (one hand-over's worth)."""
+    """``steps`` steps whose rows and captures wait, then one ``complete_rows`` (one hand-over's worth)."""
     for _ in range(steps):
         stepper.step(rows_later=True)
     stepper.complete_rows()

@@ -37,7 +37,7 @@ def complete(capture: LayerCapture, store: RowStore) -> None:
     if not detailed:  # a model whose layers saw different tensors: the residual stream only
         stored = store.put(residual)
         for index, step in enumerate(steps):
-            step.result, step.named = LayerCaptureResult(stored[index]), None
+            _done(step, LayerCaptureResult(stored[index]))
         return
     blocks = [residual]
     for name in names:
@@ -52,7 +52,13 @@ def complete(capture: LayerCapture, store: RowStore) -> None:
     for index, step in enumerate(steps):
         specs = tuple(TensorInfo(name, *step.specs[name], ()) for name in names)
         previews = stored[index, :, d_model:].reshape(layers, len(names), PREVIEW)
-        step.result, step.named = LayerCaptureResult(stored[index, :, :d_model], specs, previews), None
+        _done(step, LayerCaptureResult(stored[index, :, :d_model], specs, previews))
+
+
+def _done(step, result: LayerCaptureResult) -> None:
+    """The step's result, and nothing else of it: its tensors and the newest keys are let go (a
+    Stepper keeps the step's capture object until the step is read)."""
+    step.result, step.named, step.newest = result, None, None
 
 
 def _has_names(step, names: set[str]) -> bool:

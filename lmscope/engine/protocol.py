@@ -30,12 +30,14 @@ class Engine(Protocol):
         """Run one forward pass and choose one token (``force``: this id). Raises if finished.
 
         ``rows_later``: the record's attention rows may wait for :meth:`complete_rows` (they
-        read as zeros until then); a continue completes them before it hands steps over.
+        read as zeros until then), and the step's layer capture too (``lens`` and
+        ``layer_tensors`` complete it first); a continue completes them before it hands steps over.
         """
         ...
 
     def complete_rows(self) -> None:
-        """Fill the attention rows of every step made with ``rows_later`` (a no-op when none waits)."""
+        """Fill the attention rows and layer captures of every step made with ``rows_later``
+        (a no-op when none waits)."""
         ...
 
     def rewind(self, step: int) -> None:

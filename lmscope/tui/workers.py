@@ -120,8 +120,9 @@ class EngineWorkers:
             while not engine.finished and (limit is None or done < limit) and hit is None:
                 if done and pause.is_set():
                     break
-                # The attention rows wait, and are computed for the whole batch before it goes
-                # (engine/deferred_rows.py): a step then reads the keys once, not twice.
+                # The attention rows and layer captures wait, and are made for the whole batch
+                # before it goes (engine/deferred_rows.py, engine/layer_batches.py): a step then
+                # reads the keys once, not twice, and the captures are stacked once per batch.
                 record = engine.step(rows_later=True)
                 text += record.token
                 hit = _first_hit(breakpoints, record, text)  # breakpoints read no attention rows

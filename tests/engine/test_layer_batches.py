@@ -4,6 +4,9 @@ preview values, through batches, a rewind, a forced token and the byte budget.""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
@@ -109,3 +112,17 @@ def test_a_residual_capture_waits_too(loaded):
     got = [(stepper._captured(step)[0].residual.copy(), [()] * stepper.info.layers) for step in range(STEPS)]
     expected = [(residual, [()] * len(layers)) for residual, layers in made_in_each_step(loaded, mode="residual")]
     assert_same_captures(expected, got)
+
+
+def test_completed_captures_let_the_cache_go(loaded):
+    """A completed capture keeps no tensor: once the cache moves on, the keys it was read from are freed."""
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    for _ in range(4):
+        stepper.step(rows_later=True)
+    keys = weakref.ref(stepper._layers.newest[(0, "k")])
+    stepper.complete_rows()
+    for _ in range(2):
+        stepper.step()
+    gc.collect()
+    assert keys() is None
