@@ -14,6 +14,10 @@ reads it during ordinary steps, alternated with the baseline's steps:
 Each row is milliseconds a step and its share of the baseline's step. The parts nest
 (``model forward`` holds the attention rows), so the rows do not add up to the total.
 
+``--continue`` steps the Stepper as a continue does (``continue_loop.py``: the attention rows
+and layer captures wait and are made at each hand-over; SmolLM2 in blocks of four steps, each
+against four bare steps), and the completions are timed as parts of their own.
+
 ``--rows-order`` alternates, step by step on one SmolLM2 Stepper at ``--context``, lmscope's
 attention function (the kept rows computed before SDPA) with a copy that computes them after
 SDPA, and prints both orders' step and rows times.
@@ -22,7 +26,7 @@ SDPA, and prints both orders' step and rows times.
 under ``torch.compile``, at the two models' vocabulary sizes: what compiling the capture alone
 would save.
 
-    python benchmarks/profile_step.py [--family llama|t5] [--context 2048] [--steps 16]
+    python benchmarks/profile_step.py [--family llama|t5] [--continue] [--context 2048] [--steps 16]
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch
 
-from lmscope.engine import attention, layers, models, stepper as stepper_module
+from lmscope.engine import attention, deferred_rows, layer_batches, layers, models, stepper as stepper_module
 from lmscope.engine.session import SessionOptions, model_source
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
+
+from continue_loop import run_to_end, steps_then_complete
 
 T5_PROMPT = "translate English to German: the woman laughs because the man opens the door"
 
@@ -90,6 +96,9 @@ class PartClock:
             (Stepper, "_step_record", "record"),
             (Stepper, "_cache_stats", "  cache stats"),
             (stepper_module.HostCopy, "copy", "host copy (rows to the store)"),
+            (Stepper, "complete_rows", "completing waiting steps"),
+            (deferred_rows.DeferredRows, "complete", "  attention rows"),
+            (layer_batches, "complete", "  layer captures"),
         )
         for owner, name, part in parts:
             self.wrap(owner, name, part)
@@ -115,17 +124,29 @@ def profile_llama(args) -> None:
     stepper.step()
     bare = BareLoop(bare_model, loaded.tokenizer(prompt, return_tensors="pt").input_ids.to(args.device))
     clock = PartClock()
+    block = 4 if args.as_continue else 1
+    if args.as_continue:
+        def ours():
+            steps_then_complete(stepper, block)
+    else:
+        ours = stepper.step
+
+    def bare_steps():
+        for _ in range(block):
+            bare.step()
+
     bare_s, ours_s, parts = [], [], []
     with clock.installed(loaded.model):
         for _ in range(args.steps):
             clock.take()
-            bare_s.append(_timed(bare.step))
+            bare_s.append(_timed(bare_steps) / block)
             bare_parts = clock.take()
-            ours_s.append(_timed(stepper.step))
-            parts.append(clock.take())
-            parts[-1]["bare loop: model forward"] = bare_parts.get("model forward", 0.0)
+            ours_s.append(_timed(ours) / block)
+            parts.append({part: value / block for part, value in clock.take().items()})
+            parts[-1]["bare loop: model forward"] = bare_parts.get("model forward", 0.0) / block
     base = statistics.median(bare_s)
-    print(f"SmolLM2, {args.context}-token prompt, {args.steps} steps of each, alternated (medians)")
+    how = f"{args.steps} blocks of {block} steps of each as a continue" if args.as_continue else f"{args.steps} steps of each"
+    print(f"SmolLM2, {args.context}-token prompt, {how}, alternated (medians per step)")
     _print_row("bare loop step", base, base)
     _print_row("Stepper step", statistics.median(ours_s), base)
     _print_parts(parts, base, clock.order)
@@ -143,6 +164,9 @@ def profile_t5(args) -> None:
             loaded.model.generate(ids, **settings.config_kwargs())
 
     def loop():
+        if args.as_continue:
+            run_to_end(stepper)
+            return
         stepper.start()
         while not stepper.finished:
             stepper.step()
@@ -160,7 +184,8 @@ def profile_t5(args) -> None:
     base, generate_parts = best["generate"]
     ours, parts = best["Stepper"]
     parts = dict(parts, **{"generate(): model forward": generate_parts.get("model forward", 0.0)})
-    print(f"demo T5, {args.tokens} tokens, best of {args.rounds} rounds (per step)")
+    how = ", as a continue" if args.as_continue else ""
+    print(f"demo T5, {args.tokens} tokens{how}, best of {args.rounds} rounds (per step)")
     _print_row("generate() step", base, base)
     _print_row("Stepper step", ours, base)
     _print_parts([parts], base, clock.order)
@@ -263,6 +288,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--compiled-summary", action="store_true", help="the stage summary eager and compiled")
     parser.add_argument("--rows-order", action="store_true", help="kept rows before SDPA against after it")
+    parser.add_argument("--continue", dest="as_continue", action="store_true",
+                        help="step as a continue does (rows and layer captures wait)")
     args = parser.parse_args()
     if args.rows_order:
         rows_order(args)

@@ -96,7 +96,10 @@ class DeferredRows:
         nothing waits afterwards."""
         for kind, steps in self._steps.items():
             layers = sorted(layer for labelled_kind, layer in self._calls if labelled_kind == kind)
-            by_layer = [self._layer_rows(kind, layer, steps[-1][1])[0] for layer in layers]
+            key_len = steps[-1][1]
+            causal = kind == "self" and len(steps) > 1  # one query needs no mask
+            mask = _causal(len(steps), key_len, self._latest[(kind, layers[0])][1].device) if causal else None
+            by_layer = [self._layer_rows(kind, layer, key_len, mask)[0] for layer in layers]
             device = by_layer[0].device  # a device map spreads the layers: stack on the first one's
             probs = torch.stack([rows if rows.device == device else rows.to(device) for rows in by_layer])
             host_copy.add(probs.to(torch.float32), _writer(store, steps))  # [layer, head, steps, key_pos]
@@ -107,17 +110,27 @@ class DeferredRows:
         self.interrupted = False
         self.waiting_bytes = 0
 
-    def _layer_rows(self, kind: str, layer: int, key_len: int) -> torch.Tensor:
-        """Every waiting step of one layer: ``[batch, head, steps, key_len]``, causal for self-attention."""
+    def _layer_rows(self, kind: str, layer: int, key_len: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """Every waiting step of one layer: ``[batch, head, steps, key_len]``, under ``mask``
+        (self-attention over several steps: causal; else None: a step sees every key given)."""
         calls = self._calls[(kind, layer)]
         module, key, scaling = self._latest[(kind, layer)]
         queries = torch.cat([query for query, _ in calls], dim=2) if len(calls) > 1 else calls[0][0]
-        kwargs = {"is_causal": kind == "self"}
+        kwargs = {"is_causal": mask is not None}
         if calls[0][1] is not None:  # T5: each step's bias over its own keys, padded to the longest
             biases = [bias if bias.shape[-1] == key_len else
                       torch.nn.functional.pad(bias, (0, key_len - bias.shape[-1])) for _, bias in calls]
             kwargs["position_bias"] = torch.cat(biases, dim=2) if len(biases) > 1 else biases[0]
-        return kept_probs(module, queries, key[:, :, :key_len], None, scaling, len(calls), kwargs)
+        return kept_probs(module, queries, key[:, :, :key_len], mask, scaling, len(calls), kwargs)
+
+
+def _causal(steps: int, key_len: int, device) -> torch.Tensor:
+    """``[1, 1, steps, key_len]``, True where the step's query may attend: the last ``steps``
+    queries of eager attention's causal mask, made once for every layer (``attention._apply_mask``
+    makes the same one per call)."""
+    first_query = key_len - steps
+    allowed = torch.arange(first_query, key_len, device=device)[:, None] >= torch.arange(key_len, device=device)
+    return allowed[None, None]
 
 
 def _writer(store: RowStore, steps: list[tuple[Slot, int]]):

@@ -91,15 +91,27 @@ def _cache_rows(steps, newest, name: str, layers: int) -> torch.Tensor:
     """``[steps, layers, PREVIEW]`` of the cache's ``name``: each step's position, read from the newest tensor."""
     positions = [step.named[0][name][1] for step in steps]
     first, last = positions[0], positions[-1]
+    if positions == list(range(first, last + 1)):  # self-attention: one more key each step
+        step_stride = 1
+    elif first == last:  # cross-attention: the encoder's keys, the same in every step
+        step_stride = 0
+    else:  # never from a cache that only appends; read one position at a time
+        step_stride = None
     per_layer = []
     for layer in range(layers):
         tensor = newest[(layer, name)]
-        keys = tensor[(0,) * (tensor.dim() - 2)]  # [key_pos, head_dim] of batch 0, first head
-        if positions == list(range(first, last + 1)):  # self-attention: one more key each step
-            rows = keys[first : last + 1, :PREVIEW]
-        elif first == last:  # cross-attention: the encoder's keys, the same in every step
-            rows = keys[first, :PREVIEW].expand(len(steps), -1)
+        if step_stride is None:
+            rows = torch.stack([_rows_at(tensor, position, 1, 0)[0] for position in positions])
         else:
-            rows = keys[torch.tensor(positions, device=keys.device), :PREVIEW]
-        per_layer.append(_padded(rows, PREVIEW))
-    return torch.stack(_on_one_device(per_layer), dim=1)
+            rows = _rows_at(tensor, first, len(steps), step_stride)
+        per_layer.append(rows)
+    return _padded(torch.stack(_on_one_device(per_layer), dim=1), PREVIEW)
+
+
+def _rows_at(tensor: torch.Tensor, first: int, count: int, step_stride: int) -> torch.Tensor:
+    """``[count, <=PREVIEW]``: ``tensor[0, ..., 0, first + i * step_stride, :PREVIEW]`` for each i,
+    as one view (one operation a layer, where indexing takes four)."""
+    strides = tensor.stride()
+    offset = tensor.storage_offset() + first * strides[-2]
+    size = (count, min(PREVIEW, tensor.shape[-1]))
+    return tensor.as_strided(size, (strides[-2] * step_stride, strides[-1]), offset)

@@ -10,13 +10,25 @@ from pathlib import Path
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "profile_step.py"
 
 
-def test_profile_step_times_every_part_of_a_t5_step():
-    done = subprocess.run([sys.executable, str(SCRIPT), "--family", "t5", "--tokens", "8", "--rounds", "1"],
+def parts(*args: str) -> dict[str, str]:
+    done = subprocess.run([sys.executable, str(SCRIPT), "--family", "t5", "--tokens", "8", "--rounds", "1", *args],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    rows = dict(re.findall(r"^\s+(\S.*?)\s+([\d.]+) ms\s+[\d.]+%$", done.stdout, flags=re.MULTILINE))
+    return dict(re.findall(r"^\s+(\S.*?)\s+([\d.]+) ms\s+[\d.]+%$", done.stdout, flags=re.MULTILINE))
+
+
+def test_profile_step_times_every_part_of_a_t5_step():
+    rows = parts()
     for part in ("generate() step", "Stepper step", "model forward", "attention rows: computed",
                  "layer capture: stacked", "processors, stages, choice", "record", "generate(): model forward"):
-        assert part in rows, (part, done.stdout)
+        assert part in rows, (part, rows)
     assert 0 < float(rows["attention rows: computed"]) < float(rows["model forward"])
     assert float(rows["Stepper step"]) > float(rows["model forward"])
+
+
+def test_as_a_continue_the_rows_and_layer_captures_are_made_when_completing():
+    rows = parts("--continue")
+    for part in ("Stepper step", "completing waiting steps", "attention rows", "layer captures"):
+        assert part in rows, (part, rows)
+    assert "layer capture: stacked" not in rows and "attention rows: computed" in rows  # computed only when completing
+    assert float(rows["completing waiting steps"]) >= float(rows["layer captures"]) > 0
