@@ -68,20 +68,23 @@ def _has_names(step, names: set[str]) -> bool:
 def _stacked(steps, name: str, count: int | None) -> torch.Tensor:
     """``[steps, layers, count]``: each step's and layer's ``[0, ..., -1, :count]`` of ``name``.
 
-    One stack and one slice when every tensor has one shape and device; else (T5's position bias
-    grows by one key a step; a device map) tensor by tensor, NaN after a shorter tensor's end.
+    One stack and one slice when every tensor was kept whole with one shape and device (or one
+    stack when every one was sliced already: T5's position bias, at ``count`` keys); else (the
+    bias's first steps, with fewer keys; a device map) tensor by tensor, NaN after a shorter end.
     """
     layers = len(steps[0].named)
     entries = [step.named[layer][name] for step in steps for layer in range(layers)]
     tensors = [tensor for tensor, _ in entries]
-    if all(whole is True for _, whole in entries):
+    whole = entries[0][1] is True
+    if all((is_whole is True) == whole for _, is_whole in entries):
         try:
             stacked = torch.stack(tensors)  # [steps * layers, *shape]
         except RuntimeError:  # shapes or devices differ
             stacked = None
         if stacked is not None:
-            rows = _padded(_last_values(stacked, count or stacked.shape[-1], leading=True), count)
-            return rows.reshape(len(steps), layers, -1)
+            if whole:
+                stacked = _last_values(stacked, count or stacked.shape[-1], leading=True)
+            return _padded(stacked, count).reshape(len(steps), layers, -1)
     rows = [_padded((_last_values(t, count or t.shape[-1]) if whole is True else t).to(torch.float32), count)
             for t, whole in entries]
     return torch.stack(_on_one_device(rows)).reshape(len(steps), layers, -1)

@@ -253,6 +253,9 @@ class _StepCapture:
                 self.newest[(i, name)] = tensor
                 self.named[i][name] = (None, tensor.shape[-2] - 1)
                 return
+            if name == "position_bias":  # grows a key a step: sliced now, it stacks over steps
+                self.named[i][name] = (_last_values(tensor, PREVIEW), False)
+                return
             if tensor.numel() <= self.WHOLE_NUMEL:
                 self.named[i][name] = (tensor, True)
                 return
