@@ -31,6 +31,35 @@ async def test_the_footer_has_its_keys_from_its_first_compose(monkeypatch):
         assert recomposes == [] and list(app.screen.query(FooterKey)) == keys
 
 
+async def test_keys_greyed_in_place_look_as_textuals_disabled_keys(monkeypatch):
+    """Greying sets the keys' dim style inline (a ``-disabled`` class restyled each key through the
+    whole stylesheet: 4 ms of the UI thread at each continue's start and end): a key greyed in
+    place looks as one Textual composed disabled, and one composed disabled, enabled in place,
+    as an enabled one."""
+    async with running(steps=3) as (app, pilot, engine):
+        keys = {key.action: key for key in app.screen.query(FooterKey)}
+        step, pause = keys["app.step"], keys["app.pause"]
+        enabled, disabled = step.rich_style, pause.rich_style  # as composed
+        assert pause._disabled and pause.has_class("-disabled") and disabled.dim
+        assert not step._disabled and not enabled.dim
+        restyled = []
+        update_styles = type(app).update_styles
+        monkeypatch.setattr(type(app), "update_styles",
+                            lambda self, node, **kwargs: (restyled.append(node), update_styles(self, node, **kwargs))[1])
+        app.view = app.view.with_state("running")
+        app.busy = True  # as a continue starts: step greys, pause is enabled
+        await pilot.pause()
+        assert not [node for node in restyled if isinstance(node, FooterKey)]
+        assert step._disabled and step.rich_style == disabled
+        assert not pause._disabled and pause.rich_style == enabled
+        app.busy = False
+        app.view = app.view.with_state("ready")
+        app.refresh_bindings()
+        await pilot.pause()
+        assert not step._disabled and step.rich_style == enabled
+        assert pause._disabled and pause.rich_style == disabled
+
+
 async def test_the_footer_recomposes_once_however_often_its_keys_change(monkeypatch):
     """When the shown actions do change, several changes before the next refresh make one recompose."""
     recomposes = []
