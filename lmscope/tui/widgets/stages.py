@@ -32,16 +32,20 @@ class StagesPane(Widget):
     """The View to show; set by the app (each pane decides when to repaint)."""
     _shown: StepRecord | None = None
     _cursor: tuple[int, int] | None = None
+    _hint: str | None = None
     _key: tuple | None = None
     _strips: list[Strip] = []
 
     def watch_current(self, view: View | None) -> None:
-        """Redraw when another step is selected; the title names the chosen token."""
+        """Redraw when another step is selected, or the hint shown without one changes (not on
+        each change of state: a continue's start would redraw the pane while its first step
+        waits); the title names the chosen token."""
         record = view.selected if view is not None else None
         cursor = view.cursor if view is not None else None
-        if record is self._shown and record is not None and cursor == self._cursor:
+        hint = self.hint(view) if record is None else None
+        if record is self._shown and cursor == self._cursor and hint == self._hint and view is not None:
             return
-        self._shown, self._cursor = record, cursor
+        self._shown, self._cursor, self._hint = record, cursor, hint
         if record is not None:
             chosen = record.chosen
             prob = f" p={chosen.prob:.2f}" if chosen else " (not in top)"
