@@ -3,8 +3,8 @@
 For each model, in one process and alternating rounds: ``model.generate`` (plain SDPA), the bare
 Stepper loop with full capture (every stage's top-k, attention rows, cache stats, tensors),
 stepping as the TUI's continue does (the attention rows and layer captures wait and are
-completed at each hand-over: ``continue_loop.py``), and the real app (``make_app``, headless) pressing ``c`` on the same
-Stepper until generation ends.
+completed at each hand-over: ``continue_loop.py``), and the real app (``make_app``, headless)
+pressing ``c`` on the same Stepper until generation ends.
 Each run makes exactly ``--tokens`` tokens (``min_new_tokens`` = ``max_new_tokens``). Prints the
 table and, last, ``stepper_ratio=... tui_ratio=...``: the worst of the rows of Stepper/generate
 and TUI/Stepper (best round of each).
@@ -86,7 +86,7 @@ def stepper_run(stepper: Stepper):
     return lambda: run_to_end(stepper)
 
 
-def rows_in_each_step(stepper: Stepper):
+def made_in_each_step(stepper: Stepper):
     """The bare loop as before anything could wait: every step makes its attention rows and
     layer capture itself."""
     def run():
@@ -205,7 +205,7 @@ def breakdown(family: str, prompt: str, tokens: int, args) -> list[tuple[str, fl
     loaded = models.LoadedModel(stepper.model, stepper.tokenizer, family, stepper.info.model)
     runs = [("generate()", generate_run(loaded.model, ids, settings))]
     runs += [(name, stepper_run(Stepper(loaded, prompt, settings, **kwargs))) for name, kwargs in CAPTURES]
-    runs.append(("full, made in each step", rows_in_each_step(Stepper(loaded, prompt, settings))))
+    runs.append(("full, made in each step", made_in_each_step(Stepper(loaded, prompt, settings))))
     best = dict.fromkeys([name for name, _ in runs], 0.0)
     for _ in range(args.rounds):
         for name, run in runs:
@@ -394,7 +394,7 @@ def main_rows_later(args) -> None:
 
     for name, family, prompt, tokens in (CASES[0], CASES[1], CASES[2]):
         stepper, *_ = engine_thread.run(setup, family, prompt, tokens, args)
-        runs = {"made in each step": rows_in_each_step(stepper), "waiting": stepper_run(stepper)}
+        runs = {"made in each step": made_in_each_step(stepper), "waiting": stepper_run(stepper)}
         rates = {label: [] for label in runs}
         for _ in range(args.rounds):
             for label, run in runs.items():

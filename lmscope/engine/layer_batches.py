@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from lmscope.engine.layers import (
-    CACHE_NAMES, PREVIEW, LayerCapture, LayerCaptureResult, _last_values, _on_one_device, _ordered, _padded,
+    CACHE_NAMES, PREVIEW, LayerCapture, LayerCaptureResult, _last_rows, _on_one_device, _ordered, _padded,
 )
 from lmscope.engine.records import TensorInfo
 from lmscope.engine.row_store import RowStore
@@ -66,28 +66,11 @@ def _has_names(step, names: set[str]) -> bool:
 
 
 def _stacked(steps, name: str, count: int | None) -> torch.Tensor:
-    """``[steps, layers, count]``: each step's and layer's ``[0, ..., -1, :count]`` of ``name``.
-
-    One stack and one slice when every tensor was kept whole with one shape and device (or one
-    stack when every one was sliced already: T5's position bias, at ``count`` keys); else (the
-    bias's first steps, with fewer keys; a device map) tensor by tensor, NaN after a shorter end.
-    """
+    """``[steps, layers, count]``: each step's and layer's ``[0, ..., -1, :count]`` of ``name``,
+    stacked over every step and layer at once (``layers._last_rows``: one stack and one slice)."""
     layers = len(steps[0].named)
-    entries = [step.named[layer][name] for step in steps for layer in range(layers)]
-    tensors = [tensor for tensor, _ in entries]
-    whole = entries[0][1] is True
-    if all((is_whole is True) == whole for _, is_whole in entries):
-        try:
-            stacked = torch.stack(tensors)  # [steps * layers, *shape]
-        except RuntimeError:  # shapes or devices differ
-            stacked = None
-        if stacked is not None:
-            if whole:
-                stacked = _last_values(stacked, count or stacked.shape[-1], leading=True)
-            return _padded(stacked, count).reshape(len(steps), layers, -1)
-    rows = [_padded((_last_values(t, count or t.shape[-1]) if whole is True else t).to(torch.float32), count)
-            for t, whole in entries]
-    return torch.stack(_on_one_device(rows)).reshape(len(steps), layers, -1)
+    rows = _last_rows([step.named[layer][name] for step in steps for layer in range(layers)], count)
+    return rows.reshape(len(steps), layers, -1)
 
 
 def _cache_rows(steps, newest, name: str, layers: int) -> torch.Tensor:

@@ -248,25 +248,19 @@ class _StepCapture:
         for the cache only its position, the newest step's tensor holding every earlier one's)."""
         if i == 0:
             self.specs[name] = (tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
-        if self.newest is not None:
-            if name in CACHE_NAMES:
-                self.newest[(i, name)] = tensor
-                self.named[i][name] = (None, tensor.shape[-2] - 1)
-                return
-            if name == "position_bias":  # grows a key a step: sliced now, it stacks over steps
-                self.named[i][name] = (_last_values(tensor, PREVIEW), False)
-                return
-            if tensor.numel() <= self.WHOLE_NUMEL:
-                self.named[i][name] = (tensor, True)
-                return
-            self.named[i][name] = (_last_values(tensor, PREVIEW).clone(), False)  # never at one position
-            return
-        if not self.copy and tensor.numel() <= self.WHOLE_NUMEL:
+        waiting = self.newest is not None
+        if waiting and name in CACHE_NAMES:
+            self.newest[(i, name)] = tensor
+            self.named[i][name] = (None, tensor.shape[-2] - 1)
+        elif waiting and name == "position_bias":  # grows a key a step: sliced now, it stacks over steps
+            self.named[i][name] = (_last_values(tensor, PREVIEW), False)
+        elif not self.copy and tensor.numel() <= self.WHOLE_NUMEL:
             self.named[i][name] = (tensor, True)
         else:
             count = tensor.shape[-1] if name == "layer_output" else PREVIEW  # the residual is all of it
             values = _last_values(tensor, count)
-            self.named[i][name] = (values.clone() if self.copy else values, False)
+            # a view would keep the whole tensor alive: a prefill's until the pass ends, a waiting one's longer
+            self.named[i][name] = (values.clone() if self.copy or waiting else values, False)
 
     def keep_output(self, i: int, hidden: torch.Tensor) -> None:
         """The layer's output: the residual stream at the last position, and its preview.
@@ -329,7 +323,8 @@ class _StepCapture:
 
 
 def _last_rows(entries: list[tuple[torch.Tensor, bool]], count: int | None) -> torch.Tensor:
-    """``[layers, count]``: each layer's ``[0, ..., -1, :count]`` (the whole row when ``count`` is None).
+    """``[entries, count]``: each entry's ``[0, ..., -1, :count]`` (the whole row when ``count`` is
+    None); the entries are a step's layers, or a continue's waiting steps' layers (``layer_batches``).
 
     One stack and one slice when every tensor was kept whole with one shape (a decode step), one
     stack of the slices when they were sliced already; else (a device map, T5's position bias
@@ -339,7 +334,7 @@ def _last_rows(entries: list[tuple[torch.Tensor, bool]], count: int | None) -> t
     whole = entries[0][1]
     if all(is_whole == whole for _, is_whole in entries):
         try:
-            stacked = torch.stack(tensors)  # [layers, *shape]: a decode step's tensors are small
+            stacked = torch.stack(tensors)  # [entries, *shape]: a decode step's tensors are small
         except RuntimeError:  # shapes or devices differ
             stacked = None
         if stacked is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lmscope.engine import models
+from lmscope.engine import layer_batches, models
 from lmscope.engine.attention import AttentionRecorder, label_modules, recording
 from lmscope.engine.cache_stats import cache_stats, generation_cache, only_appends
 from lmscope.engine.deferred_rows import DeferredRows
@@ -21,7 +21,6 @@ from lmscope.engine.distributed import tensor_parallel_ranks
 from lmscope.engine.errors import UserError
 from lmscope.engine.generation import prepare
 from lmscope.engine.host_copy import HostCopy, Part
-from lmscope.engine import layer_batches
 from lmscope.engine.layers import LayerCapture, LayerCaptureResult
 from lmscope.engine.lens import LayerLens, logit_lens
 from lmscope.engine.placement import input_device
@@ -91,8 +90,7 @@ class Stepper:
             prepared = prepare(self.model, prompt_ids, self.settings.generate_kwargs(self.tokenizer))
         self._state = _State(prepared)
         self._rng.clear()
-        self._can_defer = bool(self._labels) and tensor_parallel_ranks() == 1 and only_appends(
-            generation_cache(self._state.model_kwargs))
+        self._can_defer = tensor_parallel_ranks() == 1 and only_appends(generation_cache(self._state.model_kwargs))
         if self.family == "llama":
             host_copy = HostCopy()
             with self._rows.joining(host_copy):

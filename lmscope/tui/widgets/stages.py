@@ -43,7 +43,7 @@ class StagesPane(Widget):
         record = view.selected if view is not None else None
         cursor = view.cursor if view is not None else None
         hint = self.hint(view) if record is None else None
-        if record is self._shown and cursor == self._cursor and hint == self._hint and view is not None:
+        if record is self._shown and cursor == self._cursor and hint == self._hint:
             return
         self._shown, self._cursor, self._hint = record, cursor, hint
         if record is not None:
