@@ -33,8 +33,9 @@ first step, the first step, the other steps, and from the last step to the frame
 reports key to frame (p50, p95), then presses ``p`` and counts the steps that ended after it.
 
 ``--breakdown`` measures instead where the Stepper's time goes: on each model, ``generate()`` on
-the Stepper's own model against Steppers that capture more and more (nothing; attention rows;
-the lens' residual stream; the TUI's full layer capture), and the full capture again with every
+the Stepper's own model (also under ``torch.inference_mode``, as the Stepper runs) against
+Steppers that capture more and more (nothing; attention rows; the lens' residual stream; the
+TUI's full layer capture), and the full capture again with every
 step making its own attention rows and layer capture (no waiting), alternating, best of ``--rounds``.
 """
 
@@ -78,6 +79,13 @@ def tokens_per_s(run, tokens: int) -> float:
 
 def generate_run(plain, ids, settings):
     return lambda: plain.generate(ids, **settings.config_kwargs())
+
+
+def in_inference_mode(run):
+    def run_in_inference_mode():
+        with torch.inference_mode():
+            run()
+    return run_in_inference_mode
 
 
 def stepper_run(stepper: Stepper):
@@ -203,7 +211,10 @@ def breakdown(family: str, prompt: str, tokens: int, args) -> list[tuple[str, fl
     """tokens/s of generate() on the Stepper's model, then of a Stepper per capture in CAPTURES."""
     stepper, _plain, ids, settings = engine_thread.run(setup, family, prompt, tokens, args)
     loaded = models.LoadedModel(stepper.model, stepper.tokenizer, family, stepper.info.model)
-    runs = [("generate()", generate_run(loaded.model, ids, settings))]
+    runs = [("generate()", generate_run(loaded.model, ids, settings)),
+            # The Stepper runs under torch.inference_mode (engine/stepper.py); generate() under its
+            # own no_grad. This row shows what inference mode alone gives generate() itself.
+            ("generate() in inference mode", in_inference_mode(generate_run(loaded.model, ids, settings)))]
     runs += [(name, stepper_run(Stepper(loaded, prompt, settings, **kwargs))) for name, kwargs in CAPTURES]
     runs.append(("full, made in each step", made_in_each_step(Stepper(loaded, prompt, settings))))
     best = dict.fromkeys([name for name, _ in runs], 0.0)
