@@ -142,11 +142,19 @@ def tapping(tap):
 
 def register() -> None:
     """Register lmscope's attention function and SDPA's mask builder under ``ATTENTION_NAME``."""
+    global _sdpa_attention_forward
     from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
+    _sdpa_attention_forward = sdpa_attention_forward
     AttentionInterface.register(ATTENTION_NAME, capture_attention_forward)
     ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, sdpa_mask)
+
+
+_sdpa_attention_forward = None
+"""transformers' SDPA attention function, imported once by :func:`register` (an import in
+:func:`capture_attention_forward` ran at every attention call of every step)."""
 
 
 def capture_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -159,8 +167,6 @@ def capture_attention_forward(module, query, key, value, attention_mask, scaling
     Returns:
         ``(attn_output [batch, query_pos, head, head_dim], None)`` as transformers expects.
     """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     recorder = _RECORDER.get()
     if recorder is not None and id(module) in recorder.kinds:
         if recorder.defers(query, attention_mask):
@@ -173,7 +179,7 @@ def capture_attention_forward(module, query, key, value, attention_mask, scaling
             rows = recorder.rows_to_keep(query.shape[2], key.shape[2])
             probs = kept_probs(module, query, key, attention_mask, scaling, rows, kwargs)
             recorder.keep(module, gather_heads(probs))  # tensor parallel: this rank's heads -> all heads
-    output, _ = sdpa_attention_forward(
+    output, _ = _sdpa_attention_forward(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
     )
     tap = _TAP.get()
