@@ -18,13 +18,13 @@ def run_to_end(stepper) -> None:
     while not stepper.finished:
         stepper.step(rows_later=True)
         if time.perf_counter() - handed >= STEPS_MESSAGE_S:
-            stepper.complete_rows()
+            stepper.complete_waiting()
             handed = time.perf_counter()
-    stepper.complete_rows()
+    stepper.complete_waiting()
 
 
 def steps_then_complete(stepper, steps: int) -> None:
-    """``steps`` steps whose rows and captures wait, then one ``complete_rows`` (one hand-over's worth)."""
+    """``steps`` steps whose rows and captures wait, then one ``complete_waiting`` (one hand-over's worth)."""
     for _ in range(steps):
         stepper.step(rows_later=True)
-    stepper.complete_rows()
+    stepper.complete_waiting()

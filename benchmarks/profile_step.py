@@ -96,7 +96,7 @@ class PartClock:
             (Stepper, "_step_record", "record"),
             (Stepper, "_cache_stats", "  cache stats"),
             (stepper_module.HostCopy, "copy", "host copy (rows to the store)"),
-            (Stepper, "complete_rows", "completing waiting steps"),
+            (Stepper, "complete_waiting", "completing waiting steps"),
             (deferred_rows.DeferredRows, "complete", "  attention rows"),
             (layer_batches, "complete", "  layer captures"),
         )

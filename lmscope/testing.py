@@ -308,7 +308,7 @@ class FakeEngine:
 
         With ``force`` the recorded step comes back choosing that id (``chosen_by="forced"``);
         the steps after it are the recording's, so a fake session stays deterministic. With
-        ``rows_later`` its index joins ``waiting_rows`` until :meth:`complete_rows`.
+        ``rows_later`` its index joins ``waiting_rows`` until :meth:`complete_waiting`.
         """
         with self._track():
             self.step_calls += 1
@@ -333,7 +333,7 @@ class FakeEngine:
             return replace(record, token_id=force, token=self._text_of(force), chosen_by="forced",
                            chosen_prob=None, raw_rank=None)
 
-    def complete_rows(self) -> None:
+    def complete_waiting(self) -> None:
         """Every step made with ``rows_later`` has its rows (recorded ones have them already)."""
         self.complete_calls += 1
         self.waiting_rows.clear()

@@ -5,7 +5,7 @@ Computed in the step (``attention.kept_probs``), it reads the layer's whole keys
 (SDPA reads them too) and costs about ten small operations per attention call: on a GPU ten
 kernel launches, on a small model as much as the model's own operations. A continue lets the
 rows wait instead (``Stepper.step(rows_later=True)``) and completes them before it hands its
-steps to the UI (``Stepper.complete_rows``).
+steps to the UI (``Stepper.complete_waiting``).
 """
 
 from __future__ import annotations

@@ -29,13 +29,13 @@ class Engine(Protocol):
     def step(self, force: int | None = None, rows_later: bool = False) -> StepRecord:
         """Run one forward pass and choose one token (``force``: this id). Raises if finished.
 
-        ``rows_later``: the record's attention rows may wait for :meth:`complete_rows` (they
+        ``rows_later``: the record's attention rows may wait for :meth:`complete_waiting` (they
         read as zeros until then), and the step's layer capture too (``lens`` and
         ``layer_tensors`` complete it first); a continue completes them before it hands steps over.
         """
         ...
 
-    def complete_rows(self) -> None:
+    def complete_waiting(self) -> None:
         """Fill the attention rows and layer captures of every step made with ``rows_later``
         (a no-op when none waits)."""
         ...

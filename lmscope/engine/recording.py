@@ -297,14 +297,14 @@ class RecordingEngine:
         return self.engine.finished
 
     def start(self) -> PromptRecord:
-        self.complete_rows()
+        self.complete_waiting()
         record = self.engine.start()
         self.writer.prompt(record)
         return record
 
     def step(self, force: int | None = None, rows_later: bool = False) -> StepRecord:
         if not rows_later:
-            self.complete_rows()  # the trace keeps the steps in the order they were made
+            self.complete_waiting()  # the trace keeps the steps in the order they were made
         record = self.engine.step(force=force, rows_later=rows_later)
         if rows_later:
             self._unwritten.append(record)
@@ -312,14 +312,14 @@ class RecordingEngine:
             self.writer.step(record)
         return record
 
-    def complete_rows(self) -> None:
-        self.engine.complete_rows()
+    def complete_waiting(self) -> None:
+        self.engine.complete_waiting()
         for record in self._unwritten:
             self.writer.step(record)
         self._unwritten.clear()
 
     def rewind(self, step: int) -> None:
-        self.complete_rows()
+        self.complete_waiting()
         self.engine.rewind(step)  # the next STEP chunk's number tells a reader where it went back to
 
     def first_token(self, text: str) -> tuple[int, str]:
@@ -358,7 +358,7 @@ class ReplayEngine:
     def step(self, force: int | None = None, rows_later: bool = False) -> StepRecord:
         raise UserError("a replayed session cannot step: record a new one with --record")
 
-    def complete_rows(self) -> None:
+    def complete_waiting(self) -> None:
         """Recorded steps have their rows: nothing waits."""
 
     def rewind(self, step: int) -> None:

@@ -44,7 +44,7 @@ used by the methods below."""
 
 
 MAX_WAITING_BYTES = 64 * 1024 * 1024
-"""What the steps waiting for ``complete_rows`` may hold on the device: their attention rows
+"""What the steps waiting for ``complete_waiting`` may hold on the device: their attention rows
 (computing them all at once holds them together: at 2k context SmolLM2's rows are 2.2 MiB a
 step, so ~30 steps wait) and their layer captures (about 0.6 MiB a step)."""
 
@@ -89,7 +89,7 @@ class Stepper:
     @_INFERENCE
     def start(self) -> PromptRecord:
         """Tokenize, let ``generate`` set up (T5: run the encoder), prefill (decoder-only)."""
-        self.complete_rows()  # the old history's records keep their rows
+        self.complete_waiting()  # the old history's records keep their rows
         if self.settings.seed is not None:
             torch.manual_seed(self.settings.seed)
         began = time.perf_counter()
@@ -120,7 +120,7 @@ class Stepper:
             force: choose this token id instead of argmax or sampling. The processors still
                 run (their stages are recorded); the record says ``chosen_by="forced"``.
             rows_later: let the attention rows and the layer capture wait for
-                :meth:`complete_rows`, which makes the waiting steps' together (a continue: see
+                :meth:`complete_waiting`, which makes the waiting steps' together (a continue: see
                 ``DeferredRows`` and ``layer_batches``). Until then the record's rows read as
                 zeros: complete them before showing or writing it.
         """
@@ -129,7 +129,7 @@ class Stepper:
         if force is not None and not 0 <= force < self.info_vocab:
             raise UserError(f"cannot force token id {force}: the vocabulary has ids 0 to {self.info_vocab - 1}")
         if not rows_later or self._deferred.interrupted or self._waiting_bytes >= MAX_WAITING_BYTES:
-            self.complete_rows()  # the waiting steps must stay consecutive, and what they hold bounded
+            self.complete_waiting()  # the waiting steps must stay consecutive, and what they hold bounded
         began = time.perf_counter()
         state = self._state
         if state.config.do_sample:
@@ -154,7 +154,7 @@ class Stepper:
         return self._step_record(chosen, described(), rows, began)
 
     @_INFERENCE
-    def complete_rows(self) -> None:
+    def complete_waiting(self) -> None:
         """Compute and store the attention rows and layer captures of every step made with
         ``rows_later``, all of them in one device-to-host copy."""
         rows_wait = self._deferred.pending or self._deferred.interrupted
@@ -188,7 +188,7 @@ class Stepper:
             raise RuntimeError("call start() before rewind()")
         if not 0 <= step <= state.generated:
             raise UserError(f"cannot rewind to step {step}: steps 0 to {state.generated} can be rewound to")
-        self.complete_rows()  # before the crop: the waiting rows read the keys as they are
+        self.complete_waiting()  # before the crop: the waiting rows read the keys as they are
         rewind_state(state, step, decoder_only=self.family == "llama")
         self._rng.restore(step)
 
@@ -218,7 +218,7 @@ class Stepper:
     def _captured(self, step: int) -> tuple:
         captured, chosen_id = self._residuals.get(step, (None, None))
         if captured is not None and not isinstance(captured, LayerCaptureResult):  # still waiting
-            self.complete_rows()
+            self.complete_waiting()
             captured = captured.result
             self._residuals[step] = (captured, chosen_id)
         if captured is None:

@@ -132,11 +132,11 @@ class EngineWorkers:
                 # handing the GIL back and forth for every step of a fast model paces the model.
                 # The last steps (a single step's only one, a breakpoint's) go with RunStopped.
                 if time.perf_counter() - posted >= STEPS_MESSAGE_S:
-                    engine.complete_rows()
+                    engine.complete_waiting()
                     self.post_message(StepsCompleted(tuple(batch)))
                     batch, posted = [], time.perf_counter()
             finished = engine.finished
-            engine.complete_rows()
+            engine.complete_waiting()
         except Exception as error:
             if batch:
                 _complete_quietly(engine)
@@ -180,7 +180,7 @@ def _complete_quietly(engine: Engine) -> None:
     """The steps made before a failure keep their attention rows if the engine can still make
     them; if it cannot, the failure already on its way says why, and the steps are still shown."""
     try:
-        engine.complete_rows()
+        engine.complete_waiting()
     except Exception:  # noqa: BLE001 - the step's own error is the one reported
         pass
 

@@ -67,7 +67,7 @@ def test_a_continue_on_a_disk_offloaded_map_keeps_the_plain_rows(tiny_llama_dir,
     def steps(stepper, rows_later: bool):
         stepper.start()
         records = [stepper.step(rows_later=rows_later) for _ in range(6)]
-        stepper.complete_rows()
+        stepper.complete_waiting()
         return records
 
     from lmscope.engine.settings import GenerationSettings

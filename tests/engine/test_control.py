@@ -7,7 +7,6 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from lmscope.engine import models
 from lmscope.engine.cache_stats import generation_cache
 from lmscope.engine.errors import UserError
 from lmscope.engine.settings import GenerationSettings
@@ -16,12 +15,6 @@ from lmscope.engine.stepper import Stepper
 PROMPT = "the quick brown fox"
 SAMPLING = GenerationSettings(max_new_tokens=10, do_sample=True, temperature=1.5, top_k=40, seed=7)
 GREEDY = GenerationSettings(max_new_tokens=10)
-
-
-@pytest.fixture(scope="module", params=["llama", "t5"])
-def loaded(request, tiny_llama_dir, tiny_t5_dir):
-    folder = tiny_llama_dir if request.param == "llama" else tiny_t5_dir
-    return models.load(str(folder), request.param, device="cpu", dtype="float32")
 
 
 def run(stepper: Stepper, n: int | None = None, **step_kwargs) -> list:

@@ -4,7 +4,6 @@ rows made in the step, through rewinds, forced tokens and a step whose rows cann
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from lmscope.engine import attention, models
 from lmscope.engine.settings import GenerationSettings
@@ -12,12 +11,6 @@ from lmscope.engine.stepper import Stepper
 
 PROMPT = "the quick brown fox"
 SETTINGS = GenerationSettings(max_new_tokens=14, min_new_tokens=14)
-
-
-@pytest.fixture(scope="module", params=["llama", "t5"])
-def loaded(request, tiny_llama_dir, tiny_t5_dir):
-    folder = tiny_llama_dir if request.param == "llama" else tiny_t5_dir
-    return models.load(str(folder), request.param, device="cpu", dtype="float32")
 
 
 def immediate_steps(loaded, forced: dict[int, int] | None = None):
@@ -47,9 +40,9 @@ def test_rows_made_later_equal_rows_made_in_the_step(loaded):
     for index in range(SETTINGS.max_new_tokens):
         steps.append(stepper.step(rows_later=True))
         if index in (2, 3, 9):  # batches of 3, 1 and 6 steps, then the last 4
-            stepper.complete_rows()
+            stepper.complete_waiting()
     assert stepper._deferred.pending == 4
-    stepper.complete_rows()
+    stepper.complete_waiting()
     assert stepper._deferred.pending == 0
     assert_same_rows(immediate_steps(loaded), steps)
 
@@ -64,7 +57,7 @@ def test_a_rewind_or_a_forced_token_completes_the_waiting_rows_first(loaded):
     forced_id = again[-1].token_id
     forced = stepper.step(force=forced_id)  # not rows_later: the two waiting steps complete first
     rest = [stepper.step(rows_later=True) for _ in range(SETTINGS.max_new_tokens - 7)]
-    stepper.complete_rows()
+    stepper.complete_waiting()
     expected = immediate_steps(loaded, forced={6: forced_id})
     assert_same_rows(expected[:6], first)
     assert_same_rows(expected[4:], again + [forced] + rest)
@@ -85,7 +78,7 @@ def test_a_step_whose_rows_cannot_wait_computes_them_in_the_step(loaded, monkeyp
 
     monkeypatch.setattr(attention.AttentionRecorder, "defers", defers_but_one)
     steps = [stepper.step(rows_later=True) for _ in range(8)]
-    stepper.complete_rows()
+    stepper.complete_waiting()
     monkeypatch.undo()
     assert_same_rows(immediate_steps(loaded)[:8], steps)
 
@@ -111,7 +104,7 @@ def test_steps_wait_only_up_to_their_byte_budget(loaded, monkeypatch):
         # a step begins by completing the waiting ones once they reach the budget
         assert pending[-1] == (1 if waiting_bytes >= budget else waiting + 1)
     assert max(pending) == 3 and pending.count(1) >= 2
-    stepper.complete_rows()
+    stepper.complete_waiting()
 
 
 def test_a_sliding_window_cache_never_defers(tiny_llama_dir):

@@ -44,8 +44,8 @@ def run_stepper(loaded, settings, complete_every: int | None = None):
     while not stepper.finished:
         steps.append(stepper.step(rows_later=complete_every is not None))
         if complete_every is not None and len(steps) % complete_every == 0:
-            stepper.complete_rows()
-    stepper.complete_rows()
+            stepper.complete_waiting()
+    stepper.complete_waiting()
     return prompt, steps
 
 

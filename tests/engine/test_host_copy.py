@@ -119,7 +119,7 @@ def test_rows_made_later_add_one_copy_per_kind_for_all_the_waiting_steps(family,
         with HostReads() as counter:
             records = [stepper.step(rows_later=True) for _ in range(5)]
             assert len(stepper._layers.waiting) == 5 and len(copies) == 5
-            stepper.complete_rows()
+            stepper.complete_waiting()
     finally:
         HostCopy.copy = original
     assert records[-1].attention.probs.sum() > 0

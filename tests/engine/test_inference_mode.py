@@ -31,7 +31,7 @@ def test_every_engine_call_runs_in_inference_mode(family, tiny_llama_dir, tiny_t
     assert not torch.is_inference_mode_enabled()
     stepper.start()
     first = [stepper.step(rows_later=True).token_id for _ in range(4)]
-    stepper.complete_rows()
+    stepper.complete_waiting()
     assert all(keys.is_inference() for keys in _self_keys(stepper)), "the cache was made outside inference mode"
     stepper.rewind(1)  # crops the cache's inference tensors
     again = [stepper.step().token_id for _ in range(3)]

@@ -8,21 +8,13 @@ import gc
 import weakref
 
 import numpy as np
-import pytest
 
-from lmscope.engine import models
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
 
 PROMPT = "the quick brown fox"
 STEPS = 12
 SETTINGS = GenerationSettings(max_new_tokens=STEPS, min_new_tokens=STEPS)
-
-
-@pytest.fixture(scope="module", params=["llama", "t5"])
-def loaded(request, tiny_llama_dir, tiny_t5_dir):
-    folder = tiny_llama_dir if request.param == "llama" else tiny_t5_dir
-    return models.load(str(folder), request.param, device="cpu", dtype="float32")
 
 
 def captures(stepper: Stepper, steps: range) -> list:
@@ -57,9 +49,9 @@ def test_captures_made_later_equal_captures_made_in_the_step(loaded):
     for index in range(STEPS):
         stepper.step(rows_later=True)
         if index in (2, 3, 8):  # batches of 3, 1 and 5 steps, then the last 3
-            stepper.complete_rows()
+            stepper.complete_waiting()
     assert len(stepper._layers.waiting) == 3
-    stepper.complete_rows()
+    stepper.complete_waiting()
     assert stepper._layers.waiting == [] and stepper._layers.newest == {}
     got = captures(stepper, range(STEPS))
     expected = made_in_each_step(loaded)
@@ -97,7 +89,7 @@ def test_a_rewind_or_a_forced_token_completes_the_waiting_captures_first(loaded)
     stepper.step(force=forced_id)  # not rows_later: nothing waits before it
     for _ in range(STEPS - 6):
         stepper.step(rows_later=True)
-    stepper.complete_rows()
+    stepper.complete_waiting()
     expected = made_in_each_step(loaded, forced={5: forced_id})
     assert_same_captures(expected[:4], first[:4])
     assert_same_captures(expected, captures(stepper, range(STEPS)))
@@ -108,7 +100,7 @@ def test_a_residual_capture_waits_too(loaded):
     stepper.start()
     for _ in range(STEPS):
         stepper.step(rows_later=True)
-    stepper.complete_rows()
+    stepper.complete_waiting()
     got = [(stepper._captured(step)[0].residual.copy(), [()] * stepper.info.layers) for step in range(STEPS)]
     expected = [(residual, [()] * len(layers)) for residual, layers in made_in_each_step(loaded, mode="residual")]
     assert_same_captures(expected, got)
@@ -121,7 +113,7 @@ def test_completed_captures_let_the_cache_go(loaded):
     for _ in range(4):
         stepper.step(rows_later=True)
     keys = weakref.ref(stepper._layers.newest[(0, "k")])
-    stepper.complete_rows()
+    stepper.complete_waiting()
     for _ in range(2):
         stepper.step()
     gc.collect()

@@ -16,12 +16,6 @@ PROMPT = "the quick brown fox"
 SETTINGS = GenerationSettings(max_new_tokens=6)
 
 
-@pytest.fixture(scope="module", params=["llama", "t5"])
-def loaded(request, tiny_llama_dir, tiny_t5_dir):
-    folder = tiny_llama_dir if request.param == "llama" else tiny_t5_dir
-    return models.load(str(folder), request.param, device="cpu", dtype="float32")
-
-
 def run_steps(loaded, prompt=PROMPT, settings=SETTINGS):
     stepper = Stepper(loaded, prompt, settings)
     stepper.start()
