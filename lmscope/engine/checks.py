@@ -8,7 +8,6 @@ a tokenizer_config.json; the weights are never touched.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from lmscope.engine.errors import UserError

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import asdict
 
 import numpy as np
@@ -160,7 +159,6 @@ def test_open_never_imports_torch(tmp_path):
     record_fake(path)
     code = ("import sys; from lmscope.cli import main; rc = main(['open', sys.argv[1], '--json']); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'; sys.exit(rc)")
-    began = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 5

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from lmscope.tui.app import make_app
 from lmscope.tui.widgets.tokens import TokensPane
 from tui_harness import running, settle
 
