@@ -37,7 +37,7 @@ _INFERENCE = torch.inference_mode()
 """Every public method that runs torch runs under it. ``no_grad``, which ``generate()`` runs
 under, builds no graph either, but each tensor still gets autograd's version counter and view
 tracking; inference mode skips them. On the demo T5, whose operations are tiny, the continue
-loop stepped 5% faster (``generate()`` itself gains 10% under it: ``bench_fast_steps.py
+loop stepped 5% faster (``generate()`` itself gains 6-13% under it: ``bench_fast_steps.py
 --breakdown``). Nothing the engine makes is changed in place outside these methods (which
 inference tensors refuse): records hold numpy arrays, and the cache and captures are only
 used by the methods below."""
