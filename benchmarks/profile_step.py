@@ -41,7 +41,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch
 
-from lmscope.engine import attention, deferred_rows, layer_batches, layers, models, stepper as stepper_module
+from lmscope.engine import attention, deferred_rows, layer_batches, layers, models, stepper as stepper_module, waiting_records
 from lmscope.engine.session import SessionOptions, model_source
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
@@ -93,12 +93,14 @@ class PartClock:
             (layers._StepCapture, "finish", "layer capture: stacked"),
             (Stepper, "_choose", "processors, stages, choice"),
             (stepper_module, "run_stages", "  processors and stage summary"),
-            (Stepper, "_step_record", "record"),
+            (Stepper, "_record_fields", "record"),
+            (stepper_module, "stages_from", "stages read back"),
             (Stepper, "_cache_stats", "  cache stats"),
             (stepper_module.HostCopy, "copy", "host copy (rows to the store)"),
             (Stepper, "complete_waiting", "completing waiting steps"),
             (deferred_rows.DeferredRows, "complete", "  attention rows"),
             (layer_batches, "complete", "  layer captures"),
+            (waiting_records.WaitingRecords, "complete", "  records"),
         )
         for owner, name, part in parts:
             self.wrap(owner, name, part)

@@ -289,6 +289,7 @@ class FakeEngine:
         self.entered = threading.Event()
         """Set when a ``step`` call has begun, so a test knows the worker is inside it."""
         self._next, self._failed, self._lock = 0, False, threading.Lock()
+        self._made_later: list[StepRecord] = []
 
     @property
     def finished(self) -> bool:
@@ -300,18 +301,21 @@ class FakeEngine:
         """Rewind to the first step and return the prompt record."""
         with self._track():
             self.start_calls += 1
-            self._next, self._failed = 0, False
+            self._next, self._failed, self._made_later = 0, False, []
             return self.recording.prompt
 
-    def step(self, force: int | None = None, rows_later: bool = False) -> StepRecord:
+    def step(self, force: int | None = None, rows_later: bool = False,
+             record_later: bool = False) -> StepRecord | None:
         """Return the next recorded step, after the gate and the delay.
 
         With ``force`` the recorded step comes back choosing that id (``chosen_by="forced"``);
         the steps after it are the recording's, so a fake session stays deterministic. With
-        ``rows_later`` its index joins ``waiting_rows`` until :meth:`complete_waiting`.
+        ``rows_later`` its index joins ``waiting_rows`` until :meth:`complete_waiting`; with
+        ``record_later`` too, and it returns None: :meth:`complete_waiting` returns the record.
         """
         with self._track():
             self.step_calls += 1
+            rows_later = rows_later or record_later
             if not rows_later:
                 self.waiting_rows.clear()  # as the Stepper completes the waiting steps first
             self.entered.set()
@@ -328,15 +332,21 @@ class FakeEngine:
             record = self.recording.steps[self._next - 1]
             if rows_later:
                 self.waiting_rows.add(self._next - 1)
-            if force is None:
-                return record
-            return replace(record, token_id=force, token=self._text_of(force), chosen_by="forced",
-                           chosen_prob=None, raw_rank=None)
+            if force is not None:
+                record = replace(record, token_id=force, token=self._text_of(force), chosen_by="forced",
+                                 chosen_prob=None, raw_rank=None)
+            if record_later:
+                self._made_later.append(record)
+                return None
+            return record
 
-    def complete_waiting(self) -> None:
-        """Every step made with ``rows_later`` has its rows (recorded ones have them already)."""
+    def complete_waiting(self) -> tuple[StepRecord, ...]:
+        """Every step made with ``rows_later`` has its rows (recorded ones have them already);
+        returns the records of the steps made with ``record_later`` since the last call."""
         self.complete_calls += 1
         self.waiting_rows.clear()
+        made, self._made_later = tuple(self._made_later), []
+        return made
 
     def rewind(self, step: int) -> None:
         """The next ``step()`` returns recorded step ``step`` again."""

@@ -52,15 +52,26 @@ def run_stages(processors, input_ids: torch.Tensor, logits: torch.Tensor, top: i
     Returns:
         ``(scores, summaries)``: the final ``[1, d_vocab]`` scores and the StageTensors.
     """
+    scores, stages = stage_scores(processors, input_ids, logits)
+    return scores, StageTensors(stage_names(processors), summarise(stages, top), min(top, logits.shape[-1]),
+                                logits.shape[-1])
+
+
+def stage_scores(processors, input_ids: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply each processor in order: ``(scores [1, d_vocab], stages [stages, d_vocab])``, the
+    final scores and every stage's scores, unsummarised (see :func:`run_stages`)."""
     stages = torch.empty((len(processors) + 1, logits.shape[-1]), dtype=logits.dtype, device=logits.device)
     stages[0] = logits[0]
     scores = logits
     for index, processor in enumerate(processors, start=1):
         scores = processor(input_ids, scores)
         stages[index] = scores[0]
-    names = ["logits"] + [type(processor).__name__ for processor in processors]
-    d_vocab = logits.shape[-1]
-    return scores, StageTensors(names, summarise(stages, top), min(top, d_vocab), d_vocab)
+    return scores, stages
+
+
+def stage_names(processors) -> list[str]:
+    """``"logits"``, then each processor's class name."""
+    return ["logits"] + [type(processor).__name__ for processor in processors]
 
 
 def summarise(stages: torch.Tensor, top: int) -> torch.Tensor:
@@ -89,6 +100,20 @@ def pack_stages(summaries: StageTensors, extra: tuple[torch.Tensor, ...] = ()) -
     """Every stage's numbers, then each of ``extra`` flattened, as one float32 vector on the
     device (see :func:`stages_from`)."""
     return torch.cat((summaries.packed.view(-1), *(tensor.reshape(-1) for tensor in extra)))
+
+
+def chosen_numbers(logits: torch.Tensor, probs: torch.Tensor, next_tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """On the device: the chosen token's final probability ``[steps, 1]`` and how many raw
+    logits are above its own ``[steps]`` (its 1-based raw rank less one), for one step or many.
+
+    Args:
+        logits: ``[steps, d_vocab]`` raw float32 logits.
+        probs: ``[steps, d_vocab]`` softmax of the final scores.
+        next_tokens: ``[steps]`` the chosen ids.
+    """
+    chosen = next_tokens[:, None]
+    above = (logits > logits.gather(1, chosen)).sum(dim=-1)
+    return probs.gather(1, chosen), above
 
 
 def stages_from(summaries: StageTensors, packed, decode: Callable[[int], str]

@@ -26,18 +26,22 @@ class Engine(Protocol):
         """Begin (or begin again): tokenize, prefill or encode, reset the cache and the seed."""
         ...
 
-    def step(self, force: int | None = None, rows_later: bool = False) -> StepRecord:
+    def step(self, force: int | None = None, rows_later: bool = False,
+             record_later: bool = False) -> StepRecord | None:
         """Run one forward pass and choose one token (``force``: this id). Raises if finished.
 
         ``rows_later``: the record's attention rows may wait for :meth:`complete_waiting` (they
         read as zeros until then), and the step's layer capture too (``lens`` and
         ``layer_tensors`` complete it first); a continue completes them before it hands steps over.
+        ``record_later``: the whole record waits (a continue no breakpoint reads): the step
+        returns None and :meth:`complete_waiting` returns the record.
         """
         ...
 
-    def complete_waiting(self) -> None:
+    def complete_waiting(self) -> tuple[StepRecord, ...]:
         """Fill the attention rows and layer captures of every step made with ``rows_later``
-        (a no-op when none waits)."""
+        or ``record_later`` (a no-op when none waits), and return the records of the steps made
+        with ``record_later`` since the last call, in order."""
         ...
 
     def rewind(self, step: int) -> None:

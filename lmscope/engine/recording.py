@@ -302,21 +302,26 @@ class RecordingEngine:
         self.writer.prompt(record)
         return record
 
-    def step(self, force: int | None = None, rows_later: bool = False) -> StepRecord:
-        if not rows_later:
+    def step(self, force: int | None = None, rows_later: bool = False,
+             record_later: bool = False) -> StepRecord | None:
+        if not (rows_later or record_later):
             self.complete_waiting()  # the trace keeps the steps in the order they were made
-        record = self.engine.step(force=force, rows_later=rows_later)
+        record = self.engine.step(force=force, rows_later=rows_later, record_later=record_later)
+        if record is None:
+            return None  # complete_waiting returns it
         if rows_later:
             self._unwritten.append(record)
         else:
             self.writer.step(record)
         return record
 
-    def complete_waiting(self) -> None:
-        self.engine.complete_waiting()
-        for record in self._unwritten:
+    def complete_waiting(self) -> tuple[StepRecord, ...]:
+        made = self.engine.complete_waiting()
+        # A run makes its steps one way (record_later or not), so the two lists never interleave.
+        for record in (*self._unwritten, *made):
             self.writer.step(record)
         self._unwritten.clear()
+        return made
 
     def rewind(self, step: int) -> None:
         self.complete_waiting()
@@ -355,11 +360,12 @@ class ReplayEngine:
         """Every recorded step of the live branch, in order (rows mapped, not read)."""
         return (self.trace.step(i) for i in range(len(self.trace)))
 
-    def step(self, force: int | None = None, rows_later: bool = False) -> StepRecord:
+    def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False) -> StepRecord:
         raise UserError("a replayed session cannot step: record a new one with --record")
 
-    def complete_waiting(self) -> None:
+    def complete_waiting(self) -> tuple[StepRecord, ...]:
         """Recorded steps have their rows: nothing waits."""
+        return ()
 
     def rewind(self, step: int) -> None:
         raise UserError("a replayed session cannot rewind")

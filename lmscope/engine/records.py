@@ -203,7 +203,8 @@ class StepRecord:
         cross_attention: T5 only: the new query's row over the encoder tokens.
         finished: True when this token ends generation.
         finish_reason: ``"eos"``, ``"max_new_tokens"``, ``"stop_string"`` or None.
-        elapsed_s: seconds the step took, forward pass and recording included.
+        elapsed_s: seconds the step took, forward pass and recording included (a record that
+            waited for a continue's hand-over: without its stages' summary, made there).
         chosen_prob: the chosen token's probability in the final distribution (exact, also
             when it is outside the stages' top-k); None in records that predate it.
         raw_rank: the chosen token's 1-based rank in the raw logits (1 = their argmax).

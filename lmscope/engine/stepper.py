@@ -24,13 +24,16 @@ from lmscope.engine.host_copy import HostCopy, Part
 from lmscope.engine.layers import LayerCapture, LayerCaptureResult
 from lmscope.engine.lens import LayerLens, logit_lens
 from lmscope.engine.placement import input_device
-from lmscope.engine.processors import StageTensors, pack_stages, run_stages, stages_from
+from lmscope.engine.processors import (
+    StageTensors, chosen_numbers, pack_stages, run_stages, stage_names, stage_scores, stages_from,
+)
 from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord, TensorInfo
 from lmscope.engine.row_store import RowStore
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.rewind import RngHistory, rewind_state
 from lmscope.engine.step_parts import Decoder, attention_rows, finish_reason
 from lmscope.engine.tensors import ForwardInputs, describe
+from lmscope.engine.waiting_records import WaitingRecords
 
 
 _INFERENCE = torch.inference_mode()
@@ -80,6 +83,9 @@ class Stepper:
         self._layers = LayerCapture(self.model, layer_capture)
         self._residuals: dict[int, tuple] = {}  # step -> (LayerCaptureResult or its waiting capture, chosen id)
         self._deferred = DeferredRows()
+        self._records = WaitingRecords()
+        self._made_later: list[StepRecord] = []
+        """Records made by ``_complete``, returned by the next ``complete_waiting``."""
         self._can_defer = False
 
     @property
@@ -89,7 +95,8 @@ class Stepper:
     @_INFERENCE
     def start(self) -> PromptRecord:
         """Tokenize, let ``generate`` set up (T5: run the encoder), prefill (decoder-only)."""
-        self.complete_waiting()  # the old history's records keep their rows
+        self._complete()  # the old history's records keep their rows
+        self._made_later = []  # records of the old history no caller collected
         if self.settings.seed is not None:
             torch.manual_seed(self.settings.seed)
         began = time.perf_counter()
@@ -113,8 +120,9 @@ class Stepper:
         return self._prompt_record(prompt_ids, recorder, time.perf_counter() - began)
 
     @_INFERENCE
-    def step(self, force: int | None = None, rows_later: bool = False) -> StepRecord:
-        """Generate one token and return everything recorded about it.
+    def step(self, force: int | None = None, rows_later: bool = False,
+             record_later: bool = False) -> StepRecord | None:
+        """Generate one token and return everything recorded about it (``record_later``: None).
 
         Args:
             force: choose this token id instead of argmax or sampling. The processors still
@@ -123,13 +131,17 @@ class Stepper:
                 :meth:`complete_waiting`, which makes the waiting steps' together (a continue: see
                 ``DeferredRows`` and ``layer_batches``). Until then the record's rows read as
                 zeros: complete them before showing or writing it.
+            record_later: a continue that no breakpoint reads: the rows and capture wait, and
+                so does the record itself (its stages' summary is made with the other waiting
+                steps': ``waiting_records``). :meth:`complete_waiting` returns it.
         """
         if self.finished:
             raise RuntimeError("generation has finished; call start() to begin again")
         if force is not None and not 0 <= force < self.info_vocab:
             raise UserError(f"cannot force token id {force}: the vocabulary has ids 0 to {self.info_vocab - 1}")
+        rows_later = rows_later or record_later
         if not rows_later or self._deferred.interrupted or self._waiting_bytes >= MAX_WAITING_BYTES:
-            self.complete_waiting()  # the waiting steps must stay consecutive, and what they hold bounded
+            self._complete()  # the waiting steps must stay consecutive, and what they hold bounded
         began = time.perf_counter()
         state = self._state
         if state.config.do_sample:
@@ -145,31 +157,50 @@ class Stepper:
                 recorder = AttentionRecorder(self._labels, self._rows, deferred=self._deferred if later else None)
                 outputs, described = self._forward(recorder, host_copy, later)
             state.pending = None
-            chosen = self._choose(outputs, force, host_copy)
+            chosen = self._choose(outputs, force, host_copy, summarise=not record_later)
             del outputs  # the prefill's logits can be large; keep nothing of the forward pass
             query_len = state.input_ids.shape[1] - 1
             rows = (attention_rows(recorder, "self", query_len, last_row_only=True),
                     attention_rows(recorder, "cross", query_len, last_row_only=True))
         host_copy.copy()
-        return self._step_record(chosen, described(), rows, began)
+        fields = self._record_fields(chosen, described(), rows, began)
+        if record_later:
+            self._records.add(fields, chosen.stages, chosen.next_token)
+            return None
+        stages, (chosen_prob, raw_above) = stages_from(chosen.summaries, chosen.numbers.array, self._decoder.token)
+        return StepRecord(**fields, stages=stages, chosen_prob=chosen_prob, raw_rank=int(raw_above) + 1)
 
     @_INFERENCE
-    def complete_waiting(self) -> None:
+    def complete_waiting(self) -> tuple[StepRecord, ...]:
         """Compute and store the attention rows and layer captures of every step made with
-        ``rows_later``, all of them in one device-to-host copy."""
+        ``rows_later`` or ``record_later``, and make the records of those made with
+        ``record_later``, all in one device-to-host copy.
+
+        Returns:
+            The records of the steps made with ``record_later`` since the last call, in order
+            (those a step, a rewind or the budget completed in between included).
+        """
+        self._complete()
+        made, self._made_later = tuple(self._made_later), []
+        return made
+
+    def _complete(self) -> None:
         rows_wait = self._deferred.pending or self._deferred.interrupted
-        if not (rows_wait or self._layers.waiting):
+        if not (rows_wait or self._layers.waiting or len(self._records)):
             return
         host_copy = HostCopy()
         with self._rows.joining(host_copy):
             if rows_wait:
                 self._deferred.complete(self._rows, host_copy)
             layer_batches.complete(self._layers, self._rows)
+            records = (self._records.complete(self._state.stage_names, self.top, self._decoder.token, host_copy)
+                       if len(self._records) else list)
         host_copy.copy()
+        self._made_later.extend(records())
 
     @property
     def _waiting_bytes(self) -> int:
-        return self._deferred.waiting_bytes + self._layers.waiting_bytes
+        return self._deferred.waiting_bytes + self._layers.waiting_bytes + self._records.waiting_bytes
 
     @_INFERENCE
     def rewind(self, step: int) -> None:
@@ -188,7 +219,7 @@ class Stepper:
             raise RuntimeError("call start() before rewind()")
         if not 0 <= step <= state.generated:
             raise UserError(f"cannot rewind to step {step}: steps 0 to {state.generated} can be rewound to")
-        self.complete_waiting()  # before the crop: the waiting rows read the keys as they are
+        self._complete()  # before the crop: the waiting rows read the keys as they are
         rewind_state(state, step, decoder_only=self.family == "llama")
         self._rng.restore(step)
 
@@ -218,7 +249,7 @@ class Stepper:
     def _captured(self, step: int) -> tuple:
         captured, chosen_id = self._residuals.get(step, (None, None))
         if captured is not None and not isinstance(captured, LayerCaptureResult):  # still waiting
-            self.complete_waiting()
+            self._complete()
             captured = captured.result
             self._residuals[step] = (captured, chosen_id)
         if captured is None:
@@ -252,11 +283,17 @@ class Stepper:
         inputs = seen.tensors
         return outputs, lambda: inputs() + logits
 
-    def _choose(self, outputs, force: int | None, host_copy: HostCopy) -> "_Chosen":
-        """Processors, then argmax, sampling or the forced id; nothing is read from the device."""
+    def _choose(self, outputs, force: int | None, host_copy: HostCopy, summarise: bool = True) -> "_Chosen":
+        """Processors, then argmax, sampling or the forced id; nothing is read from the device.
+        (``summarise=False``: the stages' scores are kept for ``waiting_records`` instead.)"""
         state = self._state
         logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=state.input_ids.device)
-        scores, summaries = run_stages(state.processors, state.input_ids, logits, self.top)
+        if summarise:
+            scores, summaries = run_stages(state.processors, state.input_ids, logits, self.top)
+            stages = None
+        else:
+            scores, stages = stage_scores(state.processors, state.input_ids, logits)
+            summaries = None
         probs = torch.nn.functional.softmax(scores, dim=-1)
         if force is not None:
             next_tokens, chosen_by = torch.tensor([force], device=scores.device), "forced"
@@ -267,12 +304,16 @@ class Stepper:
         state.input_ids = torch.cat([state.input_ids, next_tokens[:, None]], dim=-1)
         state.generated += 1
         stop = state.stopping_criteria(state.input_ids, scores)
+        numbers = None if summaries is None else host_copy.add(
+            pack_stages(summaries, chosen_numbers(logits, probs, next_tokens)))
         return _Chosen(
             chosen_by=chosen_by,
             summaries=summaries,
-            numbers=host_copy.add(pack_stages(summaries, chosen_numbers(logits, probs, next_tokens))),
+            numbers=numbers,
             token_id=host_copy.add(next_tokens[:1]),
             stop=host_copy.add(stop[:1]),
+            stages=stages,
+            next_token=next_tokens[:1],
         )
 
     # -- records -----------------------------------------------------------------------------
@@ -310,19 +351,18 @@ class Stepper:
             return describe({"input_ids": prompt_ids}) + self._inputs.encoder_tensors(self._state.model_kwargs)
         return self._state.pending[1]
 
-    def _step_record(self, chosen: "_Chosen", tensors, rows, began: float) -> StepRecord:
-        """The record of the step just chosen (``chosen``'s parts are on the host now)."""
+    def _record_fields(self, chosen: "_Chosen", tensors, rows, began: float) -> dict:
+        """The record of the step just chosen, less its stages, ``chosen_prob`` and ``raw_rank``
+        (``chosen``'s parts are on the host now): what must be read while the step is current."""
         state = self._state
         token_id = int(chosen.token_id.array[0])
         state.stopped = bool(chosen.stop.array[0])
-        stages, (chosen_prob, raw_above) = stages_from(chosen.summaries, chosen.numbers.array, self._decoder.token)
         self._residuals[state.generated - 1] = (self._layers.last, token_id)
-        return StepRecord(
+        return dict(
             step=state.generated - 1,
             token_id=token_id,
             token=self._decoder.token(token_id),
             chosen_by=chosen.chosen_by,
-            stages=stages,
             tensors=tensors,
             cache=self._cache_stats(),
             attention=rows[0],
@@ -330,8 +370,6 @@ class Stepper:
             finished=state.finished,
             finish_reason=finish_reason(state, token_id, self.settings) if state.finished else None,
             elapsed_s=time.perf_counter() - began,
-            chosen_prob=chosen_prob,
-            raw_rank=int(raw_above) + 1,
         )
 
     def _cache_stats(self):
@@ -344,6 +382,7 @@ class _State:
     def __init__(self, prepared):
         self.input_ids = prepared.input_ids
         self.processors = prepared.processors
+        self.stage_names = stage_names(prepared.processors)
         self.stopping_criteria = prepared.stopping_criteria
         self.config = prepared.generation_config
         self.model_kwargs = prepared.model_kwargs
@@ -367,11 +406,15 @@ class _Chosen:
     """What ``_choose`` decided, its numbers still in the step's host copy."""
 
     chosen_by: str
-    summaries: StageTensors
-    numbers: Part
+    summaries: StageTensors | None
+    numbers: Part | None
     """:func:`pack_stages` of the stages and the chosen token's probability and raw rank."""
     token_id: Part
     stop: Part
+    stages: torch.Tensor | None = None
+    """Unsummarised: every stage's ``[stages, d_vocab]`` scores (the record waits)."""
+    next_token: torch.Tensor | None = None
+    """``[1]`` the chosen id, on the device."""
 
 
 class _LastLogits:
@@ -379,20 +422,6 @@ class _LastLogits:
 
     def __init__(self, logits: torch.Tensor):
         self.logits = logits
-
-
-def chosen_numbers(logits: torch.Tensor, probs: torch.Tensor, next_tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """On the device: the chosen token's final probability ``[1, 1]`` and how many raw logits
-    are above its own ``[1]`` (its 1-based raw rank less one).
-
-    Args:
-        logits: ``[1, d_vocab]`` raw float32 logits.
-        probs: ``[1, d_vocab]`` softmax of the final scores.
-        next_tokens: ``[1]`` the chosen id.
-    """
-    chosen = next_tokens[:, None]
-    above = (logits > logits.gather(1, chosen)).sum(dim=-1)
-    return probs.gather(1, chosen), above
 
 
 def _session_info(loaded: models.LoadedModel, settings: GenerationSettings) -> SessionInfo:

@@ -116,6 +116,9 @@ class EngineWorkers:
             text: the generated text so far, for the ``text`` field.
         """
         done, hit, batch, posted = 0, None, [], time.perf_counter()
+        # Without breakpoints nothing reads a step's record before the hand-over, so the
+        # records wait too and their stages are summarised together (engine/waiting_records.py).
+        record_later = not breakpoints
         try:
             while not engine.finished and (limit is None or done < limit) and hit is None:
                 if done and pause.is_set():
@@ -123,23 +126,24 @@ class EngineWorkers:
                 # The attention rows and layer captures wait, and are made for the whole batch
                 # before it goes (engine/deferred_rows.py, engine/layer_batches.py): a step then
                 # reads the keys once, not twice, and the captures are stacked once per batch.
-                record = engine.step(rows_later=True)
-                text += record.token
-                hit = _first_hit(breakpoints, record, text)  # breakpoints read no attention rows
-                batch.append((record, hit))
+                record = engine.step(rows_later=True, record_later=record_later)
+                if record is not None:
+                    text += record.token
+                    hit = _first_hit(breakpoints, record, text)  # breakpoints read no attention rows
+                    batch.append((record, hit))
                 done += 1
                 # One message per frame, not per step: each message wakes the UI thread, and
                 # handing the GIL back and forth for every step of a fast model paces the model.
                 # The last steps (a single step's only one, a breakpoint's) go with RunStopped.
                 if time.perf_counter() - posted >= STEPS_MESSAGE_S:
-                    engine.complete_waiting()
+                    batch += _unhit(engine.complete_waiting())
                     self.post_message(StepsCompleted(tuple(batch)))
                     batch, posted = [], time.perf_counter()
             finished = engine.finished
-            engine.complete_waiting()
+            batch += _unhit(engine.complete_waiting())
         except Exception as error:
+            batch += _unhit(_complete_quietly(engine))
             if batch:
-                _complete_quietly(engine)
                 self.post_message(StepsCompleted(tuple(batch)))
             self.post_message(EngineFailed(error, "step"))
             return
@@ -176,13 +180,19 @@ class EngineWorkers:
         self.post_message(RunStopped(finished=finished, paused=False))
 
 
-def _complete_quietly(engine: Engine) -> None:
-    """The steps made before a failure keep their attention rows if the engine can still make
-    them; if it cannot, the failure already on its way says why, and the steps are still shown."""
+def _complete_quietly(engine: Engine) -> tuple:
+    """The steps made before a failure keep their attention rows (and get their records) if the
+    engine can still make them; if it cannot, the failure already on its way says why, and the
+    steps whose records were made are still shown."""
     try:
-        engine.complete_waiting()
+        return engine.complete_waiting()
     except Exception:  # noqa: BLE001 - the step's own error is the one reported
-        pass
+        return ()
+
+
+def _unhit(records) -> list:
+    """``(record, None)`` pairs: records made after their steps, which no breakpoint read."""
+    return [(record, None) for record in records]
 
 
 def _first_hit(breakpoints, record, text: str) -> str | None:

@@ -39,6 +39,25 @@ async def test_b_adds_a_breakpoint_and_c_stops_after_the_step_where_it_holds():
         assert len(app.view.steps) == 12 and app.view.state == "finished"
 
 
+async def test_a_continue_lets_records_wait_only_while_no_breakpoint_reads_them():
+    """Without breakpoints the records wait for the hand-over (``record_later``); with one, each
+    step's record comes back from its step, for the breakpoint to read. Both land every step."""
+    async with running(steps=12) as (app, pilot, engine):
+        flags = []
+        step = engine.step
+        engine.step = lambda *a, **k: (flags.append(k.get("record_later", False)), step(*a, **k))[1]
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert [s.step for s in app.view.steps] == list(range(12)) and flags == [True] * 12
+        await pilot.press("r")
+        await settle(app, pilot)
+        await add_breakpoint(app, pilot, "step == 40")
+        flags.clear()
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert [s.step for s in app.view.steps] == list(range(12)) and flags == [False] * 12
+
+
 async def test_a_bad_breakpoint_is_explained_inline_and_the_input_stays():
     async with running() as (app, pilot, engine):
         await add_breakpoint(app, pilot, "p <")
