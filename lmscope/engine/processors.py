@@ -53,8 +53,8 @@ def run_stages(processors, input_ids: torch.Tensor, logits: torch.Tensor, top: i
         ``(scores, summaries)``: the final ``[1, d_vocab]`` scores and the StageTensors.
     """
     scores, stages = stage_scores(processors, input_ids, logits)
-    return scores, StageTensors(stage_names(processors), summarise(stages, top), min(top, logits.shape[-1]),
-                                logits.shape[-1])
+    d_vocab = stages.shape[-1]
+    return scores, StageTensors(stage_names(processors), summarise(stages, top), min(top, d_vocab), d_vocab)
 
 
 def stage_scores(processors, input_ids: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

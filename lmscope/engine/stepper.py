@@ -313,7 +313,7 @@ class Stepper:
             token_id=host_copy.add(next_tokens[:1]),
             stop=host_copy.add(stop[:1]),
             stages=stages,
-            next_token=next_tokens[:1],
+            next_token=None if stages is None else next_tokens[:1],
         )
 
     # -- records -----------------------------------------------------------------------------
