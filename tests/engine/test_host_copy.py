@@ -101,11 +101,13 @@ def test_a_decode_step_reads_the_host_once(family, layer_capture, join_on_host, 
     assert sum(name == "cpu" for name, _ in counter.reads) == (5 if join_on_host else 0)
 
 
+@pytest.mark.parametrize("record_later", [False, True], ids=["records in the step", "records waiting"])
 @pytest.mark.parametrize("family", ["llama", "t5"])
-def test_rows_made_later_add_one_copy_per_kind_for_all_the_waiting_steps(family, tiny_llama_dir, tiny_t5_dir,
-                                                                         monkeypatch):
+def test_rows_made_later_add_one_copy_per_kind_for_all_the_waiting_steps(family, record_later, tiny_llama_dir,
+                                                                         tiny_t5_dir, monkeypatch):
     """A continue's steps (``rows_later``) still copy once each; completing their attention
-    rows (self, T5's cross) and layer captures copies once for all of them together."""
+    rows (self, T5's cross), layer captures and (``record_later``) records copies once for all
+    of them together."""
     monkeypatch.setattr(HostCopy, "join_on_host", True)
     folder = tiny_llama_dir if family == "llama" else tiny_t5_dir
     loaded = models.load(str(folder), family, device="cpu", dtype="float32")
@@ -117,9 +119,12 @@ def test_rows_made_later_add_one_copy_per_kind_for_all_the_waiting_steps(family,
     HostCopy.copy = lambda self: (copies.append(self), original(self))[1]
     try:
         with HostReads() as counter:
-            records = [stepper.step(rows_later=True) for _ in range(5)]
+            records = [stepper.step(rows_later=True, record_later=record_later) for _ in range(5)]
             assert len(stepper._layers.waiting) == 5 and len(copies) == 5
-            stepper.complete_waiting()
+            made = stepper.complete_waiting()
+        if record_later:
+            assert records == [None] * 5 and [r.step for r in made] == [1, 2, 3, 4, 5]
+            records = list(made)
     finally:
         HostCopy.copy = original
     assert records[-1].attention.probs.sum() > 0
