@@ -96,10 +96,12 @@ def summarise(stages: torch.Tensor, top: int) -> torch.Tensor:
                       negated_entropy), dim=1)
 
 
-def pack_stages(summaries: StageTensors, extra: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
-    """Every stage's numbers, then each of ``extra`` flattened, as one float32 vector on the
-    device (see :func:`stages_from`)."""
-    return torch.cat((summaries.packed.view(-1), *(tensor.reshape(-1) for tensor in extra)))
+def pack_stages(summaries: StageTensors, extra: tuple[torch.Tensor, ...] = (), steps: int = 1) -> torch.Tensor:
+    """``[steps, width]`` float32 on the device: each step's stages' numbers, then its part of
+    each of ``extra``, flattened (see :func:`stages_from`, which reads one row). ``steps`` > 1:
+    the stages of that many steps were summarised together, ``steps * stages`` rows in order;
+    ``torch.cat`` promotes integer extras to float32 (exact below 2**24)."""
+    return torch.cat((summaries.packed.view(steps, -1), *(tensor.reshape(steps, -1) for tensor in extra)), dim=1)
 
 
 def chosen_numbers(logits: torch.Tensor, probs: torch.Tensor, next_tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -118,7 +120,7 @@ def chosen_numbers(logits: torch.Tensor, probs: torch.Tensor, next_tokens: torch
 
 def stages_from(summaries: StageTensors, packed, decode: Callable[[int], str]
                 ) -> tuple[tuple[Stage, ...], list[float]]:
-    """The stages, and the extra numbers, from :func:`pack_stages`'s vector on the host."""
+    """The stages, and the extra numbers, from one row of :func:`pack_stages` on the host."""
     top = summaries.top
     width = 4 * top + 2
     values = packed.tolist()

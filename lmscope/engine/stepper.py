@@ -167,7 +167,7 @@ class Stepper:
         if record_later:
             self._records.add(fields, chosen.stages, chosen.next_token)
             return None
-        stages, (chosen_prob, raw_above) = stages_from(chosen.summaries, chosen.numbers.array, self._decoder.token)
+        stages, (chosen_prob, raw_above) = stages_from(chosen.summaries, chosen.numbers.array[0], self._decoder.token)
         return StepRecord(**fields, stages=stages, chosen_prob=chosen_prob, raw_rank=int(raw_above) + 1)
 
     @_INFERENCE

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from lmscope.engine.host_copy import HostCopy
-from lmscope.engine.processors import StageTensors, chosen_numbers, stages_from, summarise
+from lmscope.engine.processors import StageTensors, chosen_numbers, pack_stages, stages_from, summarise
 from lmscope.engine.records import StepRecord
 
 
@@ -67,10 +67,8 @@ class WaitingRecords:
         chosen = torch.cat([step.next_token for step in steps])
         finals = torch.nn.functional.softmax(stages[per_step - 1 :: per_step], dim=-1)
         prob, above = chosen_numbers(stages[::per_step], finals, chosen)
-        # as pack_stages joins them: float32 holds the counts exactly (below 2**24)
-        numbers = torch.cat((summarise(stages, top).view(len(steps), -1), prob, above[:, None].to(torch.float32)), dim=1)
-        part = host_copy.add(numbers)
-        summaries = StageTensors(names, None, min(top, d_vocab), d_vocab)
+        summaries = StageTensors(names, summarise(stages, top), min(top, d_vocab), d_vocab)
+        part = host_copy.add(pack_stages(summaries, (prob, above), steps=len(steps)))
 
         def records() -> list[StepRecord]:
             made = []

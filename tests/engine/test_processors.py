@@ -18,7 +18,7 @@ INPUT_IDS = torch.tensor([[0, 2]])
 
 def stages_for(*processors, top=5):
     scores, summaries = run_stages(LogitsProcessorList(processors), INPUT_IDS, LOGITS.clone(), top)
-    return scores, stages_from(summaries, pack_stages(summaries).numpy(), lambda i: f"t{i}")[0]
+    return scores, stages_from(summaries, pack_stages(summaries).numpy()[0], lambda i: f"t{i}")[0]
 
 
 def test_stages_equal_the_list_applied_at_once():

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 from lmscope.engine import stepper as stepper_module
 from lmscope.engine.recording import RecordingEngine, Trace, TraceWriter
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import MAX_WAITING_BYTES, Stepper
+from test_deferred_rows import assert_same_rows
 
 PROMPT = "the quick brown fox"
 GREEDY = GenerationSettings(max_new_tokens=12, min_new_tokens=12)
@@ -46,11 +46,7 @@ def assert_same_records(expected, got) -> None:
             if name in ("elapsed_s", "attention", "cross_attention"):
                 continue
             assert plain(getattr(have, name)) == plain(getattr(want, name)), (want.step, name)
-        for kind in ("attention", "cross_attention"):
-            want_rows, have_rows = getattr(want, kind), getattr(have, kind)
-            assert (want_rows is None) == (have_rows is None)
-            if want_rows is not None:
-                np.testing.assert_allclose(have_rows.probs, want_rows.probs, atol=1e-6)
+    assert_same_rows(expected, got)
 
 
 @pytest.mark.parametrize("settings", [GREEDY, SAMPLING], ids=["greedy", "sampling"])
