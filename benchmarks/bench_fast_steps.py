@@ -2,8 +2,8 @@
 
 For each model, in one process and alternating rounds: ``model.generate`` (plain SDPA), the bare
 Stepper loop with full capture (every stage's top-k, attention rows, cache stats, tensors),
-stepping as the TUI's continue does (the attention rows and layer captures wait and are
-completed at each hand-over: ``continue_loop.py``), and the real app (``make_app``, headless)
+stepping as the TUI's continue without breakpoints does (the attention rows, layer captures
+and records wait and are completed at each hand-over: ``continue_loop.py``), and the real app (``make_app``, headless)
 pressing ``c`` on the same Stepper until generation ends.
 Each run makes exactly ``--tokens`` tokens (``min_new_tokens`` = ``max_new_tokens``). Prints the
 table and, last, ``stepper_ratio=... tui_ratio=...``: the worst of the rows of Stepper/generate
@@ -23,8 +23,8 @@ thread and the engine thread in turn (why every engine call runs on one thread).
 and the torch calls from Python of generate() (as it ships, and under inference mode, as the
 Stepper runs) and of each capture: figures no load can move.
 
-``--rows-later`` alternates the bare loop with each step making its own attention rows and layer
-capture and the loop as a continue makes them (waiting for the hand-over), ``--rounds`` times,
+``--rows-later`` alternates the bare loop with each step making its own attention rows, layer
+capture and record and the loop as a continue makes them (waiting for the hand-over), ``--rounds`` times,
 and prints the medians' and the bests' ratios.
 
 ``--timeline`` times one short T5 continue in the app, ``--rounds`` times: from the key to the
@@ -43,8 +43,8 @@ step making its own attention rows and layer capture (no waiting), alternating, 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import asyncio
+import contextlib
 import os
 import time
 
@@ -92,13 +92,14 @@ def in_inference_mode(run):
 
 def stepper_run(stepper: Stepper):
     """The bare loop, stepping as the TUI's continue does (``continue_loop.run_to_end``: the
-    attention rows and layer captures wait and are completed at each hand-over), without the app."""
+    attention rows, layer captures and records wait and are completed at each hand-over), without
+    the app."""
     return lambda: run_to_end(stepper)
 
 
 def made_in_each_step(stepper: Stepper):
-    """The bare loop as before anything could wait: every step makes its attention rows and
-    layer capture itself."""
+    """The bare loop as before anything could wait: every step makes its attention rows, layer
+    capture and record itself."""
     def run():
         stepper.start()
         while not stepper.finished:

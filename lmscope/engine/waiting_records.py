@@ -51,8 +51,8 @@ class WaitingRecords:
 
     def complete(self, names: list[str], top: int, decode: Callable[[int], str],
                  host_copy: HostCopy) -> Callable[[], list[StepRecord]]:
-        """Summarise every waiting step; the returned function, called once ``host_copy`` is
-        made, builds their records (nothing waits afterwards).
+        """Summarise every waiting step (at least one waits); the returned function, called
+        once ``host_copy`` is made, builds their records (nothing waits afterwards).
 
         Args:
             names: the stages' names (``processors.stage_names``).
@@ -60,8 +60,6 @@ class WaitingRecords:
             decode: token id -> display text.
         """
         steps, self._steps, self.waiting_bytes = self._steps, [], 0
-        if not steps:
-            return list
         per_step, d_vocab = steps[0].stages.shape
         stages = torch.cat([step.stages for step in steps])  # [steps * stages, d_vocab]
         chosen = torch.cat([step.next_token for step in steps])
