@@ -294,7 +294,9 @@ class Stepper:
         else:
             scores, stages = stage_scores(state.processors, state.input_ids, logits)
             summaries = None
-        probs = torch.nn.functional.softmax(scores, dim=-1)
+        # The final probabilities give the record its chosen_prob and sampling its draw; a
+        # waiting record's chosen_prob is computed with the other waiting steps'.
+        probs = torch.nn.functional.softmax(scores, dim=-1) if summarise or state.config.do_sample else None
         if force is not None:
             next_tokens, chosen_by = torch.tensor([force], device=scores.device), "forced"
         elif state.config.do_sample:
