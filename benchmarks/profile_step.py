@@ -41,7 +41,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch
 
-from lmscope.engine import attention, deferred_rows, layer_batches, layers, models, stepper as stepper_module, waiting_records
+from lmscope.engine import (
+    attention, deferred_rows, layer_batches, layers, models, row_store, stepper as stepper_module, waiting_records,
+)
 from lmscope.engine.session import SessionOptions, model_source
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
@@ -97,6 +99,7 @@ class PartClock:
             (stepper_module, "stages_from", "stages read back"),
             (Stepper, "_cache_stats", "  cache stats"),
             (stepper_module.HostCopy, "copy", "host copy (rows to the store)"),
+            (row_store.RowStore, "write_array", "  store writes"),
             (Stepper, "complete_waiting", "completing waiting steps"),
             (deferred_rows.DeferredRows, "complete", "  attention rows"),
             (layer_batches, "complete", "  layer captures"),

@@ -1,0 +1,76 @@
+"""What new memory costs on this machine: the first write to a 4 KiB page, fresh and reused.
+
+A history keeps every step's attention rows (``engine/row_store.py``): at 2k context SmolLM2's
+are 2.2 MiB a step, so each step of a long run needs 2.2 MiB of memory the process never had.
+What a new page costs depends on the machine, not on lmscope: on bare metal the kernel zeroes
+it (a fraction of a microsecond); in a virtual machine whose memory the host backs lazily, the
+first touch of a guest page also faults into the host. This script measures, in one run:
+
+* ``fresh``: pages of a new anonymous mapping kept alive, so that each round takes memory the
+  process did not have before (as a growing history does);
+* ``reused``: a mapping freed and made again, so that its pages are ones the kernel just got back;
+* ``store``: :class:`RowStore` writes of 2.2 MiB (one SmolLM2 step's rows at 2k), into new chunks.
+
+    python benchmarks/page_cost.py [--mib 512] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import mmap
+import statistics
+import time
+
+import numpy as np
+
+from lmscope.engine.row_store import RowStore
+
+PAGE = 4096
+STEP_ROWS = (30, 9, 1, 2048)  # SmolLM2's [layer, head, query, key_pos] at 2k context
+
+
+def touch_us(mapping: mmap.mmap) -> float:
+    """Microseconds a page to write one byte into every page of ``mapping``."""
+    pages = np.frombuffer(mapping, dtype=np.uint8)
+    began = time.perf_counter()
+    pages[::PAGE] = 1
+    seconds = time.perf_counter() - began
+    del pages  # a mapping with a live view cannot be closed
+    return seconds / (len(mapping) // PAGE) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mib", type=int, default=512, help="memory touched a round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    size = args.mib << 20
+    kept, fresh, reused = [], [], []
+    for _ in range(args.rounds):
+        mapping = mmap.mmap(-1, size)
+        fresh.append(touch_us(mapping))
+        kept.append(mapping)  # kept: the next round must take memory of its own
+    for _ in range(args.rounds):
+        mapping = mmap.mmap(-1, size)
+        reused.append(touch_us(mapping))
+        mapping.close()  # closed: the next round gets these pages back
+    store, rows = RowStore(), np.random.default_rng(0).random(STEP_ROWS, dtype=np.float32)
+    views, writes = [], []
+    for _ in range(args.mib * 2 // 3):  # about as many bytes as a round above
+        slot = store.reserve(STEP_ROWS)
+        began = time.perf_counter()
+        store.write_array(slot, rows)
+        writes.append((time.perf_counter() - began) * 1e3)
+        views.append(store.view(slot))  # kept, as a history keeps its steps
+    print(f"first write to a page, fresh memory:  {statistics.median(fresh):6.2f} us (rounds: "
+          + ", ".join(f"{value:.2f}" for value in fresh) + ")")
+    print(f"first write to a page, reused memory: {statistics.median(reused):6.2f} us (rounds: "
+          + ", ".join(f"{value:.2f}" for value in reused) + ")")
+    print(f"RowStore write of one 2k step's rows ({rows.nbytes / 2**20:.1f} MiB): median "
+          f"{statistics.median(writes):.2f} ms, max {max(writes):.2f} ms over {len(writes)} steps")
+    print(f"fresh_page_us={statistics.median(fresh):.2f} reused_page_us={statistics.median(reused):.2f} "
+          f"store_write_ms={statistics.median(writes):.2f}")
+
+
+if __name__ == "__main__":
+    main()
