@@ -11,6 +11,9 @@ first touch of a guest page also faults into the host. This script measures, in 
 * ``reused``: a mapping freed and made again, so that its pages are ones the kernel just got back;
 * ``store``: :class:`RowStore` writes of 2.2 MiB (one SmolLM2 step's rows at 2k), into new chunks.
 
+Which pages a round gets is the kernel's choice (a "fresh" round may get pages another process
+just freed), so rounds differ; the store's writes are the steady figure.
+
     python benchmarks/page_cost.py [--mib 512] [--rounds 3]
 """
 
