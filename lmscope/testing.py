@@ -274,10 +274,14 @@ class FakeEngine:
         delay_s: seconds each ``step`` sleeps, like a forward pass (benchmarks, demos).
         fail_at: ``step`` raises ``error`` (once) when asked for this step index.
         error: the exception to raise; a RuntimeError by default.
+        writes_behind: ``complete_waiting(write_behind=True)`` leaves the rows "being written"
+            (``writing``), as the Stepper's writer thread does, until ``rows_written`` has been
+            asked ``written_after`` more times (or told to wait).
     """
 
     def __init__(self, recording: Recording, *, gate: threading.Event | None = None, gate_from: int = 0,
-                 delay_s: float = 0.0, fail_at: int | None = None, error: Exception | None = None) -> None:
+                 delay_s: float = 0.0, fail_at: int | None = None, error: Exception | None = None,
+                 writes_behind: bool = False, written_after: int = 3) -> None:
         self.info = recording.info
         self.recording = recording
         self.gate, self.gate_from, self.delay_s, self.fail_at = gate, gate_from, delay_s, fail_at
@@ -286,6 +290,9 @@ class FakeEngine:
         self.complete_calls = 0
         self.waiting_rows: set[int] = set()
         """Indices of steps returned with ``rows_later`` and not completed since."""
+        self.writes_behind, self.written_after, self._checks_left = writes_behind, written_after, 0
+        self.writing: set[int] = set()
+        """Indices of steps completed with ``write_behind`` whose rows count as not yet written."""
         self.entered = threading.Event()
         """Set when a ``step`` call has begun, so a test knows the worker is inside it."""
         self._next, self._failed, self._lock = 0, False, threading.Lock()
@@ -302,6 +309,7 @@ class FakeEngine:
         with self._track():
             self.start_calls += 1
             self._next, self._failed, self._made_later = 0, False, []
+            self.writing.clear()
             return self.recording.prompt
 
     def step(self, force: int | None = None, rows_later: bool = False,
@@ -318,6 +326,7 @@ class FakeEngine:
             rows_later = rows_later or record_later
             if not rows_later:
                 self.waiting_rows.clear()  # as the Stepper completes the waiting steps first
+                self.writing.clear()  # and waits for their writes
             self.entered.set()
             if self.finished:
                 raise RuntimeError("generation already finished")
@@ -340,17 +349,35 @@ class FakeEngine:
                 return None
             return record
 
-    def complete_waiting(self) -> tuple[StepRecord, ...]:
+    def complete_waiting(self, write_behind: bool = False) -> tuple[StepRecord, ...]:
         """Every step made with ``rows_later`` has its rows (recorded ones have them already);
-        returns the records of the steps made with ``record_later`` since the last call."""
+        returns the records of the steps made with ``record_later`` since the last call.
+
+        With ``write_behind`` and ``writes_behind`` set, the rows count as still being written
+        (``writing`` holds the steps) until a ``rows_written(wait=True)`` or the
+        ``written_after`` further ``rows_written()`` checks, as a writer thread would finish."""
         self.complete_calls += 1
+        if write_behind and self.writes_behind:
+            self.writing |= self.waiting_rows
+            self._checks_left = self.written_after
+        else:
+            self.writing.clear()
         self.waiting_rows.clear()
         made, self._made_later = tuple(self._made_later), []
         return made
 
+    def rows_written(self, wait: bool = False) -> bool:
+        """True once the steps written behind are done (``wait``: at once)."""
+        if wait or self._checks_left <= 0:
+            self.writing.clear()
+        else:
+            self._checks_left -= 1
+        return not self.writing
+
     def rewind(self, step: int) -> None:
         """The next ``step()`` returns recorded step ``step`` again."""
         self.waiting_rows.clear()
+        self.writing.clear()
         with self._track():
             if not 0 <= step <= self._next:
                 raise UserError(f"cannot rewind to step {step}: steps 0 to {self._next} can be rewound to")

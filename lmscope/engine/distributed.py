@@ -146,6 +146,12 @@ class BroadcastEngine:
     def finished(self) -> bool:
         return self._engine.finished
 
+    def rows_written(self, wait: bool = False) -> bool:
+        """Rank 0's own rows, not broadcast: only its records reach the UI, and a continue asks
+        after every step (each rank's next plain ``complete_waiting`` waits for its own)."""
+        with self._lock:
+            return self._engine.rows_written(wait)
+
     def __getattr__(self, name: str):
         value = getattr(self._engine, name)
         if name.startswith("_") or not callable(value):

@@ -38,10 +38,20 @@ class Engine(Protocol):
         """
         ...
 
-    def complete_waiting(self) -> tuple[StepRecord, ...]:
+    def complete_waiting(self, write_behind: bool = False) -> tuple[StepRecord, ...]:
         """Fill the attention rows and layer captures of every step made with ``rows_later``
         or ``record_later`` (a no-op when none waits), and return the records of the steps made
-        with ``record_later`` since the last call, in order."""
+        with ``record_later`` since the last call, in order.
+
+        ``write_behind``: the rows' writes may still run when this returns (a continue's
+        hand-over, while the next steps run): nothing may read the steps' rows before
+        :meth:`rows_written` is True. Without it every row is written on return.
+        """
+        ...
+
+    def rows_written(self, wait: bool = False) -> bool:
+        """Whether every completed row is written (``wait``: wait until it is; raises a
+        failed write's error). An engine that never writes behind always says True."""
         ...
 
     def rewind(self, step: int) -> None:

@@ -315,13 +315,17 @@ class RecordingEngine:
             self.writer.step(record)
         return record
 
-    def complete_waiting(self) -> tuple[StepRecord, ...]:
+    def complete_waiting(self, write_behind: bool = False) -> tuple[StepRecord, ...]:
+        # Never behind: the trace writes each step's rows as soon as they are complete.
         made = self.engine.complete_waiting()
         # A run makes its steps one way (record_later or not), so the two lists never interleave.
         for record in (*self._unwritten, *made):
             self.writer.step(record)
         self._unwritten.clear()
         return made
+
+    def rows_written(self, wait: bool = False) -> bool:
+        return True  # complete_waiting never leaves a write behind
 
     def rewind(self, step: int) -> None:
         self.complete_waiting()
@@ -363,9 +367,12 @@ class ReplayEngine:
     def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False) -> StepRecord:
         raise UserError("a replayed session cannot step: record a new one with --record")
 
-    def complete_waiting(self) -> tuple[StepRecord, ...]:
+    def complete_waiting(self, write_behind: bool = False) -> tuple[StepRecord, ...]:
         """Recorded steps have their rows: nothing waits."""
         return ()
+
+    def rows_written(self, wait: bool = False) -> bool:
+        return True
 
     def rewind(self, step: int) -> None:
         raise UserError("a replayed session cannot rewind")

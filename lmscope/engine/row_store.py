@@ -6,6 +6,13 @@ than the prefill itself. Rows are written once, with ``pwrite``, and read only w
 shows them, so they live in unlinked temporary files mapped read-only: the process's memory
 holds them only while a pane reads them, and the operating system's page cache does the rest.
 Records still hold ordinary (read-only) numpy arrays.
+
+Writing costs the step more than it looks: each write lands in page-cache pages the process
+never had, and on a virtual machine whose host backs memory lazily the first touch of each
+4 KiB page faults into the host (``benchmarks/page_cost.py``: a 2k step's 2.2 MiB took 5.4 ms
+on this project's machine). A continue lets its hand-over's writes run behind
+(:meth:`RowStore.writing_behind`) on one writer thread while the next steps run; whoever hands
+the records on waits for :meth:`RowStore.settle` (or sees :meth:`RowStore.written`) first.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -41,6 +50,10 @@ class RowStore:
         self._used = 0
         self.bytes_written = 0
         self._host_copy = None
+        self._behind: list | None = None
+        """Inside :meth:`writing_behind`: the writes queued for the writer thread."""
+        self._in_flight: list[Future] = []
+        """Write-behind jobs not yet settled, in order."""
 
     def reserve(self, shape: tuple[int, ...]) -> Slot:
         """Room for a float32 array of ``shape``; fill it with :meth:`write`, read it with :meth:`view`."""
@@ -62,16 +75,49 @@ class RowStore:
         finally:
             self._host_copy = None
 
+    @contextmanager
+    def writing_behind(self, behind: bool = True):
+        """Inside the block (with ``behind``), :meth:`write_array` only queues its write; at
+        the block's end every queued write goes to the writer thread as one job. The arrays
+        written must not change afterwards (the step's host copies never do). Until the job is
+        done the slots read as zeros: :meth:`settle` waits for it.
+
+        At most one job is in flight: the block first waits for the last one, so the arrays
+        held for the writer stay bounded (two batches' at most) however slow the writes are."""
+        if not behind:
+            yield
+            return
+        self.settle()
+        self._behind = []
+        try:
+            yield
+        finally:
+            queued, self._behind = self._behind, None
+            if queued:
+                self._in_flight.append(_writer_thread().submit(_write_all, queued))
+
+    def written(self) -> bool:
+        """Whether every write queued behind is done (a failed one included: :meth:`settle` raises it)."""
+        return all(job.done() for job in self._in_flight)
+
+    def settle(self) -> None:
+        """Wait for every write queued behind; raise the first one's error if it failed."""
+        jobs, self._in_flight = self._in_flight, []
+        for job in jobs:
+            job.result()
+
     def write(self, slot: Slot, rows: torch.Tensor, index: int | None = None) -> None:
         """Write ``rows`` (any device or float dtype) to the slot, or to ``slot[index]``."""
         self.write_array(slot, rows.detach().to("cpu", torch.float32).contiguous().numpy(), index)
 
     def write_array(self, slot: Slot, data: np.ndarray, index: int | None = None) -> None:
-        """Write float32 ``data`` (on the host) to the slot, or to ``slot[index]``."""
-        part = math.prod(slot.shape[1:]) * 4 if index is not None else 0
-        data = np.ascontiguousarray(data, dtype=np.float32)
-        os.pwrite(slot.chunk.fd, memoryview(data).cast("B"), slot.offset + (index or 0) * part)
-        self.bytes_written += data.nbytes
+        """Write float32 ``data`` (on the host) to the slot, or to ``slot[index]`` (queued
+        instead inside :meth:`writing_behind`)."""
+        self.bytes_written += data.size * 4
+        if self._behind is not None:
+            self._behind.append((slot, data, index))
+        else:
+            _write(slot, data, index)
 
     def view(self, slot: Slot) -> np.ndarray:
         """The slot's contents as a read-only float32 array backed by the mapped file."""
@@ -85,6 +131,49 @@ class RowStore:
         else:
             self.write(slot, rows)
         return self.view(slot)
+
+
+def _write(slot: Slot, data: np.ndarray, index: int | None) -> None:
+    part = math.prod(slot.shape[1:]) * 4 if index is not None else 0
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    os.pwrite(slot.chunk.fd, memoryview(data).cast("B"), slot.offset + (index or 0) * part)
+
+
+def _write_all(queued: list[tuple[Slot, np.ndarray, int | None]]) -> None:
+    # numpy's copy and pwrite both let go of the GIL: the engine thread runs on meanwhile.
+    for slot, data, index in queued:
+        _write(slot, data, index)
+
+
+def writer_has_a_core(device: torch.device) -> bool:
+    """Whether writing behind can pay for a model on ``device``: the writer needs a core the
+    step leaves free. A model on an accelerator leaves the host's cores to it; on the CPU, only
+    if torch's threads are fewer than the cores this process may use. Where every core runs the
+    forward, the writer preempts its threads, and each parallel region waits for the one it
+    stopped: a continue's step at 2k context was 3.7-8 ms slower than with its rows written in
+    the hand-over, where with a core free it was 4.4 ms faster (``bench_engine.py --only
+    continue``, 2-core machine)."""
+    if device.type != "cpu":
+        return True
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return torch.get_num_threads() < cores
+
+
+_WRITER: ThreadPoolExecutor | None = None
+_WRITER_LOCK = threading.Lock()
+
+
+def _writer_thread() -> ThreadPoolExecutor:
+    """The process's one row writer (jobs run in order; it calls no torch, so it starts no
+    OpenMP team of its own: ``engine/engine_thread.py``)."""
+    global _WRITER
+    with _WRITER_LOCK:
+        if _WRITER is None:
+            _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmscope-rows")
+        return _WRITER
 
 
 class _Chunk:

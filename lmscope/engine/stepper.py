@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -28,7 +29,7 @@ from lmscope.engine.processors import (
     StageTensors, chosen_numbers, pack_stages, run_stages, stage_names, stage_scores, stages_from,
 )
 from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord, TensorInfo
-from lmscope.engine.row_store import RowStore
+from lmscope.engine.row_store import RowStore, writer_has_a_core
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.rewind import RngHistory, rewind_state
 from lmscope.engine.step_parts import Decoder, attention_rows, finish_reason
@@ -66,6 +67,10 @@ class Stepper:
         layer_capture: ``off``, ``residual`` (the logit lens) or ``full`` (and stepping into
             layers); see ``engine.layers.CAPTURE_MODES``.
     """
+
+    writes_behind: ClassVar[bool | None] = None
+    """Whether a hand-over's rows may be written behind (``complete_waiting(write_behind=True)``):
+    None lets the machine decide (``row_store.writer_has_a_core``); tests set True or False."""
 
     def __init__(self, loaded: models.LoadedModel, prompt: str, settings: GenerationSettings, *,
                  top: int = 10, chat: bool = False, capture_attention: bool = True, prefill_rows: int = 64,
@@ -130,7 +135,8 @@ class Stepper:
             rows_later: let the attention rows and the layer capture wait for
                 :meth:`complete_waiting`, which makes the waiting steps' together (a continue: see
                 ``DeferredRows`` and ``layer_batches``). Until then the record's rows read as
-                zeros: complete them before showing or writing it.
+                zeros: complete them before showing or writing it (a plain ``complete_waiting``
+                returns with every row written; otherwise wait for :meth:`rows_written`).
             record_later: a continue that no breakpoint reads: the rows and capture wait, and
                 so does the record itself (its stages' summary is made with the other waiting
                 steps': ``waiting_records``). :meth:`complete_waiting` returns it.
@@ -140,8 +146,12 @@ class Stepper:
         if force is not None and not 0 <= force < self.info_vocab:
             raise UserError(f"cannot force token id {force}: the vocabulary has ids 0 to {self.info_vocab - 1}")
         rows_later = rows_later or record_later
-        if not rows_later or self._deferred.interrupted or self._waiting_bytes >= MAX_WAITING_BYTES:
-            self._complete()  # the waiting steps must stay consecutive, and what they hold bounded
+        if not rows_later:
+            self._complete()  # the waiting steps must stay consecutive
+        elif self._deferred.interrupted or self._waiting_bytes >= MAX_WAITING_BYTES:
+            # What the waiting steps hold stays bounded. Their rows may be written behind: the
+            # caller waits for rows_written before it reads them, as after a hand-over.
+            self._complete(write_behind=True)
         began = time.perf_counter()
         state = self._state
         if state.config.do_sample:
@@ -171,32 +181,50 @@ class Stepper:
         return StepRecord(**fields, stages=stages, chosen_prob=chosen_prob, raw_rank=int(raw_above) + 1)
 
     @_INFERENCE
-    def complete_waiting(self) -> tuple[StepRecord, ...]:
+    def complete_waiting(self, write_behind: bool = False) -> tuple[StepRecord, ...]:
         """Compute and store the attention rows and layer captures of every step made with
         ``rows_later`` or ``record_later``, and make the records of those made with
         ``record_later``, all in one device-to-host copy.
+
+        Args:
+            write_behind: let the rows' writes to the row store run on its writer thread while
+                the next steps run (a continue's hand-over), where the writer has a core of its
+                own (:attr:`writes_behind`): until :meth:`rows_written` says so, rows of these
+                steps may still read as zeros. Without it, every row is written (those of an
+                earlier ``write_behind`` too) when this returns.
 
         Returns:
             The records of the steps made with ``record_later`` since the last call, in order
             (those a step, a rewind or the budget completed in between included).
         """
-        self._complete()
+        self._complete(write_behind)
         made, self._made_later = tuple(self._made_later), []
         return made
 
-    def _complete(self) -> None:
+    def rows_written(self, wait: bool = False) -> bool:
+        """Whether every row computed so far is in the row store (``wait``: wait until it is,
+        raising a write's error). Only ``complete_waiting(write_behind=True)`` leaves any out."""
+        if wait:
+            self._rows.settle()
+        return self._rows.written()
+
+    def _complete(self, write_behind: bool = False) -> None:
+        if write_behind and self.writes_behind is not True:
+            write_behind = self.writes_behind is None and writer_has_a_core(input_device(self.model))
         rows_wait = self._deferred.pending or self._deferred.interrupted
-        if not (rows_wait or self._layers.waiting or len(self._records)):
-            return
-        host_copy = HostCopy()
-        with self._rows.joining(host_copy):
-            if rows_wait:
-                self._deferred.complete(self._rows, host_copy)
-            layer_batches.complete(self._layers, self._rows)
-            records = (self._records.complete(self._state.stage_names, self.top, self._decoder.token, host_copy)
-                       if len(self._records) else list)
-        host_copy.copy()
-        self._made_later.extend(records())
+        if rows_wait or self._layers.waiting or len(self._records):
+            with self._rows.writing_behind(write_behind):
+                host_copy = HostCopy()
+                with self._rows.joining(host_copy):
+                    if rows_wait:
+                        self._deferred.complete(self._rows, host_copy)
+                    layer_batches.complete(self._layers, self._rows)
+                    records = (self._records.complete(self._state.stage_names, self.top, self._decoder.token,
+                                                      host_copy) if len(self._records) else list)
+                host_copy.copy()
+            self._made_later.extend(records())
+        if not write_behind:
+            self._rows.settle()  # whatever reads next (a pane, a rewind, the lens) reads written rows
 
     @property
     def _waiting_bytes(self) -> int:
@@ -249,7 +277,7 @@ class Stepper:
     def _captured(self, step: int) -> tuple:
         captured, chosen_id = self._residuals.get(step, (None, None))
         if captured is not None and not isinstance(captured, LayerCaptureResult):  # still waiting
-            self._complete()
+            self._complete()  # and waits for the writes a continue left behind
             captured = captured.result
             self._residuals[step] = (captured, chosen_id)
         if captured is None:

@@ -119,6 +119,7 @@ class EngineWorkers:
         # Without breakpoints nothing reads a step's record before the hand-over, so the
         # records wait too and their stages are summarised together (engine/waiting_records.py).
         record_later = not breakpoints
+        handed = ()  # steps completed at the last hand-over whose rows may still be being written
         try:
             while not engine.finished and (limit is None or done < limit) and hit is None:
                 if done and pause.is_set():
@@ -132,22 +133,32 @@ class EngineWorkers:
                     hit = _first_hit(breakpoints, record, text)  # breakpoints read no attention rows
                     batch.append((record, hit))
                 done += 1
+                if handed and engine.rows_written():
+                    self.post_message(StepsCompleted(handed))
+                    handed = ()
                 # One message per frame, not per step: each message wakes the UI thread, and
                 # handing the GIL back and forth for every step of a fast model paces the model.
+                # The batch's rows are written behind, while the next steps run (writing new
+                # memory is slow on some machines: engine/row_store.py); the UI gets the steps
+                # when they are written. At most one hand-over is in flight.
                 # The last steps (a single step's only one, a breakpoint's) go with RunStopped.
                 if time.perf_counter() - posted >= STEPS_MESSAGE_S:
-                    batch += _unhit(engine.complete_waiting())
-                    self.post_message(StepsCompleted(tuple(batch)))
-                    batch, posted = [], time.perf_counter()
+                    if handed:
+                        engine.rows_written(wait=True)
+                        self.post_message(StepsCompleted(handed))
+                    batch += _unhit(engine.complete_waiting(write_behind=True))
+                    handed, batch, posted = tuple(batch), [], time.perf_counter()
             finished = engine.finished
-            batch += _unhit(engine.complete_waiting())
+            batch += _unhit(engine.complete_waiting())  # every row written, the handed ones' too
         except Exception as error:
             batch += _unhit(_complete_quietly(engine))
+            batch = [*handed, *batch]
             if batch:
                 self.post_message(StepsCompleted(tuple(batch)))
             self.post_message(EngineFailed(error, "step"))
             return
-        self.post_message(RunStopped(finished=finished, paused=pause.is_set() and not finished, steps=tuple(batch)))
+        self.post_message(RunStopped(finished=finished, paused=pause.is_set() and not finished,
+                                     steps=(*handed, *batch)))
 
     @on_engine_thread
     def control(self, engine: Engine, rewind_to: int, force: int | str | None = None,

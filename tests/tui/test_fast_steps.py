@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from test_control_keys import add_breakpoint
 from tui_harness import running, settle
 
 
@@ -77,6 +80,36 @@ async def test_a_continue_hands_over_only_steps_whose_rows_are_complete():
         assert len(app.view.steps) == 120
         assert len(waiting_at_post) >= 2 and not any(waiting_at_post)  # several batches, none waiting
         assert engine.complete_calls >= len(waiting_at_post)
+
+
+@pytest.mark.parametrize("breakpoints", [False, True])
+async def test_a_continue_hands_steps_to_the_ui_only_once_their_rows_are_written(breakpoints):
+    """Each hand-over writes its rows behind (``complete_waiting(write_behind=True)``) while the
+    next steps run; its steps reach the UI only once ``rows_written`` says so, in order, and the
+    run's last steps go with RunStopped after a plain ``complete_waiting``."""
+    from lmscope.tui.messages import RunStopped, StepsCompleted
+
+    async with running(steps=120, delay_s=0.004, writes_behind=True, written_after=2) as (app, pilot, engine):
+        unwritten_at_post, posted = [], []
+        post = app.post_message
+
+        def checked_post(message):
+            steps = getattr(message, "steps", None) if isinstance(message, (StepsCompleted, RunStopped)) else None
+            if steps:
+                indices = {record.step for record, _hit in steps}
+                unwritten_at_post.append(indices & (engine.writing | engine.waiting_rows))
+                posted.extend(record.step for record, _hit in steps)
+            return post(message)
+
+        app.post_message = checked_post
+        if breakpoints:  # a breakpoint that never holds: records come from step(), not the hand-over
+            await add_breakpoint(app, pilot, "step == 999")
+            assert len(app.breakpoint_entries) == 1
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert len(app.view.steps) == 120 and posted == list(range(120))
+        assert len(unwritten_at_post) >= 3 and not any(unwritten_at_post)
+        assert engine.complete_calls >= len(unwritten_at_post)
 
 
 async def test_a_recorded_continue_writes_each_steps_real_rows(tmp_path, tiny_llama_dir):
