@@ -5,6 +5,7 @@ Every ratio compares two things measured in this run, on this machine, on the sa
 its last line: step_ratio=X continue_step_ratio=X prefill_time_ratio=X prefill_mem_ratio=X run_ratio=X bytes_per_step=N
 
     python benchmarks/bench_engine.py [--model PATH] [--device cpu|cuda] [--context 2048]
+        [--torch-threads N] [--only rng|rows|continue]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from lmscope.engine import models
 from lmscope.engine.session import SessionOptions, model_source
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
-from continue_loop import run_to_end, steps_then_complete
+from continue_loop import continue_segment, run_to_end
 from peak_memory import PeakMemory
 
 GREEDY = GenerationSettings(max_new_tokens=10_000)
@@ -39,9 +40,13 @@ def parse_args():
     parser.add_argument("--steps", type=int, default=16, help="decode steps timed per variant and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--run-tokens", type=int, default=48, help="tokens for the generate() comparison")
-    parser.add_argument("--only", choices=("rng", "rows"),
+    parser.add_argument("--only", choices=("rng", "rows", "continue"),
                         help="run just this measure (rng: generator state per step; rows: what the kept "
-                             "attention rows cost a decode step)")
+                             "attention rows cost a decode step; continue: a continue's step with its rows "
+                             "written behind and written in the hand-over)")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch's CPU threads (default: torch's own choice); fewer than the cores "
+                             "leaves one free, as a GPU's host has")
     parser.add_argument("--only-layers", action="store_true", help="measure layer capture only")
     parser.add_argument("--prefill-child", choices=("sdpa", "capture"), help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -102,6 +107,9 @@ def timed(step, device: str) -> float:
 CONTINUE_BLOCK = 4
 """Steps per hand-over in the continue measure: a continue completes the waiting rows every
 ``STEPS_MESSAGE_S`` (1/4 s), which at 2k context on the 2-core CPU is 3-4 steps."""
+HAND_OVERS = 3
+"""Hand-overs per timed continue segment: each one's rows are written while the next one's steps
+run, and the segment waits for its last one's, so no write of it runs into a bare block."""
 
 
 def measure_steps(loaded, bare_model, prompt: str, settings, args, in_continue: bool = False) -> tuple[float, ...]:
@@ -123,10 +131,11 @@ def measure_steps(loaded, bare_model, prompt: str, settings, args, in_continue: 
     for _ in range(args.steps * args.rounds):
         bare_s.append(timed(bare.step, args.device))
         ours_s.append(timed(stepper.step, args.device))
-    for _ in range(max(1, args.steps * args.rounds // CONTINUE_BLOCK) if in_continue else 0):
-        bare_block_s.append(timed(lambda: [bare.step() for _ in range(CONTINUE_BLOCK)], args.device))
-        continue_s.append(timed(lambda: steps_then_complete(stepper, CONTINUE_BLOCK), args.device))
-    measured = ((bare_s, 1), (ours_s, 1)) + (((bare_block_s, CONTINUE_BLOCK), (continue_s, CONTINUE_BLOCK))
+    segment = CONTINUE_BLOCK * HAND_OVERS
+    for _ in range(max(3, 2 * args.steps * args.rounds // segment) if in_continue else 0):
+        bare_block_s.append(timed(lambda: [bare.step() for _ in range(segment)], args.device))
+        continue_s.append(timed(lambda: continue_segment(stepper, CONTINUE_BLOCK, HAND_OVERS), args.device))
+    measured = ((bare_s, 1), (ours_s, 1)) + (((bare_block_s, segment), (continue_s, segment))
                                              if in_continue else ())
     return tuple(statistics.median(values) / per for values, per in measured)
 
@@ -177,6 +186,47 @@ def measure_rows(loaded, prompt: str, args) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 
+def measure_continue(loaded, bare_model, prompt: str, args) -> dict[str, float]:
+    """Median seconds of a step in a continue segment (as in :func:`measure_steps`) with the rows
+    written behind, as the TUI's continue writes them, and written in each hand-over instead,
+    with bare steps between: what writing behind takes off the step."""
+    def in_hand_over(stepper) -> None:
+        for _ in range(HAND_OVERS):
+            for _ in range(CONTINUE_BLOCK):
+                stepper.step(rows_later=True, record_later=True)
+            stepper.complete_waiting()  # written before it returns
+
+    segment = CONTINUE_BLOCK * HAND_OVERS
+    behind, inline = (Stepper(loaded, prompt, GREEDY) for _ in range(2))
+    behind.writes_behind = True  # whatever the machine would choose (row_store.writer_has_a_core)
+    for stepper in (behind, inline):
+        stepper.start()
+        stepper.step()
+    bare = BareLoop(bare_model, loaded.tokenizer(prompt, return_tensors="pt").input_ids.to(bare_model.device))
+    runs = {"bare": lambda: [bare.step() for _ in range(segment)],
+            "behind": lambda: continue_segment(behind, CONTINUE_BLOCK, HAND_OVERS),
+            "in hand-over": lambda: in_hand_over(inline)}
+    seconds = {name: [] for name in runs}
+    for _ in range(max(3, 2 * args.steps * args.rounds // segment)):
+        for name, run in runs.items():
+            seconds[name].append(timed(run, args.device) / segment)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def print_continue(medians: dict[str, float], args) -> None:
+    from lmscope.engine.row_store import writer_has_a_core
+
+    chosen = "behind" if writer_has_a_core(torch.device(args.device)) else "in hand-over"
+    base = medians["bare"]
+    print(f"torch threads {torch.get_num_threads()}, device {args.device}: a continue writes its rows {chosen}")
+    for name, value in medians.items():
+        label = "bare SDPA" if name == "bare" else f"rows written {name}"
+        print(f"decode step in a continue, {label:<28} {value * 1e3:7.1f} ms  {value / base:.3f}")
+    print(f"continue_behind_ratio={medians['behind'] / base:.3f} "
+          f"continue_in_hand_over_ratio={medians['in hand-over'] / base:.3f} "
+          f"continue_step_ratio={medians[chosen] / base:.3f}")
+
+
 def print_rows(medians: dict[str, float]) -> None:
     base = medians[ROW_PARTS[0]]
     for name, value in medians.items():
@@ -209,7 +259,8 @@ def measure_prefill(source: str, args):
         for capture in (False, True):
             command = [sys.executable, __file__, "--prefill-child", "capture" if capture else "sdpa",
                        "--model", source, "--device", args.device, "--dtype", args.dtype,
-                       "--context", str(args.context)]
+                       "--context", str(args.context)] + (
+                           ["--torch-threads", str(args.torch_threads)] if args.torch_threads else [])
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             results[capture].append(json.loads(done.stdout.strip().splitlines()[-1]))
     return tuple(
@@ -313,6 +364,8 @@ def print_layers(loaded, args, layers: dict) -> None:
 
 def main() -> None:
     args = parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     options = SessionOptions(family="llama", prompt="x", model=args.model, device=args.device, dtype=args.dtype)
     source = model_source(options)
     if args.prefill_child:
@@ -328,6 +381,9 @@ def main() -> None:
         return
     if args.only == "rows":
         print_rows(measure_rows(loaded, prompt, args))
+        return
+    if args.only == "continue":
+        print_continue(measure_continue(loaded, bare_model, prompt, args), args)
         return
     if args.only_layers:
         print_layers(loaded, args, measure_layers(loaded, prompt, args))

@@ -2,7 +2,8 @@
 
 A continue without breakpoints lets each step's attention rows, layer capture and record wait
 (``step(record_later=True)``) and completes them whenever it hands steps to the UI, every
-``STEPS_MESSAGE_S``, and at its end.
+``STEPS_MESSAGE_S``, and at its end. Each hand-over's rows are written behind, while the next
+steps run; the one before waits for the last one's writes (at most one is in flight).
 """
 
 from __future__ import annotations
@@ -18,15 +19,30 @@ def run_to_end(stepper) -> None:
     handed = time.perf_counter()
     while not stepper.finished:
         stepper.step(rows_later=True, record_later=True)
+        stepper.rows_written()  # the continue asks after each step whether to post the last hand-over
         if time.perf_counter() - handed >= STEPS_MESSAGE_S:
-            stepper.complete_waiting()
+            hand_over(stepper)
             handed = time.perf_counter()
     stepper.complete_waiting()
 
 
+def hand_over(stepper) -> None:
+    """One hand-over: the last one's writes finished, then this one's rows, captures and
+    records completed, their rows written behind."""
+    stepper.rows_written(wait=True)
+    stepper.complete_waiting(write_behind=True)
+
+
 def steps_then_complete(stepper, steps: int) -> None:
-    """``steps`` steps whose rows, captures and records wait, then one ``complete_waiting`` (one
-    hand-over's worth)."""
+    """``steps`` steps whose rows, captures and records wait, then one hand-over."""
     for _ in range(steps):
         stepper.step(rows_later=True, record_later=True)
-    stepper.complete_waiting()
+    hand_over(stepper)
+
+
+def continue_segment(stepper, steps: int, hand_overs: int) -> None:
+    """``hand_overs`` hand-overs of ``steps`` steps each, then the last one's writes waited for:
+    nothing of the segment runs on after it returns (a timed segment pays for all its writes)."""
+    for _ in range(hand_overs):
+        steps_then_complete(stepper, steps)
+    stepper.rows_written(wait=True)
