@@ -150,9 +150,10 @@ def writer_has_a_core(device: torch.device) -> bool:
     step leaves free. A model on an accelerator leaves the host's cores to it; on the CPU, only
     if torch's threads are fewer than the cores this process may use. Where every core runs the
     forward, the writer preempts its threads, and each parallel region waits for the one it
-    stopped: a continue's step at 2k context was 3.7-8 ms slower than with its rows written in
-    the hand-over, where with a core free it was 4.4 ms faster (``bench_engine.py --only
-    continue``, 2-core machine)."""
+    stopped. On the 2-core machine (``bench_engine.py --only continue``, SmolLM2 at 2k, three
+    runs each), a continue's step with its rows written behind took 8.1 and 3.7 ms more and
+    2.9 ms less than with them written in the hand-over when torch ran two threads, and 4.4 and
+    4.2 ms less and 0.3 ms more when it ran one."""
     if device.type != "cpu":
         return True
     try:
