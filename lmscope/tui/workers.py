@@ -133,14 +133,11 @@ class EngineWorkers:
                     hit = _first_hit(breakpoints, record, text)  # breakpoints read no attention rows
                     batch.append((record, hit))
                 done += 1
-                if handed and engine.rows_written():
-                    self.post_message(StepsCompleted(handed))
-                    handed = ()
                 # One message per frame, not per step: each message wakes the UI thread, and
                 # handing the GIL back and forth for every step of a fast model paces the model.
-                # The batch's rows are written behind, while the next steps run (writing new
-                # memory is slow on some machines: engine/row_store.py); the UI gets the steps
-                # when they are written. At most one hand-over is in flight.
+                # The batch's rows may be written behind, while the next steps run (where a core
+                # is free for it: engine/row_store.py); the UI gets the steps once they are
+                # written, asked after each step. At most one hand-over is in flight.
                 # The last steps (a single step's only one, a breakpoint's) go with RunStopped.
                 if time.perf_counter() - posted >= STEPS_MESSAGE_S:
                     if handed:
@@ -148,6 +145,9 @@ class EngineWorkers:
                         self.post_message(StepsCompleted(handed))
                     batch += _unhit(engine.complete_waiting(write_behind=True))
                     handed, batch, posted = tuple(batch), [], time.perf_counter()
+                if handed and engine.rows_written():  # at once where nothing was written behind
+                    self.post_message(StepsCompleted(handed))
+                    handed = ()
             finished = engine.finished
             batch += _unhit(engine.complete_waiting())  # every row written, the handed ones' too
         except Exception as error:

@@ -112,6 +112,31 @@ async def test_a_continue_hands_steps_to_the_ui_only_once_their_rows_are_written
         assert engine.complete_calls >= len(unwritten_at_post)
 
 
+async def test_where_nothing_is_written_behind_each_hand_over_goes_at_once():
+    """No step runs between a hand-over's complete_waiting and its StepsCompleted when the
+    engine wrote nothing behind (as on a machine whose cores all run the forward)."""
+    from lmscope.tui.messages import StepsCompleted
+
+    async with running(steps=120, delay_s=0.004) as (app, pilot, engine):
+        steps_at_complete, steps_at_post = [], []
+        complete, post = engine.complete_waiting, app.post_message
+
+        def counted_complete(*args, **kwargs):
+            steps_at_complete.append(engine.step_calls)
+            return complete(*args, **kwargs)
+
+        def counted_post(message):
+            if isinstance(message, StepsCompleted):
+                steps_at_post.append(engine.step_calls)
+            return post(message)
+
+        engine.complete_waiting, app.post_message = counted_complete, counted_post
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert len(app.view.steps) == 120 and len(steps_at_post) >= 2
+        assert set(steps_at_post) <= set(steps_at_complete)
+
+
 async def test_a_recorded_continue_writes_each_steps_real_rows(tmp_path, tiny_llama_dir):
     """--record during a live continue: the trace's rows are the rows made in the step."""
     import numpy as np
