@@ -10,9 +10,10 @@ Records still hold ordinary (read-only) numpy arrays.
 Writing costs the step more than it looks: each write lands in page-cache pages the process
 never had, and on a virtual machine whose host backs memory lazily the first touch of each
 4 KiB page faults into the host (``benchmarks/page_cost.py``: a 2k step's 2.2 MiB took 5.4 ms
-on this project's machine). A continue lets its hand-over's writes run behind
-(:meth:`RowStore.writing_behind`) on one writer thread while the next steps run; whoever hands
-the records on waits for :meth:`RowStore.settle` (or sees :meth:`RowStore.written`) first.
+on this project's machine). Where a core is free for it (:func:`writer_has_a_core`), a
+continue lets its hand-over's writes run behind (:meth:`RowStore.writing_behind`) on one writer
+thread while the next steps run; whoever hands the records on waits for :meth:`RowStore.settle`
+(or sees :meth:`RowStore.written`) first.
 """
 
 from __future__ import annotations
