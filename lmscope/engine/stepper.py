@@ -208,9 +208,13 @@ class Stepper:
             self._rows.settle()
         return self._rows.written()
 
+    def _writes_behind_here(self) -> bool:
+        if self.writes_behind is not None:
+            return self.writes_behind
+        return writer_has_a_core(input_device(self.model))
+
     def _complete(self, write_behind: bool = False) -> None:
-        if write_behind and self.writes_behind is not True:
-            write_behind = self.writes_behind is None and writer_has_a_core(input_device(self.model))
+        write_behind = write_behind and self._writes_behind_here()
         rows_wait = self._deferred.pending or self._deferred.interrupted
         if rows_wait or self._layers.waiting or len(self._records):
             with self._rows.writing_behind(write_behind):
