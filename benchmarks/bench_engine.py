@@ -190,22 +190,17 @@ def measure_continue(loaded, bare_model, prompt: str, args) -> dict[str, float]:
     """Median seconds of a step in a continue segment (as in :func:`measure_steps`) with the rows
     written behind, as the TUI's continue writes them, and written in each hand-over instead,
     with bare steps between: what writing behind takes off the step."""
-    def in_hand_over(stepper) -> None:
-        for _ in range(HAND_OVERS):
-            for _ in range(CONTINUE_BLOCK):
-                stepper.step(rows_later=True, record_later=True)
-            stepper.complete_waiting()  # written before it returns
-
     segment = CONTINUE_BLOCK * HAND_OVERS
     behind, inline = (Stepper(loaded, prompt, GREEDY) for _ in range(2))
-    behind.writes_behind = True  # whatever the machine would choose (row_store.writer_has_a_core)
+    # Whatever the machine would choose (row_store.writer_has_a_core):
+    behind.writes_behind, inline.writes_behind = True, False
     for stepper in (behind, inline):
         stepper.start()
         stepper.step()
     bare = BareLoop(bare_model, loaded.tokenizer(prompt, return_tensors="pt").input_ids.to(bare_model.device))
     runs = {"bare": lambda: [bare.step() for _ in range(segment)],
             "behind": lambda: continue_segment(behind, CONTINUE_BLOCK, HAND_OVERS),
-            "in hand-over": lambda: in_hand_over(inline)}
+            "in hand-over": lambda: continue_segment(inline, CONTINUE_BLOCK, HAND_OVERS)}
     seconds = {name: [] for name in runs}
     for _ in range(max(3, 2 * args.steps * args.rounds // segment)):
         for name, run in runs.items():

@@ -2,8 +2,9 @@
 
 A continue without breakpoints lets each step's attention rows, layer capture and record wait
 (``step(record_later=True)``) and completes them whenever it hands steps to the UI, every
-``STEPS_MESSAGE_S``, and at its end. Each hand-over's rows are written behind, while the next
-steps run; the one before waits for the last one's writes (at most one is in flight).
+``STEPS_MESSAGE_S``, and at its end. Where a core is free for the writer, each hand-over's rows
+are written behind while the next steps run; the next hand-over waits for the last one's writes
+(at most one is in flight).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def run_to_end(stepper) -> None:
     handed = time.perf_counter()
     while not stepper.finished:
         stepper.step(rows_later=True, record_later=True)
-        stepper.rows_written()  # the continue asks after each step whether to post the last hand-over
+        stepper.rows_written()  # the continue asks this after a step while a hand-over waits to go
         if time.perf_counter() - handed >= STEPS_MESSAGE_S:
             hand_over(stepper)
             handed = time.perf_counter()
