@@ -31,6 +31,17 @@ GREEDY = GenerationSettings(max_new_tokens=10_000)
 SAMPLING = GenerationSettings(max_new_tokens=10_000, do_sample=True, temperature=0.8, top_k=50, top_p=0.95, seed=0)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (else one line and exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="hub id or folder (default: the offline default Llama)")
@@ -44,7 +55,7 @@ def parse_args():
                         help="run just this measure (rng: generator state per step; rows: what the kept "
                              "attention rows cost a decode step; continue: a continue's step with its rows "
                              "written behind and written in the hand-over)")
-    parser.add_argument("--torch-threads", type=int, default=None,
+    parser.add_argument("--torch-threads", type=positive_int, default=None,
                         help="torch's CPU threads (default: torch's own choice); fewer than the cores "
                              "leaves one free, as a GPU's host has")
     parser.add_argument("--only-layers", action="store_true", help="measure layer capture only")
