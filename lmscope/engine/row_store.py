@@ -151,10 +151,11 @@ def writer_has_a_core(device: torch.device) -> bool:
     step leaves free. A model on an accelerator leaves the host's cores to it; on the CPU, only
     if torch's threads are fewer than the cores this process may use. Where every core runs the
     forward, the writer preempts its threads, and each parallel region waits for the one it
-    stopped. On the 2-core machine (``bench_engine.py --only continue``, SmolLM2 at 2k, three
+    stopped. On the 2-core machine (``bench_engine.py --only continue``, SmolLM2 at 2k, four
     runs each), a continue's step with its rows written behind took 8.1 and 3.7 ms more and
-    2.9 ms less than with them written in the hand-over when torch ran two threads, and 4.4 and
-    4.2 ms less and 0.3 ms more when it ran one."""
+    2.9 and 2.0 ms less than with them written in the hand-over when torch ran two threads (a
+    mean of 1.7 ms more), and 4.4 and 4.2 ms less and 0.3 and 1.9 ms more when it ran one (a
+    mean of 1.6 ms less): the machine's noise is as large as the effect there."""
     if device.type != "cpu":
         return True
     try:
