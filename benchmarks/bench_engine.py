@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import json
 import statistics
 import time
@@ -87,13 +88,15 @@ class BareLoop:
         self.model, self.processors = model, processors
         self.ids = prompt_ids
         self.cache = DynamicCache(config=model.config)
+        # transformers 5.24 renamed the forward's past_key_values to cache (the old name warns).
+        self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         with torch.no_grad():
-            out = model(prompt_ids, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+            out = model(prompt_ids, **{self._cache_kwarg: self.cache}, use_cache=True, logits_to_keep=1)
         self._choose(out.logits)
 
     def step(self) -> None:
         with torch.no_grad():
-            out = self.model(self.ids[:, -1:], past_key_values=self.cache, use_cache=True)
+            out = self.model(self.ids[:, -1:], **{self._cache_kwarg: self.cache}, use_cache=True)
         self._choose(out.logits)
 
     def _choose(self, logits) -> None:
