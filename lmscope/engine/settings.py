@@ -121,6 +121,10 @@ def validate(settings: GenerationSettings) -> None:
         (_positive_or_none(settings.repetition_penalty), "--repetition-penalty must be > 0"),
         (settings.no_repeat_ngram_size is not None and settings.no_repeat_ngram_size < 0,
          "--no-repeat-ngram-size must be >= 0"),
+        # An empty stop string is found in any text (generation would end at the first token),
+        # and an empty bad word would ban only its spaced variant: the space itself.
+        ("" in settings.bad_words, "--bad-word needs a word: it was given empty"),
+        ("" in settings.stop_strings, "--stop needs text: it was given empty"),
     )
     for failed, message in checks:
         if failed:

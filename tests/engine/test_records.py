@@ -21,6 +21,8 @@ from lmscope.engine.trace import prompt_from_dict, prompt_to_dict, step_from_dic
     (GenerationSettings(repetition_penalty=0.0), "--repetition-penalty must be > 0"),
     (GenerationSettings(top_k=4, top_p=0.5), "--top-k, --top-p only apply when sampling"),
     (GenerationSettings(min_new_tokens=-1), "--min-new-tokens must be >= 0"),
+    (GenerationSettings(bad_words=("das", "")), "--bad-word needs a word: it was given empty"),
+    (GenerationSettings(stop_strings=("",)), "--stop needs text: it was given empty"),
 ])
 def test_invalid_settings_name_the_flag(settings, message):
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
