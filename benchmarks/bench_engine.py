@@ -386,7 +386,9 @@ def main() -> None:
     ).to(args.device).eval()
     prompt = long_prompt(loaded.tokenizer, args.context)
     if args.only == "rng":
-        print_rng(measure_rng(loaded, prompt, args))
+        rng = measure_rng(loaded, prompt, args)
+        print_rng(rng)
+        print(f"rng_ratio={rng[1] / rng[0]:.4f}")  # a last line of figures, as every measure prints
         return
     if args.only == "rows":
         print_rows(measure_rows(loaded, prompt, args))
