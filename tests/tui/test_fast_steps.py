@@ -8,6 +8,13 @@ from test_control_keys import add_breakpoint
 from tui_harness import running, settle
 
 
+@pytest.fixture
+def frequent_hand_overs(monkeypatch):
+    """Hand-overs every 50 ms, not every 250: 120 steps of at least 4 ms then make at least nine,
+    however fast the machine runs the rest, so the tests that count them do not hang on timing."""
+    monkeypatch.setattr("lmscope.tui.workers.STEPS_MESSAGE_S", 0.05)
+
+
 async def test_continue_coalesces_views_and_keeps_every_step():
     async with running(steps=200) as (app, pilot, engine):
         views = []
@@ -59,7 +66,7 @@ async def test_every_engine_call_runs_on_the_one_engine_thread():
     assert len(set.union(*threads.values())) == 1 and threading.get_ident() not in threads["step"]
 
 
-async def test_a_continue_hands_over_only_steps_whose_rows_are_complete():
+async def test_a_continue_hands_over_only_steps_whose_rows_are_complete(frequent_hand_overs):
     """The continue lets each step's attention rows wait (``rows_later``) and completes them
     before every hand-over: no StepsCompleted or RunStopped carries a step still waiting."""
     from lmscope.tui.messages import RunStopped, StepsCompleted
@@ -83,7 +90,7 @@ async def test_a_continue_hands_over_only_steps_whose_rows_are_complete():
 
 
 @pytest.mark.parametrize("breakpoints", [False, True])
-async def test_a_continue_hands_steps_to_the_ui_only_once_their_rows_are_written(breakpoints):
+async def test_a_continue_hands_steps_to_the_ui_only_once_their_rows_are_written(breakpoints, frequent_hand_overs):
     """Each hand-over writes its rows behind (``complete_waiting(write_behind=True)``) while the
     next steps run; its steps reach the UI only once ``rows_written`` says so, in order, and the
     run's last steps go with RunStopped after a plain ``complete_waiting``."""
@@ -112,7 +119,7 @@ async def test_a_continue_hands_steps_to_the_ui_only_once_their_rows_are_written
         assert engine.complete_calls >= len(unwritten_at_post)
 
 
-async def test_where_nothing_is_written_behind_each_hand_over_goes_at_once():
+async def test_where_nothing_is_written_behind_each_hand_over_goes_at_once(frequent_hand_overs):
     """No step runs between a hand-over's complete_waiting and its StepsCompleted when the
     engine wrote nothing behind (as on a machine whose cores all run the forward)."""
     from lmscope.tui.messages import StepsCompleted
