@@ -2,9 +2,10 @@
 
 For each model, in one process and alternating rounds: ``model.generate`` (plain SDPA), the bare
 Stepper loop with full capture (every stage's top-k, attention rows, cache stats, tensors),
-stepping as the TUI's continue without breakpoints does (the attention rows, layer captures
-and records wait and are completed at each hand-over: ``continue_loop.py``), and the real app (``make_app``, headless)
-pressing ``c`` on the same Stepper until generation ends.
+stepping as the TUI's continue without breakpoints does (the attention rows and records wait
+and are completed at each hand-over, and decode steps capture no layers, which are replayed when
+asked: ``continue_loop.py``), and the real app (``make_app``, headless) pressing ``c`` on the
+same Stepper until generation ends.
 Each run makes exactly ``--tokens`` tokens (``min_new_tokens`` = ``max_new_tokens``). Prints the
 table and, last, ``stepper_ratio=... tui_ratio=...``: the worst of the rows of Stepper/generate
 and TUI/Stepper (best round of each).
@@ -36,8 +37,10 @@ reports key to frame (p50, p95), then presses ``p`` and counts the steps that en
 ``--breakdown`` measures instead where the Stepper's time goes: on each model, ``generate()`` on
 the Stepper's own model (also under ``torch.inference_mode``, as the Stepper runs) against
 Steppers that capture more and more (nothing; attention rows; the lens' residual stream; the
-TUI's full layer capture), and the full capture again with every
-step making its own attention rows and layer capture (no waiting), alternating, best of ``--rounds``.
+TUI's full layer capture), each stepping as a continue (whose decode steps capture no layers:
+the last two rows show that a continue pays nothing for the capture mode), and the full capture
+again with every step making its own attention rows and layer capture (no waiting),
+alternating, best of ``--rounds``.
 """
 
 from __future__ import annotations
@@ -92,8 +95,8 @@ def in_inference_mode(run):
 
 def stepper_run(stepper: Stepper):
     """The bare loop, stepping as the TUI's continue does (``continue_loop.run_to_end``: the
-    attention rows, layer captures and records wait and are completed at each hand-over), without
-    the app."""
+    attention rows and records wait and are completed at each hand-over, and no layer is
+    captured), without the app."""
     return lambda: run_to_end(stepper)
 
 
@@ -339,7 +342,7 @@ def main_ops(args) -> None:
             engine_thread.run(lambda: (captured.start(), captured.step(), captured.step()))
             aten, calls = engine_thread.run(ops_per_step, lambda: [captured.step() for _ in range(10)], 10)
             line.append(f"{capture} {aten:.0f} / {calls:.0f}")
-        # As a continue steps: the rows and layer captures of ten steps wait and are completed together.
+        # As a continue steps: the rows of ten steps wait and are completed together, no layer is captured.
         aten, calls = engine_thread.run(ops_per_step, lambda: steps_then_complete(captured, 10), 10)
         line.append(f"+ full, completed every 10 steps {aten:.0f} / {calls:.0f}")
         print(f"{name.split(',')[0]} (aten operations / torch calls per decode step): " + ", ".join(line))
@@ -408,8 +411,8 @@ def main_timeline(args) -> None:
 
 
 def main_rows_later(args) -> None:
-    """The bare loop with rows and layer captures made in each step against both waiting for
-    the hand-over, both models, alternated ``--rounds`` times: medians and bests of tokens/s,
+    """The bare loop with rows and layer captures made in each step against the rows waiting for
+    the hand-over and the layers replayed when asked (never, here), both models, alternated ``--rounds`` times: medians and bests of tokens/s,
     and their ratios."""
     import statistics
 

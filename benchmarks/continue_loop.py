@@ -1,8 +1,9 @@
 """The Stepper stepped as the TUI's continue steps it (``tui/workers.py run_steps``), for benchmarks.
 
-A continue without breakpoints lets each step's attention rows, layer capture and record wait
+A continue without breakpoints lets each step's attention rows and record wait
 (``step(record_later=True)``) and completes them whenever it hands steps to the UI, every
-``STEPS_MESSAGE_S``, and at its end. Where a core is free for the writer, each hand-over's rows
+``STEPS_MESSAGE_S``, and at its end; its decode steps capture no layers (the Layers pane
+replays the step it shows: ``Stepper._replayed``). Where a core is free for the writer, each hand-over's rows
 are written behind while the next steps run; the next hand-over waits for the last one's writes
 (at most one is in flight).
 """

@@ -15,8 +15,8 @@ Each row is milliseconds a step and its share of the baseline's step. The parts 
 (``model forward`` holds the attention rows), so the rows do not add up to the total.
 
 ``--continue`` steps the Stepper as a continue does (``continue_loop.py``: the attention rows
-and layer captures wait and are made at each hand-over; SmolLM2 in blocks of four steps, each
-against four bare steps), and the completions are timed as parts of their own.
+wait and are made at each hand-over, and decode steps capture no layers; SmolLM2 in blocks of
+four steps, each against four bare steps), and the completions are timed as parts of their own.
 
 ``--rows-order`` alternates, step by step on one SmolLM2 Stepper at ``--context``, lmscope's
 attention function (the kept rows computed before SDPA) with a copy that computes them after
@@ -42,7 +42,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import torch
 
 from lmscope.engine import (
-    attention, deferred_rows, layer_batches, layers, models, row_store, stepper as stepper_module, waiting_records,
+    attention, deferred_rows, layers, models, row_store, stepper as stepper_module, waiting_records,
 )
 from lmscope.engine.session import SessionOptions, model_source
 from lmscope.engine.settings import GenerationSettings
@@ -102,7 +102,6 @@ class PartClock:
             (row_store.RowStore, "write_array", "  store writes"),
             (Stepper, "complete_waiting", "completing waiting steps"),
             (deferred_rows.DeferredRows, "complete", "  attention rows"),
-            (layer_batches, "complete", "  layer captures"),
             (waiting_records.WaitingRecords, "complete", "  records"),
         )
         for owner, name, part in parts:
@@ -294,7 +293,7 @@ def main() -> None:
     parser.add_argument("--compiled-summary", action="store_true", help="the stage summary eager and compiled")
     parser.add_argument("--rows-order", action="store_true", help="kept rows before SDPA against after it")
     parser.add_argument("--continue", dest="as_continue", action="store_true",
-                        help="step as a continue does (rows and layer captures wait)")
+                        help="step as a continue does (rows wait, no layer capture)")
     args = parser.parse_args()
     if args.rows_order:
         rows_order(args)

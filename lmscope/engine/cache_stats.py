@@ -1,6 +1,9 @@
-"""KV-cache sizes per layer. The only module that reads transformers' Cache internals."""
+"""KV-cache sizes per layer, and the cache copies a replayed step runs on. The only module that
+reads transformers' Cache internals."""
 
 from __future__ import annotations
+
+import copy
 
 from lmscope.engine.records import CacheStats, LayerCache
 
@@ -33,6 +36,21 @@ def only_appends(cache) -> bool:
     grows_by = getattr(cache, "layer_class_to_replicate", None)
     return (bool(cache.layers) or grows_by is DynamicLayer) and all(
         type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def detached_copy(cache):
+    """A shallow copy of ``cache`` whose layers can be cropped and grown without touching the
+    original's: new cache and layer objects over the same tensors (``DynamicLayer`` crops to a
+    view and grows by concatenating, so neither writes the tensors). T5: the self-attention half
+    is copied so; the cross-attention half, which a decode step only reads, is shared."""
+    if hasattr(cache, "self_attention_cache"):
+        outer = copy.copy(cache)
+        outer.self_attention_cache = detached_copy(cache.self_attention_cache)
+        outer.is_updated = dict(cache.is_updated)
+        return outer
+    copied = copy.copy(cache)
+    copied.layers = [copy.copy(layer) for layer in cache.layers]
+    return copied
 
 
 def cache_stats(cache, query_heads: int, kv_heads: int) -> CacheStats | None:

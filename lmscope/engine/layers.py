@@ -73,6 +73,11 @@ CAPTURE_MODES = ("off", "residual", "full")
 lens); or that and the tensors every layer saw (stepping into a layer, the TUI's Layers view)."""
 
 
+REPLAY = "replay"
+"""``LayerCapture.last`` after a pass made :meth:`LayerCapture.skipped`: the step's capture is made
+when it is asked for, by running its forward pass again (``Stepper._replayed``)."""
+
+
 class LayerCapture:
     """Captures every decoder layer of a forward pass; ``last`` is the most recent capture.
 
@@ -88,18 +93,18 @@ class LayerCapture:
         self.mode = mode
         self._attention = {key: value for key, value in label_modules(model).items() if value[0] != "encoder"}
         self._hooks = _ModelHooks.of(model, self.layers, self._attention)
-        self.last: LayerCaptureResult | _StepCapture | None = None
-        """The newest step's result, or its capture while it waits (``result`` is set when completed)."""
-        self.waiting: list[_StepCapture] = []
-        """Captures made ``later``, in step order, for ``layer_batches.complete``."""
-        self.newest: dict[tuple[int, str], torch.Tensor] = {}
-        """(layer, name) -> the newest waiting step's keys or values (the cache: see ``CACHE_NAMES``)."""
-        self.waiting_bytes = 0
-        """What the waiting captures hold on the device (about: the first one's size, times their number)."""
-        self._step_bytes = 0
+        self.last: LayerCaptureResult | str | None = None
+        """The newest pass's result, :data:`REPLAY` after a pass made :meth:`skipped`, or None."""
 
     @contextmanager
-    def capture(self, store: RowStore, copy: bool = True, later: bool = False):
+    def skipped(self):
+        """A forward pass whose layers are not captured: ``last`` becomes :data:`REPLAY`."""
+        self._hooks.use("off")
+        self.last = REPLAY
+        yield self
+
+    @contextmanager
+    def capture(self, store: RowStore, copy: bool = True):
         """Capture the layers of the forward pass inside the block, then store it in ``store``.
 
         Args:
@@ -107,9 +112,6 @@ class LayerCapture:
                 ``[batch, seq, d_model]`` alive until the pass ends). A decode step's tensors are
                 one position long, or the cache itself, so views cost nothing there and are
                 copied together in :meth:`_StepCapture.finish`.
-            later: a decode step whose capture waits in :attr:`waiting`, to be stacked and
-                stored with the other waiting steps' (``layer_batches.complete``). Only for a
-                cache that only appends: the keys and values are read from the newest step's.
         """
         self._hooks.use(self.mode)
         if self.mode == "off":
@@ -117,18 +119,10 @@ class LayerCapture:
             yield self
             return
         details = self.mode == "full"
-        step = _StepCapture(len(self.layers), copy, details, self.newest if later else None)
+        step = _StepCapture(len(self.layers), copy, details)
         with self._hooks.active(step), tapping(step.attention_tap(self._attention) if details else None):
             yield self
-        if step.outputs != len(self.layers):
-            return
-        if later:
-            if not self.waiting:
-                self._step_bytes = step.held_bytes()  # the same tensors every step: counted once
-            self.waiting.append(step)
-            self.waiting_bytes += self._step_bytes
-            self.last = step
-        else:
+        if step.outputs == len(self.layers):
             self.last = step.finish(store)
 
 
@@ -231,36 +225,24 @@ class _StepCapture:
     WHOLE_NUMEL = 1 << 16
     """Largest tensor kept whole in a decode step."""
 
-    def __init__(self, layers: int, copy: bool, details: bool = True,
-                 newest: dict[tuple[int, str], torch.Tensor] | None = None):
+    def __init__(self, layers: int, copy: bool, details: bool = True):
         self.copy, self.details = copy, details
-        self.named: list[dict[str, tuple[torch.Tensor | None, bool | int]]] = [{} for _ in range(layers)]
-        """Per layer, name -> ``(tensor, whole)``; waiting, a cache's name -> ``(None, position)``."""
+        self.named: list[dict[str, tuple[torch.Tensor, bool]]] = [{} for _ in range(layers)]
+        """Per layer, name -> ``(tensor, whole)``."""
         self.specs: dict[str, tuple] = {}
         self.outputs = 0
-        self.newest = newest
-        """Waiting (``LayerCapture.capture(later=True)``): where the cache's newest tensors go."""
-        self.result: LayerCaptureResult | None = None
-        """A waiting capture's result, once completed."""
 
     def keep(self, i: int, name: str, tensor: torch.Tensor) -> None:
-        """``tensor`` as layer ``i``'s ``name``: whole, or its preview slice (waiting: whole, or
-        for the cache only its position, the newest step's tensor holding every earlier one's)."""
+        """``tensor`` as layer ``i``'s ``name``: whole, or its preview slice."""
         if i == 0:
             self.specs[name] = (tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
-        waiting = self.newest is not None
-        if waiting and name in CACHE_NAMES:
-            self.newest[(i, name)] = tensor
-            self.named[i][name] = (None, tensor.shape[-2] - 1)
-        elif waiting and name == "position_bias":  # grows a key a step: sliced now, it stacks over steps
-            self.named[i][name] = (_last_values(tensor, PREVIEW), False)
-        elif not self.copy and tensor.numel() <= self.WHOLE_NUMEL:
+        if not self.copy and tensor.numel() <= self.WHOLE_NUMEL:
             self.named[i][name] = (tensor, True)
         else:
             count = tensor.shape[-1] if name == "layer_output" else PREVIEW  # the residual is all of it
             values = _last_values(tensor, count)
-            # a view would keep the whole tensor alive: a prefill's until the pass ends, a waiting one's longer
-            self.named[i][name] = (values.clone() if self.copy or waiting else values, False)
+            # a view would keep the whole tensor alive: a prefill's until the pass ends
+            self.named[i][name] = (values.clone() if self.copy else values, False)
 
     def keep_output(self, i: int, hidden: torch.Tensor) -> None:
         """The layer's output: the residual stream at the last position, and its preview.
@@ -285,11 +267,6 @@ class _StepCapture:
             if bias is not None and kind == "self":
                 self.keep(i, "position_bias", bias)
         return tap
-
-    def held_bytes(self) -> int:
-        """Bytes of the tensors this capture holds (the cache's, held by the cache, not counted)."""
-        return sum(tensor.numel() * tensor.element_size()
-                   for named in self.named for tensor, _ in named.values() if tensor is not None)
 
     def finish(self, store: RowStore) -> LayerCaptureResult:
         """Each layer's residual ``[layers, d_model]`` and previews, copied together into ``store``.
@@ -323,8 +300,7 @@ class _StepCapture:
 
 
 def _last_rows(entries: list[tuple[torch.Tensor, bool]], count: int | None) -> torch.Tensor:
-    """``[entries, count]``: each entry's ``[0, ..., -1, :count]`` (the whole row when ``count`` is
-    None); the entries are a step's layers, or a continue's waiting steps' layers (``layer_batches``).
+    """``[layers, count]``: each layer's ``[0, ..., -1, :count]`` (the whole row when ``count`` is None).
 
     One stack and one slice when every tensor was kept whole with one shape (a decode step), one
     stack of the slices when they were sliced already; else (a device map, T5's position bias
@@ -334,7 +310,7 @@ def _last_rows(entries: list[tuple[torch.Tensor, bool]], count: int | None) -> t
     whole = entries[0][1]
     if all(is_whole == whole for _, is_whole in entries):
         try:
-            stacked = torch.stack(tensors)  # [entries, *shape]: a decode step's tensors are small
+            stacked = torch.stack(tensors)  # [layers, *shape]: a decode step's tensors are small
         except RuntimeError:  # shapes or devices differ
             stacked = None
         if stacked is not None:
@@ -385,9 +361,6 @@ def _padded(values: torch.Tensor, count: int | None) -> torch.Tensor:
         return torch.nn.functional.pad(values.to(torch.float32), (0, count - values.shape[-1]), value=float("nan"))
     return values
 
-
-CACHE_NAMES = frozenset({"k", "v", "cross_k", "cross_v"})
-"""The tensors that are the cache itself (all its positions): a waiting step keeps only its position."""
 
 _ORDER = ("hidden_states", "q", "k", "v", "position_bias", "self_attn_output", "cross_q", "cross_k", "cross_v",
           "cross_attn_output", "mlp_output", "layer_output")

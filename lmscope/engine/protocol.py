@@ -31,16 +31,16 @@ class Engine(Protocol):
         """Run one forward pass and choose one token (``force``: this id). Raises if finished.
 
         ``rows_later``: the record's attention rows may wait for :meth:`complete_waiting` (they
-        read as zeros until then), and the step's layer capture too (``lens`` and
-        ``layer_tensors`` complete it first); a continue completes them before it hands steps over.
+        read as zeros until then; a continue completes them before it hands steps over), and
+        the step may capture no layers (``lens`` and ``layer_tensors`` then replay the step).
         ``record_later``: the whole record waits (a continue no breakpoint reads): the step
         returns None and :meth:`complete_waiting` returns the record.
         """
         ...
 
     def complete_waiting(self, write_behind: bool = False) -> tuple[StepRecord, ...]:
-        """Fill the attention rows and layer captures of every step made with ``rows_later``
-        or ``record_later`` (a no-op when none waits), and return the records of the steps made
+        """Fill the attention rows of every step made with ``rows_later`` or ``record_later``
+        (a no-op when none waits), and return the records of the steps made
         with ``record_later`` since the last call, in order.
 
         ``write_behind``: the rows' writes may still run when this returns (a continue's

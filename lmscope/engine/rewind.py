@@ -6,9 +6,11 @@ runs, so a rewind costs the same whatever the context length.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
-from lmscope.engine.cache_stats import generation_cache
+from lmscope.engine.cache_stats import CACHE_KWARGS, detached_copy, generation_cache
 
 GROWING_INPUTS = ("attention_mask", "decoder_attention_mask", "position_ids", "decoder_position_ids",
                   "token_type_ids", "mm_token_type_ids")
@@ -54,6 +56,26 @@ def rewind_state(state, step: int, decoder_only: bool) -> None:
             state.prefilled = False  # T5's first decoder pass runs through _prefill, as generate's does
     else:
         state.pending = None
+
+
+def state_before(state, step: int, decoder_only: bool):
+    """A copy of the Stepper's loop ``state`` as it was just before ``step``, to run that step's
+    forward pass again (``Stepper`` replays a continue's layer captures): the live state, its
+    cache included, stays as it is.
+
+    The copy's cache is a new cache object over the live one's tensors: cropping it takes views,
+    and a forward pass that appends to it makes new tensors (``DynamicLayer.update`` concatenates),
+    so nothing the live session holds is written. Only for a cache that only appends
+    (``cache_stats.only_appends``): a sliding window or an offloaded cache no longer holds the keys
+    an earlier step saw.
+    """
+    copied = copy.copy(state)
+    copied.model_kwargs = dict(state.model_kwargs)
+    for name in CACHE_KWARGS:
+        if copied.model_kwargs.get(name) is not None:
+            copied.model_kwargs[name] = detached_copy(copied.model_kwargs[name])
+    rewind_state(copied, step, decoder_only)
+    return copied
 
 
 class RngHistory:

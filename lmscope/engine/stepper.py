@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import torch
 
-from lmscope.engine import layer_batches, models
+from lmscope.engine import models
 from lmscope.engine.attention import AttentionRecorder, label_modules, recording
 from lmscope.engine.cache_stats import cache_stats, generation_cache, only_appends
 from lmscope.engine.deferred_rows import DeferredRows
@@ -22,7 +22,7 @@ from lmscope.engine.distributed import tensor_parallel_ranks
 from lmscope.engine.errors import UserError
 from lmscope.engine.generation import prepare
 from lmscope.engine.host_copy import HostCopy, Part
-from lmscope.engine.layers import LayerCapture, LayerCaptureResult
+from lmscope.engine.layers import REPLAY, LayerCapture, LayerCaptureResult
 from lmscope.engine.lens import LayerLens, logit_lens
 from lmscope.engine.placement import input_device
 from lmscope.engine.processors import (
@@ -31,7 +31,7 @@ from lmscope.engine.processors import (
 from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord, TensorInfo
 from lmscope.engine.row_store import RowStore, writer_has_a_core
 from lmscope.engine.settings import GenerationSettings
-from lmscope.engine.rewind import RngHistory, rewind_state
+from lmscope.engine.rewind import RngHistory, rewind_state, state_before
 from lmscope.engine.step_parts import Decoder, attention_rows, finish_reason
 from lmscope.engine.tensors import ForwardInputs, describe
 from lmscope.engine.waiting_records import WaitingRecords
@@ -50,7 +50,7 @@ used by the methods below."""
 MAX_WAITING_BYTES = 64 * 1024 * 1024
 """What the steps waiting for ``complete_waiting`` may hold on the device: their attention rows
 (computing them all at once holds them together: at 2k context SmolLM2's rows are 2.2 MiB a
-step, so ~30 steps wait) and their layer captures (about 0.6 MiB a step)."""
+step, so ~30 steps wait) and their records' stages."""
 
 
 class Stepper:
@@ -86,7 +86,7 @@ class Stepper:
         self._rows = RowStore()
         self._rng = RngHistory(input_device(self.model))
         self._layers = LayerCapture(self.model, layer_capture)
-        self._residuals: dict[int, tuple] = {}  # step -> (LayerCaptureResult or its waiting capture, chosen id)
+        self._residuals: dict[int, tuple] = {}  # step -> (LayerCaptureResult or REPLAY, chosen id)
         self._deferred = DeferredRows()
         self._records = WaitingRecords()
         self._made_later: list[StepRecord] = []
@@ -132,12 +132,14 @@ class Stepper:
         Args:
             force: choose this token id instead of argmax or sampling. The processors still
                 run (their stages are recorded); the record says ``chosen_by="forced"``.
-            rows_later: let the attention rows and the layer capture wait for
-                :meth:`complete_waiting`, which makes the waiting steps' together (a continue: see
-                ``DeferredRows`` and ``layer_batches``). Until then the record's rows read as
-                zeros: complete them before showing or writing it (a plain ``complete_waiting``
-                returns with every row written; otherwise wait for :meth:`rows_written`).
-            record_later: a continue that no breakpoint reads: the rows and capture wait, and
+            rows_later: let the attention rows wait for :meth:`complete_waiting`, which makes
+                the waiting steps' together (a continue: see ``DeferredRows``). Until then the
+                record's rows read as zeros: complete them before showing or writing it (a plain
+                ``complete_waiting`` returns with every row written; otherwise wait for
+                :meth:`rows_written`). A decode step's layers are not captured then: the step's
+                forward pass runs again when :meth:`lens` or :meth:`layer_tensors` first asks
+                for them (:meth:`_replayed`).
+            record_later: a continue that no breakpoint reads: the rows wait, and
                 so does the record itself (its stages' summary is made with the other waiting
                 steps': ``waiting_records``). :meth:`complete_waiting` returns it.
         """
@@ -182,9 +184,9 @@ class Stepper:
 
     @_INFERENCE
     def complete_waiting(self, write_behind: bool = False) -> tuple[StepRecord, ...]:
-        """Compute and store the attention rows and layer captures of every step made with
-        ``rows_later`` or ``record_later``, and make the records of those made with
-        ``record_later``, all in one device-to-host copy.
+        """Compute and store the attention rows of every step made with ``rows_later`` or
+        ``record_later``, and make the records of those made with ``record_later``, all in one
+        device-to-host copy.
 
         Args:
             write_behind: let the rows' writes to the row store run on its writer thread while
@@ -216,13 +218,12 @@ class Stepper:
     def _complete(self, write_behind: bool = False) -> None:
         write_behind = write_behind and self._writes_behind_here()
         rows_wait = self._deferred.pending or self._deferred.interrupted
-        if rows_wait or self._layers.waiting or len(self._records):
+        if rows_wait or len(self._records):
             with self._rows.writing_behind(write_behind):
                 host_copy = HostCopy()
                 with self._rows.joining(host_copy):
                     if rows_wait:
                         self._deferred.complete(self._rows, host_copy)
-                    layer_batches.complete(self._layers, self._rows)
                     records = (self._records.complete(self._state.stage_names, self.top, self._decoder.token,
                                                       host_copy) if len(self._records) else list)
                 host_copy.copy()
@@ -232,7 +233,7 @@ class Stepper:
 
     @property
     def _waiting_bytes(self) -> int:
-        return self._deferred.waiting_bytes + self._layers.waiting_bytes + self._records.waiting_bytes
+        return self._deferred.waiting_bytes + self._records.waiting_bytes
 
     @_INFERENCE
     def rewind(self, step: int) -> None:
@@ -253,6 +254,9 @@ class Stepper:
             raise UserError(f"cannot rewind to step {step}: steps 0 to {state.generated} can be rewound to")
         self._complete()  # before the crop: the waiting rows read the keys as they are
         rewind_state(state, step, decoder_only=self.family == "llama")
+        # A step from here on can no longer be replayed: the keys it saw are gone.
+        self._residuals = {index: entry for index, entry in self._residuals.items()
+                           if index < step or entry[0] is not REPLAY}
         self._rng.restore(step)
 
     def first_token(self, text: str) -> tuple[int, str]:
@@ -280,26 +284,46 @@ class Stepper:
 
     def _captured(self, step: int) -> tuple:
         captured, chosen_id = self._residuals.get(step, (None, None))
-        if captured is not None and not isinstance(captured, LayerCaptureResult):  # still waiting
-            self._complete()  # and waits for the writes a continue left behind
-            captured = captured.result
+        if captured is REPLAY:
+            captured = self._replayed(step)
             self._residuals[step] = (captured, chosen_id)
         if captured is None:
             raise KeyError(f"no layer capture for step {step} (layer capture: {self._layers.mode})")
         return captured, chosen_id
 
+    @_INFERENCE
+    def _replayed(self, step: int) -> LayerCaptureResult:
+        """The layer capture of decode step ``step``, made by running its forward pass again on
+        a copy of the state before it (``rewind.state_before``): the same token, positions and
+        keys, so the same tensors as a capture made in the step (``tests/engine/test_layer_replay.py``).
+
+        A continue's decode steps capture no layers: hooking every layer cost them 9-15% of their
+        time on the demo T5 even with the capture's stacking left to the hand-over. The Layers
+        view asks for one step at a time, and a replay costs one forward pass.
+        """
+        state = state_before(self._state, step, decoder_only=self.family == "llama")
+        with self._layers.capture(self._rows, copy=False):
+            model_inputs = self.model.prepare_inputs_for_generation(
+                state.input_ids, next_sequence_length=1, **state.model_kwargs)
+            self.model(**model_inputs, return_dict=True)
+        return self._layers.last
+
     # -- one iteration of transformers' _sample ---------------------------------------------
 
     def _forward(self, recorder: AttentionRecorder, host_copy: HostCopy, later: bool = False):
-        """One forward pass exactly as ``_sample`` makes it (``later``: its layer capture waits).
+        """One forward pass exactly as ``_sample`` makes it (``later``, a continue's decode step:
+        its layers are not captured; :meth:`_replayed` makes the capture when it is asked for).
 
         Returns:
             ``(outputs, described)``: ``described()``, called once ``host_copy`` is made, gives
             the TensorInfos of the pass's inputs and logits.
         """
         state, model = self._state, self.model
-        with recording(recorder), self._inputs.watch(host_copy) as seen, \
-                self._layers.capture(self._rows, copy=not state.prefilled, later=later):
+        if later and state.prefilled and self._layers.mode != "off":
+            layers = self._layers.skipped()
+        else:
+            layers = self._layers.capture(self._rows, copy=not state.prefilled)
+        with recording(recorder), self._inputs.watch(host_copy) as seen, layers:
             if not state.prefilled:
                 outputs = model._prefill(state.input_ids, state.config, state.model_kwargs)
                 state.prefilled = True

@@ -124,9 +124,9 @@ class EngineWorkers:
             while not engine.finished and (limit is None or done < limit) and hit is None:
                 if done and pause.is_set():
                     break
-                # The attention rows and layer captures wait, and are made for the whole batch
-                # before it goes (engine/deferred_rows.py, engine/layer_batches.py): a step then
-                # reads the keys once, not twice, and the captures are stacked once per batch.
+                # The attention rows wait, and are made for the whole batch before it goes
+                # (engine/deferred_rows.py): a step then reads the keys once, not twice. Its
+                # layers are not captured: the Layers pane's lens replays the step it asks for.
                 record = engine.step(rows_later=True, record_later=record_later)
                 if record is not None:
                     text += record.token

@@ -26,9 +26,8 @@ def test_profile_step_times_every_part_of_a_t5_step():
     assert float(rows["Stepper step"]) > float(rows["model forward"])
 
 
-def test_as_a_continue_the_rows_and_layer_captures_are_made_when_completing():
+def test_as_a_continue_the_rows_are_made_when_completing():
     rows = parts("--continue")
-    for part in ("Stepper step", "completing waiting steps", "attention rows", "layer captures"):
+    for part in ("Stepper step", "completing waiting steps", "attention rows", "attention rows: computed"):
         assert part in rows, (part, rows)
-    assert "layer capture: stacked" not in rows and "attention rows: computed" in rows  # computed only when completing
-    assert float(rows["completing waiting steps"]) >= float(rows["layer captures"]) > 0
+    assert float(rows["completing waiting steps"]) >= float(rows["attention rows"]) > 0

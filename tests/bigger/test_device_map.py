@@ -61,7 +61,8 @@ def test_bad_device_map_flags_are_one_line(tiny_llama_dir, capsys):
 
 
 def test_a_continue_on_a_disk_offloaded_map_keeps_the_plain_rows(tiny_llama_dir, tmp_path):
-    """Rows made later (as a continue makes them) on a map that offloads every layer to disk."""
+    """Rows made later (as a continue makes them) on a map that offloads every layer to disk, and
+    a continue's layer capture replayed through the offloaded layers."""
     import numpy as np
 
     def steps(stepper, rows_later: bool):
@@ -74,7 +75,8 @@ def test_a_continue_on_a_disk_offloaded_map_keeps_the_plain_rows(tiny_llama_dir,
 
     options = dict(family="llama", prompt="the quick brown fox", model=str(tiny_llama_dir),
                    settings=GenerationSettings(max_new_tokens=6))
-    plain = steps(open_session(SessionOptions(**options)), rows_later=False)
+    plain_session = open_session(SessionOptions(**options))
+    plain = steps(plain_session, rows_later=False)
     mapped = open_session(SessionOptions(**options, device_map="auto", max_memory="cpu=40KB",
                                          offload_folder=str(tmp_path / "offload")))
     later = steps(mapped, rows_later=True)
@@ -82,3 +84,9 @@ def test_a_continue_on_a_disk_offloaded_map_keeps_the_plain_rows(tiny_llama_dir,
     assert [r.token_id for r in later] == [r.token_id for r in plain]
     for want, have in zip(plain, later):
         np.testing.assert_allclose(have.attention.probs, want.attention.probs, atol=1e-5)
+    from lmscope.engine.layers import REPLAY
+
+    assert mapped._residuals[4][0] is REPLAY
+    replayed, in_step = mapped._captured(4)[0], plain_session._captured(4)[0]
+    np.testing.assert_allclose(replayed.residual, in_step.residual, atol=1e-5)
+    np.testing.assert_allclose(replayed.previews, in_step.previews, atol=1e-5)

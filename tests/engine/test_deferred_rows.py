@@ -84,14 +84,14 @@ def test_a_step_whose_rows_cannot_wait_computes_them_in_the_step(loaded, monkeyp
 
 
 def test_steps_wait_only_up_to_their_byte_budget(loaded, monkeypatch):
-    """The waiting rows and layer captures together stay under ``MAX_WAITING_BYTES``."""
+    """The waiting rows and records together stay under ``MAX_WAITING_BYTES``."""
     from lmscope.engine import stepper as stepper_module
 
     stepper = Stepper(loaded, PROMPT, SETTINGS)
     stepper.start()
     stepper.step(rows_later=True)
     stepper.step(rows_later=True)
-    assert stepper._layers.waiting_bytes > 0 and len(stepper._layers.waiting) == stepper._deferred.pending > 0
+    assert stepper._deferred.waiting_bytes > 0 and stepper._deferred.pending > 0
     per_step = stepper._waiting_bytes // stepper._deferred.pending
     budget = 3 * per_step  # later steps have more keys: fewer than three fit after the first two
     monkeypatch.setattr(stepper_module, "MAX_WAITING_BYTES", budget)
@@ -100,7 +100,6 @@ def test_steps_wait_only_up_to_their_byte_budget(loaded, monkeypatch):
         waiting, waiting_bytes = stepper._deferred.pending, stepper._waiting_bytes
         stepper.step(rows_later=True)
         pending.append(stepper._deferred.pending)
-        assert len(stepper._layers.waiting) == pending[-1]  # rows and captures complete together
         # a step begins by completing the waiting ones once they reach the budget
         assert pending[-1] == (1 if waiting_bytes >= budget else waiting + 1)
     assert max(pending) == 3 and pending.count(1) >= 2

@@ -106,8 +106,8 @@ def test_a_decode_step_reads_the_host_once(family, layer_capture, join_on_host, 
 def test_rows_made_later_add_one_copy_per_kind_for_all_the_waiting_steps(family, record_later, tiny_llama_dir,
                                                                          tiny_t5_dir, monkeypatch):
     """A continue's steps (``rows_later``) still copy once each; completing their attention
-    rows (self, T5's cross), layer captures and (``record_later``) records copies once for all
-    of them together."""
+    rows (self, T5's cross) and (``record_later``) records copies once for all of them together.
+    (Their layer captures are made when asked, by a replay: ``test_layer_replay.py``.)"""
     monkeypatch.setattr(HostCopy, "join_on_host", True)
     folder = tiny_llama_dir if family == "llama" else tiny_t5_dir
     loaded = models.load(str(folder), family, device="cpu", dtype="float32")
@@ -120,7 +120,7 @@ def test_rows_made_later_add_one_copy_per_kind_for_all_the_waiting_steps(family,
     try:
         with HostReads() as counter:
             records = [stepper.step(rows_later=True, record_later=record_later) for _ in range(5)]
-            assert len(stepper._layers.waiting) == 5 and len(copies) == 5
+            assert stepper._deferred.pending == 5 and len(copies) == 5
             made = stepper.complete_waiting()
         if record_later:
             assert records == [None] * 5 and [r.step for r in made] == [1, 2, 3, 4, 5]

@@ -102,3 +102,35 @@ async def test_the_lens_runs_in_a_worker_and_is_kept():
 
 def test_bar():
     assert bar(0.0) == " " * 10 and bar(1.0) == "█" * 10 and bar(0.55).startswith("█████▌")
+
+
+async def test_after_a_continue_the_layers_of_any_step_are_its_own(tiny_t5_dir):
+    """A continue's decode steps capture no layers; stepping into one of them replays it on the
+    engine thread, and the pane shows the lens a step made with its capture in place shows."""
+    from lmscope.engine import models
+    from lmscope.engine.layers import REPLAY
+    from lmscope.engine.settings import GenerationSettings
+    from lmscope.engine.stepper import Stepper
+    from lmscope.tui.app import make_app
+
+    loaded = models.load(str(tiny_t5_dir), "t5", device="cpu", dtype="float32")
+    settings = GenerationSettings(max_new_tokens=8, min_new_tokens=8)
+    stepper = Stepper(loaded, "the quick brown fox", settings)
+    app = make_app(lambda: stepper, theme="textual-dark")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert app.view.state == "finished" and stepper._residuals[4][0] is REPLAY
+        await pilot.press("left", "left", "left")  # step 5 of 8 (index 4)
+        pane = await open_layers(app, pilot, "s")
+        await settle(app, pilot)
+        assert "step 5 · chose" in screen_text(app)
+        shown = pane._lenses[pane.key_of(app.view)][0]
+    reference = Stepper(loaded, "the quick brown fox", settings)
+    reference.start()
+    for _ in range(8):
+        reference.step()
+    expected = reference.lens(4)
+    assert [(e.layer, e.chosen_prob, e.chosen_rank, e.norm, [c.token_id for c in e.top]) for e in shown] == \
+        [(e.layer, e.chosen_prob, e.chosen_rank, e.norm, [c.token_id for c in e.top]) for e in expected]
