@@ -65,38 +65,46 @@ def cache_stats(cache, query_heads: int, kv_heads: int) -> CacheStats | None:
     """
     if cache is None:
         return None
+    from lmscope.engine.distributed import tensor_parallel_ranks
+
+    ranks, described = tensor_parallel_ranks(), {}
     if hasattr(cache, "self_attention_cache"):
-        entries = _layers(cache.self_attention_cache, "self") + _layers(cache.cross_attention_cache, "cross")
+        entries = (_layers(cache.self_attention_cache, "self", ranks, described)
+                   + _layers(cache.cross_attention_cache, "cross", ranks, described))
     else:
-        entries = _layers(cache, "self")
+        entries = _layers(cache, "self", ranks, described)
     return CacheStats(
         layers=tuple(entries), query_heads=query_heads, kv_heads=kv_heads, cache_class=type(cache).__name__
     )
 
 
-def _layers(cache, kind: str) -> list[LayerCache]:
+def _layers(cache, kind: str, ranks: int, described: dict) -> list[LayerCache]:
     """Each layer's keys and values. Under tensor parallel this rank holds ``1/ranks`` of the kv
     heads (heads split evenly: ``placement`` refuses anything else), so shapes and bytes are
-    scaled to the whole model's cache, as one process would hold it."""
-    from lmscope.engine.distributed import tensor_parallel_ranks
+    scaled to the whole model's cache, as one process would hold it.
 
-    ranks = tensor_parallel_ranks()
+    Every step makes a record of every layer: the layers' keys mostly share one shape, dtype and
+    device, so ``described`` keeps the fields each such signature gives, computed once a call.
+    """
     entries = []
     for index, layer in enumerate(cache.layers):
-        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+        keys = getattr(layer, "keys", None)
         if keys is None or keys.numel() == 0:
             continue
-        entries.append(
-            LayerCache(
-                layer=index,
-                kind=kind,
-                key_shape=_whole(keys.shape, ranks),
-                value_shape=_whole(values.shape, ranks),
-                dtype=str(keys.dtype).removeprefix("torch."),
-                bytes=(keys.numel() * keys.element_size() + values.numel() * values.element_size()) * ranks,
-                device=str(keys.device),
+        values = layer.values
+        signature = (keys.shape, values.shape, keys.dtype, keys.device)
+        fields = described.get(signature)
+        if fields is None:
+            fields = described[signature] = (
+                _whole(keys.shape, ranks),
+                _whole(values.shape, ranks),
+                str(keys.dtype).removeprefix("torch."),
+                (keys.numel() * keys.element_size() + values.numel() * values.element_size()) * ranks,
+                str(keys.device),
             )
-        )
+        # key_shape, value_shape, dtype, bytes, device, given positionally (a frozen
+        # dataclass's keywords cost twice as much)
+        entries.append(LayerCache(index, kind, *fields))
     return entries
 
 
