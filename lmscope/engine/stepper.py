@@ -255,8 +255,8 @@ class Stepper:
         self._complete()  # before the crop: the waiting rows read the keys as they are
         rewind_state(state, step, decoder_only=self.family == "llama")
         # A step from here on can no longer be replayed: the keys it saw are gone.
-        self._residuals = {index: entry for index, entry in self._residuals.items()
-                           if index < step or entry[0] is not REPLAY}
+        self._residuals = {index: (_KEYS_GONE, chosen_id) if index >= step and captured is REPLAY
+                           else (captured, chosen_id) for index, (captured, chosen_id) in self._residuals.items()}
         self._rng.restore(step)
 
     def first_token(self, text: str) -> tuple[int, str]:
@@ -287,6 +287,9 @@ class Stepper:
         if captured is REPLAY:
             captured = self._replayed(step)
             self._residuals[step] = (captured, chosen_id)
+        elif captured is _KEYS_GONE:
+            raise KeyError(f"no layer capture for step {step}: a continue made it without one, "
+                           "and a rewind removed the keys it saw")
         if captured is None:
             raise KeyError(f"no layer capture for step {step} (layer capture: {self._layers.mode})")
         return captured, chosen_id
@@ -432,6 +435,11 @@ class Stepper:
 
     def _cache_stats(self):
         return cache_stats(generation_cache(self._state.model_kwargs), self.info.query_heads, self.info.kv_heads)
+
+
+_KEYS_GONE = "keys gone"
+"""In ``Stepper._residuals``: a step made without a layer capture (:data:`REPLAY`) that a rewind
+took away before it was replayed; it cannot be replayed any more."""
 
 
 class _State:
