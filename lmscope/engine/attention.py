@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
 from lmscope.engine.distributed import gather_heads
@@ -74,18 +73,19 @@ class AttentionRecorder:
             self.slots[kind] = self.store.reserve((layers, *probs.shape[1:]))
         self.store.write(self.slots[kind], probs[0], index=layer)
 
-    def finish(self, kind: str) -> np.ndarray | None:
+    def finish(self, kind: str, late: bool = False):
         """Rows of one kind over all layers, ``[layer, head, kept_rows, key_pos]``, as stored.
 
         Deferred rows come back as a view of their reserved slot, filled by
-        ``DeferredRows.complete``; a step whose calls were not all deferred (a mask came)
-        has its deferred calls computed now instead.
+        ``DeferredRows.complete`` (``late``: a ``LateRows``, which gets its view there); a step
+        whose calls were not all deferred (a mask came) has its deferred calls computed now instead.
         """
         if kind in self.slots:
             return self.store.view(self.slots[kind])
         if self.deferred is not None and self.deferred.waiting(kind):
             if kind not in self.rows:
-                return self.store.view(self.deferred.reserve(kind, self.store))
+                target = self.deferred.reserve(kind, self.store, late)
+                return target if late else self.store.view(target)
             for layer, probs in self.deferred.take_back(kind):
                 self.rows[kind][layer] = probs[0]
         by_layer = self.rows.pop(kind, None)

@@ -17,6 +17,17 @@ from lmscope.engine.host_copy import HostCopy
 from lmscope.engine.row_store import RowStore, Slot
 
 
+class LateRows:
+    """A waiting step's rows of one kind whose slot is reserved at the hand-over, with every other
+    waiting step's of that kind (a ``record_later`` step: its record is made there too).
+    ``probs`` is set by :meth:`DeferredRows.complete`: ``[layer, head, 1, key_pos]``."""
+
+    __slots__ = ("probs",)
+
+    def __init__(self):
+        self.probs = None
+
+
 class DeferredRows:
     """Decode steps' kept rows, computed for many steps at once instead of in every step.
 
@@ -38,8 +49,8 @@ class DeferredRows:
         """(kind, layer) -> [(query, bias or None)] of the waiting steps, in order."""
         self._latest: dict[tuple[str, int], tuple] = {}
         """(kind, layer) -> (module, keys of the newest step, scaling)."""
-        self._steps: dict[str, list[tuple[Slot, int]]] = {}
-        """kind -> [(slot, key_len)] of each waiting step, in order."""
+        self._steps: dict[str, list[tuple[Slot | LateRows, int]]] = {}
+        """kind -> [(slot, or the LateRows to fill, key_len)] of each waiting step, in order."""
         self._this_step: set[tuple[str, int]] = set()
         """(kind, layer) of the calls the step being made deferred."""
         self.interrupted = False
@@ -59,16 +70,18 @@ class DeferredRows:
         """Whether the step being finished deferred rows of ``kind``."""
         return any(labelled_kind == kind for labelled_kind, _ in self._this_step)
 
-    def reserve(self, kind: str, store: RowStore) -> Slot:
-        """The step's slot for ``kind``, ``[layer, head, 1, key_pos]``, filled by :meth:`complete`."""
+    def reserve(self, kind: str, store: RowStore, late: bool = False) -> Slot | LateRows:
+        """The step's slot for ``kind``, ``[layer, head, 1, key_pos]``, filled by :meth:`complete`;
+        ``late``: a :class:`LateRows` instead, whose rows get a view of one slot reserved for all
+        the waiting steps of ``kind`` at once (no slot, view and write a step)."""
         self._this_step = {label for label in self._this_step if label[0] != kind}
         layers = sorted(layer for labelled_kind, layer in self._calls if labelled_kind == kind)
         module, key, _ = self._latest[(kind, layers[0])]
         query, _ = self._calls[(kind, layers[0])][-1]
-        slot = store.reserve((len(layers), query.shape[1], 1, key.shape[2]))
-        self._steps.setdefault(kind, []).append((slot, key.shape[2]))
+        target = LateRows() if late else store.reserve((len(layers), query.shape[1], 1, key.shape[2]))
+        self._steps.setdefault(kind, []).append((target, key.shape[2]))
         self.waiting_bytes += len(layers) * query.shape[1] * key.shape[2] * 4
-        return slot
+        return target
 
     def take_back(self, kind: str) -> list[tuple[int, torch.Tensor]]:
         """Compute the step being finished's deferred rows of ``kind`` now: ``[(layer, probs)]``."""
@@ -102,7 +115,7 @@ class DeferredRows:
             by_layer = [self._layer_rows(kind, layer, key_len, mask)[0] for layer in layers]
             device = by_layer[0].device  # a device map spreads the layers: stack on the first one's
             probs = torch.stack([rows if rows.device == device else rows.to(device) for rows in by_layer])
-            host_copy.add(probs.to(torch.float32), _writer(store, steps))  # [layer, head, steps, key_pos]
+            host_copy.add(probs.to(torch.float32), _writer(store, steps, tuple(probs.shape)))  # [layer, head, steps, key_pos]
         self._calls.clear()
         self._latest.clear()
         self._steps.clear()
@@ -133,9 +146,25 @@ def _causal(steps: int, key_len: int, device) -> torch.Tensor:
     return allowed[None, None]
 
 
-def _writer(store: RowStore, steps: list[tuple[Slot, int]]):
-    """Writes each step's rows, ``[layer, head, steps, key_pos]`` on the host, to its slot."""
+def _writer(store: RowStore, steps: list[tuple[Slot | LateRows, int]], shape: tuple[int, ...]):
+    """Writes the steps' rows, ``[layer, head, steps, key_pos]`` on the host: with every step's
+    rows late (:class:`LateRows`), all at once to one slot of that shape, each step's rows a view
+    of it (padded past its own keys: the causal mask makes those zeros); else each step's to its
+    own slot (a late step's reserved now)."""
+    if all(isinstance(target, LateRows) for target, _ in steps):
+        block = store.reserve(shape)
+        view = store.view(block)
+        for index, (rows, key_len) in enumerate(steps):
+            rows.probs = view[:, :, index : index + 1, :key_len]
+        return lambda host: store.write_array(block, host)
+    slots = []
+    for target, key_len in steps:
+        if isinstance(target, LateRows):
+            slot = store.reserve((*shape[:2], 1, key_len))
+            target.probs, target = store.view(slot), slot
+        slots.append((target, key_len))
+
     def write(host) -> None:
-        for index, (slot, key_len) in enumerate(steps):
+        for index, (slot, key_len) in enumerate(slots):
             store.write_array(slot, host[:, :, index : index + 1, :key_len])
     return write

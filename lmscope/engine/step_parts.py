@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lmscope.engine.attention import AttentionRecorder
+from lmscope.engine.deferred_rows import LateRows
 from lmscope.engine.records import AttentionRows
 
 REPLACEMENT = "\ufffd"
@@ -60,7 +63,7 @@ _BYTE_TABLE: dict[str, int] | None = None
 
 
 def attention_rows(recorder: AttentionRecorder, kind: str, query_len: int,
-                   last_row_only: bool = False) -> AttentionRows | None:
+                   last_row_only: bool = False, late: bool = False) -> AttentionRows | LateAttention | None:
     """The captured rows of one kind as a record (stored off the heap by the recorder).
 
     Args:
@@ -68,13 +71,38 @@ def attention_rows(recorder: AttentionRecorder, kind: str, query_len: int,
         kind: ``self``, ``cross`` or ``encoder``.
         query_len: number of query positions so far; the kept rows are the last ones.
         last_row_only: keep just the last query's row (decoder-only step 0 reuses the prefill).
+        late: a step whose record waits (``record_later``): deferred rows come back as a
+            :class:`LateAttention`, made a record by :func:`with_rows` at the hand-over.
     """
-    probs = recorder.finish(kind)
+    probs = recorder.finish(kind, late)
     if probs is None:
         return None
+    if isinstance(probs, LateRows):
+        return LateAttention(kind, probs, query_start=query_len - 1)  # a deferred step keeps one row
     if last_row_only:
         probs = probs[:, :, -1:]
     return AttentionRows(kind=kind, probs=probs, query_start=query_len - probs.shape[2])
+
+
+@dataclass(frozen=True)
+class LateAttention:
+    """A waiting record's attention rows of one kind until the hand-over gives them a slot."""
+
+    kind: str
+    rows: LateRows
+    query_start: int
+
+    def record(self) -> AttentionRows:
+        return AttentionRows(kind=self.kind, probs=self.rows.probs, query_start=self.query_start)
+
+
+def with_rows(fields: dict) -> dict:
+    """A waiting record's fields with its :class:`LateAttention` rows made records (after the
+    hand-over's ``DeferredRows.complete``)."""
+    late = [name for name in ("attention", "cross_attention") if isinstance(fields.get(name), LateAttention)]
+    if not late:
+        return fields
+    return {**fields, **{name: fields[name].record() for name in late}}
 
 
 def finish_reason(state, token_id: int, settings) -> str:

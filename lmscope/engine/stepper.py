@@ -172,8 +172,8 @@ class Stepper:
             chosen = self._choose(outputs, force, host_copy, summarise=not record_later)
             del outputs  # the prefill's logits can be large; keep nothing of the forward pass
             query_len = state.input_ids.shape[1] - 1
-            rows = (attention_rows(recorder, "self", query_len, last_row_only=True),
-                    attention_rows(recorder, "cross", query_len, last_row_only=True))
+            rows = (attention_rows(recorder, "self", query_len, last_row_only=True, late=record_later),
+                    attention_rows(recorder, "cross", query_len, last_row_only=True, late=record_later))
         host_copy.copy()
         fields = self._record_fields(chosen, described(), rows, began)
         if record_later:

@@ -21,6 +21,7 @@ import torch
 from lmscope.engine.host_copy import HostCopy
 from lmscope.engine.processors import StageTensors, chosen_numbers, pack_stages, stages_from, summarise
 from lmscope.engine.records import StepRecord
+from lmscope.engine.step_parts import with_rows
 
 
 @dataclass
@@ -72,7 +73,7 @@ class WaitingRecords:
             made = []
             for step, row in zip(steps, part.array):
                 stages_made, (chosen_prob, raw_above) = stages_from(summaries, row, decode)
-                made.append(StepRecord(**step.fields, stages=stages_made, chosen_prob=chosen_prob,
+                made.append(StepRecord(**with_rows(step.fields), stages=stages_made, chosen_prob=chosen_prob,
                                        raw_rank=int(raw_above) + 1))
             return made
 

@@ -122,3 +122,38 @@ def test_a_sliding_window_cache_never_defers(tiny_llama_dir):
     assert not stepper._can_defer
     record = stepper.step(rows_later=True)
     assert stepper._deferred.pending == 0 and float(record.attention.probs.sum()) > 0
+
+
+def test_waiting_records_get_their_rows_from_one_slot_a_kind(loaded, monkeypatch):
+    """Steps whose records wait (``record_later``) reserve no slot of their own: the hand-over
+    reserves one for all of them, per kind, and writes it once; each record's rows are its part."""
+    from lmscope.engine.row_store import RowStore
+
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    stepper.step(record_later=True)  # Llama's step 0 is the prefill's rows: none wait
+    stepper.complete_waiting()
+    reserved, writes = [], []
+    reserve, write_array = RowStore.reserve, RowStore.write_array
+    monkeypatch.setattr(RowStore, "reserve", lambda self, shape: (reserved.append(shape), reserve(self, shape))[1])
+    monkeypatch.setattr(RowStore, "write_array", lambda self, *a, **k: (writes.append(a[1].shape), write_array(self, *a, **k))[1])
+    for _ in range(5):
+        assert stepper.step(record_later=True) is None
+    assert reserved == [] and writes == []
+    made = list(stepper.complete_waiting())
+    kinds = 2 if loaded.family == "t5" else 1
+    assert len(reserved) == kinds and len(writes) == kinds
+    assert all(shape[2] == 5 for shape in reserved)  # [layer, head, steps, key_pos]
+    assert_same_rows(immediate_steps(loaded)[1:6], made)
+
+
+def test_steps_whose_records_wait_and_steps_whose_rows_wait_complete_together(loaded):
+    """A batch mixing the two (rows_later, then record_later, without a hand-over between) gives
+    each step its own slot, and the rows are the rows made in the step."""
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    steps = [stepper.step(rows_later=True) for _ in range(3)]
+    for _ in range(3):
+        assert stepper.step(record_later=True) is None
+    steps += stepper.complete_waiting()
+    assert_same_rows(immediate_steps(loaded)[:6], steps)
