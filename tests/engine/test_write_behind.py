@@ -98,7 +98,9 @@ def test_rows_written_behind_equal_rows_written_in_the_step(loaded):
     assert_same_rows(immediate_steps(loaded), list(made))
 
 
-def test_layer_captures_written_behind_equal_those_made_in_the_step(loaded):
+def test_layer_captures_after_hand_overs_written_behind_equal_those_made_in_the_step(loaded):
+    """A continue's steps capture no layers; replayed after its rows were written behind, they
+    equal the captures of steps made in place."""
     stepper, _ = continued(loaded)
     expected = Stepper(loaded, PROMPT, SETTINGS)
     expected.start()
