@@ -134,3 +134,68 @@ async def test_after_a_continue_the_layers_of_any_step_are_its_own(tiny_t5_dir):
     expected = reference.lens(4)
     assert [(e.layer, e.chosen_prob, e.chosen_rank, e.norm, [c.token_id for c in e.top]) for e in shown] == \
         [(e.layer, e.chosen_prob, e.chosen_rank, e.norm, [c.token_id for c in e.top]) for e in expected]
+
+
+def lens_numbers(lens) -> list:
+    return [(e.layer, e.chosen_prob, e.chosen_rank, e.norm, [c.token_id for c in e.top]) for e in lens]
+
+
+async def test_a_step_forced_in_place_of_another_shows_its_own_lens(tiny_llama_dir):
+    """The pane keeps lenses by record, not by index: after a force at step 3, step 3 is another
+    record and gets its own lens; the abandoned branch's step 3 keeps the lens it had, and its
+    step 4, never looked into, says the model no longer holds it rather than showing another's."""
+    from lmscope.engine import models
+    from lmscope.engine.settings import GenerationSettings
+    from lmscope.engine.stepper import Stepper
+    from lmscope.tui.app import make_app
+
+    loaded = models.load(str(tiny_llama_dir), "llama", device="cpu", dtype="float32")
+    stepper = Stepper(loaded, "the quick brown fox", GenerationSettings(max_new_tokens=8, min_new_tokens=8))
+    app = make_app(lambda: stepper, theme="textual-dark")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("n", "n", "n", "n")
+        await settle(app, pilot)
+        await pilot.press("left")  # step 3 (index 2)
+        pane = await open_layers(app, pilot, "5")
+        await settle(app, pilot)
+        old_step = app.view.selected
+        old_lens = pane._lenses[pane.key_of(app.view)][0]
+        assert lens_numbers(old_lens) == lens_numbers(stepper.lens(2))
+        app.screen.query_one("#stages").focus()
+        await pilot.press("down", "down")  # the logits stage's second candidate
+        await pilot.press("enter")  # rewind to step 3 and force it
+        await settle(app, pilot)
+        forced = app.view.selected
+        assert forced.step == 2 and forced.chosen_by == "forced" and forced.token_id != old_step.token_id
+        await pilot.pause()
+        await settle(app, pilot)
+        shown = pane._lenses[pane.key_of(app.view)][0]
+        assert lens_numbers(shown) == lens_numbers(stepper.lens(2))
+        assert lens_numbers(shown) != lens_numbers(old_lens)
+        app.show_branch(1)  # the abandoned branch, its step 4 selected
+        await settle(app, pilot)
+        assert app.view.selected.step == 3 and not app.view.live
+        assert "step 4 is on branch 1, which the model no longer holds" in screen_text(app)
+        assert pane.query_one(DataTable).row_count == 0
+        await pilot.press("left")  # its step 3: the lens it had
+        await settle(app, pilot)
+        assert app.view.selected is old_step
+        assert f"{old_lens[-1].chosen_prob:.3f}" in screen_text(app)
+
+
+async def test_a_recorded_session_says_it_keeps_no_layers(tmp_path):
+    from lmscope import testing
+    from lmscope.engine.recording import ReplayEngine, Trace
+    from lmscope.testing import make_session
+    from lmscope.tui.app import make_app
+
+    testing.write_trace(tmp_path / "s.lmscope", make_session("llama", steps=4))
+    engine = ReplayEngine(Trace(tmp_path / "s.lmscope"))
+    app = make_app(lambda: engine, theme="textual-dark")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await open_layers(app, pilot, "5")
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert "a recorded session keeps no layer captures" in text and "lens failed" not in text

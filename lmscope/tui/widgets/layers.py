@@ -110,10 +110,11 @@ class LayersPane(CatchUpWhenShown, Vertical):
 
     @staticmethod
     def key_of(view: View | None) -> tuple | None:
-        """What identifies a step's lens: the session's prompt and the step index."""
+        """What identifies a step's lens: the session's prompt and the step's own record (records
+        compare by identity; after a rewind another record takes the same index)."""
         if view is None or view.prompt is None or view.selected is None:
             return None
-        return id(view.prompt), view.index
+        return view.prompt, view.selected
 
     def show_view(self, view: View | None) -> None:
         """Show the selected step's lens (asking a worker for it once), with the View's layer selected."""
@@ -123,12 +124,29 @@ class LayersPane(CatchUpWhenShown, Vertical):
                         if view is not None and view.prompt is not None else "waiting for the model…")
             return
         if key not in self._lenses:
+            unheld = self._not_held(view)
+            if unheld:
+                self._clear(unheld)
+                return
             if self._asked != key and self.app.engine is not None:
                 self._asked = key
                 self.compute(self.app.engine, key, view.index, view.selected.token)
             self._title(f"step {view.index + 1}: computing the lens…")
             return
         self._fill(view, key)
+
+    def _not_held(self, view: View) -> str | None:
+        """Why the engine cannot make the selected step's lens, if it cannot: the lens runs on the
+        engine's live cache, which holds the live branch's steps only (a lens computed while its
+        step was live is kept, and shown without asking)."""
+        engine = self.app.engine
+        if engine is not None and not getattr(engine, "live", True):
+            return "a recorded session keeps no layer captures: step into layers in a live session"
+        record, live = view.selected, self.app.branch_tree.live_branch.steps
+        if record.step < len(live) and live[record.step] is record:
+            return None
+        return (f"step {record.step + 1} is on branch {view.branch}, which the model no longer holds: "
+                "t, then r resumes it, to step into its layers")
 
     def _title(self, text: str) -> None:
         self.query_one("#layers-title", Static).update(Text(text, style="dim"))
