@@ -162,3 +162,49 @@ async def test_branches_view_shows_and_resumes_a_branch_exactly():
         await settle(app, pilot)
         assert app.branch_tree.live == 1 and app.view.live and app.view.steps == original
         assert engine.rewind_calls == 2 and engine.step_calls == calls + len(replay) and engine.max_active == 1
+
+
+async def test_a_branch_shown_at_the_same_step_repaints_every_pane_from_its_own_records(tiny_t5_dir):
+    """Panes that cache what they drew key it by the selected record, not its index: showing an
+    abandoned branch at the step index the live one had selected draws that branch's attention
+    and cross-attention, not the live branch's (real records: a forced token changes every
+    later step's rows)."""
+    from lmscope.engine import models
+    from lmscope.engine.settings import GenerationSettings
+    from lmscope.engine.stepper import Stepper
+    from lmscope.tui.app import make_app
+    from lmscope.tui.widgets.attention import AttentionPlot
+    from lmscope.tui.widgets.cross_attention import CrossAttentionPlot
+
+    loaded = models.load(str(tiny_t5_dir), "t5", device="cpu", dtype="float32")
+    stepper = Stepper(loaded, "the quick brown fox", GenerationSettings(max_new_tokens=6, min_new_tokens=6))
+    app = make_app(lambda: stepper, theme="textual-dark")
+
+    def drawn(plot) -> list:
+        return [(segment.text, segment.style) for strip in plot.picture() for segment in strip]
+
+    def fresh(plot) -> list:
+        return [(segment.text, segment.style) for strip in plot._draw(*plot.size) for segment in strip]
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("n", "n", "n", "n")
+        await settle(app, pilot)
+        await pilot.press("left", "left")  # step 2 (index 1)
+        app.screen.query_one("#stages").focus()
+        await pilot.press("down", "down", "enter")  # force its second candidate there
+        await settle(app, pilot)
+        await pilot.press("n", "n")
+        await settle(app, pilot)
+        assert len(app.view.steps) == 4 and app.view.index == 3 and app.branch_tree.live == 0
+        for tab in ("1", "2", "3"):
+            await pilot.press(tab)  # each tab drawn for the live branch's step 4
+            await pilot.pause()
+        app.show_branch(1)  # the abandoned branch, also at step 4
+        await settle(app, pilot)
+        assert app.view.index == 3 and not app.view.live
+        assert app.view.selected is app.branch_tree.branches[1].steps[3]
+        for tab, plot in (("1", app.query_one(AttentionPlot)), ("2", app.query_one(CrossAttentionPlot))):
+            await pilot.press(tab)
+            await pilot.pause()
+            assert drawn(plot) == fresh(plot)

@@ -56,8 +56,10 @@ class HeatmapPlot(PlotextPlot):
 
     def watch_current(self, view: View | None) -> None:
         """Refresh only when what this pane shows changed (not on a state change or a new step
-        appended while an older one is selected)."""
-        shown = None if view is None else (Same(view.prompt), view.index, view.layer, view.head)
+        appended while an older one is selected). The selected record, not its index, says which
+        rows: another branch shown at the same index has its own (the steps before a record are
+        the same on every branch that has it)."""
+        shown = None if view is None else (Same(view.prompt), Same(view.selected), view.layer, view.head)
         if shown != self._shown:
             self._shown = shown
             self.refresh()

@@ -80,9 +80,10 @@ class KVCachePane(CatchUpWhenShown, VerticalScroll):
 
     def show_view(self, view: View | None) -> None:
         """Update when the selection or the history changed."""
-        if view is None or view.prompt is None or (Same(view.prompt), view.index) == self._shown:
+        # By record, not index: another branch shown at the same index has its own steps.
+        if view is None or view.prompt is None or (Same(view.prompt), Same(view.selected)) == self._shown:
             return
-        self._shown = (Same(view.prompt), view.index)
+        self._shown = (Same(view.prompt), Same(view.selected))
         record = view.selected
         stats = record.cache if record is not None else view.prompt.cache
         where = f"step {view.index + 1}" if record is not None else "the prompt"
