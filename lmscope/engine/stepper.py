@@ -33,7 +33,7 @@ from lmscope.engine.row_store import RowStore, writer_has_a_core
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.rewind import RngHistory, rewind_state, state_before
 from lmscope.engine.step_parts import Decoder, attention_rows, finish_reason
-from lmscope.engine.tensors import ForwardInputs, describe
+from lmscope.engine.tensors import ForwardInputs, Seen, describe
 from lmscope.engine.waiting_records import WaitingRecords
 
 
@@ -326,14 +326,17 @@ class Stepper:
             layers = self._layers.skipped()
         else:
             layers = self._layers.capture(self._rows, copy=not state.prefilled)
-        with recording(recorder), self._inputs.watch(host_copy) as seen, layers:
+        seen = Seen(host_copy)
+        with recording(recorder), layers:
             if not state.prefilled:
-                outputs = model._prefill(state.input_ids, state.config, state.model_kwargs)
+                with self._inputs.watch(seen):  # _prefill calls the model itself
+                    outputs = model._prefill(state.input_ids, state.config, state.model_kwargs)
                 state.prefilled = True
             else:
                 model_inputs = model.prepare_inputs_for_generation(
                     state.input_ids, next_sequence_length=1, **state.model_kwargs
                 )
+                seen.see(model_inputs)  # what the model receives (a pre-hook each step costs more)
                 outputs = model(**model_inputs, return_dict=True)
             state.model_kwargs = model._update_model_kwargs_for_generation(
                 outputs, state.model_kwargs, is_encoder_decoder=model.config.is_encoder_decoder

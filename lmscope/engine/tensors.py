@@ -57,16 +57,16 @@ def _info(name: str, tensor: torch.Tensor) -> TensorInfo:
 
 
 class ForwardInputs:
-    """Records the keyword tensors the top-level model receives, via a forward pre-hook."""
+    """Records the keyword tensors the top-level model receives."""
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
 
     @contextmanager
-    def watch(self, host_copy):
-        """Inside the block, ``seen.tensors()`` describes the last forward call's tensor inputs
-        (call it after ``host_copy`` is made)."""
-        seen = _Seen(host_copy)
+    def watch(self, seen: "Seen"):
+        """Inside the block, a forward pre-hook shows ``seen`` what the model receives: for a call
+        lmscope does not make itself (transformers' ``_prefill``). A call lmscope makes shows its
+        own keywords (:meth:`Seen.see`), and the model runs without a hook."""
         handle = self.model.register_forward_pre_hook(seen.hook, with_kwargs=True)
         try:
             yield seen
@@ -82,13 +82,20 @@ class ForwardInputs:
         return describe({"encoder_hidden_states": encoder_outputs.last_hidden_state})
 
 
-class _Seen:
+class Seen:
+    """The keyword tensors of the last forward call shown to it; ``tensors()`` describes them
+    (call it after ``host_copy`` is made)."""
+
     def __init__(self, host_copy):
         self.host_copy = host_copy
         self.tensors: Callable[[], tuple[TensorInfo, ...]] = tuple
 
-    def hook(self, module, args, kwargs):
+    def see(self, kwargs: dict) -> None:
+        """The model is called with ``kwargs``."""
         named = dict(kwargs)
         if "encoder_outputs" in named and named["encoder_outputs"] is not None:
             named["encoder_hidden_states"] = named.pop("encoder_outputs").last_hidden_state
         self.tensors = describe_later(named, self.host_copy)
+
+    def hook(self, module, args, kwargs):
+        self.see(kwargs)
