@@ -8,7 +8,10 @@ asked: ``continue_loop.py``), and the real app (``make_app``, headless) pressing
 same Stepper until generation ends.
 Each run makes exactly ``--tokens`` tokens (``min_new_tokens`` = ``max_new_tokens``). Prints the
 table and, last, ``stepper_ratio=... tui_ratio=...``: the worst of the rows of Stepper/generate
-and TUI/Stepper (best round of each).
+and TUI/Stepper (best round of each), then ``paired_stepper_ratio=... paired_tui_ratio=...``: the
+worst of the rows' medians of each round's own ratios (a round runs the three back to back, so
+its ratios do not pair a fast minute of one with a slow minute of another; on a noisy machine
+these are the figures to compare across runs).
 
     python benchmarks/bench_fast_steps.py [--rounds 3] [--device cpu] [--dtype float32]
 
@@ -189,20 +192,33 @@ class StepEnds:
         self.starts, self.ends = [], []
 
 
-def measure(family: str, prompt: str, tokens: int, args) -> tuple[float, ...]:
-    """Best of ``args.rounds``: generate(), the bare loop, the TUI's continue (tokens/s, start to
-    end), and the bare loop's and the continue's stepping rates (see :class:`StepEnds`)."""
+def measure(family: str, prompt: str, tokens: int, args) -> tuple[tuple[float, ...], tuple[float, float]]:
+    """``args.rounds`` rounds of generate(), the bare loop and the TUI's continue, back to back.
+
+    Returns:
+        ``(best, paired)``: the best of the rounds of generate(), the bare loop, the TUI's
+        continue (tokens/s, start to end), and the bare loop's and the continue's stepping rates
+        (see :class:`StepEnds`); and the medians over the rounds of each round's own Stepper/
+        generate() and TUI/Stepper. A round's three runs follow each other within a second or
+        two, so its ratios see the same machine; the best of each taken from different rounds
+        can pair a fast hour of one with a slow hour of the other.
+    """
+    import statistics
+
     stepper, plain, ids, settings = engine_thread.run(setup, family, prompt, tokens, args)
     ends = StepEnds(stepper)
     best = [0.0] * 5
+    stepper_ratios, tui_ratios = [], []
     for _ in range(args.rounds):
-        best[0] = max(best[0], tokens_per_s(generate_run(plain, ids, settings), tokens))
-        best[1] = max(best[1], tokens_per_s(stepper_run(stepper), tokens))
-        best[3] = max(best[3], ends.rate())
-        seconds = tui_run(stepper)()
-        best[2] = max(best[2], tokens / seconds)
-        best[4] = max(best[4], ends.rate())
-    return tuple(best)
+        rates = [tokens_per_s(generate_run(plain, ids, settings), tokens),
+                 tokens_per_s(stepper_run(stepper), tokens)]
+        stepping = ends.rate()
+        rates.append(tokens / tui_run(stepper)())
+        rates += [stepping, ends.rate()]
+        best = [max(old, new) for old, new in zip(best, rates)]
+        stepper_ratios.append(rates[1] / rates[0])
+        tui_ratios.append(rates[2] / rates[1])
+    return tuple(best), (statistics.median(stepper_ratios), statistics.median(tui_ratios))
 
 
 CAPTURES = (
@@ -465,18 +481,23 @@ def main() -> None:
         return
     print(f"device {args.device} {args.dtype}, torch threads {torch.get_num_threads()}, best of {args.rounds} rounds")
     print(f"{'run':<24}{'generate()':>12}{'Stepper':>10}{'TUI c':>10}{'Stepper/gen':>13}{'TUI/Stepper':>13}"
-          f"{'stepping, TUI/Stepper':>23}")
-    stepper_ratios, tui_ratios, steady_ratios = [], [], []
+          f"{'stepping, TUI/Stepper':>23}{'paired: Stepper/gen':>21}{'TUI/Stepper':>13}")
+    stepper_ratios, tui_ratios, steady_ratios, paired_stepper, paired_tui = [], [], [], [], []
     for name, family, prompt, tokens in CASES:
-        generate, stepper, tui, stepper_steps, tui_steps = measure(family, prompt, tokens, args)
+        (generate, stepper, tui, stepper_steps, tui_steps), (stepper_median, tui_median) = \
+            measure(family, prompt, tokens, args)
         stepper_ratios.append(stepper / generate)
         tui_ratios.append(tui / stepper)
         steady_ratios.append(tui_steps / stepper_steps)
+        paired_stepper.append(stepper_median)
+        paired_tui.append(tui_median)
         print(f"{name:<24}{generate:>10.1f}/s{stepper:>8.1f}/s{tui:>8.1f}/s{stepper / generate:>12.2f}x"
-              f"{tui / stepper:>12.2f}x{tui_steps / stepper_steps:>22.2f}x")
-    # worst of all rows; the last: the continue's stepping rate against the bare loop's
+              f"{tui / stepper:>12.2f}x{tui_steps / stepper_steps:>22.2f}x{stepper_median:>20.2f}x{tui_median:>12.2f}x")
+    # worst of all rows: the bests' ratios, the continue's stepping rate against the bare loop's,
+    # and the medians of the rounds' own ratios
     print(f"stepper_ratio={min(stepper_ratios):.3f} tui_ratio={min(tui_ratios):.3f} "
-          f"tui_stepping_ratio={min(steady_ratios):.3f}")
+          f"tui_stepping_ratio={min(steady_ratios):.3f} paired_stepper_ratio={min(paired_stepper):.3f} "
+          f"paired_tui_ratio={min(paired_tui):.3f}")
 
 
 if __name__ == "__main__":

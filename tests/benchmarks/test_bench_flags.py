@@ -95,7 +95,8 @@ FAST_STEPS_CASES = [  # (args, the figures it prints: only the full run prints n
     pytest.param(("--timeline", "--rounds", "1", "--dtype", "bfloat16"), (), id="timeline-bfloat16"),
     pytest.param(("--keys", "--presses", "4", "--key-tokens", "400"), (), id="keys"),
     pytest.param(("--breakdown", "--rounds", "1"), (), id="breakdown", marks=pytest.mark.slow),
-    pytest.param(("--rounds", "1", "--switch-interval", "0.001"), ("stepper_ratio", "tui_ratio"), id="everything",
+    pytest.param(("--rounds", "1", "--switch-interval", "0.001"),
+                 ("stepper_ratio", "tui_ratio", "paired_stepper_ratio", "paired_tui_ratio"), id="everything",
                  marks=pytest.mark.slow),
 ]
 
