@@ -6,7 +6,7 @@ from __future__ import annotations
 from textual.widgets import LoadingIndicator
 from textual.widgets._footer import FooterKey
 
-from lmscope.tui.widgets.footer import DebuggerFooter
+from lmscope.tui.widgets.footer import GREY_AFTER_S, DebuggerFooter
 from lmscope.tui.widgets.panes import LOADING_DELAY_S, PanesArea
 from tui_harness import running
 
@@ -47,17 +47,52 @@ async def test_keys_greyed_in_place_look_as_textuals_disabled_keys(monkeypatch):
         monkeypatch.setattr(type(app), "update_styles",
                             lambda self, node, **kwargs: (restyled.append(node), update_styles(self, node, **kwargs))[1])
         app.view = app.view.with_state("running")
-        app.busy = True  # as a continue starts: step greys, pause is enabled
+        app.busy = True  # as a continue starts: pause is enabled at once, step greys a moment later
         await pilot.pause()
+        assert not pause._disabled and pause.rich_style == enabled
+        assert not step._disabled
+        await pilot.pause(GREY_AFTER_S + 0.1)
         assert not [node for node in restyled if isinstance(node, FooterKey)]
         assert step._disabled and step.rich_style == disabled
-        assert not pause._disabled and pause.rich_style == enabled
         app.busy = False
         app.view = app.view.with_state("ready")
         app.refresh_bindings()
         await pilot.pause()
         assert not step._disabled and step.rich_style == enabled
         assert pause._disabled and pause.rich_style == disabled
+
+
+async def test_a_call_shorter_than_the_grey_delay_greys_no_key():
+    """A step or a short continue ends before the keys it disables would grey: only the keys it
+    enables (pause, for a continue) change, and change back at its end; the others are never
+    restyled."""
+    async with running(steps=3) as (app, pilot, engine):
+        keys = {key.action: key for key in app.screen.query(FooterKey)}
+        step, pause = keys["app.step"], keys["app.pause"]
+        styled = []
+        set_attr = type(step.styles).__setattr__
+
+        def counted(styles, name, value):
+            if name == "text_style":
+                styled.append((styles.node.action, value))
+            set_attr(styles, name, value)
+
+        type(step.styles).__setattr__ = counted
+        try:
+            app.view = app.view.with_state("running")
+            app.busy = True
+            await pilot.pause()
+            assert not step._disabled and not pause._disabled and app.check_action("step", ()) is None
+            app.busy = False
+            app.view = app.view.with_state("ready")
+            app.refresh_bindings()
+            await pilot.pause()
+            assert pause._disabled  # once the call is over, at once
+            await pilot.pause(GREY_AFTER_S + 0.1)
+        finally:
+            type(step.styles).__setattr__ = set_attr
+        assert not step._disabled and pause._disabled
+        assert styled == [("app.pause", "none"), ("app.pause", "dim")]
 
 
 async def test_the_footer_recomposes_once_however_often_its_keys_change(monkeypatch):
@@ -72,7 +107,7 @@ async def test_the_footer_recomposes_once_however_often_its_keys_change(monkeypa
     monkeypatch.setattr(DebuggerFooter, "recompose", counted)
     async with running(steps=3) as (app, pilot, engine):
         footer = app.screen.query_one(DebuggerFooter)
-        monkeypatch.setattr(DebuggerFooter, "_grey_in_place", lambda self, screen: False)
+        monkeypatch.setattr(DebuggerFooter, "_shown_enabled", lambda self, screen: None)  # other actions shown
         for _ in range(4):
             footer.call_later(footer.bindings_changed, app.screen)  # as the signal calls it: in its context
         await pilot.pause()

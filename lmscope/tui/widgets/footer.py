@@ -1,12 +1,13 @@
 """Footer: Textual's Footer, greying keys in place when only their enabled state changed.
 
-Every step flips ``busy`` twice (step greyed, then enabled again), and Textual's Footer answers
+Every step flips ``busy`` twice (step disabled, then enabled again), and Textual's Footer answers
 each bindings change by removing and re-mounting all its keys: 50-80 ms of event-loop time on
 the 2-core reference machine, a visible stall (benchmarks/bench_tui.py). When the same actions
 are shown, this footer only greys or un-greys the keys whose state changed, with the one style
 Textual's ``-disabled`` class gives (``text-style: dim``) set inline: toggling the class restyled
 each key through the whole stylesheet, 3.5-6 ms of the UI thread at every continue's start and
-end, while the continue's first and last steps wait for it.
+end, while the continue's first and last steps wait for it. And while an engine call runs, keys it
+disables grey only once it has lasted :data:`GREY_AFTER_S` (a step never greys them).
 
 Start-up: Textual's Footer composes no keys until the bindings first change, then recomposes
 once for each change; the debugger's bindings changed four times before its first frame (the
@@ -23,6 +24,15 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
+
+GREY_AFTER_S = 0.3
+"""While an engine call runs, the keys it disables grey only after this long: a step or a short
+continue has ended by then, and greying then un-greying every key was most of the UI thread's
+work for a step (what the call disables is refused at once, whatever the footer shows:
+``check_action``; the status bar says ``running`` at once). Measured on the 2-core reference
+machine, the demo T5, medians of 12 alternated runs: a step's ``n`` cost the UI thread 34.4 ms
+before, 24.4 ms after (the frame at the key 8.4 -> 1.7 ms); a 64-token continue's ``c`` 43.2 ->
+39.7 ms (that frame 9.8 -> 6.3 ms)."""
 
 
 class DebuggerFooter(Footer):
@@ -44,34 +54,60 @@ class DebuggerFooter(Footer):
 
     _recompose_due = False
     """True while a recompose is scheduled."""
+    _grey_timer = None
+    """While keys wait to be greyed (:data:`GREY_AFTER_S`)."""
 
     def bindings_changed(self, screen: Screen) -> None:
-        """Toggle the keys in place when possible, else recompose (as Textual's Footer does), once."""
+        """Toggle the keys in place when possible, else recompose (as Textual's Footer does), once.
+        Keys that are enabled change at once; while an engine call runs (the app's ``busy``),
+        keys that grey wait :data:`GREY_AFTER_S`."""
         self._bindings_ready = True
-        if not screen.app.app_focus or not self.is_attached or screen is not self.screen:
+        if not screen.app.app_focus:
             return
-        if not self._recompose_due and not self._grey_in_place(screen):
+        self._update(screen, grey=False)
+
+    def _update(self, screen: Screen, grey: bool) -> None:
+        """Show the bindings as they are now (``grey``, or no engine call running: every key)."""
+        grey = grey or not getattr(screen.app, "busy", False)
+        if self._grey_timer is not None:
+            self._grey_timer.stop()
+            self._grey_timer = None
+        if self._recompose_due or not self.is_attached or screen is not self.screen:
+            return
+        enabled = self._shown_enabled(screen)
+        if enabled is None:
             self._recompose_due = True
             self.call_after_refresh(self._recompose_once)
+        elif self._set_keys(enabled, grey):
+            self._grey_timer = self.set_timer(GREY_AFTER_S, lambda: self._update(screen, grey=True))
 
     async def _recompose_once(self) -> None:
         self._recompose_due = False
         await self.recompose()
 
-    def _grey_in_place(self, screen: Screen) -> bool:
-        """True if the shown keys are the same actions as before and were updated in place."""
-        if not self.is_attached or screen is not self.screen:
-            return False
-        keys = [key for key in self.query(FooterKey) if not key.has_class("-command-palette")]
+    def _shown_enabled(self, screen: Screen) -> dict[str, bool] | None:
+        """Whether each shown action is enabled, if the shown actions are the keys' (else None)."""
         enabled: dict[str, bool] = {}
         for _namespace, binding, is_enabled, _tooltip in screen.active_bindings.values():
             if binding.show:
                 enabled.setdefault(binding.action, is_enabled)  # the Footer shows the first binding
-        if not keys or {key.action for key in keys} != set(enabled):
-            return False
-        for key in keys:
+        actions = {key.action for key in self._keys()}
+        return enabled if actions and actions == set(enabled) else None
+
+    def _keys(self) -> list[FooterKey]:
+        return [key for key in self.query(FooterKey) if not key.has_class("-command-palette")]
+
+    def _set_keys(self, enabled: dict[str, bool], grey: bool) -> bool:
+        """Grey or un-grey each key whose state changed (``grey`` False: only un-grey); True if a
+        key waits to be greyed."""
+        waiting = False
+        for key in self._keys():
             disabled = not enabled[key.action]
-            if disabled != key._disabled:
-                key._disabled = disabled  # FooterKey ignores clicks on itself when disabled
-                key.styles.text_style = "dim" if disabled else "none"  # overrides a composed key's class
-        return True
+            if disabled == key._disabled:
+                continue
+            if disabled and not grey:
+                waiting = True
+                continue
+            key._disabled = disabled  # FooterKey ignores clicks on itself when disabled
+            key.styles.text_style = "dim" if disabled else "none"  # overrides a composed key's class
+        return waiting
