@@ -28,6 +28,7 @@ from lmscope.tui.pacing import FramePacer
 from lmscope.tui.palette import PaletteCommands
 from lmscope.tui.screen import PANES, DebuggerScreen
 from lmscope.tui.view import View
+from lmscope.tui.widgets.footer import DebuggerFooter
 from lmscope.tui.widgets.tokens import TokensPane
 from lmscope.tui.workers import EngineWorkers
 
@@ -70,6 +71,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self._flush_timer = None
         self._run_began: tuple[float, int] | None = None
         self._pacer = FramePacer()
+        self._footer_widget: DebuggerFooter | None = None
 
     def get_default_screen(self) -> Screen:
         """The debugger screen."""
@@ -217,6 +219,12 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.view = view.with_rate(self._rate(len(view.steps)))
         if self.view.state == "running":
             self._pacer.drawn()
+            self._footer().grey_waiting()  # in this frame, not one of its own
+
+    def _footer(self) -> DebuggerFooter:
+        if self._footer_widget is None:
+            self._footer_widget = self.get_screen_stack_root().query_one(DebuggerFooter)
+        return self._footer_widget
 
     @staticmethod
     def _settle_memory() -> None:

@@ -95,6 +95,23 @@ async def test_a_call_shorter_than_the_grey_delay_greys_no_key():
         assert styled == [("app.pause", "none"), ("app.pause", "dim")]
 
 
+async def test_a_continue_greys_its_keys_in_its_first_paced_frame(monkeypatch):
+    """A continue's keys grey with the panes' first update, not in a frame of their own later."""
+    from lmscope.tui.widgets import footer
+
+    monkeypatch.setattr(footer, "GREY_AFTER_S", 60.0)  # the timer cannot be what greys them
+    async with running(steps=60, delay_s=0.01) as (app, pilot, engine):
+        step = {key.action: key for key in app.screen.query(FooterKey)}["app.step"]
+        await pilot.press("c")
+        while not app.view.steps:
+            await pilot.pause(0.01)
+        assert app.view.state == "running" and step._disabled
+        app.action_pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not step._disabled
+
+
 async def test_the_footer_recomposes_once_however_often_its_keys_change(monkeypatch):
     """When the shown actions do change, several changes before the next refresh make one recompose."""
     recomposes = []

@@ -26,13 +26,16 @@ from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
 GREY_AFTER_S = 0.3
-"""While an engine call runs, the keys it disables grey only after this long: a step or a short
-continue has ended by then, and greying then un-greying every key was most of the UI thread's
+"""While an engine call runs, the keys it disables grey only after this long, or at a continue's
+first paced frame if that comes first (:meth:`DebuggerFooter.grey_waiting`; a frame of its own
+mid-continue would cost the model as much as the greying): a step or a short continue has ended
+by then, and greying then un-greying every key was most of the UI thread's
 work for a step (what the call disables is refused at once, whatever the footer shows:
 ``check_action``; the status bar says ``running`` at once). Measured on the 2-core reference
-machine, the demo T5, medians of 12 alternated runs: a step's ``n`` cost the UI thread 34.4 ms
-before, 24.4 ms after (the frame at the key 8.4 -> 1.7 ms); a 64-token continue's ``c`` 43.2 ->
-39.7 ms (that frame 9.8 -> 6.3 ms)."""
+machine, the demo T5, medians of 12 alternated runs, two runs: a step's ``n`` cost the UI thread
+34.4 and 30.6 ms before, 24.4 and 23.4 ms after (the frame at the key 8.4/7.9 -> 1.7/1.6 ms); at
+a 64-token continue's ``c`` that frame fell from 9.8/8.9 to 6.3/6.2 ms, while the continue's
+whole UI time moved within the runs' noise (43.2 -> 39.7 and 38.1 -> 44.8 ms)."""
 
 
 class DebuggerFooter(Footer):
@@ -80,6 +83,12 @@ class DebuggerFooter(Footer):
             self.call_after_refresh(self._recompose_once)
         elif self._set_keys(enabled, grey):
             self._grey_timer = self.set_timer(GREY_AFTER_S, lambda: self._update(screen, grey=True))
+
+    def grey_waiting(self) -> None:
+        """Grey the waiting keys now: a frame is being made anyway (a continue's paced frame), and
+        the timer's own would be one more."""
+        if self._grey_timer is not None:
+            self._update(self.screen, grey=True)
 
     async def _recompose_once(self) -> None:
         self._recompose_due = False
