@@ -52,6 +52,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import statistics
 import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before transformers reads it
@@ -203,8 +204,6 @@ def measure(family: str, prompt: str, tokens: int, args) -> tuple[tuple[float, .
         two, so its ratios see the same machine; the best of each taken from different rounds
         can pair a fast hour of one with a slow hour of the other.
     """
-    import statistics
-
     stepper, plain, ids, settings = engine_thread.run(setup, family, prompt, tokens, args)
     ends = StepEnds(stepper)
     best = [0.0] * 5
@@ -430,7 +429,6 @@ def main_rows_later(args) -> None:
     """The bare loop with rows and layer captures made in each step against the rows waiting for
     the hand-over and the layers replayed when asked (never, here), both models, alternated ``--rounds`` times: medians and bests of tokens/s,
     and their ratios."""
-    import statistics
 
     for name, family, prompt, tokens in (CASES[0], CASES[1], CASES[2]):
         stepper, *_ = engine_thread.run(setup, family, prompt, tokens, args)

@@ -124,7 +124,7 @@ async def test_the_footer_recomposes_once_however_often_its_keys_change(monkeypa
     monkeypatch.setattr(DebuggerFooter, "recompose", counted)
     async with running(steps=3) as (app, pilot, engine):
         footer = app.screen.query_one(DebuggerFooter)
-        monkeypatch.setattr(DebuggerFooter, "_shown_enabled", lambda self, screen: None)  # other actions shown
+        monkeypatch.setattr(DebuggerFooter, "_shown_enabled", staticmethod(lambda screen, keys: None))  # other actions shown
         for _ in range(4):
             footer.call_later(footer.bindings_changed, app.screen)  # as the signal calls it: in its context
         await pilot.pause()

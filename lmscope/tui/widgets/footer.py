@@ -77,11 +77,12 @@ class DebuggerFooter(Footer):
             self._grey_timer = None
         if self._recompose_due or not self.is_attached or screen is not self.screen:
             return
-        enabled = self._shown_enabled(screen)
+        keys = self._keys()
+        enabled = self._shown_enabled(screen, keys)
         if enabled is None:
             self._recompose_due = True
             self.call_after_refresh(self._recompose_once)
-        elif self._set_keys(enabled, grey):
+        elif self._set_keys(keys, enabled, grey):
             self._grey_timer = self.set_timer(GREY_AFTER_S, lambda: self._update(screen, grey=True))
 
     def grey_waiting(self) -> None:
@@ -94,23 +95,25 @@ class DebuggerFooter(Footer):
         self._recompose_due = False
         await self.recompose()
 
-    def _shown_enabled(self, screen: Screen) -> dict[str, bool] | None:
-        """Whether each shown action is enabled, if the shown actions are the keys' (else None)."""
+    @staticmethod
+    def _shown_enabled(screen: Screen, keys: list[FooterKey]) -> dict[str, bool] | None:
+        """Whether each shown action is enabled, if the shown actions are ``keys``' (else None)."""
         enabled: dict[str, bool] = {}
         for _namespace, binding, is_enabled, _tooltip in screen.active_bindings.values():
             if binding.show:
                 enabled.setdefault(binding.action, is_enabled)  # the Footer shows the first binding
-        actions = {key.action for key in self._keys()}
+        actions = {key.action for key in keys}
         return enabled if actions and actions == set(enabled) else None
 
     def _keys(self) -> list[FooterKey]:
         return [key for key in self.query(FooterKey) if not key.has_class("-command-palette")]
 
-    def _set_keys(self, enabled: dict[str, bool], grey: bool) -> bool:
-        """Grey or un-grey each key whose state changed (``grey`` False: only un-grey); True if a
-        key waits to be greyed."""
+    @staticmethod
+    def _set_keys(keys: list[FooterKey], enabled: dict[str, bool], grey: bool) -> bool:
+        """Grey or un-grey each of ``keys`` whose state changed (``grey`` False: only un-grey);
+        True if a key waits to be greyed."""
         waiting = False
-        for key in self._keys():
+        for key in keys:
             disabled = not enabled[key.action]
             if disabled == key._disabled:
                 continue
