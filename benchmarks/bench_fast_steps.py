@@ -15,7 +15,10 @@ these are the figures to compare across runs).
 
     python benchmarks/bench_fast_steps.py [--rounds 3] [--device cpu] [--dtype float32]
 
-The TUI's figure runs from the key to the frame that shows the finished run; the stepping
+The TUI's figure runs from the key to the frame that shows the finished run (stamped as that frame
+is drawn, before the app's memory settles), and TUI/Stepper sets it against the bare loop from
+``start()``'s return (the app ran ``start()`` when it loaded); Stepper/generate times the bare
+loop from ``start()``, as ``generate()`` prefills too. The stepping
 column compares the rates between the first and the last step's end, inside the continue and in
 the bare loop, without the fixed costs (the start, the first step, the first and last frames,
 and Textual's 60 frames a second, which a short continue cannot hide).
@@ -65,7 +68,7 @@ from lmscope.engine.session import SessionOptions, model_source
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
 
-from continue_loop import run_to_end, steps_then_complete
+from continue_loop import continue_to_end, run_to_end, steps_then_complete
 
 T5_PROMPT = "translate English to German: the woman laughs because the man opens the door"
 CASES = (
@@ -104,6 +107,21 @@ def stepper_run(stepper: Stepper):
     return lambda: run_to_end(stepper)
 
 
+def bare_loop_seconds(stepper: Stepper) -> tuple[float, float]:
+    """The bare loop (:func:`stepper_run`) on the engine thread: seconds from ``start()`` to the
+    end, which ``generate()`` is measured against (it prefills too), and from ``start()``'s
+    return to the end, which the app's continue is measured against (the app's load ran
+    ``start()`` before the key)."""
+    def run() -> tuple[float, float]:
+        began = time.perf_counter()
+        stepper.start()
+        started = time.perf_counter()
+        continue_to_end(stepper)
+        ended = time.perf_counter()
+        return ended - began, ended - started
+    return engine_thread.run(run)
+
+
 def made_in_each_step(stepper: Stepper):
     """The bare loop as before anything could wait: every step makes its attention rows, layer
     capture and record itself."""
@@ -123,10 +141,17 @@ def continue_in_app(stepper: Stepper) -> tuple[float, float]:
 
     async def drive() -> tuple[float, float]:
         shown = asyncio.Event()
+        frames: list[float] = []
+
+        def on_frame() -> None:
+            # Stamped here, not after ``shown.wait()``: that resumes only when the callbacks
+            # queued after this one have run, the app's memory settling (a gc.collect) among them.
+            frames.append(time.perf_counter())
+            shown.set()
 
         def hook(message) -> None:
             if isinstance(message, RunStopped):  # called before the app handles it
-                app.call_after_refresh(shown.set)  # after the frame that handling makes
+                app.call_after_refresh(on_frame)  # after the frame that handling makes
 
         app = make_app(lambda: stepper, theme="textual-dark")
         async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
@@ -136,11 +161,10 @@ def continue_in_app(stepper: Stepper) -> tuple[float, float]:
             # whole process is idle, i.e. until the continue has ended, and adds 20-45 ms to it.
             app.simulate_key("c")
             await shown.wait()
-            frame = time.perf_counter()
             await app.workers.wait_for_complete()
             await wait_until_idle(pilot)
             assert app.view.state == "finished" and len(app.view.steps) == stepper.settings.max_new_tokens
-            return began, frame
+            return began, frames[0]
 
     return asyncio.run(drive())
 
@@ -197,26 +221,28 @@ def measure(family: str, prompt: str, tokens: int, args) -> tuple[tuple[float, .
     """``args.rounds`` rounds of generate(), the bare loop and the TUI's continue, back to back.
 
     Returns:
-        ``(best, paired)``: the best of the rounds of generate(), the bare loop, the TUI's
-        continue (tokens/s, start to end), and the bare loop's and the continue's stepping rates
-        (see :class:`StepEnds`); and the medians over the rounds of each round's own Stepper/
-        generate() and TUI/Stepper. A round's three runs follow each other within a second or
-        two, so its ratios see the same machine; the best of each taken from different rounds
-        can pair a fast hour of one with a slow hour of the other.
+        ``(best, paired)``: the best of the rounds of generate(), the bare loop from ``start()``,
+        the TUI's continue (key to frame), the bare loop's and the continue's stepping rates (see
+        :class:`StepEnds`) and the bare loop from ``start()``'s return (tokens/s each); and the
+        medians over the rounds of each round's own Stepper/generate() and TUI/Stepper (the
+        continue against the bare loop after ``start()``: both step a started Stepper). A round's
+        three runs follow each other within a second or two, so its ratios see the same machine;
+        the best of each taken from different rounds can pair a fast hour of one with a slow hour
+        of the other.
     """
     stepper, plain, ids, settings = engine_thread.run(setup, family, prompt, tokens, args)
     ends = StepEnds(stepper)
-    best = [0.0] * 5
+    best = [0.0] * 6
     stepper_ratios, tui_ratios = [], []
     for _ in range(args.rounds):
-        rates = [tokens_per_s(generate_run(plain, ids, settings), tokens),
-                 tokens_per_s(stepper_run(stepper), tokens)]
+        generate = tokens_per_s(generate_run(plain, ids, settings), tokens)
+        whole, after_start = bare_loop_seconds(stepper)
         stepping = ends.rate()
-        rates.append(tokens / tui_run(stepper)())
-        rates += [stepping, ends.rate()]
+        tui = tokens / tui_run(stepper)()
+        rates = [generate, tokens / whole, tui, stepping, ends.rate(), tokens / after_start]
         best = [max(old, new) for old, new in zip(best, rates)]
         stepper_ratios.append(rates[1] / rates[0])
-        tui_ratios.append(rates[2] / rates[1])
+        tui_ratios.append(rates[2] / rates[5])
     return tuple(best), (statistics.median(stepper_ratios), statistics.median(tui_ratios))
 
 
@@ -482,15 +508,15 @@ def main() -> None:
           f"{'stepping, TUI/Stepper':>23}{'paired: Stepper/gen':>21}{'TUI/Stepper':>13}")
     stepper_ratios, tui_ratios, steady_ratios, paired_stepper, paired_tui = [], [], [], [], []
     for name, family, prompt, tokens in CASES:
-        (generate, stepper, tui, stepper_steps, tui_steps), (stepper_median, tui_median) = \
+        (generate, stepper, tui, stepper_steps, tui_steps, started_stepper), (stepper_median, tui_median) = \
             measure(family, prompt, tokens, args)
         stepper_ratios.append(stepper / generate)
-        tui_ratios.append(tui / stepper)
+        tui_ratios.append(tui / started_stepper)
         steady_ratios.append(tui_steps / stepper_steps)
         paired_stepper.append(stepper_median)
         paired_tui.append(tui_median)
         print(f"{name:<24}{generate:>10.1f}/s{stepper:>8.1f}/s{tui:>8.1f}/s{stepper / generate:>12.2f}x"
-              f"{tui / stepper:>12.2f}x{tui_steps / stepper_steps:>22.2f}x{stepper_median:>20.2f}x{tui_median:>12.2f}x")
+              f"{tui / started_stepper:>12.2f}x{tui_steps / stepper_steps:>22.2f}x{stepper_median:>20.2f}x{tui_median:>12.2f}x")
     # worst of all rows: the bests' ratios, the continue's stepping rate against the bare loop's,
     # and the medians of the rounds' own ratios
     print(f"stepper_ratio={min(stepper_ratios):.3f} tui_ratio={min(tui_ratios):.3f} "

@@ -16,8 +16,14 @@ from lmscope.tui.workers import STEPS_MESSAGE_S
 
 
 def run_to_end(stepper) -> None:
-    """``start()``, then steps until finished, completing rows, captures and records as a continue does."""
+    """``start()``, then :func:`continue_to_end`."""
     stepper.start()
+    continue_to_end(stepper)
+
+
+def continue_to_end(stepper) -> None:
+    """Steps a started Stepper until finished, completing rows, captures and records as a
+    continue does (the app's ``c`` after loading: the load ran ``start()``)."""
     handed = time.perf_counter()
     while not stepper.finished:
         stepper.step(rows_later=True, record_later=True)
