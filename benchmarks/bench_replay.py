@@ -57,13 +57,13 @@ import lmscope.cli
 shown, every_step = {}, []
 
 def run_headless(app):  # instead of the terminal; the app was imported by the command, as it is there
-    from textual.widgets._footer import FooterKey
     from lmscope.testing import wait_until_idle
+    from lmscope.tui.widgets.footer import DebuggerFooter
 
     display_frame = app._display
 
     def display(screen, renderable):  # where a terminal app writes each frame (headless: skipped)
-        if renderable is not None and app.view.steps and screen.query(FooterKey):  # a whole screen, with steps
+        if renderable is not None and app.view.steps and screen.query(DebuggerFooter):  # a whole screen, with steps
             shown.setdefault("first", (time.time(), time.process_time()))
             if len(app.view.steps) == len(app.engine.trace) and "all" not in shown:
                 shown["all"] = time.time()

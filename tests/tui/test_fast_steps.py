@@ -177,11 +177,10 @@ async def test_a_recorded_continue_writes_each_steps_real_rows(tmp_path, tiny_ll
 
 
 async def test_a_continue_starts_without_redrawing_the_panes(monkeypatch):
-    """Pressing ``c`` repaints the status bar and the footer keys that grey, nothing else: the UI
+    """Pressing ``c`` repaints the status bar and the footer (pause is enabled), nothing else: the UI
     thread's work at that moment delays the continue's first step (from the prompt, or from a step)."""
     from textual.widget import Widget
-    from textual.widgets._footer import FooterKey
-
+    from lmscope.tui.widgets.footer import DebuggerFooter
     from lmscope.tui.widgets.status import StatusBar
 
     async with running(steps=40, delay_s=0.01) as (app, pilot, engine):
@@ -191,7 +190,7 @@ async def test_a_continue_starts_without_redrawing_the_panes(monkeypatch):
             monkeypatch.setattr(Widget, "refresh", lambda self, *a, **k: (refreshed.append(self), refresh(self, *a, **k))[1])
             app.action_continue()  # what the key runs, synchronously, before the worker's first step
             monkeypatch.setattr(Widget, "refresh", refresh)
-            assert refreshed and all(isinstance(widget, (StatusBar, FooterKey)) for widget in refreshed), (before, refreshed)
+            assert refreshed and all(isinstance(widget, (StatusBar, DebuggerFooter)) for widget in refreshed), (before, refreshed)
             app.action_pause()
             await settle(app, pilot)
             assert app.view.state == "paused" and app.view.steps

@@ -1,89 +1,187 @@
-"""Footer: Textual's Footer, greying keys in place when only their enabled state changed.
+"""Footer: the screen's key bindings on one line, drawn by one widget, as Textual's Footer draws them.
 
-Every step flips ``busy`` twice (step disabled, then enabled again), and Textual's Footer answers
-each bindings change by removing and re-mounting all its keys: 50-80 ms of event-loop time on
-the 2-core reference machine, a visible stall (benchmarks/bench_tui.py). When the same actions
-are shown, this footer only greys or un-greys the keys whose state changed, with the one style
-Textual's ``-disabled`` class gives (``text-style: dim``) set inline: toggling the class restyled
-each key through the whole stylesheet, 3.5-6 ms of the UI thread at every continue's start and
-end, while the continue's first and last steps wait for it. And while an engine call runs, keys it
-disables grey only once it has lasted :data:`GREY_AFTER_S` (a step never greys them).
+Textual's Footer is a container of one widget per key (here 23: keys, key groups, group labels),
+and Textual's compositor visits every widget a frame's changes reach, cached or not. A
+continue's first frame (the status bar and the pause key) and its last (every pane) both reach
+the footer's line, and its widgets took 2.5 ms of the first and 4.1 ms of the last on the 2-core
+reference machine (``Widget.render_lines`` timed per class, means of eight 64-token continues of
+the demo T5), time the continue's steps wait for the interpreter. This footer lays out the same
+items, with the same spacing and Textual's footer colours (the ``$footer-*`` theme variables;
+``tests/tui/test_footer.py`` compares the two cell by cell), on one cached line, and redraws only
+when what it shows changes. It has no compact style (the debugger does not use one).
 
-Start-up: Textual's Footer composes no keys until the bindings first change, then recomposes
-once for each change; the debugger's bindings changed four times before its first frame (the
-screen mounts, focus settles, ``busy`` is set, the model loads), and each recompose cost 30-45
-ms on that machine. The main screen's shown keys do not depend on focus, so this footer composes
-them at once (they are in the first frame) and later changes grey them in place; when the shown
-actions do change, it schedules one recompose at a time, which shows the bindings as they are
-when it runs.
+Every step flips the app's ``busy`` twice, and each flip changes the bindings. Keys that a call
+enables show at once; keys it disables grey only once it has lasted :data:`GREY_AFTER_S`, or at a
+continue's first paced frame (:meth:`DebuggerFooter.grey_waiting`), so a step or a short continue
+greys nothing (what a call disables is refused at once, whatever the footer shows:
+``check_action``; the status bar says ``running`` at once).
 """
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
+from dataclasses import dataclass, replace
+from itertools import groupby
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
 from textual.screen import Screen
-from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
+from textual.strip import Strip
+from textual.widget import Widget
 
 GREY_AFTER_S = 0.3
 """While an engine call runs, the keys it disables grey only after this long, or at a continue's
-first paced frame if that comes first (:meth:`DebuggerFooter.grey_waiting`; a frame of its own
-mid-continue would cost the model as much as the greying): a step or a short continue has ended
-by then, and greying then un-greying every key was most of the UI thread's
-work for a step (what the call disables is refused at once, whatever the footer shows:
-``check_action``; the status bar says ``running`` at once). Measured on the 2-core reference
-machine, the demo T5, medians of 12 alternated runs, two runs: a step's ``n`` cost the UI thread
-34.4 and 30.6 ms before, 24.4 and 23.4 ms after (the frame at the key 8.4/7.9 -> 1.7/1.6 ms); at
-a 64-token continue's ``c`` that frame fell from 9.8/8.9 to 6.3/6.2 ms, while the continue's
-whole UI time moved within the runs' noise (43.2 -> 39.7 and 38.1 -> 44.8 ms)."""
+first paced frame if that comes first (a frame of its own mid-continue would cost the model as
+much as the greying): a step or a short continue has ended by then."""
+
+SCROLL_CELLS = 4
+"""How far one turn of the mouse wheel moves keys that do not fit the terminal's width."""
 
 
-class DebuggerFooter(Footer):
-    """A Footer that updates enabled/disabled keys without recomposing."""
+@dataclass(frozen=True)
+class FooterItem:
+    """One thing on the footer's line: a key (with its description, or a group's key without
+    one), or a key group's label.
 
-    def compose(self) -> ComposeResult:
-        """Textual's keys, from the first compose, each told at once whether the footer is compact.
+    Attributes:
+        key: the key a click presses (None: a group's label).
+        action: the binding's action (None: a label).
+        display: the key as shown (``app.get_key_display``), or the label's text.
+        description: shown after the key ("" for a grouped key and for a label).
+        enabled: whether the action can run, as the screen's bindings say now.
+        tooltip: what hovering the item shows.
+        grouped: a key of a group: its key alone, no padding.
+        margin: cells before and after the item (a group's; collapsed between neighbours as
+            Textual's horizontal layout does: the larger of the two).
+        padding_left: blank cells at the item's start (a compact group's first key).
+    """
 
-        A FooterKey starts compact and is bound to the footer's ``compact`` only once mounted,
-        so each key restyled itself twice on mount (compact, then not): ~2 ms a key, 60 ms for
-        the footer on the 2-core reference machine. The command palette's key is not bound
-        (Textual leaves it compact), so it keeps its default.
-        """
-        self._bindings_ready = True
-        for widget in super().compose():
-            if isinstance(widget, FooterKey) and not widget.has_class("-command-palette"):
-                widget.set_reactive(FooterKey.compact, self.compact)
-            yield widget
+    key: str | None
+    action: str | None
+    display: str
+    description: str = ""
+    enabled: bool = True
+    tooltip: str = ""
+    grouped: bool = False
+    margin: tuple[int, int] = (0, 0)
+    padding_left: int = 0
 
-    _recompose_due = False
-    """True while a recompose is scheduled."""
-    _grey_timer = None
-    """While keys wait to be greyed (:data:`GREY_AFTER_S`)."""
+
+def footer_items(screen: Screen) -> tuple[list[FooterItem], FooterItem | None]:
+    """The shown bindings of ``screen`` as Textual's Footer lays them out (``Footer.compose``):
+    one key per action, in binding order; consecutive actions of one ``Binding.Group`` as their
+    keys alone, then the group's label. Returns the items and the command palette's key (drawn
+    at the right edge), if the app shows one."""
+    app = screen.app
+    by_action: dict[str, list] = {}
+    for _node, binding, enabled, tooltip in screen.active_bindings.values():
+        if binding.show:
+            by_action.setdefault(binding.action, []).append((binding, enabled, tooltip))
+    items: list[FooterItem] = []
+    for group, runs in groupby(by_action.values(), lambda bindings: bindings[0][0].group):
+        runs = list(runs)
+        if group is not None and len(runs) > 1:
+            for index, bindings in enumerate(runs):
+                binding, enabled, tooltip = bindings[0]
+                # Textual: a compact group pads its start by one cell and has a margin of one
+                # after it; a group that is not compact gives each key a margin of one either
+                # side (collapsed between its keys), the first key's inside the group.
+                first, last = index == 0, index == len(runs) - 1
+                margin = (0, int(last)) if group.compact else (0 if first else 1, 1)
+                items.append(FooterItem(binding.key, binding.action, app.get_key_display(binding), "", enabled,
+                                        tooltip or binding.description, grouped=True, margin=margin,
+                                        padding_left=int(first)))
+            items.append(FooterItem(None, None, group.description, margin=(0, 1)))
+        else:
+            for bindings in runs:
+                binding, enabled, tooltip = bindings[0]
+                items.append(FooterItem(binding.key, binding.action, app.get_key_display(binding),
+                                        binding.description, enabled, tooltip))
+    palette = None
+    if app.ENABLE_COMMAND_PALETTE and app.COMMAND_PALETTE_BINDING in screen.active_bindings:
+        _node, binding, enabled, _tooltip = screen.active_bindings[app.COMMAND_PALETTE_BINDING]
+        palette = FooterItem(binding.key, binding.action, app.get_key_display(binding), binding.description,
+                             enabled, binding.tooltip or binding.description)
+    return items, palette
+
+
+class DebuggerFooter(Widget, can_focus=False):
+    """The screen's shown key bindings on one line; click a key to press it.
+
+    Keys it disables grey as Textual greys a disabled key (dim); the key under the pointer is
+    highlighted. Keys that do not fit scroll with the mouse wheel; the command palette's key
+    stays at the right edge.
+    """
+
+    ALLOW_SELECT = False
+    COMPONENT_CLASSES = {
+        "footer-key--key",
+        "footer-key--description",
+        "footer-key--label",
+        "footer-key--hover",
+        "footer-key--palette-edge",
+    }
+    DEFAULT_CSS = """
+    DebuggerFooter {
+        dock: bottom;
+        height: 1;
+        color: $footer-foreground;
+        background: $footer-background;
+        .footer-key--key {
+            color: $footer-key-foreground;
+            background: $footer-key-background;
+            text-style: bold;
+        }
+        .footer-key--description {
+            color: $footer-description-foreground;
+            background: $footer-description-background;
+        }
+        .footer-key--label {
+            color: $footer-description-foreground;
+            background: $footer-description-background;
+        }
+        .footer-key--hover {
+            color: $footer-key-foreground;
+            background: $block-hover-background;
+        }
+        .footer-key--palette-edge {
+            color: $foreground 20%;
+        }
+    }
+    """
+
+    def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None):
+        super().__init__(name=name, id=id, classes=classes)
+        self._items: list[FooterItem] = []
+        self._palette: FooterItem | None = None
+        self._shown: dict[str, bool] = {}
+        """Action -> enabled, as drawn (a key waiting to grey is still drawn enabled)."""
+        self._spans: list[tuple[int, int, FooterItem]] = []
+        """Cells ``[start, end)`` of each drawn item (the palette's at the right edge)."""
+        self._line: Strip | None = None
+        self._hovered: str | None = None
+        """The action of the key under the pointer."""
+        self._scroll = 0
+        self._grey_timer = None
+
+    def on_mount(self) -> None:
+        """Follow the screen's bindings; draw them as they are now (they are in the first frame)."""
+        self.screen.bindings_updated_signal.subscribe(self, self.bindings_changed)
+        self._update(self.screen, grey=True)
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def shown_enabled(self, action: str) -> bool | None:
+        """Whether ``action``'s key is drawn enabled (None: not shown)."""
+        return self._shown.get(action)
 
     def bindings_changed(self, screen: Screen) -> None:
-        """Toggle the keys in place when possible, else recompose (as Textual's Footer does), once.
-        Keys that are enabled change at once; while an engine call runs (the app's ``busy``),
+        """Keys that are enabled change at once; while an engine call runs (the app's ``busy``),
         keys that grey wait :data:`GREY_AFTER_S`."""
-        self._bindings_ready = True
-        if not screen.app.app_focus:
+        if not screen.app.app_focus or not self.is_attached or screen is not self.screen:
             return
         self._update(screen, grey=False)
-
-    def _update(self, screen: Screen, grey: bool) -> None:
-        """Show the bindings as they are now (``grey``, or no engine call running: every key)."""
-        grey = grey or not getattr(screen.app, "busy", False)
-        if self._grey_timer is not None:
-            self._grey_timer.stop()
-            self._grey_timer = None
-        if self._recompose_due or not self.is_attached or screen is not self.screen:
-            return
-        keys = self._keys()
-        enabled = self._shown_enabled(screen, keys)
-        if enabled is None:
-            self._recompose_due = True
-            self.call_after_refresh(self._recompose_once)
-        elif self._set_keys(keys, enabled, grey):
-            self._grey_timer = self.set_timer(GREY_AFTER_S, lambda: self._update(screen, grey=True))
 
     def grey_waiting(self) -> None:
         """Grey the waiting keys now: a frame is being made anyway (a continue's paced frame), and
@@ -91,35 +189,168 @@ class DebuggerFooter(Footer):
         if self._grey_timer is not None:
             self._update(self.screen, grey=True)
 
-    async def _recompose_once(self) -> None:
-        self._recompose_due = False
-        await self.recompose()
-
-    @staticmethod
-    def _shown_enabled(screen: Screen, keys: list[FooterKey]) -> dict[str, bool] | None:
-        """Whether each shown action is enabled, if the shown actions are ``keys``' (else None)."""
-        enabled: dict[str, bool] = {}
-        for _namespace, binding, is_enabled, _tooltip in screen.active_bindings.values():
-            if binding.show:
-                enabled.setdefault(binding.action, is_enabled)  # the Footer shows the first binding
-        actions = {key.action for key in keys}
-        return enabled if actions and actions == set(enabled) else None
-
-    def _keys(self) -> list[FooterKey]:
-        return [key for key in self.query(FooterKey) if not key.has_class("-command-palette")]
-
-    @staticmethod
-    def _set_keys(keys: list[FooterKey], enabled: dict[str, bool], grey: bool) -> bool:
-        """Grey or un-grey each of ``keys`` whose state changed (``grey`` False: only un-grey);
-        True if a key waits to be greyed."""
+    def _update(self, screen: Screen, grey: bool) -> None:
+        """Show the bindings as they are now (``grey``, or no engine call running: every key);
+        redraw only if what is shown changed."""
+        grey = grey or not getattr(screen.app, "busy", False)
+        if self._grey_timer is not None:
+            self._grey_timer.stop()
+            self._grey_timer = None
+        items, palette = footer_items(screen)
+        items = _keep_order(items, self._items)
         waiting = False
-        for key in keys:
-            disabled = not enabled[key.action]
-            if disabled == key._disabled:
+        shown = {}
+        for item in (*items, palette):
+            if item is None or item.action is None:
                 continue
-            if disabled and not grey:
-                waiting = True
-                continue
-            key._disabled = disabled  # FooterKey ignores clicks on itself when disabled
-            key.styles.text_style = "dim" if disabled else "none"  # overrides a composed key's class
-        return waiting
+            was_enabled = self._shown.get(item.action)
+            if not item.enabled and was_enabled and not grey:
+                waiting = True  # drawn enabled until the call has lasted GREY_AFTER_S
+                shown[item.action] = True
+            else:
+                shown[item.action] = item.enabled
+        drawn = [_as_shown(item, shown) for item in items], palette and _as_shown(palette, shown)
+        if drawn != (self._items, self._palette):
+            self._items, self._palette = drawn
+            self._line = None
+            self.refresh()
+        self._shown = shown
+        if waiting:
+            self._grey_timer = self.set_timer(GREY_AFTER_S, lambda: self._update(screen, grey=True))
+
+    # -- drawing -------------------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        """The footer's one line, cached until the shown keys, the width, hover or scroll change."""
+        if y != 0:
+            return Strip.blank(self.size.width, self.rich_style)
+        if self._line is None or self._line.cell_length != self.size.width:
+            self._line = self._draw(self.size.width)
+        return self._line
+
+    def _draw(self, width: int) -> Strip:
+        base = self.rich_style
+        blank = Style.from_color(bgcolor=base.bgcolor)  # Textual's margins and padding: no foreground
+        palette = self._palette_segments(base, blank) if self._palette is not None else []
+        palette_width = sum(len(segment.text) for segment in palette)
+        keys, spans = self._key_segments(base, blank)
+        view = max(0, width - palette_width)
+        self._scroll = max(0, min(self._scroll, sum(len(s.text) for s in keys) - view))
+        line = Strip(keys).crop_extend(self._scroll, self._scroll + view, blank)
+        self._spans = [(start - self._scroll, end - self._scroll, item) for start, end, item in spans
+                       if end > self._scroll and start < self._scroll + view]
+        if palette:
+            self._spans.append((view, width, self._palette))
+            line = Strip([*line, *palette])
+        return line.crop_extend(0, width, blank)
+
+    def _key_segments(self, base: Style, blank: Style) -> tuple[list[Segment], list[tuple[int, int, FooterItem]]]:
+        segments: list[Segment] = []
+        spans = []
+        x, margin = 0, 0
+        for item in self._items:
+            gap = max(margin, item.margin[0]) + item.padding_left
+            if gap:
+                segments.append(Segment(" " * gap, blank))
+                x += gap
+            parts = self._item_parts(item, base)
+            width = sum(len(text) for text, _ in parts)
+            spans.append((x, x + width, item))
+            segments += [Segment(text, style) for text, style in parts]
+            x += width
+            margin = item.margin[1]
+        if margin:
+            segments.append(Segment(" " * margin, blank))
+        return segments, spans
+
+    def _item_parts(self, item: FooterItem, base: Style) -> list[tuple[str, Style]]:
+        """The item's text runs and styles: Textual's FooterKey pads its key by one cell either
+        side and its description by one after; a grouped key is its key alone."""
+        if item.key is None:
+            return [(item.display, base + self.get_component_rich_style("footer-key--label"))]
+        base = self._key_base(item, base)
+        key = base + self.get_component_rich_style("footer-key--key", partial=True)
+        if item.grouped or not item.description:
+            return [(item.display, key)]
+        description = base + self.get_component_rich_style("footer-key--description", partial=True)
+        return [(f" {item.display} ", key), (f"{item.description} ", description)]
+
+    def _palette_segments(self, base: Style, blank: Style) -> list[Segment]:
+        """The command palette's key as Textual draws it at the footer's right edge: a thin
+        edge, the key and its description without padding (a compact key), one cell after."""
+        item = self._palette
+        edge = base + self.get_component_rich_style("footer-key--palette-edge")
+        base = self._key_base(item, base)
+        key = base + self.get_component_rich_style("footer-key--key", partial=True)
+        description = base + self.get_component_rich_style("footer-key--description", partial=True)
+        return [Segment("▏", edge), Segment(item.display, key), Segment(f" {item.description}", description),
+                Segment(" ", blank)]
+
+    def _key_base(self, item: FooterItem, base: Style) -> Style:
+        if item.action is not None and item.action == self._hovered:
+            base += self.get_component_rich_style("footer-key--hover")
+        return base + Style(dim=True) if not item.enabled else base
+
+    # -- the mouse -------------------------------------------------------------------------------
+
+    def _item_at(self, x: int) -> FooterItem | None:
+        for start, end, item in self._spans:
+            if start <= x < end:
+                return item
+        return None
+
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        """A click presses the key under it (a greyed one rings the bell, as Textual's does)."""
+        item = self._item_at(event.x)
+        if item is None or item.key is None:
+            return
+        if item.enabled:
+            self.app.simulate_key(item.key)
+        else:
+            self.app.bell()
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        item = self._item_at(event.x)
+        self._hover(item if item is not None and item.key is not None else None)
+
+    def on_leave(self, _event: events.Leave) -> None:
+        self._hover(None)
+
+    def _hover(self, item: FooterItem | None) -> None:
+        action = None if item is None else item.action
+        if action != self._hovered:
+            self._hovered = action
+            self.tooltip = (item.tooltip or None) if item is not None else None
+            self._line = None
+            self.refresh()
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        self._scroll_by(SCROLL_CELLS, event)
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self._scroll_by(-SCROLL_CELLS, event)
+
+    def _scroll_by(self, cells: int, event: events.MouseEvent) -> None:
+        event.stop()
+        self._scroll = max(0, self._scroll + cells)
+        self._line = None
+        self.refresh()
+
+
+def _keep_order(items: list[FooterItem], drawn: list[FooterItem]) -> list[FooterItem]:
+    """``items`` in the order already drawn, when they are the same actions and labels: which
+    pane has focus reorders the screen's bindings (a focused pane's own come first), and keys
+    that move about as focus moves are hard to find."""
+    def identity(item: FooterItem):
+        return item.action or ("label", item.display)
+
+    if not drawn or sorted(map(identity, items), key=str) != sorted(map(identity, drawn), key=str):
+        return items
+    enabled = {identity(item): item.enabled for item in items}
+    return [replace(item, enabled=enabled[identity(item)]) for item in drawn]
+
+
+def _as_shown(item: FooterItem, shown: dict[str, bool]) -> FooterItem:
+    """``item`` as drawn: a key waiting to grey keeps its enabled look."""
+    enabled = shown.get(item.action, item.enabled)
+    return item if enabled == item.enabled else replace(item, enabled=enabled)
