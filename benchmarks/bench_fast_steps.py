@@ -38,6 +38,11 @@ and prints the medians' and the bests' ratios.
 ``--timeline`` times one short T5 continue in the app, ``--rounds`` times: from the key to the
 first step, the first step, the other steps, and from the last step to the frame that shows it.
 
+``--ui-cpu`` times the UI thread's CPU in one short T5 continue, ``--rounds`` times (medians): in
+the frame after the key, in the frame that shows the end, and from the key to that frame. The
+engine thread waits for the interpreter while the UI thread runs Python, so this is what the
+app's drawing takes from the continue, in a figure the machine's load hardly moves.
+
 ``--keys`` presses history, layer and head keys during a long continue of the demo T5 and
 reports key to frame (p50, p95), then presses ``p`` and counts the steps that ended after it.
 
@@ -453,6 +458,63 @@ def main_timeline(args) -> None:
         print("  " + ", ".join(f"{name} {seconds * 1e3:.1f}" for name, seconds in parts.items()))
 
 
+def ui_cpu_of_continue(stepper: Stepper) -> dict[str, float]:
+    """One ``c`` of the app on ``stepper`` to its end: the UI thread's CPU time (milliseconds)
+    from the key to the first frame after it is handed to the driver, from ``RunStopped`` to
+    the frame that shows it, and from the key to that frame. While the UI thread runs Python the
+    engine thread waits for the interpreter, so this is time the continue's steps lose; CPU time
+    is a figure the machine's other load hardly moves, unlike the continue's wall time."""
+    from lmscope.testing import wait_until_idle
+    from lmscope.tui.app import make_app
+    from lmscope.tui.messages import RunStopped
+
+    async def drive() -> dict[str, float]:
+        shown = asyncio.Event()
+        stamps: dict[str, float] = {}
+
+        def on_frame() -> None:
+            stamps["frame"] = time.thread_time()
+            shown.set()
+
+        def hook(message) -> None:
+            if isinstance(message, RunStopped):
+                stamps["stopped"] = time.thread_time()
+                app.call_after_refresh(on_frame)
+
+        app = make_app(lambda: stepper, theme="textual-dark")
+        async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
+            display = app._display
+
+            def displayed(screen, update):
+                result = display(screen, update)
+                if "key" in stamps:
+                    stamps.setdefault("key frame", time.thread_time())
+                return result
+
+            app._display = displayed
+            await wait_until_idle(pilot)
+            stamps["key"] = time.thread_time()
+            app.simulate_key("c")
+            await shown.wait()
+            await app.workers.wait_for_complete()
+            await wait_until_idle(pilot)
+        return {"key's frame": stamps["key frame"] - stamps["key"], "last frame": stamps["frame"] - stamps["stopped"],
+                "key to last frame": stamps["frame"] - stamps["key"]}
+
+    return {name: seconds * 1e3 for name, seconds in asyncio.run(drive()).items()}
+
+
+def main_ui_cpu(args) -> None:
+    """The UI thread's CPU time in a 64-token continue of the demo T5, ``--rounds`` times: medians."""
+    stepper, *_ = engine_thread.run(setup, "t5", T5_PROMPT, 64, args)
+    runs = [ui_cpu_of_continue(stepper) for _ in range(args.rounds)]
+    medians = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
+    print(f"demo T5, 64 tokens, c in the app: UI thread CPU ms, medians of {args.rounds}: "
+          + ", ".join(f"{name} {ms:.1f}" for name, ms in medians.items()))
+    key_frame, last_frame, whole = medians.values()
+    print(f"ui_key_frame_ms={key_frame:.2f} ui_last_frame_ms={last_frame:.2f} ui_continue_ms={whole:.2f}")
+
+
 def main_rows_later(args) -> None:
     """The bare loop with rows and layer captures made in each step against the rows waiting for
     the hand-over and the layers replayed when asked (never, here), both models, alternated ``--rounds`` times: medians and bests of tokens/s,
@@ -485,7 +547,11 @@ def main() -> None:
     parser.add_argument("--timeline", action="store_true", help="where a short T5 continue's time goes")
     parser.add_argument("--switch-interval", type=float, help="seconds, for --timeline (sys.setswitchinterval)")
     parser.add_argument("--rows-later", action="store_true", help="rows and layers made in each step against waiting")
+    parser.add_argument("--ui-cpu", action="store_true", help="the UI thread's CPU time in a short continue")
     args = parser.parse_args()
+    if args.ui_cpu:
+        main_ui_cpu(args)
+        return
     if args.rows_later:
         main_rows_later(args)
         return
