@@ -212,9 +212,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
             self._flush_timer = None
         if not self._pending_steps:
             return
-        view = self.view
-        for record, hit in self._pending_steps:
-            view = view.appended(record, hit)
+        view = self.view.appended_all(self._pending_steps)
         self._pending_steps.clear()
         self.view = view.with_rate(self._rate(len(view.steps)))
         if self.view.state == "running":

@@ -95,6 +95,24 @@ class View:
         return replace(self, steps=(*self.steps, record), index=index, marks=marks,
                        notice=hit or self.notice, cursor=None if following else self.cursor)
 
+    def appended_all(self, steps) -> View:
+        """History with every ``(record, hit)`` of ``steps`` added, as :meth:`appended` one by one
+        would make it, in one View: a continue hands over tens of steps at a time, and a View a
+        step cost 7 µs each and copied the whole history each time.
+
+        The selection follows if it was on the newest step, or from the first step a breakpoint
+        held at (it is then the newest, and stays so); the notice is the last hit's.
+        """
+        records = tuple(record for record, _ in steps)
+        if not records:
+            return self
+        hits = [(record, hit) for record, hit in steps if hit is not None]
+        following = self.following or bool(hits)
+        return replace(self, steps=self.steps + records,
+                       index=len(self.steps) + len(records) - 1 if following else self.index,
+                       marks=self.marks | {record.step for record, _ in hits} if hits else self.marks,
+                       notice=hits[-1][1] if hits else self.notice, cursor=None if following else self.cursor)
+
     def rewound(self, step: int) -> View:
         """History cut before ``step`` (a rewind); the step before it is selected."""
         return replace(self, steps=self.steps[:step], index=step - 1, notice="", cursor=None,

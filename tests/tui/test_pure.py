@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -31,6 +32,23 @@ def test_view_follows_new_steps_only_when_on_the_newest(session):
     assert view.index == 0 and len(view.steps) == 3
     assert view.moved(-5).index == -1 and view.moved(9).index == 2
     assert view.started(session.prompt).steps == ()
+
+
+@pytest.mark.parametrize("selected", [-1, 0, 1])
+@pytest.mark.parametrize("hits", [(), (0,), (2,), (1, 2)])
+def test_a_batch_of_steps_joins_the_view_as_one_by_one(session, selected, hits):
+    """``appended_all`` (a continue's hand-over) makes the View that appending each step makes:
+    selection (following, or not, or from a breakpoint's hit on), marks, notice and cursor."""
+    start = View(info=session.info).started(session.prompt).appended(session.steps[0]).appended(session.steps[1])
+    start = replace(start, index=selected, cursor=(0, 1))
+    batch = [(record, f"hit {i}" if i in hits else None) for i, record in enumerate(session.steps[2:5])]
+    one_by_one = start
+    for record, hit in batch:
+        one_by_one = one_by_one.appended(record, hit)
+    together = start.appended_all(batch)
+    fields = ("steps", "index", "marks", "notice", "cursor")
+    assert [getattr(together, name) for name in fields] == [getattr(one_by_one, name) for name in fields]
+    assert start.appended_all([]) is start
 
 
 def test_view_layer_and_head_wrap_and_mean(session):
