@@ -106,8 +106,8 @@ class View:
         records = tuple(record for record, _ in steps)
         if not records:
             return self
-        hits = [(record, hit) for record, hit in steps if hit is not None]
-        following = self.following or bool(hits)
+        following = self.following or any(hit is not None for _, hit in steps)
+        hits = [(record, hit) for record, hit in steps if hit]
         return replace(self, steps=self.steps + records,
                        index=len(self.steps) + len(records) - 1 if following else self.index,
                        marks=self.marks | {record.step for record, _ in hits} if hits else self.marks,
