@@ -288,6 +288,8 @@ class FakeEngine:
         self.error = error or RuntimeError(f"CUDA out of memory (fake) at step {fail_at}")
         self.start_calls = self.step_calls = self.rewind_calls = self.active = self.max_active = 0
         self.complete_calls = 0
+        self.prepared_after: list[int] = []
+        """For each ``prepare_next`` call, the steps made before it."""
         self.waiting_rows: set[int] = set()
         """Indices of steps returned with ``rows_later`` and not completed since."""
         self.writes_behind, self.written_after, self._checks_left = writes_behind, written_after, 0
@@ -365,6 +367,10 @@ class FakeEngine:
         self.waiting_rows.clear()
         made, self._made_later = tuple(self._made_later), []
         return made
+
+    def prepare_next(self) -> None:
+        """Noted (``prepared_after``): the fake has no row store to prepare."""
+        self.prepared_after.append(self._next)
 
     def rows_written(self, wait: bool = False) -> bool:
         """True once the steps written behind are done (``wait``: at once)."""

@@ -152,6 +152,11 @@ class BroadcastEngine:
         with self._lock:
             return self._engine.rows_written(wait)
 
+    def prepare_next(self) -> None:
+        """Rank 0's own row store, not broadcast (optional work needs no lockstep)."""
+        with self._lock:
+            self._engine.prepare_next()
+
     def __getattr__(self, name: str):
         value = getattr(self._engine, name)
         if name.startswith("_") or not callable(value):

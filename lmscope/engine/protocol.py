@@ -54,6 +54,12 @@ class Engine(Protocol):
         failed write's error). An engine that never writes behind always says True."""
         ...
 
+    def prepare_next(self) -> None:
+        """Between engine calls (nothing waits for the engine): make ready what the next step
+        would otherwise pay for in the step (the row store's pages for its rows). Optional
+        work: an engine with nothing to prepare does nothing."""
+        ...
+
     def rewind(self, step: int) -> None:
         """Go back to just before ``step``: the next ``step()`` returns that step again."""
         ...

@@ -374,6 +374,9 @@ class ReplayEngine:
     def rows_written(self, wait: bool = False) -> bool:
         return True
 
+    def prepare_next(self) -> None:
+        """Nothing to prepare: a replayed session makes no steps."""
+
     def rewind(self, step: int) -> None:
         raise UserError("a replayed session cannot rewind")
 

@@ -84,6 +84,8 @@ class Stepper:
         self.info = _session_info(loaded, settings)
         self._state = None
         self._rows = RowStore()
+        self._prepared_at = (0, 0)
+        """The row store's bytes written and the steps made, at the last ``prepare_next``."""
         self._rng = RngHistory(input_device(self.model))
         self._layers = LayerCapture(self.model, layer_capture)
         self._residuals: dict[int, tuple] = {}  # step -> (LayerCaptureResult or REPLAY, chosen id)
@@ -122,7 +124,9 @@ class Stepper:
             self._state.pending = (outputs, tensors(), recorder)
             # Rewinding to step 0 chooses again from the prefill: keep its last logits only.
             self._state.prefill = (_LastLogits(outputs.logits[:, -1:].clone()), self._state.pending[1], recorder)
-        return self._prompt_record(prompt_ids, recorder, time.perf_counter() - began)
+        record = self._prompt_record(prompt_ids, recorder, time.perf_counter() - began)
+        self._prepared_at = (self._rows.bytes_written, 0)  # prepare_next sizes steps, not the prompt
+        return record
 
     @_INFERENCE
     def step(self, force: int | None = None, rows_later: bool = False,
@@ -202,6 +206,17 @@ class Stepper:
         self._complete(write_behind)
         made, self._made_later = tuple(self._made_later), []
         return made
+
+    def prepare_next(self) -> None:
+        """Between engine calls (the TUI calls it once a call's steps are handed over): give
+        the row store's next step its pages now (``RowStore.prepare``), sized by the rows
+        written a step since the last call, with room for a key more a row. The step then
+        writes its rows into pages the file has, off the time the person waits for."""
+        written, generated = self._rows.bytes_written, self._state.generated if self._state else 0
+        (last_written, last_generated), self._prepared_at = self._prepared_at, (written, generated)
+        if generated > last_generated and written > last_written:
+            per_step = (written - last_written) // (generated - last_generated)
+            self._rows.prepare(per_step + per_step // 64 + 4096)
 
     def rows_written(self, wait: bool = False) -> bool:
         """Whether every row computed so far is in the row store (``wait``: wait until it is,

@@ -159,6 +159,7 @@ class EngineWorkers:
             return
         self.post_message(RunStopped(finished=finished, paused=pause.is_set() and not finished,
                                      steps=(*handed, *batch)))
+        _prepare_quietly(engine)  # while the UI shows these steps: the next one's row pages
 
     @on_engine_thread
     def control(self, engine: Engine, rewind_to: int, force: int | str | None = None,
@@ -189,6 +190,15 @@ class EngineWorkers:
             self.post_message(EngineFailed(error, "rewind"))
             return
         self.post_message(RunStopped(finished=finished, paused=False))
+
+
+def _prepare_quietly(engine: Engine) -> None:
+    """Optional work between calls: if it fails (a full disk for the row store), the next
+    step's own writes fail and say so, as an engine failure."""
+    try:
+        engine.prepare_next()
+    except OSError:
+        pass
 
 
 def _complete_quietly(engine: Engine) -> tuple:

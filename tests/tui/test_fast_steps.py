@@ -194,3 +194,14 @@ async def test_a_continue_starts_without_redrawing_the_panes(monkeypatch):
             app.action_pause()
             await settle(app, pilot)
             assert app.view.state == "paused" and app.view.steps
+
+
+async def test_the_next_steps_row_pages_are_prepared_after_each_engine_call_hands_its_steps_over():
+    """``prepare_next`` runs once per engine call (a step, a continue), after its steps."""
+    async with running(steps=8) as (app, pilot, engine):
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert engine.prepared_after == [1] and len(app.view.steps) == 1
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert engine.prepared_after == [1, 8] and app.view.state == "finished"
