@@ -5,7 +5,10 @@ Every ratio compares two things measured in this run, on this machine, on the sa
 its last line: step_ratio=X continue_step_ratio=X prefill_time_ratio=X prefill_mem_ratio=X run_ratio=X bytes_per_step=N
 
     python benchmarks/bench_engine.py [--model PATH] [--device cpu|cuda] [--context 2048]
-        [--torch-threads N] [--only rng|rows|continue]
+        [--torch-threads N] [--only rng|rows|continue|step] [--unprepared]
+
+A single step (the TUI's ``n``) is followed, untimed, by ``prepare_next``, as the app calls it
+once the step is handed over (``--unprepared``: without it).
 """
 
 from __future__ import annotations
@@ -52,10 +55,13 @@ def parse_args():
     parser.add_argument("--steps", type=int, default=16, help="decode steps timed per variant and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--run-tokens", type=int, default=48, help="tokens for the generate() comparison")
-    parser.add_argument("--only", choices=("rng", "rows", "continue"),
+    parser.add_argument("--only", choices=("rng", "rows", "continue", "step"),
                         help="run just this measure (rng: generator state per step; rows: what the kept "
                              "attention rows cost a decode step; continue: a continue's step with its rows "
-                             "written behind and written in the hand-over)")
+                             "written behind and written in the hand-over; step: the single decode step)")
+    parser.add_argument("--unprepared", action="store_true",
+                        help="single steps without prepare_next between them (the row store's next "
+                             "pages are then made in the step, as before the app prepared them)")
     parser.add_argument("--torch-threads", type=positive_int, default=None,
                         help="torch's CPU threads (default: torch's own choice); fewer than the cores "
                              "leaves one free, as a GPU's host has")
@@ -145,6 +151,8 @@ def measure_steps(loaded, bare_model, prompt: str, settings, args, in_continue: 
     for _ in range(args.steps * args.rounds):
         bare_s.append(timed(bare.step, args.device))
         ours_s.append(timed(stepper.step, args.device))
+        if not args.unprepared:
+            stepper.prepare_next()  # untimed: the app calls it once the step is handed over
     segment = CONTINUE_BLOCK * HAND_OVERS
     for _ in range(max(3, 2 * args.steps * args.rounds // segment) if in_continue else 0):
         bare_block_s.append(timed(lambda: [bare.step() for _ in range(segment)], args.device))
@@ -392,6 +400,12 @@ def main() -> None:
         return
     if args.only == "rows":
         print_rows(measure_rows(loaded, prompt, args))
+        return
+    if args.only == "step":
+        bare_s, ours_s = measure_steps(loaded, bare_model, prompt, GREEDY, args)
+        print(f"single decode step at {args.context} tokens ({'un' if args.unprepared else ''}prepared): "
+              f"bare {bare_s * 1e3:.1f} ms, lmscope {ours_s * 1e3:.1f} ms")
+        print(f"step_ratio={ours_s / bare_s:.4f}")
         return
     if args.only == "continue":
         print_continue(measure_continue(loaded, bare_model, prompt, args), args)

@@ -9,7 +9,8 @@ first touch of a guest page also faults into the host. This script measures, in 
 * ``fresh``: pages of a new anonymous mapping kept alive, so that each round takes memory the
   process did not have before (as a growing history does);
 * ``reused``: a mapping freed and made again, so that its pages are ones the kernel just got back;
-* ``store``: :class:`RowStore` writes of 2.2 MiB (one SmolLM2 step's rows at 2k), into new chunks.
+* ``store``: :class:`RowStore` writes of 2.2 MiB (one SmolLM2 step's rows at 2k), into new chunks,
+  then the same into pages ``RowStore.prepare`` zeroed before each (as the app does between steps).
 
 Which pages a round gets is the kernel's choice (a "fresh" round may get pages another process
 just freed), so rounds differ; the store's writes are the steady figure.
@@ -57,22 +58,35 @@ def main() -> None:
         mapping = mmap.mmap(-1, size)
         reused.append(touch_us(mapping))
         mapping.close()  # closed: the next round gets these pages back
-    store, rows = RowStore(), np.random.default_rng(0).random(STEP_ROWS, dtype=np.float32)
-    views, writes = [], []
-    for _ in range(args.mib * 2 // 3):  # 2/3 of a step per MiB: about 1.4 times the bytes of a round above
-        slot = store.reserve(STEP_ROWS)
-        began = time.perf_counter()
-        store.write_array(slot, rows)
-        writes.append((time.perf_counter() - began) * 1e3)
-        views.append(store.view(slot))  # kept, as a history keeps its steps
+    rows = np.random.default_rng(0).random(STEP_ROWS, dtype=np.float32)
+    steps = args.mib * 2 // 3  # 2/3 of a step per MiB: about 1.4 times the bytes of a round above
+    writes, prepared_writes = store_writes(rows, steps, prepare=False), store_writes(rows, steps, prepare=True)
     print(f"first write to a page, fresh memory:  {statistics.median(fresh):6.2f} us (rounds: "
           + ", ".join(f"{value:.2f}" for value in fresh) + ")")
     print(f"first write to a page, reused memory: {statistics.median(reused):6.2f} us (rounds: "
           + ", ".join(f"{value:.2f}" for value in reused) + ")")
     print(f"RowStore write of one 2k step's rows ({rows.nbytes / 2**20:.1f} MiB): median "
           f"{statistics.median(writes):.2f} ms, max {max(writes):.2f} ms over {len(writes)} steps")
+    print(f"the same, each into pages prepared between steps (RowStore.prepare): median "
+          f"{statistics.median(prepared_writes):.2f} ms, max {max(prepared_writes):.2f} ms")
     print(f"fresh_page_us={statistics.median(fresh):.2f} reused_page_us={statistics.median(reused):.2f} "
-          f"store_write_ms={statistics.median(writes):.2f}")
+          f"store_write_ms={statistics.median(writes):.2f} prepared_store_write_ms={statistics.median(prepared_writes):.2f}")
+
+
+def store_writes(rows: np.ndarray, steps: int, prepare: bool) -> list[float]:
+    """Milliseconds of each of ``steps`` RowStore writes of ``rows`` (one step's), every one kept
+    as a history keeps its steps; with ``prepare``, each after an untimed ``RowStore.prepare``
+    of its bytes, as the app prepares the next step's pages between steps."""
+    store, views, writes = RowStore(), [], []
+    for _ in range(steps):
+        if prepare:
+            store.prepare(rows.nbytes)
+        slot = store.reserve(rows.shape)
+        began = time.perf_counter()
+        store.write_array(slot, rows)
+        writes.append((time.perf_counter() - began) * 1e3)
+        views.append(store.view(slot))
+    return writes
 
 
 if __name__ == "__main__":

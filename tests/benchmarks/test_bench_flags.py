@@ -53,6 +53,7 @@ ENGINE_CASES = [
                  ("continue_behind_ratio", "continue_in_hand_over_ratio", "continue_step_ratio"),
                  id="only-continue-torch-threads"),
     pytest.param((*SMALL_ENGINE, "--only-layers"), ("layers_step_ratio",), id="only-layers"),
+    pytest.param((*SMALL_ENGINE, "--only", "step", "--unprepared"), ("step_ratio",), id="only-step-unprepared"),
     pytest.param((*SMALL_ENGINE, "--run-tokens", "4"),
                  ("step_ratio", "continue_step_ratio", "rng_ratio", "prefill_time_ratio", "prefill_mem_ratio",
                   "run_ratio", "bytes_per_step"), id="everything", marks=pytest.mark.slow),
@@ -72,7 +73,7 @@ def test_bench_engine_refuses_a_bad_thread_count_in_one_line():
 
 def test_page_cost_runs():
     figures = printed_figures(run_benchmark("page_cost.py", "--mib", "8", "--rounds", "1"))
-    assert_figures(figures, ("fresh_page_us", "reused_page_us", "store_write_ms"))
+    assert_figures(figures, ("fresh_page_us", "reused_page_us", "store_write_ms", "prepared_store_write_ms"))
 
 
 def test_profile_step_rows_order_runs():
