@@ -210,11 +210,12 @@ class Stepper:
     def prepare_next(self) -> None:
         """Between engine calls (the TUI calls it once a call's steps are handed over): give
         the row store's next step its pages now (``RowStore.prepare``), sized by the rows
-        written a step since the last call, with room for a key more a row. The step then
-        writes its rows into pages the file has, off the time the person waits for."""
+        written a step since the last call, with room for a key more a row (nothing once
+        generation has finished). The step then writes its rows into pages the file has, off
+        the time the person waits for."""
         written, generated = self._rows.bytes_written, self._state.generated if self._state else 0
         (last_written, last_generated), self._prepared_at = self._prepared_at, (written, generated)
-        if generated > last_generated and written > last_written:
+        if generated > last_generated and written > last_written and not self.finished:
             per_step = (written - last_written) // (generated - last_generated)
             self._rows.prepare(per_step + per_step // 64 + 4096)
 
