@@ -108,8 +108,8 @@ def footer_items(screen: Screen) -> tuple[list[FooterItem], FooterItem | None]:
 class DebuggerFooter(Widget, can_focus=False):
     """The screen's shown key bindings on one line; click a key to press it.
 
-    Keys it disables grey as Textual greys a disabled key (dim); the key under the pointer is
-    highlighted. Keys that do not fit scroll with the mouse wheel; the command palette's key
+    Keys whose action cannot run now are greyed as Textual greys a disabled key (dim); the key
+    under the pointer is highlighted. Keys that do not fit scroll with the mouse wheel; the command palette's key
     stays at the right edge.
     """
 
