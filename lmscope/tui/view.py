@@ -89,16 +89,13 @@ class View:
             hit: the status line of a breakpoint that held at this step: the step is marked
                 and selected.
         """
-        following = self.following or hit is not None
-        index = len(self.steps) if following else self.index
-        marks = self.marks | {record.step} if hit else self.marks
-        return replace(self, steps=(*self.steps, record), index=index, marks=marks,
-                       notice=hit or self.notice, cursor=None if following else self.cursor)
+        return self.appended_all(((record, hit),))
 
     def appended_all(self, steps) -> View:
         """History with every ``(record, hit)`` of ``steps`` added, as :meth:`appended` one by one
         would make it, in one View: a continue hands over tens of steps at a time, and a View a
-        step cost 7 µs each and copied the whole history each time.
+        step cost 7 µs each and copied the whole history each time. (:meth:`appended` is this
+        with one step.)
 
         The selection follows if it was on the newest step, or from the first step a breakpoint
         held at (it is then the newest, and stays so); the notice is the last hit's.
