@@ -154,8 +154,7 @@ class DebuggerFooter(Widget, can_focus=False):
         super().__init__(name=name, id=id, classes=classes)
         self._items: list[FooterItem] = []
         self._palette: FooterItem | None = None
-        self._shown: dict[str, bool] = {}
-        """Action -> enabled, as drawn (a key waiting to grey is still drawn enabled)."""
+        """The items as drawn (a key waiting to grey is drawn enabled), and the palette's key."""
         self._spans: list[tuple[int, int, FooterItem]] = []
         """Cells ``[start, end)`` of each drawn item (the palette's at the right edge)."""
         self._line: Strip | None = None
@@ -174,7 +173,11 @@ class DebuggerFooter(Widget, can_focus=False):
 
     def shown_enabled(self, action: str) -> bool | None:
         """Whether ``action``'s key is drawn enabled (None: not shown)."""
-        return self._shown.get(action)
+        return self._drawn_enabled().get(action)
+
+    def _drawn_enabled(self) -> dict[str, bool]:
+        return {item.action: item.enabled for item in (*self._items, self._palette)
+                if item is not None and item.action is not None}
 
     def bindings_changed(self, screen: Screen) -> None:
         """Keys that are enabled change at once; while an engine call runs (the app's ``busy``),
@@ -199,11 +202,11 @@ class DebuggerFooter(Widget, can_focus=False):
         items, palette = footer_items(screen)
         items = _keep_order(items, self._items)
         waiting = False
-        shown = {}
+        shown, drawn_enabled = {}, self._drawn_enabled()
         for item in (*items, palette):
             if item is None or item.action is None:
                 continue
-            was_enabled = self._shown.get(item.action)
+            was_enabled = drawn_enabled.get(item.action)
             if not item.enabled and was_enabled and not grey:
                 waiting = True  # drawn enabled until the call has lasted GREY_AFTER_S
                 shown[item.action] = True
@@ -214,7 +217,6 @@ class DebuggerFooter(Widget, can_focus=False):
             self._items, self._palette = drawn
             self._line = None
             self.refresh()
-        self._shown = shown
         if waiting:
             self._grey_timer = self.set_timer(GREY_AFTER_S, lambda: self._update(screen, grey=True))
 
@@ -268,11 +270,9 @@ class DebuggerFooter(Widget, can_focus=False):
         side and its description by one after; a grouped key is its key alone."""
         if item.key is None:
             return [(item.display, base + self.get_component_rich_style("footer-key--label"))]
-        base = self._key_base(item, base)
-        key = base + self.get_component_rich_style("footer-key--key", partial=True)
+        key, description = self._key_styles(item, base)
         if item.grouped or not item.description:
             return [(item.display, key)]
-        description = base + self.get_component_rich_style("footer-key--description", partial=True)
         return [(f" {item.display} ", key), (f"{item.description} ", description)]
 
     def _palette_segments(self, base: Style, blank: Style) -> list[Segment]:
@@ -280,16 +280,18 @@ class DebuggerFooter(Widget, can_focus=False):
         edge, the key and its description without padding (a compact key), one cell after."""
         item = self._palette
         edge = base + self.get_component_rich_style("footer-key--palette-edge")
-        base = self._key_base(item, base)
-        key = base + self.get_component_rich_style("footer-key--key", partial=True)
-        description = base + self.get_component_rich_style("footer-key--description", partial=True)
+        key, description = self._key_styles(item, base)
         return [Segment("▏", edge), Segment(item.display, key), Segment(f" {item.description}", description),
                 Segment(" ", blank)]
 
-    def _key_base(self, item: FooterItem, base: Style) -> Style:
+    def _key_styles(self, item: FooterItem, base: Style) -> tuple[Style, Style]:
+        """A key's styles for its key and its description: hovered, greyed (dim) or not."""
         if item.action is not None and item.action == self._hovered:
             base += self.get_component_rich_style("footer-key--hover")
-        return base + Style(dim=True) if not item.enabled else base
+        if not item.enabled:
+            base += Style(dim=True)
+        return (base + self.get_component_rich_style("footer-key--key", partial=True),
+                base + self.get_component_rich_style("footer-key--description", partial=True))
 
     # -- the mouse -------------------------------------------------------------------------------
 
