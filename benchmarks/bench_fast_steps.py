@@ -138,31 +138,43 @@ def made_in_each_step(stepper: Stepper):
     return run
 
 
-def continue_in_app(stepper: Stepper) -> tuple[float, float]:
-    """The app on this Stepper: load (start), then ``c`` to the end; returns the
-    ``time.perf_counter()`` of the key and of the frame that shows the finished run."""
+def continue_in_app(stepper: Stepper, clock=time.perf_counter) -> dict[str, float]:
+    """The app on this Stepper: load (start), then ``c`` to the end. Returns ``clock()`` read at
+    ``"key"``, at ``"key's frame"`` (the first frame handed to the driver after it), at
+    ``"stopped"`` (``RunStopped`` arrives, before the app handles it) and at ``"frame"`` (the
+    frame that shows the finished run)."""
     from lmscope.testing import wait_until_idle
     from lmscope.tui.app import make_app
     from lmscope.tui.messages import RunStopped
 
-    async def drive() -> tuple[float, float]:
+    async def drive() -> dict[str, float]:
         shown = asyncio.Event()
-        frames: list[float] = []
+        stamps: dict[str, float] = {}
 
         def on_frame() -> None:
             # Stamped here, not after ``shown.wait()``: that resumes only when the callbacks
             # queued after this one have run, the app's memory settling (a gc.collect) among them.
-            frames.append(time.perf_counter())
+            stamps["frame"] = clock()
             shown.set()
 
         def hook(message) -> None:
             if isinstance(message, RunStopped):  # called before the app handles it
+                stamps["stopped"] = clock()
                 app.call_after_refresh(on_frame)  # after the frame that handling makes
 
         app = make_app(lambda: stepper, theme="textual-dark")
         async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
+            display = app._display
+
+            def displayed(screen, update):  # where a terminal app writes each frame
+                result = display(screen, update)
+                if "key" in stamps:
+                    stamps.setdefault("key's frame", clock())
+                return result
+
+            app._display = displayed
             await wait_until_idle(pilot)
-            began = time.perf_counter()
+            stamps["key"] = clock()
             # A key as the terminal sends it. Not pilot.press: that polls every 20 ms until the
             # whole process is idle, i.e. until the continue has ended, and adds 20-45 ms to it.
             app.simulate_key("c")
@@ -170,7 +182,7 @@ def continue_in_app(stepper: Stepper) -> tuple[float, float]:
             await app.workers.wait_for_complete()
             await wait_until_idle(pilot)
             assert app.view.state == "finished" and len(app.view.steps) == stepper.settings.max_new_tokens
-            return began, frames[0]
+            return stamps
 
     return asyncio.run(drive())
 
@@ -178,8 +190,8 @@ def continue_in_app(stepper: Stepper) -> tuple[float, float]:
 def tui_run(stepper: Stepper):
     """The app's ``c`` to the end (:func:`continue_in_app`): seconds from the key to the frame."""
     def run() -> float:
-        began, frame = continue_in_app(stepper)
-        return frame - began
+        stamps = continue_in_app(stepper)
+        return stamps["frame"] - stamps["key"]
     return run
 
 
@@ -437,7 +449,8 @@ def continue_timeline(stepper: Stepper, steps: StepEnds) -> dict[str, float]:
     the first step's start, the first step, the other steps, and from the last step's end to the
     frame showing it."""
     steps.forget()
-    began, frame = continue_in_app(stepper)
+    stamps = continue_in_app(stepper)
+    began, frame = stamps["key"], stamps["frame"]
     starts, ends = steps.starts, steps.ends
     return {"key to first step": starts[0] - began, "first step": ends[0] - starts[0],
             "other steps": ends[-1] - ends[0], "last step to frame": frame - ends[-1]}
@@ -459,49 +472,16 @@ def main_timeline(args) -> None:
 
 
 def ui_cpu_of_continue(stepper: Stepper) -> dict[str, float]:
-    """One ``c`` of the app on ``stepper`` to its end: the UI thread's CPU time (milliseconds)
-    from the key to the first frame after it is handed to the driver, from ``RunStopped`` to
-    the frame that shows it, and from the key to that frame. While the UI thread runs Python the
-    engine thread waits for the interpreter, so this is time the continue's steps lose; CPU time
-    is a figure the machine's other load hardly moves, unlike the continue's wall time."""
-    from lmscope.testing import wait_until_idle
-    from lmscope.tui.app import make_app
-    from lmscope.tui.messages import RunStopped
-
-    async def drive() -> dict[str, float]:
-        shown = asyncio.Event()
-        stamps: dict[str, float] = {}
-
-        def on_frame() -> None:
-            stamps["frame"] = time.thread_time()
-            shown.set()
-
-        def hook(message) -> None:
-            if isinstance(message, RunStopped):
-                stamps["stopped"] = time.thread_time()
-                app.call_after_refresh(on_frame)
-
-        app = make_app(lambda: stepper, theme="textual-dark")
-        async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
-            display = app._display
-
-            def displayed(screen, update):
-                result = display(screen, update)
-                if "key" in stamps:
-                    stamps.setdefault("key frame", time.thread_time())
-                return result
-
-            app._display = displayed
-            await wait_until_idle(pilot)
-            stamps["key"] = time.thread_time()
-            app.simulate_key("c")
-            await shown.wait()
-            await app.workers.wait_for_complete()
-            await wait_until_idle(pilot)
-        return {"key's frame": stamps["key frame"] - stamps["key"], "last frame": stamps["frame"] - stamps["stopped"],
-                "key to last frame": stamps["frame"] - stamps["key"]}
-
-    return {name: seconds * 1e3 for name, seconds in asyncio.run(drive()).items()}
+    """One ``c`` of the app on ``stepper`` to its end (:func:`continue_in_app` on the UI thread's
+    CPU clock): milliseconds of the UI thread's CPU from the key to the first frame after it is
+    handed to the driver, from ``RunStopped`` to the frame that shows it, and from the key to
+    that frame. While the UI thread runs Python the engine thread waits for the interpreter, so
+    this is time the continue's steps lose; CPU time is a figure the machine's other load
+    hardly moves, unlike the continue's wall time."""
+    stamps = continue_in_app(stepper, clock=time.thread_time)
+    return {"key's frame": (stamps["key's frame"] - stamps["key"]) * 1e3,
+            "last frame": (stamps["frame"] - stamps["stopped"]) * 1e3,
+            "key to last frame": (stamps["frame"] - stamps["key"]) * 1e3}
 
 
 def main_ui_cpu(args) -> None:
