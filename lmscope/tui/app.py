@@ -152,6 +152,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
 
     def on_prompt_encoded(self, message: PromptEncoded) -> None:
         """A fresh session: history cleared, ready to step."""
+        self._time_frame()  # all panes draw the prompt: what the first continue's frames will cost
         gc.unfreeze()  # the old history may now be collected
         # The first collection walks the whole process (the model's modules, Textual, ~400k
         # objects: 240 ms here): pay it now, after this frame, not when the first continue ends.
@@ -219,6 +220,14 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
             self._pacer.drawn()
             self._footer().grey_waiting()  # in this frame, not one of its own
 
+    def _time_frame(self) -> None:
+        """Time the frame this handler makes, on the UI thread's CPU clock from now until it is
+        drawn, for the pacer: a continue's first frame waits by what a frame of new steps costs.
+        Call before other after-refresh work (memory settling), which the timing must not include."""
+        pacer = self._pacer
+        began = pacer.cpu()
+        self.call_after_refresh(lambda: pacer.measured(pacer.cpu() - began))
+
     def _footer(self) -> DebuggerFooter:
         if self._footer_widget is None:
             self._footer_widget = self.get_screen_stack_root().query_one(DebuggerFooter)
@@ -258,6 +267,8 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
     def on_run_stopped(self, message: RunStopped) -> None:
         """The worker ended: finished, paused, or ready for the next step. Its last steps and the
         new state make one frame; memory settles after that frame is drawn, not before it."""
+        if message.steps:
+            self._time_frame()
         self._join_history(message.steps)
         self._flush_steps()
         self._run_began = None

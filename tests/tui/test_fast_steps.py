@@ -196,6 +196,26 @@ async def test_a_continue_starts_without_redrawing_the_panes(monkeypatch):
             assert app.view.state == "paused" and app.view.steps
 
 
+async def test_a_continues_first_frame_waits_by_what_the_last_frame_of_new_steps_cost():
+    """The pacer's rule holds from a continue's first frame: its wait comes from the UI thread's
+    CPU time in the last frame that showed new steps (a step's here, then the prompt's after a
+    restart), timed from the message to the frame drawn."""
+    import itertools
+
+    from lmscope.tui.pacing import DUTY, FramePacer
+
+    async with running(steps=40, delay_s=0.01) as (app, pilot, engine):
+        for key, frame_cost in (("n", 0.012), ("r", 0.02)):  # both waits inside the pacer's bounds
+            reads = itertools.count()  # each read of the pacer's CPU clock: frame_cost later
+            app._pacer = FramePacer(cpu=lambda: next(reads) * frame_cost)
+            await pilot.press(key)
+            await settle(app, pilot)
+            app.action_continue()
+            assert app._pacer.interval == pytest.approx(frame_cost / DUTY), key
+            app.action_pause()
+            await settle(app, pilot)
+
+
 async def test_the_next_steps_row_pages_are_prepared_after_each_engine_call_hands_its_steps_over():
     """``prepare_next`` runs once per engine call (a step, a continue), after its steps."""
     async with running(steps=8) as (app, pilot, engine):

@@ -123,7 +123,8 @@ async def test_a_call_shorter_than_the_grey_delay_greys_no_key(monkeypatch):
 async def test_a_continue_greys_its_keys_in_its_first_paced_frame(monkeypatch):
     """A continue's keys grey with the panes' first update, not in a frame of their own later."""
     monkeypatch.setattr(footer_module, "GREY_AFTER_S", 60.0)  # the timer cannot be what greys them
-    async with running(steps=60, delay_s=0.01) as (app, pilot, engine):
+    # 4 s of steps: the first paced frame waits by the last frame's cost, up to a second
+    async with running(steps=400, delay_s=0.01) as (app, pilot, engine):
         footer = app.screen.query_one(DebuggerFooter)
         await pilot.press("c")
         while not app.view.steps:

@@ -136,3 +136,19 @@ def test_frame_pacer_spaces_frames_by_their_cost():
     now[0], cpu[0] = 1.5, 0.2201  # a cheap one: floored at min_interval
     pacer.drawn()
     assert pacer.interval == pytest.approx(0.1)
+
+
+def test_frame_pacer_spaces_a_continues_first_frame_by_the_last_measured_frame():
+    from lmscope.tui.pacing import FramePacer
+
+    now = [0.0]
+    pacer = FramePacer(duty=0.05, min_interval=0.1, max_interval=1.0, clock=lambda: now[0], cpu=lambda: 0.0)
+    pacer.begin()
+    assert pacer.interval == pytest.approx(0.1)  # nothing measured yet: after min_interval
+    pacer.measured(0.02)  # a frame of new steps took 20 ms: the next continue's first frame 0.4 s in
+    now[0] = 5.0
+    pacer.begin()
+    assert pacer.interval == pytest.approx(0.4) and pacer.delay() == pytest.approx(0.4)
+    pacer.measured(0.2)
+    pacer.begin()
+    assert pacer.interval == 1.0  # bounded, as every frame's wait is
