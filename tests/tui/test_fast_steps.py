@@ -216,6 +216,23 @@ async def test_a_continues_first_frame_waits_by_what_the_last_frame_of_new_steps
             await settle(app, pilot)
 
 
+async def test_automatic_collections_wait_from_an_engine_calls_end_until_memory_settles(monkeypatch):
+    """The frame that shows an engine call's last steps draws with collections held (the full
+    collection after it finds the same garbage); they resume once memory has settled."""
+    import gc
+
+    held = []
+    async with running(steps=8) as (app, pilot, engine):
+        join = app._join_history
+        monkeypatch.setattr(app, "_join_history", lambda steps: (held.append(not gc.isenabled()), join(steps)))
+        for key in ("n", "c"):
+            await pilot.press(key)
+            await settle(app, pilot)
+            await pilot.pause()
+            assert gc.isenabled(), key
+    assert held and held[-1], held  # the continue's end: held while its last steps joined
+
+
 async def test_the_next_steps_row_pages_are_prepared_after_each_engine_call_hands_its_steps_over():
     """``prepare_next`` runs once per engine call (a step, a continue), after its steps."""
     async with running(steps=8) as (app, pilot, engine):
