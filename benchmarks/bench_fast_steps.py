@@ -174,6 +174,12 @@ def continue_in_app(stepper: Stepper, clock=time.perf_counter) -> dict[str, floa
 
             app._display = displayed
             await wait_until_idle(pilot)
+            # The load's after-frame work (timing the prompt's frame, then settling memory: a full
+            # collection of ~240 ms) can still be queued here; callbacks run in order, so once
+            # this one has run, the key comes to an app at rest, as a person's would.
+            settled = asyncio.Event()
+            app.call_after_refresh(settled.set)
+            await settled.wait()
             stamps["key"] = clock()
             # A key as the terminal sends it. Not pilot.press: that polls every 20 ms until the
             # whole process is idle, i.e. until the continue has ended, and adds 20-45 ms to it.
