@@ -208,17 +208,28 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
 
     def _flush_steps(self) -> None:
         """The pending steps join the View in one update."""
-        if self._flush_timer is not None:
-            self._flush_timer.stop()
-            self._flush_timer = None
         if not self._pending_steps:
+            self._stop_flush_timer()
             return
-        view = self.view.appended_all(self._pending_steps)
-        self._pending_steps.clear()
-        self.view = view.with_rate(self._rate(len(view.steps)))
+        self.view = self._with_pending_steps()
         if self.view.state == "running":
             self._pacer.drawn()
             self._footer().grey_waiting()  # in this frame, not one of its own
+
+    def _with_pending_steps(self) -> View:
+        """The View with the pending steps appended (and the continue's rate); a paced frame
+        waiting for them is no longer needed."""
+        self._stop_flush_timer()
+        if not self._pending_steps:
+            return self.view
+        view = self.view.appended_all(self._pending_steps)
+        self._pending_steps.clear()
+        return view.with_rate(self._rate(len(view.steps)))
+
+    def _stop_flush_timer(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
 
     def _time_frame(self) -> None:
         """Time the frame this handler makes, on the UI thread's CPU clock from now until it is
@@ -275,11 +286,13 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         if message.steps:
             self._time_frame()
         self._join_history(message.steps)
-        self._flush_steps()
+        # One View for the last steps and the new state (not one each: every pane takes each
+        # View), and no greying of keys that un-grey in the same frame.
+        view = self._with_pending_steps()
         self._run_began = None
         state = "finished" if message.finished else ("paused" if message.paused else "ready")
         self.busy = False
-        self.view = self.view.with_state(state)
+        self.view = view.with_state(state)
         self.call_after_refresh(self._settle_memory)
 
     def on_engine_failed(self, message: EngineFailed) -> None:

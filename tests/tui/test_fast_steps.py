@@ -233,6 +233,34 @@ async def test_automatic_collections_wait_from_an_engine_calls_end_until_memory_
     assert held and held[-1], held  # the continue's end: held while its last steps joined
 
 
+async def test_an_engine_calls_end_hands_the_panes_one_view_with_its_steps_and_state(monkeypatch):
+    """Every pane takes each View, so the last steps and the new state come as one, not two."""
+    async with running(steps=8) as (app, pilot, engine):
+        seen = []
+        watch = app.watch_view
+        monkeypatch.setattr(app, "watch_view", lambda view: (seen.append((view.state, len(view.steps))), watch(view)))
+        for key in ("n", "c"):
+            await pilot.press(key)
+            await settle(app, pilot)
+    assert seen == [("stepping", 0), ("ready", 1), ("running", 1), ("finished", 8)]
+
+
+async def test_a_continue_that_ends_before_its_keys_grey_never_greys_them(monkeypatch):
+    """Its steps all come with the message that ends it: the keys that would grey are enabled
+    again in that frame, so the footer is not asked to grey them first."""
+    from lmscope.tui.widgets.footer import DebuggerFooter
+
+    async with running(steps=8) as (app, pilot, engine):
+        footer = app.screen.query_one(DebuggerFooter)
+        greys = []
+        update = footer._update
+        monkeypatch.setattr(footer, "_update", lambda screen, grey: (greys.append(grey), update(screen, grey)))
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert app.view.state == "finished"
+    assert greys and not any(greys), greys
+
+
 async def test_the_next_steps_row_pages_are_prepared_after_each_engine_call_hands_its_steps_over():
     """``prepare_next`` runs once per engine call (a step, a continue), after its steps."""
     async with running(steps=8) as (app, pilot, engine):
