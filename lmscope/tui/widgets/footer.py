@@ -73,8 +73,9 @@ def footer_items(screen: Screen) -> tuple[list[FooterItem], FooterItem | None]:
     keys alone, then the group's label. Returns the items and the command palette's key (drawn
     at the right edge), if the app shows one."""
     app = screen.app
+    active = screen.active_bindings  # a property that walks the focus chain's bindings each read
     by_action: dict[str, list] = {}
-    for _node, binding, enabled, tooltip in screen.active_bindings.values():
+    for _node, binding, enabled, tooltip in active.values():
         if binding.show:
             by_action.setdefault(binding.action, []).append((binding, enabled, tooltip))
     items: list[FooterItem] = []
@@ -98,8 +99,8 @@ def footer_items(screen: Screen) -> tuple[list[FooterItem], FooterItem | None]:
                 items.append(FooterItem(binding.key, binding.action, app.get_key_display(binding),
                                         binding.description, enabled, tooltip))
     palette = None
-    if app.ENABLE_COMMAND_PALETTE and app.COMMAND_PALETTE_BINDING in screen.active_bindings:
-        _node, binding, enabled, _tooltip = screen.active_bindings[app.COMMAND_PALETTE_BINDING]
+    if app.ENABLE_COMMAND_PALETTE and app.COMMAND_PALETTE_BINDING in active:
+        _node, binding, enabled, _tooltip = active[app.COMMAND_PALETTE_BINDING]
         palette = FooterItem(binding.key, binding.action, app.get_key_display(binding), binding.description,
                              enabled, binding.tooltip or binding.description)
     return items, palette
