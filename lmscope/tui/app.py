@@ -208,28 +208,25 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
 
     def _flush_steps(self) -> None:
         """The pending steps join the View in one update."""
-        if not self._pending_steps:
-            self._stop_flush_timer()
+        view = self._with_pending_steps()
+        if view is self.view:  # none were pending
             return
-        self.view = self._with_pending_steps()
-        if self.view.state == "running":
+        self.view = view
+        if view.state == "running":
             self._pacer.drawn()
             self._footer().grey_waiting()  # in this frame, not one of its own
 
     def _with_pending_steps(self) -> View:
-        """The View with the pending steps appended (and the continue's rate); a paced frame
-        waiting for them is no longer needed."""
-        self._stop_flush_timer()
+        """The View with the pending steps appended (and the continue's rate); the current View
+        itself if none are pending. A paced frame waiting for them is no longer needed."""
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
         if not self._pending_steps:
             return self.view
         view = self.view.appended_all(self._pending_steps)
         self._pending_steps.clear()
         return view.with_rate(self._rate(len(view.steps)))
-
-    def _stop_flush_timer(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.stop()
-            self._flush_timer = None
 
     def _time_frame(self) -> None:
         """Time the frame this handler makes, on the UI thread's CPU clock from now until it is
