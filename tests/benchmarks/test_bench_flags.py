@@ -95,7 +95,9 @@ FAST_STEPS_CASES = [  # (args, the figures it prints: only the full run prints n
     pytest.param(("--ops",), (), id="ops", marks=pytest.mark.slow),
     pytest.param(("--threads", "--rounds", "1"), (), id="threads"),
     pytest.param(("--timeline", "--rounds", "1", "--dtype", "bfloat16"), (), id="timeline-bfloat16"),
-    pytest.param(("--keys", "--presses", "4", "--key-tokens", "400"), (), id="keys"),
+    # The keys wait for the continue's first paced frame, up to the pacer's MAX_INTERVAL_S (1 s)
+    # after the key; the continue must outlast it and the presses (``p`` ends it early).
+    pytest.param(("--keys", "--presses", "4", "--key-tokens", "2500"), (), id="keys"),
     pytest.param(("--ui-cpu", "--rounds", "1"), ("ui_key_frame_ms", "ui_last_frame_ms", "ui_continue_ms"), id="ui-cpu"),
     pytest.param(("--breakdown", "--rounds", "1"), (), id="breakdown", marks=pytest.mark.slow),
     pytest.param(("--rounds", "1", "--switch-interval", "0.001"),
