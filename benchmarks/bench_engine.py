@@ -28,22 +28,12 @@ from lmscope.engine import models
 from lmscope.engine.session import SessionOptions, model_source
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
+from bench_args import positive_int
 from continue_loop import continue_segment, run_to_end
 from peak_memory import PeakMemory
 
 GREEDY = GenerationSettings(max_new_tokens=10_000)
 SAMPLING = GenerationSettings(max_new_tokens=10_000, do_sample=True, temperature=0.8, top_k=50, top_p=0.95, seed=0)
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (else one line and exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
 
 
 def parse_args():

@@ -74,6 +74,7 @@ from lmscope.engine.session import SessionOptions, model_source
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
 
+from bench_args import positive_int
 from continue_loop import continue_to_end, run_to_end, steps_then_complete
 
 T5_PROMPT = "translate English to German: the woman laughs because the man opens the door"
@@ -521,15 +522,15 @@ def main_rows_later(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--breakdown", action="store_true", help="the Stepper's cost by capture (see above)")
     parser.add_argument("--threads", action="store_true", help="the bare loop on one thread, then on two")
     parser.add_argument("--ops", action="store_true", help="aten operations and torch calls per decode step")
     parser.add_argument("--keys", action="store_true", help="key to frame during a continue, then p (see above)")
-    parser.add_argument("--presses", type=int, default=120)
-    parser.add_argument("--key-tokens", type=int, default=20000, help="the continue's length for --keys")
+    parser.add_argument("--presses", type=positive_int, default=120)
+    parser.add_argument("--key-tokens", type=positive_int, default=20000, help="the continue's length for --keys")
     parser.add_argument("--timeline", action="store_true", help="where a short T5 continue's time goes")
     parser.add_argument("--switch-interval", type=float, help="seconds, for --timeline (sys.setswitchinterval)")
     parser.add_argument("--rows-later", action="store_true", help="rows and layers made in each step against waiting")

@@ -72,6 +72,12 @@ def test_bench_engine_refuses_a_bad_thread_count_in_one_line():
     assert "--torch-threads" in done.stderr.strip().splitlines()[-1]
 
 
+def test_bench_fast_steps_refuses_a_bad_round_count_in_one_line():
+    done = run_benchmark("bench_fast_steps.py", "--rounds", "0", timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--rounds" in done.stderr.strip().splitlines()[-1]
+
+
 def test_page_cost_runs():
     figures = printed_figures(run_benchmark("page_cost.py", "--mib", "8", "--rounds", "1"))
     assert_figures(figures, ("fresh_page_us", "reused_page_us", "store_write_ms", "prepared_store_write_ms"))
