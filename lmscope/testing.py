@@ -315,8 +315,9 @@ class FakeEngine:
             return self.recording.prompt
 
     def step(self, force: int | None = None, rows_later: bool = False,
-             record_later: bool = False) -> StepRecord | None:
-        """Return the next recorded step, after the gate and the delay.
+             record_later: bool = False, layers_later: bool | None = None) -> StepRecord | None:
+        """Return the next recorded step, after the gate and the delay (``layers_later`` changes
+        nothing: recorded steps have no layers to capture).
 
         With ``force`` the recorded step comes back choosing that id (``chosen_by="forced"``);
         the steps after it are the recording's, so a fake session stays deterministic. With

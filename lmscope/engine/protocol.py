@@ -27,12 +27,14 @@ class Engine(Protocol):
         ...
 
     def step(self, force: int | None = None, rows_later: bool = False,
-             record_later: bool = False) -> StepRecord | None:
+             record_later: bool = False, layers_later: bool | None = None) -> StepRecord | None:
         """Run one forward pass and choose one token (``force``: this id). Raises if finished.
 
         ``rows_later``: the record's attention rows may wait for :meth:`complete_waiting` (they
         read as zeros until then; a continue completes them before it hands steps over), and
         the step may capture no layers (``lens`` and ``layer_tensors`` then replay the step).
+        ``layers_later``: whether the step may leave its layers to that replay (None: as
+        ``rows_later``); False captures them in the step, for a Layers pane about to show it.
         ``record_later``: the whole record waits (a continue no breakpoint reads): the step
         returns None and :meth:`complete_waiting` returns the record.
         """

@@ -303,10 +303,11 @@ class RecordingEngine:
         return record
 
     def step(self, force: int | None = None, rows_later: bool = False,
-             record_later: bool = False) -> StepRecord | None:
+             record_later: bool = False, layers_later: bool | None = None) -> StepRecord | None:
         if not (rows_later or record_later):
             self.complete_waiting()  # the trace keeps the steps in the order they were made
-        record = self.engine.step(force=force, rows_later=rows_later, record_later=record_later)
+        record = self.engine.step(force=force, rows_later=rows_later, record_later=record_later,
+                                  layers_later=layers_later)
         if record is None:
             return None  # complete_waiting returns it
         if rows_later:
@@ -364,7 +365,8 @@ class ReplayEngine:
         """Every recorded step of the live branch, in order (rows mapped, not read)."""
         return (self.trace.step(i) for i in range(len(self.trace)))
 
-    def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False) -> StepRecord:
+    def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False,
+             layers_later: bool | None = None) -> StepRecord:
         raise UserError("a replayed session cannot step: record a new one with --record")
 
     def complete_waiting(self, write_behind: bool = False) -> tuple[StepRecord, ...]:

@@ -130,7 +130,7 @@ class Stepper:
 
     @_INFERENCE
     def step(self, force: int | None = None, rows_later: bool = False,
-             record_later: bool = False) -> StepRecord | None:
+             record_later: bool = False, layers_later: bool | None = None) -> StepRecord | None:
         """Generate one token and return everything recorded about it (``record_later``: None).
 
         Args:
@@ -146,6 +146,9 @@ class Stepper:
             record_later: a continue that no breakpoint reads: the rows wait, and
                 so does the record itself (its stages' summary is made with the other waiting
                 steps': ``waiting_records``). :meth:`complete_waiting` returns it.
+            layers_later: whether a decode step's layers wait for :meth:`_replayed` instead of
+                being captured in the step (None: as ``rows_later``). Like the rows' waiting, only
+                where the cache only appends; elsewhere they are captured in the step.
         """
         if self.finished:
             raise RuntimeError("generation has finished; call start() to begin again")
@@ -171,7 +174,8 @@ class Stepper:
             else:
                 later = rows_later and self._can_defer
                 recorder = AttentionRecorder(self._labels, self._rows, deferred=self._deferred if later else None)
-                outputs, described = self._forward(recorder, host_copy, later)
+                skip_layers = (rows_later if layers_later is None else layers_later) and self._can_defer
+                outputs, described = self._forward(recorder, host_copy, skip_layers)
             state.pending = None
             chosen = self._choose(outputs, force, host_copy, summarise=not record_later)
             del outputs  # the prefill's logits can be large; keep nothing of the forward pass
@@ -329,16 +333,16 @@ class Stepper:
 
     # -- one iteration of transformers' _sample ---------------------------------------------
 
-    def _forward(self, recorder: AttentionRecorder, host_copy: HostCopy, later: bool = False):
-        """One forward pass exactly as ``_sample`` makes it (``later``, a continue's decode step:
-        its layers are not captured; :meth:`_replayed` makes the capture when it is asked for).
+    def _forward(self, recorder: AttentionRecorder, host_copy: HostCopy, skip_layers: bool = False):
+        """One forward pass exactly as ``_sample`` makes it (``skip_layers``, a decode step whose
+        layers wait: they are not captured; :meth:`_replayed` makes the capture when asked for).
 
         Returns:
             ``(outputs, described)``: ``described()``, called once ``host_copy`` is made, gives
             the TensorInfos of the pass's inputs and logits.
         """
         state, model = self._state, self.model
-        if later and state.prefilled and self._layers.mode != "off":
+        if skip_layers and state.prefilled and self._layers.mode != "off":
             layers = self._layers.skipped()
         else:
             layers = self._layers.capture(self._rows, copy=not state.prefilled)

@@ -129,7 +129,14 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self._pacer.begin()
         self.view = self.view.with_state(state)
         text = "".join(step.token for step in self.view.steps)
-        self.run_steps(self.engine, limit, self.pause_requested, self.enabled_breakpoints(), text)
+        # A single step with the Layers tab showing is shown there next: capture its layers in
+        # the step (a few hooks) rather than replay its forward pass when the lens asks.
+        layers_in_step = limit == 1 and self._layers_showing()
+        self.run_steps(self.engine, limit, self.pause_requested, self.enabled_breakpoints(), text, layers_in_step)
+
+    def _layers_showing(self) -> bool:
+        """Whether the main screen's Layers tab is the active one."""
+        return self.get_screen_stack_root().query_one("#tabs", TabbedContent).active == "layers"
 
     def action_pause(self) -> None:
         """Ask the running continue to stop after the current step (p)."""

@@ -104,7 +104,8 @@ class EngineWorkers:
 
     @on_engine_thread
     def run_steps(self, engine: Engine, limit: int | None, pause: threading.Event,
-                  breakpoints: tuple[tuple[int, Breakpoint], ...] = (), text: str = "") -> None:
+                  breakpoints: tuple[tuple[int, Breakpoint], ...] = (), text: str = "",
+                  layers_in_step: bool = False) -> None:
         """Step ``limit`` times (None: until finished), stopping at a step boundary once ``pause``
         is set or after a step where one of ``breakpoints`` holds.
 
@@ -114,6 +115,9 @@ class EngineWorkers:
             pause: checked before each step after the first, so a pause never interrupts a step.
             breakpoints: the enabled breakpoints with their numbers (a snapshot: plain data).
             text: the generated text so far, for the ``text`` field.
+            layers_in_step: capture each step's layers in the step (the Layers pane shows the
+                step next: a replay would run its forward pass a second time). Otherwise the
+                Layers pane replays a step when it is asked for it.
         """
         done, hit, batch, posted = 0, None, [], time.perf_counter()
         # Without breakpoints nothing reads a step's record before the hand-over, so the
@@ -126,8 +130,9 @@ class EngineWorkers:
                     break
                 # The attention rows wait, and are made for the whole batch before it goes
                 # (engine/deferred_rows.py): a step then reads the keys once, not twice. Its
-                # layers are not captured: the Layers pane's lens replays the step it asks for.
-                record = engine.step(rows_later=True, record_later=record_later)
+                # layers are not captured (unless the Layers pane is about to show this step): the
+                # Layers pane's lens replays the step it asks for.
+                record = engine.step(rows_later=True, record_later=record_later, layers_later=not layers_in_step)
                 if record is not None:
                     text += record.token
                     hit = _first_hit(breakpoints, record, text)  # breakpoints read no attention rows

@@ -74,6 +74,34 @@ def test_a_continue_captures_no_layers_in_its_decode_steps(loaded):
     assert lmscope_hooks(loaded.model)
 
 
+def test_a_step_whose_rows_wait_captures_its_layers_in_the_step_when_asked(loaded):
+    """``layers_later=False`` (the TUI's ``n`` with the Layers tab showing): the rows and record
+    still wait, but the layers are captured as the step runs, equal to a step made in place, and
+    the lens asks for no replay."""
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    for _ in range(STEPS):
+        stepper.step(rows_later=True, record_later=True, layers_later=False)
+        stepper.complete_waiting()
+    assert all(stepper._residuals[step][0] is not REPLAY for step in range(STEPS))
+    replays = []
+    stepper._replayed = lambda step: replays.append(step)
+    assert_same_captures(made_in_each_step(loaded), captures(stepper, range(STEPS)))
+    assert replays == []
+
+
+def test_a_step_made_in_place_may_leave_its_layers_to_a_replay(loaded):
+    """``layers_later=True`` on a step whose rows are made in the step: no hook runs, and the
+    replayed capture equals the one made in place."""
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    stepper.step()
+    for _ in range(STEPS - 1):
+        stepper.step(layers_later=True)
+    assert [stepper._residuals[step][0] is REPLAY for step in range(1, STEPS)] == [True] * (STEPS - 1)
+    assert_same_captures(made_in_each_step(loaded), captures(stepper, range(STEPS)))
+
+
 def test_replayed_captures_equal_captures_made_in_the_step(loaded):
     stepper = continued(loaded)
     got = captures(stepper, range(STEPS))

@@ -199,3 +199,50 @@ async def test_a_recorded_session_says_it_keeps_no_layers(tmp_path):
         await settle(app, pilot)
         text = screen_text(app)
         assert "a recorded session keeps no layer captures" in text and "lens failed" not in text
+
+
+async def test_a_single_step_with_the_layers_tab_showing_captures_its_layers_in_the_step(tiny_llama_dir):
+    """``n`` with the Layers tab showing: the step captures its layers as it runs, so the lens
+    that the pane asks for next needs no second forward pass; with another tab showing, and in
+    a continue, the step leaves them to a replay."""
+    from lmscope.engine import models
+    from lmscope.engine.layers import REPLAY
+    from lmscope.engine.settings import GenerationSettings
+    from lmscope.engine.stepper import Stepper
+    from lmscope.tui.app import make_app
+
+    loaded = models.load(str(tiny_llama_dir), "llama", device="cpu", dtype="float32")
+    settings = GenerationSettings(max_new_tokens=8, min_new_tokens=8)
+    stepper = Stepper(loaded, "the quick brown fox", settings)
+    replayed = []
+    replay = stepper._replayed
+    stepper._replayed = lambda step: (replayed.append(step), replay(step))[1]
+    app = make_app(lambda: stepper, theme="textual-dark")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("n")  # step 0 comes from the prefill, captured in start()
+        await settle(app, pilot)
+        pane = await open_layers(app, pilot, "5")
+        for _ in range(2):
+            await pilot.press("n")
+            await settle(app, pilot)
+            await pilot.pause()
+        assert "step 3 · chose" in screen_text(app)
+        assert [stepper._residuals[step][0] is REPLAY for step in (1, 2)] == [False, False]
+        assert replayed == []
+        shown = pane._lenses[pane.key_of(app.view)][0]
+        await pilot.press("1")  # the Attention tab
+        await settle(app, pilot)
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert stepper._residuals[3][0] is REPLAY
+        await open_layers(app, pilot, "5")
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert app.view.state == "finished"
+        assert [stepper._residuals[step][0] is REPLAY for step in range(4, 7)] == [True] * 3
+    reference = Stepper(loaded, "the quick brown fox", settings)
+    reference.start()
+    for _ in range(3):
+        reference.step()
+    assert lens_numbers(shown) == lens_numbers(reference.lens(2))
