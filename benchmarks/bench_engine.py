@@ -2,12 +2,16 @@
 
 Every ratio compares two things measured in this run, on this machine, on the same model
 (the offline default SmolLM2-135M-Instruct unless --model is given). Prints a table and, as
-its last line: step_ratio=X continue_step_ratio=X prefill_time_ratio=X prefill_mem_ratio=X run_ratio=X bytes_per_step=N
+its last line: step_ratio=X inplace_step_ratio=X continue_step_ratio=X prefill_time_ratio=X prefill_mem_ratio=X
+run_ratio=X bytes_per_step=N
 
     python benchmarks/bench_engine.py [--model PATH] [--device cpu|cuda] [--context 2048]
         [--torch-threads N] [--only rng|rows|continue|step] [--unprepared]
 
-A single step (the TUI's ``n``) is followed, untimed, by ``prepare_next``, as the app calls it
+``step_ratio`` is the TUI's ``n`` (``continue_loop.single_step``: the step's rows and record are
+completed at the call's end, its layers replayed only if the Layers pane asks), and
+``inplace_step_ratio`` a ``Stepper.step()`` that makes everything in the step, full layer
+capture included. Each single step is followed, untimed, by ``prepare_next``, as the app calls it
 once the step is handed over (``--unprepared``: without it).
 """
 
@@ -29,7 +33,7 @@ from lmscope.engine.session import SessionOptions, model_source
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
 from bench_args import positive_int
-from continue_loop import continue_segment, run_to_end
+from continue_loop import continue_segment, run_to_end, single_step
 from peak_memory import PeakMemory
 
 GREEDY = GenerationSettings(max_new_tokens=10_000)
@@ -122,34 +126,41 @@ HAND_OVERS = 3
 run, and the segment waits for its last one's, so no write of it runs into a bare block."""
 
 
-def measure_steps(loaded, bare_model, prompt: str, settings, args, in_continue: bool = False) -> tuple[float, ...]:
-    """Median seconds of a bare step and an lmscope step (the TUI's ``n``), and with
-    ``in_continue`` then of a bare step and an lmscope step in a continue, at ``--context``.
+def measure_steps(loaded, bare_model, prompt: str, settings, args, in_continue: bool = False) -> dict[str, float]:
+    """Median seconds of a bare step, of the ``n`` key's step and of a step made in place, and
+    with ``in_continue`` of a bare step and a step in a continue, at ``--context``.
 
-    Single steps alternate one by one, so whatever else the machine does hits both alike. The
-    continue's steps alternate in blocks of CONTINUE_BLOCK with as many bare steps: the block's
-    rows wait and are completed at its end, as at a continue's hand-over, and a step's time is
-    the block's over its steps.
+    ``key``: the TUI's ``n`` (``continue_loop.single_step``: the rows and record wait for the
+    call's end, which completes them; the layers are replayed if the Layers pane asks).
+    ``in place``: ``Stepper.step()``, its rows, record and full layer capture made in the step
+    (a forced token's step in the TUI; ``--headless`` steps so with its lighter layer capture).
+    Each has its own Stepper, so all three contexts grow alike. Single steps alternate one by
+    one, so whatever else the machine does hits all of them alike. The continue's steps
+    alternate in blocks of CONTINUE_BLOCK with as many bare steps: the block's rows wait and
+    are completed at its end, as at a continue's hand-over, and a step's time is the block's
+    over its steps.
     """
-    stepper = Stepper(loaded, prompt, settings)
-    stepper.start()
-    stepper.step()
-    processors = stepper._state.processors if settings.do_sample else None
+    key_stepper, in_place = Stepper(loaded, prompt, settings), Stepper(loaded, prompt, settings)
+    for stepper in (key_stepper, in_place):
+        stepper.start()
+        stepper.step()
+    processors = in_place._state.processors if settings.do_sample else None
     ids = loaded.tokenizer(prompt, return_tensors="pt").input_ids.to(bare_model.device)
     bare = BareLoop(bare_model, ids, processors)
-    bare_s, ours_s, bare_block_s, continue_s = [], [], [], []
+    seconds = {"bare": [], "key": [], "in place": [], "bare block": [], "continue": []}
+    singles = (("key", key_stepper, lambda: single_step(key_stepper)), ("in place", in_place, in_place.step))
     for _ in range(args.steps * args.rounds):
-        bare_s.append(timed(bare.step, args.device))
-        ours_s.append(timed(stepper.step, args.device))
-        if not args.unprepared:
-            stepper.prepare_next()  # untimed: the app calls it once the step is handed over
+        for name, stepper, step in singles:
+            seconds["bare"].append(timed(bare.step, args.device))
+            seconds[name].append(timed(step, args.device))
+            if not args.unprepared:
+                stepper.prepare_next()  # untimed: the app calls it once the step is handed over
     segment = CONTINUE_BLOCK * HAND_OVERS
     for _ in range(max(3, 2 * args.steps * args.rounds // segment) if in_continue else 0):
-        bare_block_s.append(timed(lambda: [bare.step() for _ in range(segment)], args.device))
-        continue_s.append(timed(lambda: continue_segment(stepper, CONTINUE_BLOCK, HAND_OVERS), args.device))
-    measured = ((bare_s, 1), (ours_s, 1)) + (((bare_block_s, segment), (continue_s, segment))
-                                             if in_continue else ())
-    return tuple(statistics.median(values) / per for values, per in measured)
+        seconds["bare block"].append(timed(lambda: [bare.step() for _ in range(segment)], args.device) / segment)
+        seconds["continue"].append(
+            timed(lambda: continue_segment(key_stepper, CONTINUE_BLOCK, HAND_OVERS), args.device) / segment)
+    return {name: statistics.median(values) for name, values in seconds.items() if values}
 
 
 def measure_rng(loaded, prompt: str, args) -> tuple[float, float]:
@@ -392,10 +403,11 @@ def main() -> None:
         print_rows(measure_rows(loaded, prompt, args))
         return
     if args.only == "step":
-        bare_s, ours_s = measure_steps(loaded, bare_model, prompt, GREEDY, args)
+        steps = measure_steps(loaded, bare_model, prompt, GREEDY, args)
         print(f"single decode step at {args.context} tokens ({'un' if args.unprepared else ''}prepared): "
-              f"bare {bare_s * 1e3:.1f} ms, lmscope {ours_s * 1e3:.1f} ms")
-        print(f"step_ratio={ours_s / bare_s:.4f}")
+              f"bare {steps['bare'] * 1e3:.1f} ms, the n key's {steps['key'] * 1e3:.1f} ms, "
+              f"in place {steps['in place'] * 1e3:.1f} ms")
+        print(f"step_ratio={steps['key'] / steps['bare']:.4f} inplace_step_ratio={steps['in place'] / steps['bare']:.4f}")
         return
     if args.only == "continue":
         print_continue(measure_continue(loaded, bare_model, prompt, args), args)
@@ -419,7 +431,9 @@ def main() -> None:
 def print_table(loaded, args, results) -> None:
     mib = 1024 * 1024
     config = loaded.model.config
-    (bare_g, ours_g, bare_gc, ours_gc), (bare_s, ours_s) = results["greedy"], results["sampling"]
+    greedy, sampling = results["greedy"], results["sampling"]
+    bare_g, ours_g, bare_gc, ours_gc = greedy["bare"], greedy["key"], greedy["bare block"], greedy["continue"]
+    bare_s, ours_s = sampling["bare"], sampling["key"]
     (sdpa_s, sdpa_mem), (capture_s, capture_mem) = results["prefill"]
     generate_tps, lmscope_tps = results["run"]
     retained, written = results["retained"]
@@ -427,11 +441,13 @@ def print_table(loaded, args, results) -> None:
           f"{config.num_key_value_heads} kv heads), device {args.device}, dtype {args.dtype}, "
           f"context {args.context}, torch threads {torch.get_num_threads()}")
     rows = [
-        ("decode step, greedy (median)", f"bare SDPA {bare_g * 1e3:.1f} ms", f"lmscope {ours_g * 1e3:.1f} ms",
+        ("decode step, greedy, n key", f"bare SDPA {bare_g * 1e3:.1f} ms", f"lmscope {ours_g * 1e3:.1f} ms",
          ours_g / bare_g, "<= 1.10"),
+        ("decode step, greedy, in place", f"bare SDPA {bare_g * 1e3:.1f} ms",
+         f"lmscope {greedy['in place'] * 1e3:.1f} ms", greedy["in place"] / bare_g, ""),
         ("decode step in a continue", f"bare SDPA {bare_gc * 1e3:.1f} ms", f"lmscope {ours_gc * 1e3:.1f} ms",
          ours_gc / bare_gc, "<= 1.10"),
-        ("decode step, sampling (median)", f"+processors {bare_s * 1e3:.1f} ms", f"lmscope {ours_s * 1e3:.1f} ms",
+        ("decode step, sampling, n key", f"+processors {bare_s * 1e3:.1f} ms", f"lmscope {ours_s * 1e3:.1f} ms",
          ours_s / bare_s, ""),
         ("prefill time (median)", f"SDPA {sdpa_s:.2f} s", f"capture {capture_s:.2f} s", capture_s / sdpa_s, "<= 1.25"),
         ("prefill peak extra memory", f"SDPA {sdpa_mem / mib:.0f} MiB", f"capture {capture_mem / mib:.0f} MiB",
@@ -445,7 +461,8 @@ def print_table(loaded, args, results) -> None:
     print(f"{'heap retained per step':<32}{'':<26}{retained / 1024:<18.1f}KiB{'':>8}<= 256 KiB")
     print(f"{'attention rows written per step':<32}{'':<26}{written / 1024:<18.1f}KiB  (to the mapped row store)")
     print_rng(results["rng"])
-    print(f"step_ratio={ours_g / bare_g:.3f} continue_step_ratio={ours_gc / bare_gc:.3f} "
+    print(f"step_ratio={ours_g / bare_g:.3f} inplace_step_ratio={greedy['in place'] / bare_g:.3f} "
+          f"continue_step_ratio={ours_gc / bare_gc:.3f} "
           f"rng_ratio={results['rng'][1] / results['rng'][0]:.4f} prefill_time_ratio={capture_s / sdpa_s:.3f} "
           f"prefill_mem_ratio={capture_mem / sdpa_mem:.3f} run_ratio={lmscope_tps / generate_tps:.3f} "
           f"bytes_per_step={retained:.0f}")

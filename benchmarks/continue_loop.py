@@ -41,6 +41,16 @@ def hand_over(stepper) -> None:
     stepper.complete_waiting(write_behind=True)
 
 
+def single_step(stepper) -> None:
+    """The ``n`` key's step, as ``run_steps`` makes it with ``limit=1`` and no breakpoint: the
+    step's rows and record wait (its layers are not captured: the Layers pane replays the step
+    when it shows it), and the call's end completes them (``complete_waiting``: every row
+    written). The app then calls ``prepare_next`` while the person reads the step; callers that
+    time this call it untimed after."""
+    stepper.step(rows_later=True, record_later=True)
+    stepper.complete_waiting()
+
+
 def steps_then_complete(stepper, steps: int) -> None:
     """``steps`` steps whose rows, captures and records wait, then one hand-over."""
     for _ in range(steps):

@@ -18,6 +18,9 @@ Each row is milliseconds a step and its share of the baseline's step. The parts 
 wait and are made at each hand-over, and decode steps capture no layers; SmolLM2 in blocks of
 four steps, each against four bare steps), and the completions are timed as parts of their own.
 
+``--key`` (SmolLM2) steps as the TUI's ``n`` does (``continue_loop.single_step``: the rows and the
+record wait for the call's end, no layer is captured; ``prepare_next`` untimed after each).
+
 ``--rows-order`` alternates, step by step on one SmolLM2 Stepper at ``--context``, lmscope's
 attention function (the kept rows computed before SDPA) with a copy that computes them after
 SDPA, and prints both orders' step and rows times.
@@ -26,7 +29,7 @@ SDPA, and prints both orders' step and rows times.
 under ``torch.compile``, at the two models' vocabulary sizes: what compiling the capture alone
 would save.
 
-    python benchmarks/profile_step.py [--family llama|t5] [--continue] [--context 2048] [--steps 16]
+    python benchmarks/profile_step.py [--family llama|t5] [--continue | --key] [--context 2048] [--steps 16]
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from lmscope.engine.session import SessionOptions, model_source
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
 
-from continue_loop import run_to_end, steps_then_complete
+from continue_loop import run_to_end, single_step, steps_then_complete
 
 T5_PROMPT = "translate English to German: the woman laughs because the man opens the door"
 
@@ -132,6 +135,9 @@ def profile_llama(args) -> None:
     if args.as_continue:
         def ours():
             steps_then_complete(stepper, block)
+    elif args.key:
+        def ours():
+            single_step(stepper)
     else:
         ours = stepper.step
 
@@ -147,9 +153,12 @@ def profile_llama(args) -> None:
             bare_parts = clock.take()
             ours_s.append(_timed(ours) / block)
             parts.append({part: value / block for part, value in clock.take().items()})
+            if args.key:
+                stepper.prepare_next()  # untimed: the app calls it once the step is handed over
             parts[-1]["bare loop: model forward"] = bare_parts.get("model forward", 0.0) / block
     base = statistics.median(bare_s)
-    how = f"{args.steps} blocks of {block} steps of each as a continue" if args.as_continue else f"{args.steps} steps of each"
+    how = (f"{args.steps} blocks of {block} steps of each as a continue" if args.as_continue
+           else f"{args.steps} steps of each" + (" as the n key makes them" if args.key else ""))
     print(f"SmolLM2, {args.context}-token prompt, {how}, alternated (medians per step)")
     _print_row("bare loop step", base, base)
     _print_row("Stepper step", statistics.median(ours_s), base)
@@ -292,9 +301,13 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--compiled-summary", action="store_true", help="the stage summary eager and compiled")
     parser.add_argument("--rows-order", action="store_true", help="kept rows before SDPA against after it")
+    parser.add_argument("--key", action="store_true",
+                        help="llama: step as the TUI's n key does (rows and record completed at the call's end)")
     parser.add_argument("--continue", dest="as_continue", action="store_true",
                         help="step as a continue does (rows wait, no layer capture)")
     args = parser.parse_args()
+    if args.key and (args.family != "llama" or args.as_continue):
+        parser.error("--key steps SmolLM2 (--family llama) one step at a time, not with --continue")
     if args.rows_order:
         rows_order(args)
     elif args.compiled_summary:

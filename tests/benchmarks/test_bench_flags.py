@@ -53,10 +53,11 @@ ENGINE_CASES = [
                  ("continue_behind_ratio", "continue_in_hand_over_ratio", "continue_step_ratio"),
                  id="only-continue-torch-threads"),
     pytest.param((*SMALL_ENGINE, "--only-layers"), ("layers_step_ratio",), id="only-layers"),
-    pytest.param((*SMALL_ENGINE, "--only", "step", "--unprepared"), ("step_ratio",), id="only-step-unprepared",
+    pytest.param((*SMALL_ENGINE, "--only", "step", "--unprepared"), ("step_ratio", "inplace_step_ratio"),
+                 id="only-step-unprepared",
                  marks=pytest.mark.slow),
     pytest.param((*SMALL_ENGINE, "--run-tokens", "4"),
-                 ("step_ratio", "continue_step_ratio", "rng_ratio", "prefill_time_ratio", "prefill_mem_ratio",
+                 ("step_ratio", "inplace_step_ratio", "continue_step_ratio", "rng_ratio", "prefill_time_ratio", "prefill_mem_ratio",
                   "run_ratio", "bytes_per_step"), id="everything", marks=pytest.mark.slow),
 ]
 
@@ -87,6 +88,20 @@ def test_profile_step_rows_order_runs():
     done = run_benchmark("profile_step.py", "--rows-order", "--context", "64", "--steps", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rows" in done.stdout and "ms" in done.stdout
+
+
+def test_profile_step_key_times_the_n_keys_completion():
+    """``--key``: the step's rows are made when the call completes them, not in the forward pass."""
+    done = run_benchmark("profile_step.py", "--key", "--context", "64", "--steps", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "as the n key makes them" in done.stdout
+    assert "completing waiting steps" in done.stdout and "attention rows: computed" not in done.stdout
+
+
+def test_profile_step_key_refuses_t5_in_one_line():
+    done = run_benchmark("profile_step.py", "--key", "--family", "t5")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--key" in done.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.slow
