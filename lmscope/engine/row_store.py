@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lmscope.engine.cores import spare_core
+
 CHUNK_BYTES = 64 * 1024 * 1024
 ALIGN = 64
 _ZEROS = memoryview(bytes(1024 * 1024))
@@ -180,21 +182,14 @@ def _write_all(queued: list[tuple[Slot, np.ndarray, int | None]]) -> None:
 
 def writer_has_a_core(device: torch.device) -> bool:
     """Whether writing behind can pay for a model on ``device``: the writer needs a core the
-    step leaves free. A model on an accelerator leaves the host's cores to it; on the CPU, only
-    if torch's threads are fewer than the cores this process may use. Where every core runs the
-    forward, the writer preempts its threads, and each parallel region waits for the one it
-    stopped. On the 2-core machine (``bench_engine.py --only continue``, SmolLM2 at 2k, four
-    runs each), a continue's step with its rows written behind took 8.1 and 3.7 ms more and
-    2.9 and 2.0 ms less than with them written in the hand-over when torch ran two threads (a
-    mean of 1.7 ms more), and 4.4 and 4.2 ms less and 0.3 and 1.9 ms more when it ran one (a
-    mean of 1.6 ms less): the machine's noise is as large as the effect there."""
-    if device.type != "cpu":
-        return True
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return torch.get_num_threads() < cores
+    step leaves free (``cores.spare_core``); where every core runs the forward, the writer
+    preempts its threads, and each parallel region waits for the one it stopped. On the 2-core
+    machine (``bench_engine.py --only continue``, SmolLM2 at 2k, four runs each), a continue's
+    step with its rows written behind took 8.1 and 3.7 ms more and 2.9 and 2.0 ms less than with
+    them written in the hand-over when torch ran two threads (a mean of 1.7 ms more), and 4.4
+    and 4.2 ms less and 0.3 and 1.9 ms more when it ran one (a mean of 1.6 ms less): the
+    machine's noise is as large as the effect there."""
+    return spare_core(device)
 
 
 _WRITER: ThreadPoolExecutor | None = None

@@ -24,7 +24,7 @@ from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.actions import BrowseActions
 from lmscope.tui.control import CONTROL_ACTIONS, ControlActions
 from lmscope.tui.messages import EngineFailed, ModelLoaded, PromptEncoded, RunStopped, StepCompleted
-from lmscope.tui.pacing import FramePacer
+from lmscope.tui.pacing import FramePacer, frame_duty
 from lmscope.tui.palette import PaletteCommands
 from lmscope.tui.screen import PANES, DebuggerScreen
 from lmscope.tui.view import View
@@ -153,6 +153,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
     def on_model_loaded(self, message: ModelLoaded) -> None:
         """Keep the engine; hide the cross-attention tab for decoder-only models."""
         self.engine = message.engine
+        self._pacer.duty = frame_duty(message.spare_core)
         if message.info.family != "t5":
             self.get_screen_stack_root().query_one("#tabs", TabbedContent).hide_tab("cross")
         self.view = View(info=message.info, state="loading")

@@ -20,6 +20,9 @@ class ModelLoaded(Message):
 
     engine: Engine
     info: SessionInfo
+    spare_core: bool = True
+    """Whether the model's steps leave the host a core (``engine.cores.spare_core``): where they
+    do not, every millisecond the UI thread draws stops the step, and frames come less often."""
 
 
 @dataclass

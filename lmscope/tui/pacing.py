@@ -23,7 +23,21 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 DUTY = 0.04
-"""At most this share of a continue goes to drawing on the UI thread."""
+"""At most this share of a continue goes to drawing on the UI thread, where the model's steps
+leave the host a core (a model on an accelerator: the UI thread competes with the engine thread
+for the interpreter only)."""
+SHARED_CORES_DUTY = 0.02
+"""The share where torch's CPU threads run on every core (``engine.cores.spare_core``): there a
+frame also stops the step for as long as it draws, since it takes a core from torch's team, so
+the same frames cost the model about twice as much. On the 2-core machine, paired rounds of the
+real app's continue against the bare loop (medians): SmolLM2's 24 tokens 0.926 of the bare
+loop at 0.04 against 0.944 at this duty (20 rounds; 0.920 against 0.947 and 0.935 against
+0.937 in two runs of 10), the demo T5's 256 tokens 0.925 against 0.950 (12 rounds)."""
+
+
+def frame_duty(spare_core: bool) -> float:
+    """The duty for a model whose steps leave the host a core (``spare_core``) or not."""
+    return DUTY if spare_core else SHARED_CORES_DUTY
 MIN_INTERVAL_S = 1 / 10
 MAX_INTERVAL_S = 1.0
 

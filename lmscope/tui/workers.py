@@ -19,6 +19,7 @@ from textual import work
 
 from lmscope.engine import engine_thread
 from lmscope.engine.breakpoints import Breakpoint, hit_message, step_values
+from lmscope.engine.cores import spare_core
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.messages import (
     BranchResumed, EngineFailed, HistoryLoaded, ModelLoaded, PromptEncoded, Rewound, RunStopped, SessionWritten,
@@ -64,7 +65,7 @@ class EngineWorkers:
         """Load the model (slow), then encode the prompt."""
         try:
             engine = factory()
-            self.post_message(ModelLoaded(engine, engine.info))
+            self.post_message(ModelLoaded(engine, engine.info, spare_core(engine.info.device)))
             prompt = engine.start()
         except Exception as error:  # shown in the app; the worker must not take the app down
             self.post_message(EngineFailed(error, "load"))

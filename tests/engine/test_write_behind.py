@@ -176,8 +176,10 @@ def test_steps_over_the_byte_budget_write_behind_too(loaded, monkeypatch):
 @pytest.mark.parametrize("threads, cores, device, expected", [
     (2, 2, "cpu", False), (1, 2, "cpu", True), (4, 16, "cpu", True), (16, 16, "cuda", True)])
 def test_the_writer_needs_a_core_the_step_leaves_free(monkeypatch, threads, cores, device, expected):
-    monkeypatch.setattr(row_store.torch, "get_num_threads", lambda: threads)
-    monkeypatch.setattr(row_store.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    from lmscope.engine import cores as cores_module
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    monkeypatch.setattr(cores_module.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert row_store.writer_has_a_core(torch.device(device)) is expected
 
 

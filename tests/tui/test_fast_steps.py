@@ -270,3 +270,20 @@ async def test_the_next_steps_row_pages_are_prepared_after_each_engine_call_hand
         await pilot.press("c")
         await settle(app, pilot)
         assert engine.prepared_after == [1, 8] and app.view.state == "finished"
+
+
+@pytest.mark.parametrize("spare, duty", [(True, 0.04), (False, 0.02)])
+async def test_frames_come_half_as_often_where_the_model_takes_every_core(monkeypatch, spare, duty):
+    """Where torch's threads run on every core, a frame also stops the step while it draws, so
+    the pacer's duty halves; the load asks the engine thread which holds (``cores.spare_core``)
+    for the engine's own device."""
+    from lmscope.tui import pacing, workers
+
+    asked = []
+    monkeypatch.setattr(workers, "spare_core", lambda device: (asked.append(device), spare)[1])
+    async with running(steps=8) as (app, pilot, engine):
+        assert asked == [engine.info.device]
+        assert app._pacer.duty == duty == pacing.frame_duty(spare)
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert app.view.state == "finished" and app._pacer.duty == duty
