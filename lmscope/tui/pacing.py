@@ -34,12 +34,13 @@ real app's continue against the bare loop (medians): SmolLM2's 24 tokens 0.926 o
 loop at 0.04 against 0.944 at this duty (20 rounds; 0.920 against 0.947 and 0.935 against
 0.937 in two runs of 10), the demo T5's 256 tokens 0.925 against 0.950 (12 rounds)."""
 
+MIN_INTERVAL_S = 1 / 10
+MAX_INTERVAL_S = 1.0
+
 
 def frame_duty(spare_core: bool) -> float:
     """The duty for a model whose steps leave the host a core (``spare_core``) or not."""
     return DUTY if spare_core else SHARED_CORES_DUTY
-MIN_INTERVAL_S = 1 / 10
-MAX_INTERVAL_S = 1.0
 
 
 @dataclass
