@@ -85,8 +85,8 @@ def step_values(record: StepRecord, text: str) -> dict[str, object]:
     """
     final, raw = record.stages[-1], record.stages[0]
     probs = [c.prob for c in final.top]
-    chosen = record.chosen
-    p = record.chosen_prob if record.chosen_prob is not None else (chosen.prob if chosen else 0.0)
+    p = record.final_prob
+    p = 0.0 if p is None else p
     raw_ids = [c.token_id for c in raw.top]
     rank = record.raw_rank or (raw_ids.index(record.token_id) + 1 if record.token_id in raw_ids else len(raw_ids) + 1)
     return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from lmscope.engine.records import CacheStats, LayerCache
+from lmscope.engine.records import CacheStats, LayerCache, LazyTuple
 
 
 CACHE_KWARGS = ("cache", "past_key_values")
@@ -56,6 +56,9 @@ def detached_copy(cache):
 def cache_stats(cache, query_heads: int, kv_heads: int) -> CacheStats | None:
     """Shapes and bytes of every layer's keys and values.
 
+    The shapes are read now (the cache grows each step); the layers' entries are made when
+    first read (``records.LazyTuple``): a continue makes a record a step, and the TUI shows few.
+
     Args:
         cache: a transformers ``Cache`` (``DynamicCache``) or ``EncoderDecoderCache``, or None.
         query_heads: the model's attention heads, shown beside kv heads to make GQA visible.
@@ -67,40 +70,48 @@ def cache_stats(cache, query_heads: int, kv_heads: int) -> CacheStats | None:
         return None
     from lmscope.engine.distributed import tensor_parallel_ranks
 
-    ranks, described = tensor_parallel_ranks(), {}
     if hasattr(cache, "self_attention_cache"):
-        entries = (_layers(cache.self_attention_cache, "self", ranks, described)
-                   + _layers(cache.cross_attention_cache, "cross", ranks, described))
+        seen = _shapes(cache.self_attention_cache, "self") + _shapes(cache.cross_attention_cache, "cross")
     else:
-        entries = _layers(cache, "self", ranks, described)
-    return CacheStats(
-        layers=tuple(entries), query_heads=query_heads, kv_heads=kv_heads, cache_class=type(cache).__name__
-    )
+        seen = _shapes(cache, "self")
+    ranks = tensor_parallel_ranks()
+    return CacheStats(layers=LazyTuple(lambda: _entries(seen, ranks)), query_heads=query_heads,
+                      kv_heads=kv_heads, cache_class=type(cache).__name__)
 
 
-def _layers(cache, kind: str, ranks: int, described: dict) -> list[LayerCache]:
-    """Each layer's keys and values. Under tensor parallel this rank holds ``1/ranks`` of the kv
-    heads (heads split evenly: ``placement`` refuses anything else), so shapes and bytes are
-    scaled to the whole model's cache, as one process would hold it.
-
-    Every step makes a record of every layer: the layers' keys mostly share one shape, dtype and
-    device, so ``described`` keeps the fields each such signature gives, computed once a call.
-    """
-    entries = []
+def _shapes(cache, kind: str) -> list[tuple]:
+    """``(kind, layer, keys, values)`` of every layer holding keys: ``keys`` and ``values`` are
+    ``(shape, dtype, device)``, read from the tensors as they are now."""
+    shapes = []
     for index, layer in enumerate(cache.layers):
         keys = getattr(layer, "keys", None)
         if keys is None or keys.numel() == 0:
             continue
         values = layer.values
-        signature = (keys.shape, values.shape, keys.dtype, keys.device)
+        shapes.append((kind, index, (keys.shape, keys.dtype, keys.device), (values.shape, values.dtype)))
+    return shapes
+
+
+def _entries(shapes: list[tuple], ranks: int) -> list[LayerCache]:
+    """Each layer's entry. Under tensor parallel this rank holds ``1/ranks`` of the kv heads
+    (heads split evenly: ``placement`` refuses anything else), so shapes and bytes are scaled to
+    the whole model's cache, as one process would hold it.
+
+    The layers' keys mostly share one shape, dtype and device, so ``described`` keeps the fields
+    each such signature gives, computed once a record.
+    """
+    entries, described = [], {}
+    for kind, index, keys, values in shapes:
+        signature = (keys, values)
         fields = described.get(signature)
         if fields is None:
+            (key_shape, dtype, device), (value_shape, value_dtype) = keys, values
             fields = described[signature] = (
-                _whole(keys.shape, ranks),
-                _whole(values.shape, ranks),
-                str(keys.dtype).removeprefix("torch."),
-                (keys.numel() * keys.element_size() + values.numel() * values.element_size()) * ranks,
-                str(keys.device),
+                _whole(key_shape, ranks),
+                _whole(value_shape, ranks),
+                str(dtype).removeprefix("torch."),
+                (key_shape.numel() * dtype.itemsize + value_shape.numel() * value_dtype.itemsize) * ranks,
+                str(device),
             )
         # key_shape, value_shape, dtype, bytes, device, given positionally (a frozen
         # dataclass's keywords cost twice as much)

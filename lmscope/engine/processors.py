@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from lmscope.engine.records import Candidate, Stage
+from lmscope.engine.records import Candidate, LazyTuple, Stage
 
 
 @dataclass
@@ -121,15 +121,32 @@ def chosen_numbers(logits: torch.Tensor, probs: torch.Tensor, next_tokens: torch
 def stages_from(summaries: StageTensors, packed, decode: Callable[[int], str]
                 ) -> tuple[tuple[Stage, ...], list[float]]:
     """The stages, and the extra numbers, from one row of :func:`pack_stages` on the host."""
+    values = packed.tolist()
+    at = len(summaries.names) * (4 * summaries.top + 2)
+    return _stages(summaries, values[:at], decode), values[at:]
+
+
+def lazy_stages_from(summaries: StageTensors, packed, decode: Callable[[int], str]
+                     ) -> tuple[LazyTuple, list[float]]:
+    """:func:`stages_from`, the stages made when first read (``records.LazyTuple``): a
+    continue's hand-over completes hundreds of records, and the TUI shows few of them.
+
+    Args:
+        packed: the row, a numpy array the stages keep (it must not change afterwards).
+    """
+    at = len(summaries.names) * (4 * summaries.top + 2)
+    stages = LazyTuple(lambda: _stages(summaries, packed[:at].tolist(), decode))
+    return stages, packed[at:].tolist()
+
+
+def _stages(summaries: StageTensors, values: list[float], decode: Callable[[int], str]) -> tuple[Stage, ...]:
     top = summaries.top
     width = 4 * top + 2
-    values = packed.tolist()
     stages, previous_ids = [], None
     for index, name in enumerate(summaries.names):
         row = values[index * width : (index + 1) * width]
         ids = [int(i) for i in row[:top]]
-        # Positional arguments: a frozen dataclass takes keywords at twice the cost, and a
-        # continue's hand-over builds every waiting step's candidates (30 a step on the demo T5).
+        # Positional arguments: a frozen dataclass takes keywords at twice the cost.
         candidates = tuple(
             Candidate(i, decode(i), s, p) for i, s, p in zip(ids, row[top : 2 * top], row[2 * top : 3 * top])
         )
@@ -137,7 +154,7 @@ def stages_from(summaries: StageTensors, packed, decode: Callable[[int], str]
         # 0.0 - x, not -x: an entropy of 0 stays 0.0 (its negation is -0.0)
         stages.append(Stage(name, candidates, removed, reranked, summaries.d_vocab - int(row[-2]), 0.0 - row[-1]))
         previous_ids = ids
-    return tuple(stages), values[len(summaries.names) * width :]
+    return tuple(stages)
 
 
 _NEG_INF = float("-inf")

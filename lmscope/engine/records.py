@@ -11,9 +11,67 @@ Words for numbers follow transformers' generate loop: ``logits`` are raw model o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
+
+
+class LazyTuple(Sequence):
+    """A tuple made when first read: ``make()`` runs once, on whichever thread reads it first.
+
+    A continue makes hundreds of steps a second, and the TUI shows one of them a frame. Each
+    step's numbers are captured in the step (packed on the host, or as the shapes it saw); the
+    Python objects that present them (a stage's candidates, the layers' cache entries, the
+    tensors' infos: some fifty a step) are made only for the records someone reads, and then
+    kept. ``make`` may only read what it was given: never the model, the cache or torch state,
+    which have moved on by the time it runs.
+
+    It reads as a tuple: indexing, slicing, ``len``, iteration, ``==`` with a tuple, ``+``;
+    ``copy``, ``pickle`` and ``repr`` see the tuple.
+    """
+
+    __slots__ = ("_held",)
+
+    def __init__(self, make: Callable[[], tuple]):
+        self._held = make
+        """``make`` until first read, then the tuple (one slot: two threads reading at once both
+        make it, and each gets a whole tuple of the same values)."""
+
+    @property
+    def items(self) -> tuple:
+        held = self._held
+        if type(held) is not tuple:
+            held = self._held = tuple(held())  # what make read can go
+        return held
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __eq__(self, other) -> bool:
+        return self.items == (other.items if isinstance(other, LazyTuple) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.items)
+
+    def __add__(self, other) -> tuple:
+        return self.items + tuple(other)
+
+    def __radd__(self, other) -> tuple:
+        return tuple(other) + self.items
+
+    def __reduce__(self):
+        return tuple, (self.items,)
+
+    def __repr__(self) -> str:
+        return repr(self.items)
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,6 +292,16 @@ class StepRecord:
     def chosen(self) -> Candidate | None:
         """The chosen token's entry in the last stage, if it is among the top candidates."""
         return next((c for c in self.stages[-1].top if c.token_id == self.token_id), None)
+
+    @property
+    def final_prob(self) -> float | None:
+        """The chosen token's final probability: ``chosen_prob``; in records that predate it,
+        its candidate's in the last stage, or None outside the top. (Reads no stage when it can:
+        a waiting record's stages are made when first read.)"""
+        if self.chosen_prob is not None:
+            return self.chosen_prob
+        chosen = self.chosen
+        return chosen.prob if chosen else None
 
 
 @dataclass(frozen=True, eq=False)

@@ -28,12 +28,12 @@ from lmscope.engine.placement import input_device
 from lmscope.engine.processors import (
     StageTensors, chosen_numbers, pack_stages, run_stages, stage_names, stage_scores, stages_from,
 )
-from lmscope.engine.records import PromptRecord, SessionInfo, StepRecord, TensorInfo
+from lmscope.engine.records import LazyTuple, PromptRecord, SessionInfo, StepRecord, TensorInfo
 from lmscope.engine.row_store import RowStore, writer_has_a_core
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.rewind import RngHistory, rewind_state, state_before
 from lmscope.engine.step_parts import Decoder, attention_rows, finish_reason
-from lmscope.engine.tensors import ForwardInputs, Seen, describe
+from lmscope.engine.tensors import ForwardInputs, Seen, describe, describe_later
 from lmscope.engine.waiting_records import WaitingRecords
 
 
@@ -183,7 +183,8 @@ class Stepper:
             rows = (attention_rows(recorder, "self", query_len, last_row_only=True, late=record_later),
                     attention_rows(recorder, "cross", query_len, last_row_only=True, late=record_later))
         host_copy.copy()
-        fields = self._record_fields(chosen, described(), rows, began)
+        # The tensors' infos, like a waiting record's stages, are made when first read.
+        fields = self._record_fields(chosen, LazyTuple(described), rows, began)
         if record_later:
             self._records.add(fields, chosen.stages, chosen.next_token)
             return None
@@ -361,9 +362,9 @@ class Stepper:
             state.model_kwargs = model._update_model_kwargs_for_generation(
                 outputs, state.model_kwargs, is_encoder_decoder=model.config.is_encoder_decoder
             )
-        logits = describe({"logits": outputs.logits})
+        logits = describe_later({"logits": outputs.logits}, host_copy)
         inputs = seen.tensors
-        return outputs, lambda: inputs() + logits
+        return outputs, lambda: inputs() + logits()
 
     def _choose(self, outputs, force: int | None, host_copy: HostCopy, summarise: bool = True) -> "_Chosen":
         """Processors, then argmax, sampling or the forced id; nothing is read from the device.

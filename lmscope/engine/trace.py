@@ -17,14 +17,12 @@ from lmscope.engine.records import (
 
 def step_to_dict(record: StepRecord, attention: bool = False) -> dict:
     """The JSON object of one generated token (see the README's headless section)."""
-    chosen = record.chosen
     data = {
         "step": record.step,
         "token_id": record.token_id,
         "token": record.token,
         "chosen": {"id": record.token_id, "token": record.token, "by": record.chosen_by,
-                   "prob": record.chosen_prob if record.chosen_prob is not None else (chosen.prob if chosen else None),
-                   "raw_rank": record.raw_rank},
+                   "prob": record.final_prob, "raw_rank": record.raw_rank},
         "entropy": record.entropy,
         "stages": [_stage(stage) for stage in record.stages],
         "finished": record.finished,

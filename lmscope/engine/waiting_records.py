@@ -9,6 +9,11 @@ wait (``Stepper.step(record_later=True)``): the step keeps its stages' scores an
 id on the device, and :meth:`WaitingRecords.complete` summarises every waiting step in one
 pass when the continue hands its steps to the UI. Each row of the summary is one stage's, so
 the rows of many steps are the same numbers as each step's own.
+
+The records made there hold their summary rows; each one's stages (thirty candidates and three
+stages on the demo T5) are made from its row when first read (``processors.lazy_stages_from``):
+the TUI reads those of the steps it shows, and making every one of them at the hand-over took
+about 55 µs a step, 4% of the demo T5's step.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Callable
 import torch
 
 from lmscope.engine.host_copy import HostCopy
-from lmscope.engine.processors import StageTensors, chosen_numbers, pack_stages, stages_from, summarise
+from lmscope.engine.processors import StageTensors, chosen_numbers, lazy_stages_from, pack_stages, summarise
 from lmscope.engine.records import StepRecord
 from lmscope.engine.step_parts import with_rows
 
@@ -72,7 +77,7 @@ class WaitingRecords:
         def records() -> list[StepRecord]:
             made = []
             for step, row in zip(steps, part.array):
-                stages_made, (chosen_prob, raw_above) = stages_from(summaries, row, decode)
+                stages_made, (chosen_prob, raw_above) = lazy_stages_from(summaries, row, decode)
                 made.append(StepRecord(**with_rows(step.fields), stages=stages_made, chosen_prob=chosen_prob,
                                        raw_rank=int(raw_above) + 1))
             return made

@@ -10,6 +10,7 @@ import pytest
 
 from lmscope.engine import stepper as stepper_module
 from lmscope.engine.recording import RecordingEngine, Trace, TraceWriter
+from lmscope.engine.records import LazyTuple
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import MAX_WAITING_BYTES, Stepper
 from test_deferred_rows import assert_same_rows
@@ -30,10 +31,11 @@ def in_place(loaded, settings) -> list:
 
 
 def plain(value):
-    """Records compare by identity (``eq=False``): their values, as plain data."""
+    """Records compare by identity (``eq=False``): their values, as plain data (a LazyTuple
+    read as the tuple it makes)."""
     if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    if isinstance(value, tuple):
+        return {field.name: plain(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, (tuple, LazyTuple)):
         return [plain(item) for item in value]
     return value
 

@@ -287,3 +287,38 @@ async def test_frames_come_half_as_often_where_the_model_takes_every_core(monkey
         await pilot.press("c")
         await settle(app, pilot)
         assert app.view.state == "finished" and app._pacer.duty == duty
+
+
+async def test_a_continue_makes_the_stages_of_the_steps_shown_only(tiny_llama_dir):
+    """A continue's records make their stages when first read: the panes read the step they
+    show, the token strip colours every token from the chosen token's probability alone. A step
+    selected afterwards shows its own stages, the same as a step made in place."""
+    from lmscope.engine import models
+    from lmscope.engine.records import LazyTuple
+    from lmscope.engine.settings import GenerationSettings
+    from lmscope.engine.stepper import Stepper
+    from lmscope.testing import screen_text
+    from lmscope.tui.app import make_app
+
+    loaded = models.load(str(tiny_llama_dir), "llama", device="cpu", dtype="float32")
+    settings = GenerationSettings(max_new_tokens=40, min_new_tokens=40)
+    app = make_app(lambda: Stepper(loaded, "the quick brown fox", settings), theme="textual-dark")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("c")
+        await settle(app, pilot)
+        steps = app.view.steps
+        assert app.view.state == "finished" and len(steps) == 40
+        assert all(isinstance(step.stages, LazyTuple) for step in steps)
+        made = [step.step for step in steps if type(step.stages._held) is tuple]
+        assert 39 in made and len(made) <= 20, made  # the last step is shown; most never were
+        await pilot.press("home", "right")  # the prompt, then step 1
+        await settle(app, pilot)
+        first = app.view.selected
+        assert first.step == 0 and type(first.stages._held) is tuple
+        assert first.stages[-1].top[0].token in screen_text(app)
+    reference = Stepper(loaded, "the quick brown fox", settings)
+    reference.start()
+    expected = reference.step()
+    assert [[(c.token_id, c.prob) for c in stage.top] for stage in first.stages] == \
+        [[(c.token_id, c.prob) for c in stage.top] for stage in expected.stages]

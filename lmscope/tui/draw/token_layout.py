@@ -100,8 +100,7 @@ class TokensText:
         """
         self.view = view or self.view
         for step in steps[len(self.steps) :]:
-            chosen = step.chosen
-            self.token(step.token, step.token_id, prob_color(chosen.prob if chosen else None),
+            self.token(step.token, step.token_id, prob_color(step.final_prob),
                        marked=step.step in self.view.marks)
         self.steps = steps
         return self
