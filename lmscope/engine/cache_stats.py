@@ -71,51 +71,55 @@ def cache_stats(cache, query_heads: int, kv_heads: int) -> CacheStats | None:
     from lmscope.engine.distributed import tensor_parallel_ranks
 
     if hasattr(cache, "self_attention_cache"):
-        seen = _shapes(cache.self_attention_cache, "self") + _shapes(cache.cross_attention_cache, "cross")
+        seen = (_signatures(cache.self_attention_cache, "self"), _signatures(cache.cross_attention_cache, "cross"))
     else:
-        seen = _shapes(cache, "self")
+        seen = (_signatures(cache, "self"),)
     ranks = tensor_parallel_ranks()
     return CacheStats(layers=LazyTuple(lambda: _entries(seen, ranks)), query_heads=query_heads,
                       kv_heads=kv_heads, cache_class=type(cache).__name__)
 
 
-def _shapes(cache, kind: str) -> list[tuple]:
-    """``(kind, layer, keys, values)`` of every layer holding keys: ``keys`` and ``values`` are
-    ``(shape, dtype, device)``, read from the tensors as they are now."""
-    shapes = []
-    for index, layer in enumerate(cache.layers):
+def _signatures(cache, kind: str) -> tuple[str, tuple]:
+    """``(kind, signatures)``: for each layer, ``(key shape, key dtype, device, value shape,
+    value dtype)`` read from its tensors as they are now, or None where it holds no keys.
+
+    A record keeps them until its entries are read, so they are kept small: the layers mostly
+    share one signature, and those that do share one tuple (a pointer a layer)."""
+    signatures, shared = [], {}
+    for layer in cache.layers:
         keys = getattr(layer, "keys", None)
         if keys is None or keys.numel() == 0:
+            signatures.append(None)
             continue
         values = layer.values
-        shapes.append((kind, index, (keys.shape, keys.dtype, keys.device), (values.shape, values.dtype)))
-    return shapes
+        signature = (keys.shape, keys.dtype, keys.device, values.shape, values.dtype)
+        signatures.append(shared.setdefault(signature, signature))
+    return kind, tuple(signatures)
 
 
-def _entries(shapes: list[tuple], ranks: int) -> list[LayerCache]:
+def _entries(seen: tuple, ranks: int) -> list[LayerCache]:
     """Each layer's entry. Under tensor parallel this rank holds ``1/ranks`` of the kv heads
     (heads split evenly: ``placement`` refuses anything else), so shapes and bytes are scaled to
-    the whole model's cache, as one process would hold it.
-
-    The layers' keys mostly share one shape, dtype and device, so ``described`` keeps the fields
-    each such signature gives, computed once a record.
-    """
+    the whole model's cache, as one process would hold it. The fields of each signature are
+    computed once a record."""
     entries, described = [], {}
-    for kind, index, keys, values in shapes:
-        signature = (keys, values)
-        fields = described.get(signature)
-        if fields is None:
-            (key_shape, dtype, device), (value_shape, value_dtype) = keys, values
-            fields = described[signature] = (
-                _whole(key_shape, ranks),
-                _whole(value_shape, ranks),
-                str(dtype).removeprefix("torch."),
-                (key_shape.numel() * dtype.itemsize + value_shape.numel() * value_dtype.itemsize) * ranks,
-                str(device),
-            )
-        # key_shape, value_shape, dtype, bytes, device, given positionally (a frozen
-        # dataclass's keywords cost twice as much)
-        entries.append(LayerCache(index, kind, *fields))
+    for kind, signatures in seen:
+        for index, signature in enumerate(signatures):
+            if signature is None:
+                continue
+            fields = described.get(signature)
+            if fields is None:
+                key_shape, dtype, device, value_shape, value_dtype = signature
+                fields = described[signature] = (
+                    _whole(key_shape, ranks),
+                    _whole(value_shape, ranks),
+                    str(dtype).removeprefix("torch."),
+                    (key_shape.numel() * dtype.itemsize + value_shape.numel() * value_dtype.itemsize) * ranks,
+                    str(device),
+                )
+            # key_shape, value_shape, dtype, bytes, device, given positionally (a frozen
+            # dataclass's keywords cost twice as much)
+            entries.append(LayerCache(index, kind, *fields))
     return entries
 
 
