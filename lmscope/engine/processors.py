@@ -123,7 +123,7 @@ def stages_from(summaries: StageTensors, packed, decode: Callable[[int], str]
     """The stages, and the extra numbers, from one row of :func:`pack_stages` on the host."""
     values = packed.tolist()
     at = len(summaries.names) * (4 * summaries.top + 2)
-    return _stages(summaries, values[:at], decode), values[at:]
+    return _stages(summaries.names, summaries.top, summaries.d_vocab, values[:at], decode), values[at:]
 
 
 def lazy_stages_from(summaries: StageTensors, packed, decode: Callable[[int], str]
@@ -134,16 +134,19 @@ def lazy_stages_from(summaries: StageTensors, packed, decode: Callable[[int], st
     Args:
         packed: the row, a numpy array the stages keep (it must not change afterwards).
     """
-    at = len(summaries.names) * (4 * summaries.top + 2)
-    stages = LazyTuple(lambda: _stages(summaries, packed[:at].tolist(), decode))
+    # Not ``summaries`` itself: its packed tensor may be on a GPU, which a record never holds.
+    names, top, d_vocab = summaries.names, summaries.top, summaries.d_vocab
+    at = len(names) * (4 * top + 2)
+    stages = LazyTuple(lambda: _stages(names, top, d_vocab, packed[:at].tolist(), decode))
     return stages, packed[at:].tolist()
 
 
-def _stages(summaries: StageTensors, values: list[float], decode: Callable[[int], str]) -> tuple[Stage, ...]:
-    top = summaries.top
+def _stages(names: list[str], top: int, d_vocab: int, values: list[float], decode: Callable[[int], str]
+            ) -> tuple[Stage, ...]:
+    """The stages of one step from its summary's values (:class:`StageTensors` tells the layout)."""
     width = 4 * top + 2
     stages, previous_ids = [], None
-    for index, name in enumerate(summaries.names):
+    for index, name in enumerate(names):
         row = values[index * width : (index + 1) * width]
         ids = [int(i) for i in row[:top]]
         # Positional arguments: a frozen dataclass takes keywords at twice the cost.
@@ -152,7 +155,7 @@ def _stages(summaries: StageTensors, values: list[float], decode: Callable[[int]
         )
         removed, reranked = _changes(previous_ids, row[3 * top : 4 * top], ids)
         # 0.0 - x, not -x: an entropy of 0 stays 0.0 (its negation is -0.0)
-        stages.append(Stage(name, candidates, removed, reranked, summaries.d_vocab - int(row[-2]), 0.0 - row[-1]))
+        stages.append(Stage(name, candidates, removed, reranked, d_vocab - int(row[-2]), 0.0 - row[-1]))
         previous_ids = ids
     return tuple(stages)
 

@@ -99,3 +99,50 @@ def test_the_final_probability_needs_no_stage(loaded, in_the_step):
         assert held is None or type(record.stages._held) is type(held)  # not made by final_prob
         chosen = record.chosen
         assert chosen is not None and chosen.prob == pytest.approx(record.final_prob, rel=1e-5)
+
+
+def reachable_tensors(value, depth: int = 8, seen=None) -> list:
+    """torch tensors reachable from ``value`` through closures, containers and fields (not
+    through numpy arrays, whose memory is on the host, nor bound methods: the token decoder)."""
+    import dataclasses
+    import types
+
+    import numpy as np
+    import torch
+
+    seen = set() if seen is None else seen
+    if depth < 0 or id(value) in seen or isinstance(value, (str, bytes, int, float, np.ndarray, types.MethodType)):
+        return []
+    seen.add(id(value))
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, types.FunctionType):
+        children = [cell.cell_contents for cell in value.__closure__ or ()]
+    elif isinstance(value, LazyTuple):
+        children = [value._held]
+    elif isinstance(value, (tuple, list, set)):
+        children = list(value)
+    elif isinstance(value, dict):
+        children = list(value.values())
+    elif dataclasses.is_dataclass(value):
+        children = [getattr(value, field.name) for field in dataclasses.fields(value)]
+    elif hasattr(value, "__slots__"):
+        children = [getattr(value, name, None) for name in value.__slots__]
+    else:
+        children = list(getattr(value, "__dict__", {}).values())
+    return [tensor for child in children for tensor in reachable_tensors(child, depth - 1, seen)]
+
+
+def test_an_unread_record_holds_no_tensor(loaded, monkeypatch):
+    """What a record keeps until it is read is on the host: on a GPU a tensor kept there would
+    hold device memory for every record of the history (the device path, run on the CPU)."""
+    from lmscope.engine.host_copy import HostCopy
+
+    monkeypatch.setattr(HostCopy, "join_on_host", True)
+    _, records = continue_records(loaded)
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    records.append(stepper.step())  # made in the step
+    for record in records:
+        for name in ("stages", "tensors", "cache"):
+            assert reachable_tensors(getattr(record, name)) == [], (record.step, name)
