@@ -267,8 +267,20 @@ def prefill_child(source: str, capture: bool, args) -> dict:
     return {"seconds": time.perf_counter() - began, "bytes": peak.extra_bytes()}
 
 
+FIXED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+"""The prefill children's environment (glibc's malloc reads it; other allocators ignore it).
+glibc raises its mmap threshold each time a large block is freed, up to 32 MiB, and blocks below
+it then come from the heap, which keeps them after they are freed; when that happens depends on
+which thread frees what first, so either prefill, SDPA's or lmscope's, peaked at about 150-290
+MiB in some processes and 430-700 MiB in others (2026-12-06: 500 MiB more still resident after
+``start()``). At the default fixed threshold every large block is mapped and unmapped, and both
+measure 148-150 MiB in every process."""
+
+
 def measure_prefill(source: str, args):
-    """Median (seconds, bytes) without and with capture, each prefill in its own process."""
+    """Median (seconds, bytes) without and with capture, each prefill in its own process
+    (:data:`FIXED_MMAP_THRESHOLD`)."""
+    import os
     import subprocess
     import sys
 
@@ -279,7 +291,8 @@ def measure_prefill(source: str, args):
                        "--model", source, "--device", args.device, "--dtype", args.dtype,
                        "--context", str(args.context)] + (
                            ["--torch-threads", str(args.torch_threads)] if args.torch_threads else [])
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            done = subprocess.run(command, capture_output=True, text=True, check=True,
+                                  env={**os.environ, **FIXED_MMAP_THRESHOLD})
             results[capture].append(json.loads(done.stdout.strip().splitlines()[-1]))
     return tuple(
         (statistics.median(r["seconds"] for r in results[c]), statistics.median(r["bytes"] for r in results[c]))
