@@ -3,8 +3,8 @@
 The engine produces these; the TUI, the headless printer and the tests only read them.
 Records hold plain Python values and numpy arrays, never torch tensors, so nothing on a GPU
 is kept alive by the history; a :class:`LazyTuple` among them keeps such values too, until it is
-first read (``tests/engine/test_lazy_records.py`` walks what unread records hold). They are ``eq=False`` because Textual's reactives compare
-with ``!=`` and numpy arrays make that ambiguous.
+first read (``tests/engine/test_lazy_records.py`` walks what unread records hold). They are
+``eq=False`` because Textual's reactives compare with ``!=`` and numpy arrays make that ambiguous.
 
 Words for numbers follow transformers' generate loop: ``logits`` are raw model outputs,
 ``scores`` are what a logits processor returns, ``probs`` are the softmax of scores.
