@@ -94,6 +94,27 @@ async def test_t5_session_shows_encoder_decoder_and_cross_attention():
         assert "cross-attention (fixed)" in screen_text(app)
 
 
+async def test_a_hidden_heatmap_asks_for_no_repaint_and_shows_the_latest_view_when_shown():
+    """A dirty widget off the screen makes Textual's compositor rebuild the map of every widget
+    in the next frame (each key, each frame of a continue), so the hidden tab's plot only takes
+    the View; it draws the latest one when its tab is shown."""
+    async with running("t5", steps=4) as (app, pilot, engine):
+        await pilot.press("n", "n", "n")
+        await settle(app, pilot)
+        cross = app.query_one(CrossAttentionPlot)
+        repaints = []
+        real_refresh = cross.refresh
+        cross.refresh = lambda *args, **kwargs: repaints.append(args) or real_refresh(*args, **kwargs)
+        await pilot.press("left", "right_square_bracket", "right_curly_bracket")
+        await pilot.pause()
+        assert repaints == [] and app.view.index == 1
+        await pilot.press("2")
+        await pilot.pause()
+        assert repaints
+        assert "cross-attention · layer 2/3 · head 2/8" in screen_text(app)
+        assert cross.matrix(app.view).rows[-1][0] is app.view.steps[1].cross_attention
+
+
 async def test_llama_hides_the_cross_attention_tab():
     async with running() as (app, pilot, engine):
         await pilot.press("2")

@@ -25,7 +25,7 @@ class HeatmapPlot(PlotextPlot):
 
     Rendering is cached by (what is shown, size, theme): the View changes on every key, but a
     pane only rebuilds its picture when its own rows, layer or head changed, and a hidden pane
-    (an inactive tab) does not render at all.
+    (an inactive tab) neither renders nor asks for a repaint.
     """
 
     can_focus = True
@@ -62,7 +62,14 @@ class HeatmapPlot(PlotextPlot):
         shown = None if view is None else (Same(view.prompt), Same(view.selected), view.layer, view.head)
         if shown != self._shown:
             self._shown = shown
-            self.refresh()
+            # A hidden pane (an inactive tab) is not marked dirty: a dirty widget off the screen
+            # makes Textual's compositor rebuild the map of every widget in the next frame.
+            # It repaints when shown (on_show).
+            if self.is_on_screen:
+                self.refresh()
+
+    def on_show(self) -> None:
+        self.refresh()
 
     def title(self, matrix: Matrix, keys: int, cols: int) -> str:
         """``self-attention · layer 3/30 · head 2/9 · max of 5 keys/cell`` (or ``mean of 9 heads``)."""
