@@ -12,7 +12,8 @@ run_ratio=X bytes_per_step=N
 completed at the call's end, its layers replayed only if the Layers pane asks), and
 ``inplace_step_ratio`` a ``Stepper.step()`` that makes everything in the step, full layer
 capture included. Each single step is followed, untimed, by ``prepare_next``, as the app calls it
-once the step is handed over (``--unprepared``: without it).
+once the step is handed over (``--unprepared``: without it). The full run prints each measure's raw
+figures (seconds, bytes) to stderr as the measure ends, so a run stopped by a time limit keeps them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import gc
 import inspect
 import json
 import statistics
+import sys
 import time
 import tracemalloc
 
@@ -428,17 +430,36 @@ def main() -> None:
     if args.only_layers:
         print_layers(loaded, args, measure_layers(loaded, prompt, args))
         return
-    results = {
-        "greedy": measure_steps(loaded, bare_model, prompt, GREEDY, args, in_continue=True),
-        "sampling": measure_steps(loaded, bare_model, prompt, SAMPLING, args),
-        "prefill": measure_prefill(source, args),
-        "run": measure_run(loaded, bare_model, args),
-        "retained": measure_retained(loaded, prompt, args),
-        "rng": measure_rng(loaded, prompt, args),
-        "layers": measure_layers(loaded, prompt, args),
+    measures = {
+        "greedy": lambda: measure_steps(loaded, bare_model, prompt, GREEDY, args, in_continue=True),
+        "sampling": lambda: measure_steps(loaded, bare_model, prompt, SAMPLING, args),
+        "prefill": lambda: measure_prefill(source, args),
+        "run": lambda: measure_run(loaded, bare_model, args),
+        "retained": lambda: measure_retained(loaded, prompt, args),
+        "rng": lambda: measure_rng(loaded, prompt, args),
+        "layers": lambda: measure_layers(loaded, prompt, args),
     }
+    results = {}
+    for name, measure in measures.items():
+        began = time.perf_counter()
+        results[name] = measure()
+        # Each measure's raw figures as it ends (stderr): a run stopped by a time limit, as on a
+        # lent GPU machine (gpu_check.sh), keeps what it had measured.
+        print(f"measured {name} in {time.perf_counter() - began:.0f} s: {_rounded(results[name])}",
+              file=sys.stderr, flush=True)
     print_table(loaded, args, results)
     print_layers(loaded, args, results["layers"])
+
+
+def _rounded(value):
+    """``value`` (nested dicts, tuples and lists of numbers) with floats to four significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_rounded(item) for item in value)
+    return value
 
 
 def print_table(loaded, args, results) -> None:

@@ -14,7 +14,8 @@
 #   fidelity.txt        tests/engine/test_fidelity.py on cuda (tokens, stages, rows against generate)
 #   transfers.txt       device-to-host copies and synchronisations per step (both models)
 #   fast_float32.txt, fast_bfloat16.txt     bench_fast_steps.py
-#   engine_float32.txt, engine_bfloat16.txt bench_engine.py (prints its table at its end)
+#   engine_float32.txt, engine_bfloat16.txt bench_engine.py (its table at its end; each measure's
+#                       raw figures as the measure ends, so a part cut short keeps those)
 #
 # SmolLM2 runs as a random twin of the default Llama (same config and tokenizer, random weights:
 # a step's time does not depend on the weights' values); its tokens are not the real model's.
