@@ -12,7 +12,7 @@ import pytest
 from lmscope.engine.records import AttentionRows
 from lmscope.testing import make_session
 from lmscope.tui.draw.attention_rows import self_attention
-from lmscope.tui.draw.heatmap import LEVELS, fit, pooled_levels, window
+from lmscope.tui.draw.heatmap import LEVELS, fit, pooled_levels, pooled_rows, window
 from lmscope.tui.draw.render import is_special, percent, stage_label, token_text
 from lmscope.tui.view import View
 from lmscope.tui.draw.stage_table import stage_table
@@ -77,6 +77,18 @@ def test_pooled_levels_use_one_fixed_scale():
     assert pooled_levels(row, 4, 2).tolist() == [LEVELS - 1, round(0.5 * (LEVELS - 1))]
     assert pooled_levels(row[:2], 4, 4).tolist()[2:] == [-1, -1]  # keys the row does not have yet
     assert pooled_levels(np.array([0.04], dtype=np.float32), 1, 3).tolist() == [round(0.2 * (LEVELS - 1))] * 3
+
+
+def test_pooled_rows_pool_each_row_as_alone():
+    rng = np.random.default_rng(3)
+    for keys, cols in ((540, 100), (7, 20), (64, 64)):
+        rows = [rng.dirichlet(np.ones(length)).astype(np.float32) for length in (keys, keys // 2 + 1, 1)]
+        pooled = pooled_rows(rows, keys, cols)
+        assert pooled.shape == (3, cols) and pooled.dtype == np.int8
+        for values, levels in zip(rows, pooled):
+            assert levels.tolist() == pooled_levels(values, keys, cols).tolist()
+        if keys == 540:  # the one-key row: its key in the first column, no keys in the others
+            assert pooled[2, 0] == LEVELS - 1 and (pooled[2, 1:] == -1).all()
 
 
 def test_window_keeps_the_last_rows_and_stretches_few():
