@@ -222,7 +222,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.view = view
         if view.state == "running":
             self._pacer.drawn()
-            self._footer().grey_waiting()  # in this frame, not one of its own
+            self._footer().show_waiting()  # in this frame, not one of its own
 
     def _with_pending_steps(self) -> View:
         """The View with the pending steps appended (and the continue's rate); the current View

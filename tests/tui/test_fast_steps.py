@@ -245,20 +245,20 @@ async def test_an_engine_calls_end_hands_the_panes_one_view_with_its_steps_and_s
     assert seen == [("stepping", 0), ("ready", 1), ("running", 1), ("finished", 8)]
 
 
-async def test_a_continue_that_ends_before_its_keys_grey_never_greys_them(monkeypatch):
-    """Its steps all come with the message that ends it: the keys that would grey are enabled
-    again in that frame, so the footer is not asked to grey them first."""
+async def test_a_continue_that_ends_before_its_keys_change_never_changes_them(monkeypatch):
+    """Its steps all come with the message that ends it: the keys that would change are as they
+    were again in that frame, so the footer is not asked to show them changed first."""
     from lmscope.tui.widgets.footer import DebuggerFooter
 
     async with running(steps=8) as (app, pilot, engine):
         footer = app.screen.query_one(DebuggerFooter)
-        greys = []
+        forced = []
         update = footer._update
-        monkeypatch.setattr(footer, "_update", lambda screen, grey: (greys.append(grey), update(screen, grey)))
+        monkeypatch.setattr(footer, "_update", lambda screen, now: (forced.append(now), update(screen, now)))
         await pilot.press("c")
         await settle(app, pilot)
         assert app.view.state == "finished"
-    assert greys and not any(greys), greys
+    assert forced and not any(forced), forced
 
 
 async def test_the_next_steps_row_pages_are_prepared_after_each_engine_call_hands_its_steps_over():

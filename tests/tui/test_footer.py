@@ -8,7 +8,7 @@ from textual import events
 from textual.widgets import Footer
 
 from lmscope.tui.widgets import footer as footer_module
-from lmscope.tui.widgets.footer import GREY_AFTER_S, DebuggerFooter
+from lmscope.tui.widgets.footer import KEYS_AFTER_S, DebuggerFooter
 from tui_harness import running, settle
 
 
@@ -56,7 +56,7 @@ async def test_the_footer_looks_as_textuals_footer(size):
         assert lmscope_line == textual_line
         app.view = app.view.with_state("running")
         app.busy = True
-        await pilot.pause(GREY_AFTER_S + 0.1)
+        await pilot.pause(KEYS_AFTER_S + 0.1)
         footer = app.screen.query_one(DebuggerFooter)
         assert footer.shown_enabled("app.pause") and not footer.shown_enabled("app.step")
         textual_line, lmscope_line = await both_footers(app, pilot)
@@ -90,39 +90,56 @@ async def test_a_step_does_not_redraw_the_footer(monkeypatch):
         monkeypatch.setattr(DebuggerFooter, "_draw", lambda self, width: (redraws.append(width), draw(self, width))[1])
         await pilot.press("n")
         await settle(app, pilot)
-        await pilot.pause(GREY_AFTER_S + 0.1)
+        await pilot.pause(KEYS_AFTER_S + 0.1)
         assert len(app.view.steps) == 2 and redraws == []
         assert footer.shown_enabled("app.step") and not footer.shown_enabled("app.pause")
 
 
-async def test_a_call_shorter_than_the_grey_delay_greys_no_key(monkeypatch):
-    """Only the keys a call enables (pause, for a continue) change at once, and change back at its end."""
+async def test_a_call_shorter_than_the_delay_changes_no_key(monkeypatch):
+    """Neither the keys a call disables (step) nor those it enables (pause, for a continue) change
+    on the footer while it is shorter than the delay; both work as they are meanwhile. The key's
+    frame is then the status bar's alone."""
     async with running(steps=3) as (app, pilot, engine):
         footer = app.screen.query_one(DebuggerFooter)
-        shown = []
-        update = DebuggerFooter._update
+        shown, redraws = [], []
+        update, draw = DebuggerFooter._update, DebuggerFooter._draw
 
-        def recorded(self, screen, grey):
-            update(self, screen, grey)
+        def recorded(self, screen, now):
+            update(self, screen, now)
             shown.append((self.shown_enabled("app.step"), self.shown_enabled("app.pause")))
 
         monkeypatch.setattr(DebuggerFooter, "_update", recorded)
+        monkeypatch.setattr(DebuggerFooter, "_draw", lambda self, width: (redraws.append(width), draw(self, width))[1])
         app.view = app.view.with_state("running")
         app.busy = True
         await pilot.pause()
-        assert footer.shown_enabled("app.step") and footer.shown_enabled("app.pause")
-        assert app.check_action("step", ()) is None  # refused at once, whatever the footer shows
+        assert footer.shown_enabled("app.step") and not footer.shown_enabled("app.pause")
+        assert app.check_action("step", ()) is None and app.check_action("pause", ()) is True  # at once
         app.busy = False
         app.view = app.view.with_state("ready")
         app.refresh_bindings()
-        await pilot.pause(GREY_AFTER_S + 0.1)
-        assert shown and all(step for step, _ in shown)  # step was never shown greyed
-        assert footer.shown_enabled("app.step") and not footer.shown_enabled("app.pause")
+        await pilot.pause(KEYS_AFTER_S + 0.1)
+        assert shown and all(step and not pause for step, pause in shown)  # neither key ever changed
+        assert redraws == []
 
 
-async def test_a_continue_greys_its_keys_in_its_first_paced_frame(monkeypatch):
-    """A continue's keys grey with the panes' first update, not in a frame of their own later."""
-    monkeypatch.setattr(footer_module, "GREY_AFTER_S", 60.0)  # the timer cannot be what greys them
+async def test_a_longer_call_changes_the_keys_after_the_delay():
+    async with running(steps=3) as (app, pilot, engine):
+        footer = app.screen.query_one(DebuggerFooter)
+        app.view = app.view.with_state("running")
+        app.busy = True
+        await pilot.pause(KEYS_AFTER_S + 0.1)
+        assert footer.shown_enabled("app.pause") and not footer.shown_enabled("app.step")
+        app.busy = False
+        app.view = app.view.with_state("ready")
+        app.refresh_bindings()
+        await pilot.pause()
+        assert footer.shown_enabled("app.step") and not footer.shown_enabled("app.pause")  # at the end: at once
+
+
+async def test_a_continue_changes_its_keys_in_its_first_paced_frame(monkeypatch):
+    """A continue's keys change with the panes' first update, not in a frame of their own later."""
+    monkeypatch.setattr(footer_module, "KEYS_AFTER_S", 60.0)  # the timer cannot be what changes them
     # 4 s of steps: the first paced frame waits by the last frame's cost, up to a second
     async with running(steps=400, delay_s=0.01) as (app, pilot, engine):
         footer = app.screen.query_one(DebuggerFooter)
@@ -130,6 +147,7 @@ async def test_a_continue_greys_its_keys_in_its_first_paced_frame(monkeypatch):
         while not app.view.steps:
             await pilot.pause(0.01)
         assert app.view.state == "running" and footer.shown_enabled("app.step") is False
+        assert footer.shown_enabled("app.pause")
         app.action_pause()
         await settle(app, pilot)
         assert footer.shown_enabled("app.step")
