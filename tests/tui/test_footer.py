@@ -170,6 +170,26 @@ async def test_clicking_a_key_presses_it_and_a_greyed_key_rings_the_bell(monkeyp
         assert len(app.view.steps) == 1
 
 
+async def test_a_click_acts_on_what_can_run_now_while_the_footer_waits_to_change(monkeypatch):
+    """In a call's first moments the footer still shows pause greyed and step enabled; a click on
+    pause pauses, one on step rings the bell."""
+    monkeypatch.setattr(footer_module, "KEYS_AFTER_S", 60.0)
+    async with running(steps=3) as (app, pilot, engine):
+        footer = app.screen.query_one(DebuggerFooter)
+        bells = []
+        monkeypatch.setattr(type(app), "bell", lambda self: bells.append(1))
+        line = (await bottom_line(app, pilot)).text
+        app.view = app.view.with_state("running")
+        app.busy = True
+        await pilot.pause()
+        assert not footer.shown_enabled("app.pause") and footer.shown_enabled("app.step")
+        await pilot.click(DebuggerFooter, offset=(key_x(line, "n Step"), 0))
+        assert bells == [1] and app.view.steps == ()
+        await pilot.click(DebuggerFooter, offset=(key_x(line, "Pause"), 0))
+        await pilot.pause()
+        assert bells == [1] and app.pause_requested.is_set()
+
+
 async def test_keys_that_do_not_fit_scroll_with_the_wheel():
     async with running(steps=3, size=(80, 24)) as (app, pilot, engine):
         footer = app.screen.query_one(DebuggerFooter)

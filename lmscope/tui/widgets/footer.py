@@ -307,11 +307,15 @@ class DebuggerFooter(Widget, can_focus=False):
         return None
 
     def on_mouse_down(self, event: events.MouseDown) -> None:
-        """A click presses the key under it (a greyed one rings the bell, as Textual's does)."""
+        """A click presses the key under it if its action can run now, whether or not the footer
+        shows that yet (a key waits :data:`KEYS_AFTER_S` to change); else it rings the bell, as a
+        greyed key of Textual's does."""
         item = self._item_at(event.x)
         if item is None or item.key is None:
             return
-        if item.enabled:
+        items, palette = footer_items(self.screen)
+        live = {shown.action: shown.enabled for shown in (*items, palette) if shown is not None}
+        if live.get(item.action, item.enabled):
             self.app.simulate_key(item.key)
         else:
             self.app.bell()
