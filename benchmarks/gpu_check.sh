@@ -21,12 +21,6 @@
 # a step's time does not depend on the weights' values); its tokens are not the real model's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-gpu-out}
-mkdir -p "$OUT"
-if [ ! -d .gpu/whl ]; then
-    echo "no .gpu/whl here: build it with benchmarks/gpu_kit.sh and carry .gpu" >&2
-    exit 2
-fi
 PARTS=${*:-fidelity transfers fast engine}
 for name in $PARTS; do
     case $name in
@@ -34,6 +28,12 @@ for name in $PARTS; do
         *) echo "unknown part: $name (fidelity, transfers, fast, engine)" >&2; exit 2 ;;
     esac
 done
+if [ ! -d .gpu/whl ]; then
+    echo "no .gpu/whl here: build it with benchmarks/gpu_kit.sh and carry .gpu" >&2
+    exit 2
+fi
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/lmscope-site .gpu/whl/*.whl || exit 1
 export PYTHONPATH=/tmp/lmscope-site:$PWD PYTHONUNBUFFERED=1 TQDM_DISABLE=1 HF_HUB_OFFLINE=1

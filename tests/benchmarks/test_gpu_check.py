@@ -70,12 +70,12 @@ def test_no_part_named_runs_all_four(tree):
 
 def test_an_unknown_part_is_refused_before_anything_runs(tree):
     result, calls = run(tree, "fast", "benches")
-    assert result.returncode == 2 and calls == []
+    assert result.returncode == 2 and calls == [] and not (tree / "out").exists()
     assert result.stderr.strip() == "unknown part: benches (fidelity, transfers, fast, engine)"
 
 
 def test_without_the_kit_it_says_how_to_build_it(tree):
     shutil.rmtree(tree / ".gpu")
     result, calls = run(tree)
-    assert result.returncode == 2 and calls == []
+    assert result.returncode == 2 and calls == [] and not (tree / "out").exists()
     assert "benchmarks/gpu_kit.sh" in result.stderr and len(result.stderr.strip().splitlines()) == 1
