@@ -284,7 +284,6 @@ def measure_prefill(source: str, args):
     (:data:`FIXED_MMAP_THRESHOLD`)."""
     import os
     import subprocess
-    import sys
 
     results = {False: [], True: []}
     for _ in range(args.rounds):

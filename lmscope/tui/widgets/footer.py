@@ -181,8 +181,7 @@ class DebuggerFooter(Widget, can_focus=False):
         return self._drawn_enabled().get(action)
 
     def _drawn_enabled(self) -> dict[str, bool]:
-        return {item.action: item.enabled for item in (*self._items, self._palette)
-                if item is not None and item.action is not None}
+        return _enabled_by_action(self._items, self._palette)
 
     def bindings_changed(self, screen: Screen) -> None:
         """Keys change at once, except while an engine call runs (the app's ``busy``): then they
@@ -313,9 +312,7 @@ class DebuggerFooter(Widget, can_focus=False):
         item = self._item_at(event.x)
         if item is None or item.key is None:
             return
-        items, palette = footer_items(self.screen)
-        live = {shown.action: shown.enabled for shown in (*items, palette) if shown is not None}
-        if live.get(item.action, item.enabled):
+        if _enabled_by_action(*footer_items(self.screen)).get(item.action, item.enabled):
             self.app.simulate_key(item.key)
         else:
             self.app.bell()
@@ -359,6 +356,11 @@ def _keep_order(items: list[FooterItem], drawn: list[FooterItem]) -> list[Footer
         return items
     enabled = {identity(item): item.enabled for item in items}
     return [replace(item, enabled=enabled[identity(item)]) for item in drawn]
+
+
+def _enabled_by_action(items: list[FooterItem], palette: FooterItem | None) -> dict[str, bool]:
+    """Whether each action's key is enabled, among ``items`` and the palette's key."""
+    return {item.action: item.enabled for item in (*items, palette) if item is not None and item.action is not None}
 
 
 def _as_shown(item: FooterItem, shown: dict[str, bool]) -> FooterItem:
