@@ -12,7 +12,7 @@ import pytest
 from lmscope.engine.records import AttentionRows
 from lmscope.testing import make_session
 from lmscope.tui.draw.attention_rows import self_attention
-from lmscope.tui.draw.heatmap import LEVELS, fit, pooled_levels, pooled_rows, window
+from lmscope.tui.draw.heatmap import LEVELS, fit, pooled_rows, window
 from lmscope.tui.draw.render import is_special, percent, stage_label, token_text
 from lmscope.tui.view import View
 from lmscope.tui.draw.stage_table import stage_table
@@ -70,6 +70,11 @@ def test_token_text_makes_whitespace_and_controls_visible():
 def test_percent_and_stage_label_fit_their_cells():
     assert [percent(p) for p in (1.0, 0.41, 0.042, 0.001)] == ["100%", " 41%", "4.2%", " <1%"]
     assert stage_label("TopPLogitsWarper") == "TopP" and stage_label("logits") == "logits"
+
+
+def pooled_levels(values, keys: int, cols: int) -> np.ndarray:
+    """One row pooled alone."""
+    return pooled_rows([values], keys, cols)[0]
 
 
 def test_pooled_levels_use_one_fixed_scale():

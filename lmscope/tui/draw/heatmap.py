@@ -32,21 +32,17 @@ PALETTE: tuple[tuple[int, int, int], ...] = tuple(_lerp(i / (LEVELS - 1)) for i 
 """RGB of each level, a viridis-like ramp from dark blue (p=0) to yellow (p=1)."""
 
 
-def pooled_levels(values: np.ndarray, keys: int, cols: int) -> np.ndarray:
-    """Colour levels ``[cols]`` of one row: max over each column's key positions, -1 where no key.
+def pooled_rows(rows: list[np.ndarray], keys: int, cols: int) -> np.ndarray:
+    """Colour levels ``[row, cols]`` (int8) of each row: max over each column's key positions, -1
+    where no key. All rows at once: the same dozen numpy calls for every row of a frame instead of
+    for each (18 rows of the demo T5's heatmap: 0.7 ms of a frame in calls of 1-3 us each).
 
     Args:
-        values: probabilities ``[key_pos]`` (may be shorter than ``keys``: a row has no later keys).
+        rows: probabilities ``[key_pos]`` each (a row may be shorter than ``keys``: it has no
+            later keys).
         keys: key positions spanned by the x axis.
         cols: character columns available.
     """
-    return pooled_rows([values], keys, cols)[0]
-
-
-def pooled_rows(rows: list[np.ndarray], keys: int, cols: int) -> np.ndarray:
-    """:func:`pooled_levels` of several rows at once, ``[row, cols]`` (int8): the same dozen numpy
-    calls for every row of a frame instead of for each (18 rows of the demo T5's heatmap: 0.7 ms
-    of a frame in calls of 1-3 us each)."""
     padded = np.full((len(rows), keys), np.nan, dtype=np.float32)
     for index, values in enumerate(rows):
         padded[index, : min(len(values), keys)] = values[:keys]
