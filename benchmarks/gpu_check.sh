@@ -5,9 +5,9 @@
 #
 #     bash benchmarks/gpu_check.sh [PART...]     # PARTs: fidelity transfers fast engine (default: all)
 #
-# All four parts together take at most 9.5 minutes (each has its own time limit), about one
-# device call; "fidelity transfers fast" (at most 4.5) and then "engine" (5) split it into two
-# calls on the same warm machine. Each part writes its log to $OUT as it goes, so a part that
+# The four parts' time limits add up to 9.6 minutes, besides the install and the twin (under a
+# minute): about one device call; "fidelity transfers fast" (at most 4.6) and then "engine" (5)
+# split it into two calls on the same warm machine. Each part writes its log to $OUT as it goes, so a part that
 # fails or runs out leaves the others' figures:
 #
 #   device.txt          the GPU, driver, torch and transformers

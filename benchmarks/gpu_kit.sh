@@ -13,6 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 KIT=.gpu
+if [ ! -x "$PY" ]; then
+    echo "no $PY here: run make setup first (the wheels are this checkout's .venv versions)" >&2
+    exit 2
+fi
 # What the image lacks and the GPU check imports: the TUI (textual, its Markdown plugins,
 # textual-plotext, plotext), gguf, and the asyncio plugin of the tests. The CLI's typer and the
 # snapshot tests' plugins are left out: the check runs neither.

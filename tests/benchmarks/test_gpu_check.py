@@ -79,3 +79,13 @@ def test_without_the_kit_it_says_how_to_build_it(tree):
     result, calls = run(tree)
     assert result.returncode == 2 and calls == [] and not (tree / "out").exists()
     assert "benchmarks/gpu_kit.sh" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_kit_without_a_setup_says_to_run_it(tmp_path):
+    (tmp_path / "benchmarks").mkdir()
+    shutil.copy(SCRIPT.parent / "gpu_kit.sh", tmp_path / "benchmarks" / "gpu_kit.sh")
+    env = {key: value for key, value in os.environ.items() if key != "PY"}
+    result = subprocess.run(["bash", str(tmp_path / "benchmarks" / "gpu_kit.sh")], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert result.returncode == 2 and not (tmp_path / ".gpu").exists()
+    assert result.stderr.strip() == "no .venv/bin/python here: run make setup first (the wheels are this checkout's .venv versions)"
