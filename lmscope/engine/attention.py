@@ -194,25 +194,37 @@ def kept_probs(module, query, key, attention_mask, scaling, rows: int, kwargs) -
     The arithmetic is eager attention's: ``softmax(q @ k.T * scaling + bias + mask)`` in float32.
     Grouped-query attention is computed per kv head on a view, without repeating keys.
     """
+    scores = scaled_scores(query, key, scaling, rows)
+    position_bias = kwargs.get("position_bias")
+    if position_bias is not None:
+        scores = scores + (position_bias if position_bias.shape[2] == rows else position_bias[:, :, -rows:])
+    scores = _apply_mask(module, scores, attention_mask, query.shape[2], kwargs)
+    return torch.softmax(scores, dim=-1, dtype=torch.float32)
+
+
+def scaled_scores(query, key, scaling, rows: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``q @ k.T * scaling`` of the last ``rows`` queries, ``[batch, head, rows, key_pos]``, in
+    the query's dtype (written into ``out``, a contiguous tensor of that shape, if given).
+
+    Grouped-query attention per kv head on a view: ``[batch * kv_head, groups * rows, head_dim] @
+    [batch * kv_head, head_dim, key_pos]``, scaled inside the GEMM (one kernel where eager uses
+    two, matmul then ``* scaling``, with the same result).
+    """
     batch, heads, query_len, head_dim = query.shape
     _, kv_heads, key_len, _ = key.shape
     if scaling is None:
         scaling = head_dim**-0.5
     groups = heads // kv_heads
-    # [batch * kv_head, groups * rows, head_dim] @ [batch * kv_head, head_dim, key_pos], scaled inside
-    # the GEMM: one kernel where eager uses two (matmul, then * scaling), with the same result.
     # (A decode step keeps its one row: no slice. Every call here runs per layer and per step.)
     if rows < query_len:
         query = query[:, :, query_len - rows :]
     query = query.reshape(batch * kv_heads, groups * rows, head_dim)
     keys = key.reshape(batch * kv_heads, key_len, head_dim).transpose(1, 2)
-    scores = query.new_empty((batch * kv_heads, groups * rows, key_len))
-    scores = torch.baddbmm(scores, query, keys, beta=0, alpha=scaling).view(batch, heads, rows, key_len)
-    position_bias = kwargs.get("position_bias")
-    if position_bias is not None:
-        scores = scores + (position_bias if position_bias.shape[2] == rows else position_bias[:, :, -rows:])
-    scores = _apply_mask(module, scores, attention_mask, query_len, kwargs)
-    return torch.softmax(scores, dim=-1, dtype=torch.float32)
+    if out is None:
+        out = query.new_empty((batch, heads, rows, key_len))
+    products = out.view(batch * kv_heads, groups * rows, key_len)
+    torch.baddbmm(products, query, keys, beta=0, alpha=scaling, out=products)
+    return out
 
 
 def _apply_mask(module, scores, attention_mask, query_len: int, kwargs) -> torch.Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from lmscope.engine.attention import kept_probs
+from lmscope.engine.attention import kept_probs, scaled_scores
 from lmscope.engine.host_copy import HostCopy
 from lmscope.engine.row_store import RowStore, Slot
 
@@ -112,9 +112,7 @@ class DeferredRows:
             key_len = steps[-1][1]
             causal = kind == "self" and len(steps) > 1  # one query needs no mask
             mask = _causal(len(steps), key_len, self._latest[(kind, layers[0])][1].device) if causal else None
-            by_layer = [self._layer_rows(kind, layer, key_len, mask)[0] for layer in layers]
-            device = by_layer[0].device  # a device map spreads the layers: stack on the first one's
-            probs = torch.stack([rows if rows.device == device else rows.to(device) for rows in by_layer])
+            probs = self._rows(kind, layers, key_len, mask)
             host_copy.add(probs.to(torch.float32), _writer(store, steps, tuple(probs.shape)))  # [layer, head, steps, key_pos]
         self._calls.clear()
         self._latest.clear()
@@ -123,18 +121,58 @@ class DeferredRows:
         self.interrupted = False
         self.waiting_bytes = 0
 
-    def _layer_rows(self, kind: str, layer: int, key_len: int, mask: torch.Tensor | None) -> torch.Tensor:
-        """Every waiting step of one layer: ``[batch, head, steps, key_len]``, under ``mask``
-        (self-attention over several steps: causal; else None: a step sees every key given)."""
+    def _rows(self, kind: str, layers: list[int], key_len: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """Every waiting step of every layer of ``kind``: ``[layer, head, steps, key_len]``, under
+        ``mask`` (self-attention over several steps: causal; else None: a step sees every key given).
+
+        Each layer's scores go into one tensor, masked and softmaxed once for all layers: per
+        layer, one product (and T5's bias added), where a softmax and a stack of the layers'
+        rows each took a call per layer (on a GPU, a launch each). The arithmetic is
+        :func:`kept_probs`'s, bit for bit: a softmax is computed row by row. Layers spread over
+        devices (a device map), a batch, or a bias whose dtype is not the scores' (the sum would
+        be in the wider dtype) take the rows layer by layer instead.
+        """
+        inputs = [self._layer_inputs(kind, layer, key_len) for layer in layers]
+        queries, key, _, bias = inputs[0]
+        fused = queries.shape[0] == 1 and all(
+            layer_key.device == key.device and (layer_bias is None or layer_bias.dtype == queries.dtype)
+            for _, layer_key, _, layer_bias in inputs)
+        if not fused:
+            by_layer = [self._layer_rows(kind, layer, key_len, mask)[0] for layer in layers]
+            device = by_layer[0].device  # a device map spreads the layers: stack on the first one's
+            return torch.stack([rows if rows.device == device else rows.to(device) for rows in by_layer])
+        steps = queries.shape[2]
+        scores = queries.new_empty((len(layers), queries.shape[1], steps, key_len))
+        for index, (layer_queries, layer_key, scaling, layer_bias) in enumerate(inputs):
+            layer_scores = scaled_scores(layer_queries, layer_key, scaling, steps, out=scores[index : index + 1])
+            if layer_bias is not None:
+                layer_scores.add_(layer_bias)
+        if mask is not None:  # eager's torch.where(mask, scores, min), in place, for every layer at once
+            scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+        return torch.softmax(scores, dim=-1, dtype=torch.float32)
+
+    def _layer_inputs(self, kind: str, layer: int, key_len: int):
+        """``(queries, keys, scaling, bias or None)`` of a layer's waiting steps: the queries
+        ``[batch, head, steps, head_dim]``, the keys up to ``key_len``, and T5's position bias
+        ``[batch, head, steps, key_len]`` (each step's over its own keys, padded to the longest)."""
         calls = self._calls[(kind, layer)]
-        module, key, scaling = self._latest[(kind, layer)]
+        _module, key, scaling = self._latest[(kind, layer)]
         queries = torch.cat([query for query, _ in calls], dim=2) if len(calls) > 1 else calls[0][0]
-        kwargs = {"is_causal": mask is not None}
-        if calls[0][1] is not None:  # T5: each step's bias over its own keys, padded to the longest
+        bias = None
+        if calls[0][1] is not None:
             biases = [bias if bias.shape[-1] == key_len else
                       torch.nn.functional.pad(bias, (0, key_len - bias.shape[-1])) for _, bias in calls]
-            kwargs["position_bias"] = torch.cat(biases, dim=2) if len(biases) > 1 else biases[0]
-        return kept_probs(module, queries, key[:, :, :key_len], mask, scaling, len(calls), kwargs)
+            bias = torch.cat(biases, dim=2) if len(biases) > 1 else biases[0]
+        return queries, key[:, :, :key_len], scaling, bias
+
+    def _layer_rows(self, kind: str, layer: int, key_len: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """Every waiting step of one layer: ``[batch, head, steps, key_len]`` (see :meth:`_rows`)."""
+        queries, key, scaling, bias = self._layer_inputs(kind, layer, key_len)
+        kwargs = {"is_causal": mask is not None}
+        if bias is not None:
+            kwargs["position_bias"] = bias
+        module = self._latest[(kind, layer)][0]
+        return kept_probs(module, queries, key, mask, scaling, queries.shape[2], kwargs)
 
 
 def _causal(steps: int, key_len: int, device) -> torch.Tensor:

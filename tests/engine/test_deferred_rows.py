@@ -4,8 +4,10 @@ rows made in the step, through rewinds, forced tokens and a step whose rows cann
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
-from lmscope.engine import attention, models
+from lmscope.engine import attention, deferred_rows, models
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
 
@@ -157,3 +159,62 @@ def test_steps_whose_records_wait_and_steps_whose_rows_wait_complete_together(lo
         assert stepper.step(record_later=True) is None
     steps += stepper.complete_waiting()
     assert_same_rows(immediate_steps(loaded)[:6], steps)
+
+
+def waiting_kinds(stepper):
+    """``{kind: (layers, key_len, mask)}`` of the Stepper's waiting steps, as ``complete`` takes them."""
+    deferred = stepper._deferred
+    waiting = {}
+    for kind, steps in deferred._steps.items():
+        layers = sorted(layer for labelled_kind, layer in deferred._calls if labelled_kind == kind)
+        key_len = steps[-1][1]
+        causal = kind == "self" and len(steps) > 1
+        mask = deferred_rows._causal(len(steps), key_len, "cpu") if causal else None
+        waiting[kind] = (layers, key_len, mask)
+    return waiting
+
+
+@pytest.mark.parametrize("steps", [1, 5])
+def test_all_layers_rows_at_once_equal_the_rows_layer_by_layer_bit_for_bit(loaded, steps):
+    """``complete`` puts every layer's scores in one tensor, masked and softmaxed once; each
+    row must be exactly what :func:`attention.kept_probs` makes for its layer alone (T5: with
+    its position bias, both self- and cross-attention; one step unmasked, five causal)."""
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    stepper.step()  # a decoder-only model's first step is the prefill's, which waits for nothing
+    for _ in range(steps):
+        stepper.step(rows_later=True, record_later=True)
+    deferred = stepper._deferred
+    kinds = waiting_kinds(stepper)
+    assert set(kinds) == ({"self", "cross"} if loaded.family == "t5" else {"self"})
+    for kind, (layers, key_len, mask) in kinds.items():
+        fused = deferred._rows(kind, layers, key_len, mask)
+        by_layer = torch.stack([deferred._layer_rows(kind, layer, key_len, mask)[0] for layer in layers])
+        assert fused.shape == (len(layers), stepper.model.config.num_attention_heads if loaded.family == "llama"
+                               else stepper.model.config.num_heads, steps, key_len)
+        assert torch.equal(fused, by_layer)
+    stepper.complete_waiting()
+
+
+def test_a_bias_in_another_dtype_takes_the_rows_layer_by_layer(loaded, monkeypatch):
+    """A bias wider than the scores would be summed in its own dtype by ``kept_probs``; added in
+    place it would be rounded to the scores'. Such rows are made layer by layer."""
+    stepper = Stepper(loaded, PROMPT, SETTINGS)
+    stepper.start()
+    stepper.step()
+    stepper.step(rows_later=True, record_later=True)
+    deferred = stepper._deferred
+    layer_inputs = deferred._layer_inputs
+
+    def wider_bias(kind, layer, key_len):
+        queries, key, scaling, bias = layer_inputs(kind, layer, key_len)
+        return queries, key, scaling, torch.zeros(1, queries.shape[1], queries.shape[2], key_len, dtype=torch.float64)
+
+    monkeypatch.setattr(deferred, "_layer_inputs", wider_bias)
+    made_alone = []
+    layer_rows = deferred._layer_rows
+    monkeypatch.setattr(deferred, "_layer_rows", lambda *args: made_alone.append(args) or layer_rows(*args))
+    layers, key_len, mask = waiting_kinds(stepper)["self"]
+    rows = deferred._rows("self", layers, key_len, mask)
+    assert [args[1] for args in made_alone] == layers
+    assert rows.dtype == torch.float32 and rows.shape[0] == len(layers)
