@@ -44,10 +44,11 @@ def hand_over(stepper) -> None:
 def single_step(stepper) -> None:
     """The ``n`` key's step, as ``run_steps`` makes it with ``limit=1`` and no breakpoint: the
     step's rows and record wait (its layers are not captured: the Layers pane replays the step
-    when it shows it), and the call's end completes them (``complete_waiting``: every row
+    when it shows it; each layer's product ``q @ k.T`` is made in the step, right after SDPA:
+    ``scores_in_step``), and the call's end completes them (``complete_waiting``: every row
     written). The app then calls ``prepare_next`` while the person reads the step; callers that
     time this call it untimed after."""
-    stepper.step(rows_later=True, record_later=True)
+    stepper.step(rows_later=True, record_later=True, scores_in_step=True)
     stepper.complete_waiting()
 
 

@@ -314,10 +314,10 @@ class FakeEngine:
             self.writing.clear()
             return self.recording.prompt
 
-    def step(self, force: int | None = None, rows_later: bool = False,
-             record_later: bool = False, layers_later: bool | None = None) -> StepRecord | None:
-        """Return the next recorded step, after the gate and the delay (``layers_later`` changes
-        nothing: recorded steps have no layers to capture).
+    def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False,
+             layers_later: bool | None = None, scores_in_step: bool = False) -> StepRecord | None:
+        """Return the next recorded step, after the gate and the delay (``layers_later`` and
+        ``scores_in_step`` change nothing: recorded steps have their rows and no layers).
 
         With ``force`` the recorded step comes back choosing that id (``chosen_by="forced"``);
         the steps after it are the recording's, so a fake session stays deterministic. With

@@ -10,6 +10,8 @@ steps to the UI (``Stepper.complete_waiting``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from lmscope.engine.attention import kept_probs, scaled_scores
@@ -57,6 +59,8 @@ class DeferredRows:
         """A step took its rows back (:meth:`take_back`): complete the others before the next step."""
         self.waiting_bytes = 0
         """The waiting steps' rows: :meth:`complete` holds them all on the device at once."""
+        self._products: dict[str, _Products] = {}
+        """kind -> the products of a step that made them in the step (:meth:`add_products`)."""
 
     def add(self, label: tuple[str, int], module, query: torch.Tensor, key: torch.Tensor, scaling,
             bias: torch.Tensor | None) -> None:
@@ -65,6 +69,21 @@ class DeferredRows:
         self._calls.setdefault(label, []).append((query, bias))
         self._latest[label] = (module, key, scaling)
         self._this_step.add(label)
+
+    def add_products(self, label: tuple[str, int], query: torch.Tensor, key: torch.Tensor, scaling,
+                     layers: int) -> None:
+        """The call just deferred (:meth:`add`) makes its product now, right after SDPA read the
+        keys (``Stepper.step(scores_in_step=True)``), into its step's ``[layers, head, 1,
+        key_pos]`` scores of its kind (``layers``: how many the kind has); :meth:`complete`
+        uses them if that step completes alone, and otherwise makes the products of all the
+        waiting steps itself."""
+        kind, layer = label
+        step = len(self._steps.get(kind, ()))  # the step's place among the waiting ones, once reserved
+        products = self._products.get(kind)
+        if products is None or products.step != step:  # the step's first call
+            products = self._products[kind] = _Products(step, query.new_empty((layers, query.shape[1], 1, key.shape[2])))
+        scaled_scores(query, key, scaling, 1, out=products.scores[layer : layer + 1])
+        products.layers.add(layer)
 
     def waiting(self, kind: str) -> bool:
         """Whether the step being finished deferred rows of ``kind``."""
@@ -87,6 +106,9 @@ class DeferredRows:
         """Compute the step being finished's deferred rows of ``kind`` now: ``[(layer, probs)]``."""
         taken = sorted(label for label in self._this_step if label[0] == kind)
         self._this_step.difference_update(taken)
+        for kind, layer in taken:
+            if kind in self._products:
+                self._products[kind].layers.discard(layer)
         self.interrupted = True
         rows = []
         for label in taken:
@@ -116,6 +138,7 @@ class DeferredRows:
             host_copy.add(probs.to(torch.float32), _writer(store, steps, tuple(probs.shape)))  # [layer, head, steps, key_pos]
         self._calls.clear()
         self._latest.clear()
+        self._products.clear()
         self._steps.clear()
         self._this_step.clear()
         self.interrupted = False
@@ -127,7 +150,8 @@ class DeferredRows:
 
         Each layer's scores go into one tensor, masked and softmaxed once for all layers: per
         layer, one product (and T5's bias added), where a softmax and a stack of the layers'
-        rows each took a call per layer (on a GPU, a launch each). The arithmetic is
+        rows each took a call per layer (on a GPU, a launch each). A step completed alone whose
+        products were made in the step (:meth:`add_products`) brings them instead. The arithmetic is
         :func:`kept_probs`'s, bit for bit: a softmax is computed row by row. Layers spread over
         devices (a device map), a batch, or a bias whose dtype is not the scores' (the sum would
         be in the wider dtype) take the rows layer by layer instead.
@@ -142,9 +166,16 @@ class DeferredRows:
             device = by_layer[0].device  # a device map spreads the layers: stack on the first one's
             return torch.stack([rows if rows.device == device else rows.to(device) for rows in by_layer])
         steps = queries.shape[2]
-        scores = queries.new_empty((len(layers), queries.shape[1], steps, key_len))
-        for index, (layer_queries, layer_key, scaling, layer_bias) in enumerate(inputs):
-            layer_scores = scaled_scores(layer_queries, layer_key, scaling, steps, out=scores[index : index + 1])
+        made = self._products.get(kind)
+        if steps == 1 and made is not None and made.step == 0 and made.layers == set(layers) == set(
+                range(len(made.scores))):
+            scores = made.scores  # made in the step, where each layer's keys were read anyway
+        else:
+            scores = queries.new_empty((len(layers), queries.shape[1], steps, key_len))
+            for index, (layer_queries, layer_key, scaling, _) in enumerate(inputs):
+                scaled_scores(layer_queries, layer_key, scaling, steps, out=scores[index : index + 1])
+        for index, (_, _, _, layer_bias) in enumerate(inputs):
+            layer_scores = scores[index : index + 1]
             if layer_bias is not None:
                 layer_scores.add_(layer_bias)
         if mask is not None:  # eager's torch.where(mask, scores, min), in place, for every layer at once
@@ -173,6 +204,18 @@ class DeferredRows:
             kwargs["position_bias"] = bias
         module = self._latest[(kind, layer)][0]
         return kept_probs(module, queries, key, mask, scaling, queries.shape[2], kwargs)
+
+
+@dataclass
+class _Products:
+    """One step's products ``q @ k.T * scaling`` of one kind, made in the step."""
+
+    step: int
+    """The step's place among the waiting steps of its kind (0: the first)."""
+    scores: torch.Tensor
+    """``[layer, head, 1, key_pos]``, filled layer by layer."""
+    layers: set[int] = field(default_factory=set)
+    """The layers filled so far."""
 
 
 def _causal(steps: int, key_len: int, device) -> torch.Tensor:

@@ -26,8 +26,8 @@ class Engine(Protocol):
         """Begin (or begin again): tokenize, prefill or encode, reset the cache and the seed."""
         ...
 
-    def step(self, force: int | None = None, rows_later: bool = False,
-             record_later: bool = False, layers_later: bool | None = None) -> StepRecord | None:
+    def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False,
+             layers_later: bool | None = None, scores_in_step: bool = False) -> StepRecord | None:
         """Run one forward pass and choose one token (``force``: this id). Raises if finished.
 
         ``rows_later``: the record's attention rows may wait for :meth:`complete_waiting` (they
@@ -37,6 +37,9 @@ class Engine(Protocol):
         ``rows_later``); False captures them in the step, for a Layers pane about to show it.
         ``record_later``: the whole record waits (a continue no breakpoint reads): the step
         returns None and :meth:`complete_waiting` returns the record.
+        ``scores_in_step``: the caller completes this step alone, right after it (the ``n``
+        key): its waiting rows' products are made in the step, while each layer's keys are
+        still in the processor's cache (an engine may ignore it).
         """
         ...
 

@@ -302,12 +302,12 @@ class RecordingEngine:
         self.writer.prompt(record)
         return record
 
-    def step(self, force: int | None = None, rows_later: bool = False,
-             record_later: bool = False, layers_later: bool | None = None) -> StepRecord | None:
+    def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False,
+             layers_later: bool | None = None, scores_in_step: bool = False) -> StepRecord | None:
         if not (rows_later or record_later):
             self.complete_waiting()  # the trace keeps the steps in the order they were made
         record = self.engine.step(force=force, rows_later=rows_later, record_later=record_later,
-                                  layers_later=layers_later)
+                                  layers_later=layers_later, scores_in_step=scores_in_step)
         if record is None:
             return None  # complete_waiting returns it
         if rows_later:
@@ -366,7 +366,7 @@ class ReplayEngine:
         return (self.trace.step(i) for i in range(len(self.trace)))
 
     def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False,
-             layers_later: bool | None = None) -> StepRecord:
+             layers_later: bool | None = None, scores_in_step: bool = False) -> StepRecord:
         raise UserError("a replayed session cannot step: record a new one with --record")
 
     def complete_waiting(self, write_behind: bool = False) -> tuple[StepRecord, ...]:

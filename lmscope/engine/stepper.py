@@ -129,8 +129,8 @@ class Stepper:
         return record
 
     @_INFERENCE
-    def step(self, force: int | None = None, rows_later: bool = False,
-             record_later: bool = False, layers_later: bool | None = None) -> StepRecord | None:
+    def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False,
+             layers_later: bool | None = None, scores_in_step: bool = False) -> StepRecord | None:
         """Generate one token and return everything recorded about it (``record_later``: None).
 
         Args:
@@ -149,6 +149,12 @@ class Stepper:
             layers_later: whether a decode step's layers wait for :meth:`_replayed` instead of
                 being captured in the step (None: as ``rows_later``). Like the rows' waiting, only
                 where the cache only appends; elsewhere they are captured in the step.
+            scores_in_step: with ``rows_later``, this step is completed alone, right after it
+                (the ``n`` key: ``complete_waiting`` follows): each layer's product ``q @ k.T``
+                is made in the step, right after SDPA read the layer's keys and left them in
+                the processor's cache; only the softmax of all layers waits. A continue's steps
+                leave the products to the hand-over, which reads each layer's keys once for all
+                its steps (``DeferredRows``).
         """
         if self.finished:
             raise RuntimeError("generation has finished; call start() to begin again")
@@ -173,7 +179,8 @@ class Stepper:
                 described = lambda: tensors  # noqa: E731 - described at the prefill
             else:
                 later = rows_later and self._can_defer
-                recorder = AttentionRecorder(self._labels, self._rows, deferred=self._deferred if later else None)
+                recorder = AttentionRecorder(self._labels, self._rows, deferred=self._deferred if later else None,
+                                             scores_in_step=scores_in_step)
                 skip_layers = (rows_later if layers_later is None else layers_later) and self._can_defer
                 outputs, described = self._forward(recorder, host_copy, skip_layers)
             state.pending = None

@@ -133,7 +133,8 @@ class EngineWorkers:
                 # (engine/deferred_rows.py): a step then reads the keys once, not twice. Its
                 # layers are not captured (unless the Layers pane is about to show this step): the
                 # Layers pane's lens replays the step it asks for.
-                record = engine.step(rows_later=True, record_later=record_later, layers_later=not layers_in_step)
+                record = engine.step(rows_later=True, record_later=record_later, layers_later=not layers_in_step,
+                                     scores_in_step=limit == 1)
                 if record is not None:
                     text += record.token
                     hit = _first_hit(breakpoints, record, text)  # breakpoints read no attention rows

@@ -218,3 +218,43 @@ def test_a_bias_in_another_dtype_takes_the_rows_layer_by_layer(loaded, monkeypat
     rows = deferred._rows("self", layers, key_len, mask)
     assert [args[1] for args in made_alone] == layers
     assert rows.dtype == torch.float32 and rows.shape[0] == len(layers)
+
+
+def test_a_step_completed_alone_makes_its_products_in_the_step_with_the_same_rows(loaded, monkeypatch):
+    """``scores_in_step`` (the ``n`` key): each layer's ``q @ k.T`` is made right after SDPA,
+    and ``complete`` only softmaxes them: the same rows, bit for bit, as products made there.
+    A step that is not completed alone leaves them unused: they are made again with the other
+    waiting steps' products."""
+    made, products = [], []
+    scaled = deferred_rows.scaled_scores
+    monkeypatch.setattr(deferred_rows, "scaled_scores",
+                        lambda *args, **kwargs: made.append(args) or scaled(*args, **kwargs))
+    add_products = deferred_rows.DeferredRows.add_products
+    monkeypatch.setattr(deferred_rows.DeferredRows, "add_products",
+                        lambda self, label, *args: products.append(label) or add_products(self, label, *args))
+    alone, later = Stepper(loaded, PROMPT, SETTINGS), Stepper(loaded, PROMPT, SETTINGS)
+    for stepper in (alone, later):
+        stepper.start()
+        stepper.step()
+    config = alone.model.config
+    calls = 2 * config.num_decoder_layers if loaded.family == "t5" else config.num_hidden_layers  # T5: self and cross
+    alone_steps, later_steps = [], []
+    for _ in range(3):
+        made.clear(), products.clear()
+        alone_steps.append(alone.step(rows_later=True, scores_in_step=True))
+        assert len(products) == len(made) == calls  # one product per attention call, in the step
+        alone.complete_waiting()
+        assert len(made) == calls  # and none made again
+        later_steps.append(later.step(rows_later=True))
+        later.complete_waiting()
+    assert [step.token_id for step in alone_steps] == [step.token_id for step in later_steps]
+    for have, want in zip(alone_steps, later_steps):
+        for kind in ("attention", "cross_attention"):
+            if getattr(want, kind) is not None:
+                assert np.array_equal(getattr(have, kind).probs, getattr(want, kind).probs)
+    made.clear()
+    for _ in range(2):  # two waiting steps: the products made in the first are not used
+        alone.step(rows_later=True, scores_in_step=True)
+    made.clear()
+    alone.complete_waiting()
+    assert len(made) == calls

@@ -46,6 +46,22 @@ async def test_single_steps_show_at_once_and_the_rate_shows_while_running():
         assert len(app.view.steps) == engine.step_calls
 
 
+async def test_a_single_step_makes_its_products_in_the_step_and_a_continue_at_the_hand_over():
+    """``n`` completes its one step alone, right after it: the engine makes each layer's
+    ``q @ k.T`` in the step (``scores_in_step``), while the keys are in the processor's cache;
+    a continue's steps leave theirs to the hand-over, which reads the keys once for all of them."""
+    async with running(steps=40) as (app, pilot, engine):
+        asked = []
+        step = engine.step
+        engine.step = lambda *args, **kwargs: (asked.append(kwargs.get("scores_in_step", False)), step(*args, **kwargs))[1]
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert asked == [True]
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert len(asked) == 40 and not any(asked[1:])
+
+
 async def test_every_engine_call_runs_on_the_one_engine_thread():
     """Load, step, continue, rewind, restart and the lens, in two apps: all on one thread, never
     the UI's (torch gives each calling thread a parallel team of its own; engine/engine_thread.py)."""
