@@ -76,12 +76,16 @@ class DeferredRows:
         keys (``Stepper.step(scores_in_step=True)``), into its step's ``[layers, head, 1,
         key_pos]`` scores of its kind (``layers``: how many the kind has); :meth:`complete`
         uses them if that step completes alone, and otherwise makes the products of all the
-        waiting steps itself."""
+        waiting steps itself. A batch, or a layer on another device than the kind's first (a
+        device map), makes none: :meth:`complete` then makes them all."""
         kind, layer = label
         step = len(self._steps.get(kind, ()))  # the step's place among the waiting ones, once reserved
         products = self._products.get(kind)
         if products is None or products.step != step:  # the step's first call
-            products = self._products[kind] = _Products(step, query.new_empty((layers, query.shape[1], 1, key.shape[2])))
+            scores = query.new_empty((layers, query.shape[1], 1, key.shape[2]))
+            products = self._products[kind] = _Products(step, scores)
+        if query.shape[0] != 1 or products.scores.device != key.device:
+            return
         scaled_scores(query, key, scaling, 1, out=products.scores[layer : layer + 1])
         products.layers.add(layer)
 
@@ -106,9 +110,8 @@ class DeferredRows:
         """Compute the step being finished's deferred rows of ``kind`` now: ``[(layer, probs)]``."""
         taken = sorted(label for label in self._this_step if label[0] == kind)
         self._this_step.difference_update(taken)
-        for kind, layer in taken:
-            if kind in self._products:
-                self._products[kind].layers.discard(layer)
+        if kind in self._products:  # their products, if made, are not the waiting steps'
+            self._products[kind].layers.difference_update(layer for _, layer in taken)
         self.interrupted = True
         rows = []
         for label in taken:
@@ -134,8 +137,8 @@ class DeferredRows:
             key_len = steps[-1][1]
             causal = kind == "self" and len(steps) > 1  # one query needs no mask
             mask = _causal(len(steps), key_len, self._latest[(kind, layers[0])][1].device) if causal else None
-            probs = self._rows(kind, layers, key_len, mask)
-            host_copy.add(probs.to(torch.float32), _writer(store, steps, tuple(probs.shape)))  # [layer, head, steps, key_pos]
+            probs = self._rows(kind, layers, key_len, mask)  # [layer, head, steps, key_pos], float32
+            host_copy.add(probs, _writer(store, steps, tuple(probs.shape)))
         self._calls.clear()
         self._latest.clear()
         self._products.clear()
@@ -157,7 +160,7 @@ class DeferredRows:
         be in the wider dtype) take the rows layer by layer instead.
         """
         inputs = [self._layer_inputs(kind, layer, key_len) for layer in layers]
-        queries, key, _, bias = inputs[0]
+        queries, key = inputs[0][:2]
         fused = queries.shape[0] == 1 and all(
             layer_key.device == key.device and (layer_bias is None or layer_bias.dtype == queries.dtype)
             for _, layer_key, _, layer_bias in inputs)
@@ -175,9 +178,8 @@ class DeferredRows:
             for index, (layer_queries, layer_key, scaling, _) in enumerate(inputs):
                 scaled_scores(layer_queries, layer_key, scaling, steps, out=scores[index : index + 1])
         for index, (_, _, _, layer_bias) in enumerate(inputs):
-            layer_scores = scores[index : index + 1]
             if layer_bias is not None:
-                layer_scores.add_(layer_bias)
+                scores[index : index + 1].add_(layer_bias)
         if mask is not None:  # eager's torch.where(mask, scores, min), in place, for every layer at once
             scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
         return torch.softmax(scores, dim=-1, dtype=torch.float32)

@@ -258,3 +258,16 @@ def test_a_step_completed_alone_makes_its_products_in_the_step_with_the_same_row
     made.clear()
     alone.complete_waiting()
     assert len(made) == calls
+
+
+def test_a_layer_on_another_device_or_a_batch_makes_no_product_in_the_step():
+    """Products made in the step share one tensor a kind, on the first layer's device; a layer a
+    device map put elsewhere (here the ``meta`` device), or a batch of several sequences, makes
+    none, and leaves the completion to make every product itself."""
+    deferred = deferred_rows.DeferredRows()
+    query, key = torch.randn(1, 4, 1, 8), torch.randn(1, 2, 5, 8)
+    deferred.add_products(("self", 0), query, key, None, layers=2)
+    deferred.add_products(("self", 1), query.to("meta"), key.to("meta"), None, layers=2)
+    assert deferred._products["self"].layers == {0}
+    deferred.add_products(("cross", 0), torch.randn(2, 4, 1, 8), torch.randn(2, 2, 5, 8), None, layers=1)
+    assert deferred._products["cross"].layers == set()

@@ -51,9 +51,13 @@ async def test_a_single_step_makes_its_products_in_the_step_and_a_continue_at_th
     ``q @ k.T`` in the step (``scores_in_step``), while the keys are in the processor's cache;
     a continue's steps leave theirs to the hand-over, which reads the keys once for all of them."""
     async with running(steps=40) as (app, pilot, engine):
-        asked = []
-        step = engine.step
-        engine.step = lambda *args, **kwargs: (asked.append(kwargs.get("scores_in_step", False)), step(*args, **kwargs))[1]
+        asked, step = [], engine.step
+
+        def asking(*args, **kwargs):
+            asked.append(kwargs.get("scores_in_step", False))
+            return step(*args, **kwargs)
+
+        engine.step = asking
         await pilot.press("n")
         await settle(app, pilot)
         assert asked == [True]
