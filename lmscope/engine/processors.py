@@ -122,7 +122,7 @@ def stages_from(summaries: StageTensors, packed, decode: Callable[[int], str]
                 ) -> tuple[tuple[Stage, ...], list[float]]:
     """The stages, and the extra numbers, from one row of :func:`pack_stages` on the host."""
     values = packed.tolist()
-    at = len(summaries.names) * (4 * summaries.top + 2)
+    at = len(summaries.names) * stage_width(summaries.top)
     return _stages(summaries.names, summaries.top, summaries.d_vocab, values[:at], decode), values[at:]
 
 
@@ -136,15 +136,21 @@ def lazy_stages_from(summaries: StageTensors, packed, decode: Callable[[int], st
     """
     # Not ``summaries`` itself: its packed tensor may be on a GPU, which a record never holds.
     names, top, d_vocab = summaries.names, summaries.top, summaries.d_vocab
-    at = len(names) * (4 * top + 2)
+    at = len(names) * stage_width(top)
     stages = LazyTuple(lambda: _stages(names, top, d_vocab, packed[:at].tolist(), decode))
     return stages, packed[at:].tolist()
+
+
+def stage_width(top: int) -> int:
+    """The values a stage's summary row holds (:class:`StageTensors`): ``top`` ids, scores,
+    probabilities and previous scores, then the removed count and the negated entropy."""
+    return 4 * top + 2
 
 
 def _stages(names: list[str], top: int, d_vocab: int, values: list[float], decode: Callable[[int], str]
             ) -> tuple[Stage, ...]:
     """The stages of one step from its summary's values (:class:`StageTensors` tells the layout)."""
-    width = 4 * top + 2
+    width = stage_width(top)
     stages, previous_ids = [], None
     for index, name in enumerate(names):
         row = values[index * width : (index + 1) * width]
