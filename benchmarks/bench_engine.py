@@ -211,13 +211,16 @@ def measure_rows(loaded, prompt: str, args) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 
-def measure_continue(loaded, bare_model, prompt: str, args) -> dict[str, float]:
+def measure_continue(loaded, bare_model, prompt: str, args) -> tuple[dict[str, float], bool]:
     """Median seconds of a step in a continue segment (as in :func:`measure_steps`) with the rows
-    written behind, as the TUI's continue writes them, and written in each hand-over instead,
-    with bare steps between: what writing behind takes off the step."""
+    written behind, as the TUI's continue writes them where that pays, and written in each
+    hand-over instead, with bare steps between: what writing behind takes off the step. Also
+    whether this machine writes behind (``row_store.writing_behind_pays``, for a hand-over's rows)."""
+    from lmscope.engine.row_store import writing_behind_pays
+
     segment = CONTINUE_BLOCK * HAND_OVERS
     behind, inline = (Stepper(loaded, prompt, GREEDY) for _ in range(2))
-    # Whatever the machine would choose (row_store.writer_has_a_core):
+    # Whatever the machine would choose:
     behind.writes_behind, inline.writes_behind = True, False
     for stepper in (behind, inline):
         stepper.start()
@@ -229,16 +232,17 @@ def measure_continue(loaded, bare_model, prompt: str, args) -> dict[str, float]:
     seconds = {name: [] for name in runs}
     for _ in range(max(3, 2 * args.steps * args.rounds // segment)):
         for name, run in runs.items():
+            written = inline._rows.bytes_written
             seconds[name].append(timed(run, args.device) / segment)
-    return {name: statistics.median(values) for name, values in seconds.items()}
+    hand_over_bytes = (inline._rows.bytes_written - written) // HAND_OVERS
+    chooses_behind = writing_behind_pays(behind._rows, torch.device(args.device), hand_over_bytes)
+    return {name: statistics.median(values) for name, values in seconds.items()}, chooses_behind
 
 
-def print_continue(medians: dict[str, float], args) -> None:
-    from lmscope.engine.row_store import writer_has_a_core
-
-    chosen = "behind" if writer_has_a_core(torch.device(args.device)) else "in hand-over"
+def print_continue(medians: dict[str, float], chooses_behind: bool) -> None:
+    chosen = "behind" if chooses_behind else "in hand-over"
     base = medians["bare"]
-    print(f"torch threads {torch.get_num_threads()}, device {args.device}: a continue writes its rows {chosen}")
+    print(f"torch threads {torch.get_num_threads()}: a continue writes its rows {chosen}")
     for name, value in medians.items():
         label = "bare SDPA" if name == "bare" else f"rows written {name}"
         print(f"decode step in a continue, {label:<28} {value * 1e3:7.1f} ms  {value / base:.3f}")
@@ -424,7 +428,7 @@ def main() -> None:
         print(f"step_ratio={steps['key'] / steps['bare']:.4f} inplace_step_ratio={steps['in place'] / steps['bare']:.4f}")
         return
     if args.only == "continue":
-        print_continue(measure_continue(loaded, bare_model, prompt, args), args)
+        print_continue(*measure_continue(loaded, bare_model, prompt, args))
         return
     if args.only_layers:
         print_layers(loaded, args, measure_layers(loaded, prompt, args))

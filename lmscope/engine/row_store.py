@@ -10,15 +10,26 @@ Records still hold ordinary (read-only) numpy arrays.
 Writing costs the step more than it looks: each write lands in page-cache pages the process
 never had, and on a virtual machine whose host backs memory lazily the first touch of each
 4 KiB page faults into the host (``benchmarks/page_cost.py``: a 2k step's 2.2 MiB took 5.4 ms
-on this project's machine). Where a core is free for it (:func:`writer_has_a_core`), a
-continue lets its hand-over's writes run behind (:meth:`RowStore.writing_behind`) on one writer
-thread while the next steps run; whoever hands the records on waits for :meth:`RowStore.settle`
-(or sees :meth:`RowStore.written`) first.
+on this project's machine). So a single step's rows go into pages :meth:`RowStore.prepare` made
+while the person read the last step, and a large write into pages not prepared (a continue's
+hand-over) goes straight to the disk (``O_DIRECT``, through a small page-aligned staging buffer):
+on this project's machine a buffered 8.8 MB write (a hand-over of four 2k steps) took 2 ms in
+some minutes and 45-160 ms in others, all of it the kernel's copy into new page-cache pages
+(``perf``: the time sits in ``copy_folio_from_iter_atomic``), while the same bytes written
+directly took 4.5-8 ms and 0.1 ms of CPU, the rest waiting for the disk. Such rows also stay out
+of the page cache until a pane reads them. Where the file system refuses ``O_DIRECT``, or
+``LMSCOPE_ROW_WRITES=buffered``, every write is buffered.
+
+Where that pays (:func:`writing_behind_pays`: a core free for it, or writes that wait for the
+disk), a continue lets its hand-over's writes run behind (:meth:`RowStore.writing_behind`) on one
+writer thread while the next steps run; whoever hands the records on waits for
+:meth:`RowStore.settle` (or sees :meth:`RowStore.written`) first.
 """
 
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import tempfile
 import threading
@@ -30,10 +41,19 @@ import numpy as np
 import torch
 
 from lmscope.engine.cores import spare_core
+from lmscope.engine.errors import UserError
 
 CHUNK_BYTES = 64 * 1024 * 1024
 ALIGN = 64
 _ZEROS = memoryview(bytes(1024 * 1024))
+DIRECT_MIN_BYTES = 256 * 1024
+"""Writes this large, into pages not prepared, go straight to the disk (smaller ones cost little
+either way, and a direct write waits for the disk however small it is)."""
+DIRECT_ALIGN = 4096
+"""Direct writes start and end on this boundary of the file and of memory (every block size Linux uses)."""
+STAGE_BYTES = 4 * 1024 * 1024
+"""The staging buffer of each thread that writes directly: a larger write goes in parts."""
+ROW_WRITES_ENV = "LMSCOPE_ROW_WRITES"
 
 
 @dataclass(frozen=True)
@@ -48,8 +68,10 @@ class Slot:
 class RowStore:
     """Append-only float32 storage. ``put`` writes a tensor; ``reserve``/``write`` fill one in parts."""
 
-    def __init__(self, chunk_bytes: int = CHUNK_BYTES):
+    def __init__(self, chunk_bytes: int = CHUNK_BYTES, direct: bool | None = None):
         self.chunk_bytes = chunk_bytes
+        self.direct = direct_writes_wanted() if direct is None else direct
+        """Whether large writes into unprepared pages may go straight to the disk (where the file system allows)."""
         self._chunk: _Chunk | None = None
         self._spare: _Chunk | None = None
         """The next chunk, made ahead by :meth:`prepare`."""
@@ -60,6 +82,11 @@ class RowStore:
         """Inside :meth:`writing_behind`: the writes queued for the writer thread."""
         self._in_flight: list[Future] = []
         """Write-behind jobs not yet settled, in order."""
+
+    @property
+    def writes_directly(self) -> bool:
+        """Whether large writes now go straight to the disk (False until the first chunk is made)."""
+        return self._chunk is not None and self._chunk.direct_fd is not None
 
     def reserve(self, shape: tuple[int, ...]) -> Slot:
         """Room for a float32 array of ``shape``; fill it with :meth:`write`, read it with :meth:`view`."""
@@ -86,7 +113,7 @@ class RowStore:
             if self._chunk is not None:
                 self._chunk.prepare(self._used, self._chunk.nbytes)
             if self._spare is None or self._spare.nbytes < nbytes:
-                self._spare = _Chunk(max(self.chunk_bytes, nbytes))
+                self._spare = self._new_chunk(nbytes)
             self._spare.prepare(0, nbytes)
         else:
             self._chunk.prepare(self._used, self._used + nbytes)
@@ -97,7 +124,10 @@ class RowStore:
         spare, self._spare = self._spare, None
         if spare is not None and spare.nbytes >= nbytes:
             return spare
-        return _Chunk(max(self.chunk_bytes, nbytes))
+        return self._new_chunk(nbytes)
+
+    def _new_chunk(self, nbytes: int) -> _Chunk:
+        return _Chunk(max(self.chunk_bytes, nbytes), self.direct)
 
     @contextmanager
     def joining(self, host_copy):
@@ -171,7 +201,7 @@ class RowStore:
 def _write(slot: Slot, data: np.ndarray, index: int | None) -> None:
     part = math.prod(slot.shape[1:]) * 4 if index is not None else 0
     data = np.ascontiguousarray(data, dtype=np.float32)
-    os.pwrite(slot.chunk.fd, memoryview(data).cast("B"), slot.offset + (index or 0) * part)
+    slot.chunk.write(memoryview(data).cast("B"), slot.offset + (index or 0) * part)
 
 
 def _write_all(queued: list[tuple[Slot, np.ndarray, int | None]]) -> None:
@@ -192,6 +222,18 @@ def writer_has_a_core(device: torch.device) -> bool:
     return spare_core(device)
 
 
+def writing_behind_pays(store: RowStore, device: torch.device, nbytes: int) -> bool:
+    """Whether a hand-over's ``nbytes`` of rows are better written on the writer thread than in
+    the hand-over: where the writer has a core of its own (:func:`writer_has_a_core`), or where
+    they go straight to the disk (:attr:`RowStore.writes_directly`), which leaves the CPU while
+    the disk works (``bench_engine.py --only continue``, SmolLM2 at 2k on the 2-core machine: a
+    continue's step took 1.056 and 1.057 of the bare one written behind, 1.072 and 1.072 in the
+    hand-over)."""
+    if writer_has_a_core(device):
+        return True
+    return store.writes_directly and nbytes >= DIRECT_MIN_BYTES
+
+
 _WRITER: ThreadPoolExecutor | None = None
 _WRITER_LOCK = threading.Lock()
 
@@ -206,11 +248,22 @@ def _writer_thread() -> ThreadPoolExecutor:
         return _WRITER
 
 
+def direct_writes_wanted() -> bool:
+    """``LMSCOPE_ROW_WRITES``: ``direct`` (the default) or ``buffered`` (every write through the
+    page cache: for a disk slower than the page cache takes a continue's rows)."""
+    wanted = os.environ.get(ROW_WRITES_ENV, "direct").strip().lower() or "direct"
+    if wanted not in ("direct", "buffered"):
+        raise UserError(f"{ROW_WRITES_ENV} must be direct or buffered, not {wanted!r}")
+    return wanted == "direct"
+
+
 class _Chunk:
     """An unlinked temporary file: written with pwrite, read through a read-only mapping."""
 
-    def __init__(self, nbytes: int):
+    def __init__(self, nbytes: int, direct: bool = False):
         self.fd, path = tempfile.mkstemp(prefix="lmscope-rows-")
+        self.direct_fd = _open_direct(path) if direct else None
+        """The file opened again with ``O_DIRECT``, or None (not asked for, or refused here)."""
         os.unlink(path)  # nothing is left behind, whatever way the process ends
         os.ftruncate(self.fd, nbytes)
         self.nbytes = nbytes
@@ -226,5 +279,60 @@ class _Chunk:
             start += os.pwrite(self.fd, _ZEROS[: min(len(_ZEROS), end - start)], start)  # a view: no copy
         self.prepared = max(self.prepared, end)
 
+    def write(self, data: memoryview, offset: int) -> None:
+        """Write the bytes ``data`` at ``offset``: through the page cache where :meth:`prepare`
+        made the pages, or the write is small or no direct descriptor is open; else the whole
+        aligned blocks straight to the disk and any partial block at either end buffered (a
+        partial block's other bytes may belong to a neighbouring slot)."""
+        end = offset + len(data)
+        first, last = -(-offset // DIRECT_ALIGN) * DIRECT_ALIGN, end // DIRECT_ALIGN * DIRECT_ALIGN
+        if self.direct_fd is None or end <= self.prepared or last - first < DIRECT_MIN_BYTES:
+            os.pwrite(self.fd, data, offset)
+            return
+        if first > offset:
+            os.pwrite(self.fd, data[: first - offset], offset)
+        stage = _stage()
+        for start in range(first, last, STAGE_BYTES):
+            size = min(STAGE_BYTES, last - start)
+            stage[:size] = data[start - offset : start - offset + size]
+            os.pwrite(self.direct_fd, stage[:size], start)
+        if end > last:
+            os.pwrite(self.fd, data[last - offset :], last)
+
     def __del__(self):
         os.close(self.fd)
+        if self.direct_fd is not None:
+            os.close(self.direct_fd)
+
+
+_STAGES = threading.local()
+_ZERO_BLOCK = memoryview(mmap.mmap(-1, DIRECT_ALIGN))
+"""One page-aligned block of zeros (an anonymous mapping is zeros and never written here)."""
+
+
+def _stage() -> memoryview:
+    """This thread's page-aligned staging buffer for direct writes (an anonymous mapping; each
+    thread that writes has its own, so the writer thread and the engine thread never share one)."""
+    stage = getattr(_STAGES, "buffer", None)
+    if stage is None:
+        stage = _STAGES.buffer = memoryview(mmap.mmap(-1, STAGE_BYTES))
+    return stage
+
+
+def _open_direct(path: str) -> int | None:
+    """``path`` opened for writing with ``O_DIRECT``, or None where that is not to be had (no such
+    flag on this system, or a file system that refuses it: some accept the flag and fail the
+    write, so one block of zeros is written at the start, where nothing else is yet)."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return None
+    try:
+        fd = os.open(path, os.O_WRONLY | flag)
+    except OSError:
+        return None
+    try:
+        os.pwrite(fd, _ZERO_BLOCK, 0)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd

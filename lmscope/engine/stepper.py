@@ -29,7 +29,7 @@ from lmscope.engine.processors import (
     StageTensors, chosen_numbers, pack_stages, run_stages, stage_names, stage_scores, stages_from,
 )
 from lmscope.engine.records import LazyTuple, PromptRecord, SessionInfo, StepRecord, TensorInfo
-from lmscope.engine.row_store import RowStore, writer_has_a_core
+from lmscope.engine.row_store import RowStore, writing_behind_pays
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.rewind import RngHistory, rewind_state, state_before
 from lmscope.engine.step_parts import Decoder, attention_rows, finish_reason
@@ -70,7 +70,7 @@ class Stepper:
 
     writes_behind: ClassVar[bool | None] = None
     """Whether a hand-over's rows may be written behind (``complete_waiting(write_behind=True)``):
-    None lets the machine decide (``row_store.writer_has_a_core``); tests set True or False."""
+    None lets the machine decide (``row_store.writing_behind_pays``); tests set True or False."""
 
     def __init__(self, loaded: models.LoadedModel, prompt: str, settings: GenerationSettings, *,
                  top: int = 10, chat: bool = False, capture_attention: bool = True, prefill_rows: int = 64,
@@ -241,7 +241,7 @@ class Stepper:
     def _writes_behind_here(self) -> bool:
         if self.writes_behind is not None:
             return self.writes_behind
-        return writer_has_a_core(input_device(self.model))
+        return writing_behind_pays(self._rows, input_device(self.model), self._deferred.waiting_bytes)
 
     def _complete(self, write_behind: bool = False) -> None:
         write_behind = write_behind and self._writes_behind_here()

@@ -77,9 +77,9 @@ def test_a_failed_write_is_raised_by_settle(monkeypatch):
     store.settle()  # reported once: the store goes on
 
 
-def continued(loaded, settings=SETTINGS, block: int = 4):
+def continued(loaded, settings=SETTINGS, block: int = 4, prompt: str = PROMPT):
     """A continue as the TUI runs it: records wait, each hand-over writes behind, one in flight."""
-    stepper = Stepper(loaded, PROMPT, settings)
+    stepper = Stepper(loaded, prompt, settings)
     stepper.start()
     made = []
     while not stepper.finished:
