@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from lmscope.engine.cores import spare_core
-from lmscope.engine.errors import UserError
+from lmscope.engine.row_writes import direct_writes_wanted
 
 CHUNK_BYTES = 64 * 1024 * 1024
 ALIGN = 64
@@ -53,7 +53,6 @@ DIRECT_ALIGN = 4096
 """Direct writes start and end on this boundary of the file and of memory (every block size Linux uses)."""
 STAGE_BYTES = 4 * 1024 * 1024
 """The staging buffer of each thread that writes directly: a larger write goes in parts."""
-ROW_WRITES_ENV = "LMSCOPE_ROW_WRITES"
 
 
 @dataclass(frozen=True)
@@ -246,15 +245,6 @@ def _writer_thread() -> ThreadPoolExecutor:
         if _WRITER is None:
             _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmscope-rows")
         return _WRITER
-
-
-def direct_writes_wanted() -> bool:
-    """``LMSCOPE_ROW_WRITES``: ``direct`` (the default) or ``buffered`` (every write through the
-    page cache: for a disk slower than the page cache takes a continue's rows)."""
-    wanted = os.environ.get(ROW_WRITES_ENV, "direct").strip().lower() or "direct"
-    if wanted not in ("direct", "buffered"):
-        raise UserError(f"{ROW_WRITES_ENV} must be direct or buffered, not {wanted!r}")
-    return wanted == "direct"
 
 
 class _Chunk:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from lmscope.engine.errors import UserError
+from lmscope.engine.row_writes import direct_writes_wanted
 from lmscope.engine.settings import GenerationSettings, validate
 
 DEFAULT_PROMPTS = {
@@ -60,6 +61,7 @@ class SessionOptions:
         validate(self.settings)
         self.parsed_breakpoints()
         self.placement()
+        direct_writes_wanted()  # the environment's $LMSCOPE_ROW_WRITES, read by every row store
 
     def placement(self):
         """Device map or tensor parallel (``engine.placement.Placement``); PlacementError for bad flags."""

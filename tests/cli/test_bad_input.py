@@ -112,3 +112,14 @@ def test_tui_load_failure_is_one_line_and_exit_2(monkeypatch, capsys):
     monkeypatch.setattr("lmscope.engine.session.model_source", lambda options: "x")
     monkeypatch.setattr("lmscope.tui.app.make_app", lambda factory, **options: App())
     assert fails(["t5"], capsys) == "lmscope: error: cannot load model 'x': broken"
+
+
+def test_a_bad_row_writes_setting_fails_before_the_tui_is_made(monkeypatch, capsys):
+    monkeypatch.setenv("LMSCOPE_ROW_WRITES", "sometimes")
+
+    def no_app(*args, **kwargs):
+        raise AssertionError("the TUI was made before the setting was checked")
+
+    monkeypatch.setattr("lmscope.tui.app.make_app", no_app)
+    fails(["t5"], capsys, "LMSCOPE_ROW_WRITES must be direct or buffered, not 'sometimes'")
+    fails(["t5", "--json"], capsys, "LMSCOPE_ROW_WRITES")

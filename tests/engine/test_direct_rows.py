@@ -14,6 +14,7 @@ import torch
 from lmscope.engine import row_store
 from lmscope.engine.errors import UserError
 from lmscope.engine.row_store import DIRECT_ALIGN, DIRECT_MIN_BYTES, STAGE_BYTES, RowStore
+from lmscope.engine.row_writes import ROW_WRITES_ENV
 
 from test_deferred_rows import PROMPT, SETTINGS
 from test_write_behind import continued
@@ -24,7 +25,7 @@ BIG = (3, DIRECT_MIN_BYTES // 4 + 1001)
 
 @pytest.fixture
 def direct_store(monkeypatch) -> RowStore:
-    monkeypatch.delenv(row_store.ROW_WRITES_ENV, raising=False)
+    monkeypatch.delenv(ROW_WRITES_ENV, raising=False)
     store = RowStore()
     store.reserve((1,))  # the first chunk, which finds out whether this file system takes O_DIRECT
     if not store.writes_directly:
@@ -125,13 +126,13 @@ def test_two_threads_writing_at_once_each_use_their_own_staging_buffer(direct_st
 
 
 def test_buffered_when_asked_and_a_bad_setting_is_one_clear_error(monkeypatch, pwrites):
-    monkeypatch.setenv(row_store.ROW_WRITES_ENV, "buffered")
+    monkeypatch.setenv(ROW_WRITES_ENV, "buffered")
     store = RowStore()
     slot = store.reserve(BIG)
     store.write(slot, rows(BIG))
     assert not store.writes_directly and slot.chunk.direct_fd is None
     assert all(fd == slot.chunk.fd for fd, _, _ in pwrites)
-    monkeypatch.setenv(row_store.ROW_WRITES_ENV, "fast")
+    monkeypatch.setenv(ROW_WRITES_ENV, "fast")
     with pytest.raises(UserError, match="LMSCOPE_ROW_WRITES must be direct or buffered, not 'fast'"):
         RowStore()
 
@@ -180,9 +181,9 @@ def test_a_continue_with_its_rows_written_direct_stores_the_same_bytes(loaded, m
     """With the threshold lowered to one block, a continue's hand-overs go direct, and each
     step's rows are bit for bit those of the same continue written buffered."""
     monkeypatch.setattr(row_store, "DIRECT_MIN_BYTES", DIRECT_ALIGN)
-    monkeypatch.setenv(row_store.ROW_WRITES_ENV, "buffered")
+    monkeypatch.setenv(ROW_WRITES_ENV, "buffered")
     _, buffered = continued(loaded, block=7, prompt=LONG_PROMPT)
-    monkeypatch.setenv(row_store.ROW_WRITES_ENV, "direct")
+    monkeypatch.setenv(ROW_WRITES_ENV, "direct")
     pwrites.clear()
     stepper, direct = continued(loaded, block=7, prompt=LONG_PROMPT)
     direct_fd = stepper._rows._chunk.direct_fd
