@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from lmscope.engine.cores import spare_core
+from lmscope.engine.mapped_rows import map_rows
 from lmscope.engine.row_writes import direct_writes_wanted
 
 CHUNK_BYTES = 64 * 1024 * 1024
@@ -257,7 +258,7 @@ class _Chunk:
         os.unlink(path)  # nothing is left behind, whatever way the process ends
         os.ftruncate(self.fd, nbytes)
         self.nbytes = nbytes
-        self.mapped = np.memmap(os.fdopen(os.dup(self.fd), "rb"), dtype=np.uint8, mode="r", shape=(nbytes,))
+        self.mapped = map_rows(self.fd, nbytes)
         self.prepared = 0
         """How far :meth:`prepare` has zeroed the file (it never zeroes below this again)."""
 

@@ -194,3 +194,49 @@ def test_a_continue_with_its_rows_written_direct_stores_the_same_bytes(loaded, m
         for kind in ("attention", "cross_attention"):
             if getattr(want, kind) is not None:
                 np.testing.assert_array_equal(getattr(have, kind).probs, getattr(want, kind).probs)
+
+
+def test_read_ahead_asks_for_the_pages_under_a_view_and_nothing_else(direct_store, monkeypatch):
+    import mmap
+
+    from lmscope.engine.mapped_rows import RowMapping, read_ahead
+
+    byte_bounds = getattr(np, "byte_bounds", None) or np.lib.array_utils.byte_bounds  # numpy 1 or 2
+
+    advised, madvise = [], RowMapping.madvise
+    monkeypatch.setattr(RowMapping, "madvise", lambda self, *args: (advised.append(args), madvise(self, *args))[1])
+    shape = (6, 9, 4, 2060)
+    slot = direct_store.reserve(shape)
+    data = rows(shape, seed=9)
+    direct_store.write(slot, data)
+    view = direct_store.view(slot)
+    first = slot.chunk.mapped.__array_interface__["data"][0]
+    for picked, expected in ((view[4, :, 3], data[4, :, 3]), (view[2, 5, 1], data[2, 5, 1]),
+                             (view[::-1, 0, 0], data.flip(0)[:, 0, 0])):
+        assert read_ahead(picked) is picked
+        advice, start, length = advised[-1]
+        low, high = (address - first for address in byte_bounds(picked))
+        assert advice == mmap.MADV_WILLNEED and start % mmap.PAGESIZE == 0
+        assert start <= low < start + mmap.PAGESIZE and start + length == high
+        np.testing.assert_array_equal(picked, expected.numpy())
+    assert len(advised) == 3
+    read_ahead(np.zeros((2, 3), np.float32))  # not a row store mapping: nothing asked
+    read_ahead(view[0, 0, 0, :0])  # nothing to read
+    assert len(advised) == 3
+
+
+def test_the_heatmap_reads_a_row_after_asking_for_its_pages(direct_store, monkeypatch):
+    from lmscope.engine.mapped_rows import RowMapping
+    from lmscope.engine.records import AttentionRows
+    from lmscope.tui.draw.attention_rows import head_row
+
+    advised, madvise = [], RowMapping.madvise
+    monkeypatch.setattr(RowMapping, "madvise", lambda self, *args: (advised.append(args), madvise(self, *args))[1])
+    shape = (3, 4, 1, 300)
+    slot = direct_store.reserve(shape)
+    data = rows(shape, seed=10)
+    direct_store.write(slot, data)
+    attention = AttentionRows("self", direct_store.view(slot))
+    np.testing.assert_array_equal(head_row(attention, 0, 1, 2), data[1, 2, 0].numpy())
+    np.testing.assert_allclose(head_row(attention, 0, 2, None), data[2, :, 0].numpy().mean(axis=0), rtol=1e-6)
+    assert len(advised) == 2

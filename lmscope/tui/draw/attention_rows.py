@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lmscope.engine.mapped_rows import read_ahead
 from lmscope.engine.records import AttentionRows
 from lmscope.tui.view import View
 
@@ -75,6 +76,9 @@ def cross_attention(view: View) -> Matrix | None:
 
 
 def head_row(rows: AttentionRows, q: int, layer: int, head: int | None) -> np.ndarray:
-    """One query's probabilities ``[key_pos]`` for a head, or the mean over heads."""
+    """One query's probabilities ``[key_pos]`` for a head, or the mean over heads (their pages
+    asked for first: rows a continue wrote straight to the disk are read from it)."""
     per_layer = rows.probs[min(layer, rows.layers - 1)]
-    return per_layer[:, q].mean(axis=0) if head is None else per_layer[head % rows.heads, q]
+    if head is None:
+        return read_ahead(per_layer[:, q]).mean(axis=0)
+    return read_ahead(per_layer[head % rows.heads, q])
