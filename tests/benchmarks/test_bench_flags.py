@@ -81,7 +81,8 @@ def test_bench_fast_steps_refuses_a_bad_round_count_in_one_line():
 
 def test_page_cost_runs():
     figures = printed_figures(run_benchmark("page_cost.py", "--mib", "8", "--rounds", "1"))
-    assert_figures(figures, ("fresh_page_us", "reused_page_us", "store_write_ms", "prepared_store_write_ms"))
+    assert_figures(figures, ("fresh_page_us", "reused_page_us", "store_write_ms", "direct_store_write_ms",
+                             "prepared_store_write_ms"))
 
 
 def test_profile_step_rows_order_runs():
