@@ -278,22 +278,32 @@ class _Chunk:
         end = offset + len(data)
         first, last = -(-offset // DIRECT_ALIGN) * DIRECT_ALIGN, end // DIRECT_ALIGN * DIRECT_ALIGN
         if self.direct_fd is None or end <= self.prepared or last - first < DIRECT_MIN_BYTES:
-            os.pwrite(self.fd, data, offset)
+            _pwrite_all(self.fd, data, offset)
             return
         if first > offset:
-            os.pwrite(self.fd, data[: first - offset], offset)
+            _pwrite_all(self.fd, data[: first - offset], offset)
         stage = _stage()
         for start in range(first, last, STAGE_BYTES):
             size = min(STAGE_BYTES, last - start)
             stage[:size] = data[start - offset : start - offset + size]
-            os.pwrite(self.direct_fd, stage[:size], start)
+            _pwrite_all(self.direct_fd, stage[:size], start)
         if end > last:
-            os.pwrite(self.fd, data[last - offset :], last)
+            _pwrite_all(self.fd, data[last - offset :], last)
 
     def __del__(self):
         os.close(self.fd)
         if self.direct_fd is not None:
             os.close(self.direct_fd)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    """Every byte of ``data`` at ``offset``: ``pwrite`` may write fewer (a direct write stopped by
+    a full disk does); writing nothing at all is an error."""
+    while len(data):
+        written = os.pwrite(fd, data, offset)
+        if written <= 0:
+            raise OSError(f"no bytes written to the row store at offset {offset}")
+        data, offset = data[written:], offset + written
 
 
 _STAGES = threading.local()

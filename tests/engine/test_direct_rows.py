@@ -240,3 +240,15 @@ def test_the_heatmap_reads_a_row_after_asking_for_its_pages(direct_store, monkey
     np.testing.assert_array_equal(head_row(attention, 0, 1, 2), data[1, 2, 0].numpy())
     np.testing.assert_allclose(head_row(attention, 0, 2, None), data[2, :, 0].numpy().mean(axis=0), rtol=1e-6)
     assert len(advised) == 2
+
+
+def test_short_writes_are_finished_and_a_write_of_nothing_is_an_error(direct_store, monkeypatch):
+    """``pwrite`` may write less than asked (a direct write stopped by a full disk does)."""
+    pwrite = os.pwrite
+    monkeypatch.setattr(row_store.os, "pwrite", lambda fd, data, offset: pwrite(fd, memoryview(data)[:8192], offset))
+    slot = direct_store.reserve(BIG)
+    direct_store.write(slot, rows(BIG, seed=11))
+    np.testing.assert_array_equal(direct_store.view(slot), rows(BIG, seed=11).numpy())
+    monkeypatch.setattr(row_store.os, "pwrite", lambda fd, data, offset: 0)
+    with pytest.raises(OSError, match="no bytes written"):
+        direct_store.write(direct_store.reserve((10,)), rows((10,)))
