@@ -230,11 +230,11 @@ def measure_continue(loaded, bare_model, prompt: str, args) -> tuple[dict[str, f
             "behind": lambda: continue_segment(behind, CONTINUE_BLOCK, HAND_OVERS),
             "in hand-over": lambda: continue_segment(inline, CONTINUE_BLOCK, HAND_OVERS)}
     seconds = {name: [] for name in runs}
-    for _ in range(max(3, 2 * args.steps * args.rounds // segment)):
+    segments, written = max(3, 2 * args.steps * args.rounds // segment), inline._rows.bytes_written
+    for _ in range(segments):
         for name, run in runs.items():
-            written = inline._rows.bytes_written
             seconds[name].append(timed(run, args.device) / segment)
-    hand_over_bytes = (inline._rows.bytes_written - written) // HAND_OVERS
+    hand_over_bytes = (inline._rows.bytes_written - written) // (segments * HAND_OVERS)
     chooses_behind = writing_behind_pays(behind._rows, torch.device(args.device), hand_over_bytes)
     return {name: statistics.median(values) for name, values in seconds.items()}, chooses_behind
 

@@ -7,6 +7,9 @@ import mmap
 
 import numpy as np
 
+byte_bounds = getattr(np, "byte_bounds", None) or np.lib.array_utils.byte_bounds  # numpy 1 or 2
+"""``(first byte, one past the last byte)`` of an array's memory, strides of either sign included."""
+
 
 class RowMapping(mmap.mmap):
     """A row store chunk mapped read-only (a type of its own, so that :func:`read_ahead` knows
@@ -36,11 +39,8 @@ def read_ahead(array: np.ndarray) -> np.ndarray:
         start_of_mapping = start_of_mapping.base
     if mapping is None or array.size == 0 or not hasattr(mmap, "MADV_WILLNEED"):
         return array
-    low = array.__array_interface__["data"][0] + sum(
-        (size - 1) * stride for size, stride in zip(array.shape, array.strides) if stride < 0)
-    high = array.__array_interface__["data"][0] + array.itemsize + sum(
-        (size - 1) * stride for size, stride in zip(array.shape, array.strides) if stride > 0)
-    first = start_of_mapping.__array_interface__["data"][0]
+    low, high = byte_bounds(array)
+    first = byte_bounds(start_of_mapping)[0]
     start = (low - first) // mmap.PAGESIZE * mmap.PAGESIZE
     mapping.madvise(mmap.MADV_WILLNEED, start, high - first - start)
     return array

@@ -265,9 +265,8 @@ class _Chunk:
     def prepare(self, start: int, end: int) -> None:
         """Zeros over ``[start, end)``, past what is already prepared (reserved slots lie
         before ``start``: nothing written is overwritten)."""
-        start = max(start, self.prepared)
-        while start < end:
-            start += os.pwrite(self.fd, _ZEROS[: min(len(_ZEROS), end - start)], start)  # a view: no copy
+        for at in range(max(start, self.prepared), end, len(_ZEROS)):
+            _pwrite_all(self.fd, _ZEROS[: min(len(_ZEROS), end - at)], at)  # a view: no copy
         self.prepared = max(self.prepared, end)
 
     def write(self, data: memoryview, offset: int) -> None:
