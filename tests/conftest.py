@@ -20,3 +20,22 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_t5_dir(tmp_path_factory) -> Path:
     return build_t5(tmp_path_factory.mktemp("tiny-t5"))
+
+
+@pytest.fixture
+def direct_fds(monkeypatch) -> set[int]:
+    """The descriptors the row store opens with ``O_DIRECT`` from now on (each chunk's second one)."""
+    import os
+
+    from lmscope.engine import row_store
+
+    opened, os_open = set(), os.open
+
+    def open_recorded(path, flags, *args):
+        fd = os_open(path, flags, *args)
+        if flags & getattr(os, "O_DIRECT", 0):
+            opened.add(fd)
+        return fd
+
+    monkeypatch.setattr(row_store.os, "open", open_recorded)
+    return opened

@@ -89,7 +89,7 @@ def test_device_and_dtype_flags_load_as_asked(dtype, tiny_llama_dir, capsys):
     assert {layer["dtype"] for layer in lines[0]["cache"]["layers"]} == {dtype}
 
 
-def test_row_writes_setting_runs_either_way_with_the_same_output(tiny_llama_dir, monkeypatch, capsys):
+def test_row_writes_setting_runs_either_way_with_the_same_output(tiny_llama_dir, monkeypatch, capsys, direct_fds):
     """``LMSCOPE_ROW_WRITES``: a long prompt's rows (409,600 bytes a layer) go straight to the
     disk by default, and through the page cache with ``buffered``; the output is the same (the
     steps' times aside)."""
@@ -101,20 +101,13 @@ def test_row_writes_setting_runs_either_way_with_the_same_output(tiny_llama_dir,
     probe.reserve((1,))
     if not probe.writes_directly:
         pytest.skip("the temporary directory's file system refuses O_DIRECT")
-    direct_fds, direct_writes, os_open, pwrite = set(), [], os.open, os.pwrite
-
-    def open_recorded(path, flags, *args):
-        fd = os_open(path, flags, *args)
-        if flags & getattr(os, "O_DIRECT", 0):
-            direct_fds.add(fd)
-        return fd
+    direct_writes, pwrite = [], os.pwrite
 
     def pwrite_recorded(fd, data, offset):
         if fd in direct_fds:
             direct_writes.append(offset)
         return pwrite(fd, data, offset)
 
-    monkeypatch.setattr(row_store.os, "open", open_recorded)
     monkeypatch.setattr(row_store.os, "pwrite", pwrite_recorded)
     argv = ["llama", "--model", str(tiny_llama_dir), "--prompt", " ".join([PROMPT] * 40), "--json",
             "--attention", "--max-new-tokens", "3", "--prefill-rows", "200"]

@@ -46,6 +46,16 @@ def pwrites(monkeypatch) -> list[tuple[int, int, int]]:
     return calls
 
 
+@pytest.fixture
+def advised(monkeypatch) -> list[tuple]:
+    """Every ``madvise`` on a row store mapping from now on, as its arguments."""
+    from lmscope.engine.mapped_rows import RowMapping
+
+    calls, madvise = [], RowMapping.madvise
+    monkeypatch.setattr(RowMapping, "madvise", lambda self, *args: (calls.append(args), madvise(self, *args))[1])
+    return calls
+
+
 def rows(shape, seed: int = 0) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
 
@@ -137,23 +147,16 @@ def test_buffered_when_asked_and_a_bad_setting_is_one_clear_error(monkeypatch, p
         RowStore()
 
 
-def test_a_file_system_that_refuses_the_write_leaves_the_chunk_buffered(monkeypatch):
+def test_a_file_system_that_refuses_the_write_leaves_the_chunk_buffered(monkeypatch, direct_fds):
     """Some file systems open a file with O_DIRECT and then refuse the write: the chunk's probe
     finds out, and every write is buffered."""
-    direct_fds, os_open, pwrite = set(), os.open, os.pwrite
-
-    def open_recorded(path, flags, *args):
-        fd = os_open(path, flags, *args)
-        if flags & getattr(os, "O_DIRECT", 0):
-            direct_fds.add(fd)
-        return fd
+    pwrite = os.pwrite
 
     def refusing(fd, data, offset):
         if fd in direct_fds:
             raise OSError(22, "Invalid argument")
         return pwrite(fd, data, offset)
 
-    monkeypatch.setattr(row_store.os, "open", open_recorded)
     monkeypatch.setattr(row_store.os, "pwrite", refusing)
     store = RowStore(direct=True)
     slot = store.reserve(BIG)
@@ -196,15 +199,12 @@ def test_a_continue_with_its_rows_written_direct_stores_the_same_bytes(loaded, m
                 np.testing.assert_array_equal(getattr(have, kind).probs, getattr(want, kind).probs)
 
 
-def test_read_ahead_asks_for_the_pages_under_a_view_and_nothing_else(direct_store, monkeypatch):
+def test_read_ahead_asks_for_the_pages_under_a_view_and_nothing_else(direct_store, advised):
     import mmap
 
-    from lmscope.engine.mapped_rows import RowMapping, read_ahead
+    from lmscope.engine.mapped_rows import byte_bounds, read_ahead
 
-    byte_bounds = getattr(np, "byte_bounds", None) or np.lib.array_utils.byte_bounds  # numpy 1 or 2
 
-    advised, madvise = [], RowMapping.madvise
-    monkeypatch.setattr(RowMapping, "madvise", lambda self, *args: (advised.append(args), madvise(self, *args))[1])
     shape = (6, 9, 4, 2060)
     slot = direct_store.reserve(shape)
     data = rows(shape, seed=9)
@@ -225,13 +225,10 @@ def test_read_ahead_asks_for_the_pages_under_a_view_and_nothing_else(direct_stor
     assert len(advised) == 3
 
 
-def test_the_heatmap_reads_a_row_after_asking_for_its_pages(direct_store, monkeypatch):
-    from lmscope.engine.mapped_rows import RowMapping
+def test_the_heatmap_reads_a_row_after_asking_for_its_pages(direct_store, advised):
     from lmscope.engine.records import AttentionRows
     from lmscope.tui.draw.attention_rows import head_row
 
-    advised, madvise = [], RowMapping.madvise
-    monkeypatch.setattr(RowMapping, "madvise", lambda self, *args: (advised.append(args), madvise(self, *args))[1])
     shape = (3, 4, 1, 300)
     slot = direct_store.reserve(shape)
     data = rows(shape, seed=10)
