@@ -210,11 +210,6 @@ class AttentionRows:
     def heads(self) -> int:
         return int(self.probs.shape[1])
 
-    def matrix(self, layer: int, head: int | None) -> np.ndarray:
-        """Rows of one head, or the mean over heads when ``head`` is None: ``[query_pos, key_pos]``."""
-        per_layer = self.probs[layer]
-        return per_layer.mean(axis=0) if head is None else per_layer[head]
-
 
 @dataclass(frozen=True, eq=False)
 class PromptRecord:
