@@ -425,7 +425,8 @@ def main() -> None:
         print(f"single decode step at {args.context} tokens ({'un' if args.unprepared else ''}prepared): "
               f"bare {steps['bare'] * 1e3:.1f} ms, the n key's {steps['key'] * 1e3:.1f} ms, "
               f"in place {steps['in place'] * 1e3:.1f} ms")
-        print(f"step_ratio={steps['key'] / steps['bare']:.4f} inplace_step_ratio={steps['in place'] / steps['bare']:.4f}")
+        print(f"step_ratio={steps['key'] / steps['bare']:.4f} "
+              f"inplace_step_ratio={steps['in place'] / steps['bare']:.4f}")
         return
     if args.only == "continue":
         print_continue(*measure_continue(loaded, bare_model, prompt, args))

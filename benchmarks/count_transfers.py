@@ -36,8 +36,10 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("count_transfers.py: needs a CUDA device")
     prompt = PROMPTS[args.family]
-    loaded = models.load(model_source(SessionOptions(family=args.family, prompt=prompt)), args.family, "cuda", args.dtype)
-    stepper = Stepper(loaded, prompt, GenerationSettings(max_new_tokens=args.steps + 20, min_new_tokens=args.steps + 20))
+    loaded = models.load(model_source(SessionOptions(family=args.family, prompt=prompt)),
+                         args.family, "cuda", args.dtype)
+    stepper = Stepper(loaded, prompt,
+                      GenerationSettings(max_new_tokens=args.steps + 20, min_new_tokens=args.steps + 20))
     stepper.start()
     for _ in range(10):  # warm up: the first steps allocate
         stepper.step()

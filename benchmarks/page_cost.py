@@ -78,7 +78,8 @@ def main() -> None:
     print(f"the same, each into pages prepared between steps (RowStore.prepare): median "
           f"{statistics.median(prepared_writes):.2f} ms, max {max(prepared_writes):.2f} ms")
     print(f"fresh_page_us={statistics.median(fresh):.2f} reused_page_us={statistics.median(reused):.2f} "
-          f"store_write_ms={statistics.median(writes):.2f} direct_store_write_ms={statistics.median(direct_writes):.2f} "
+          f"store_write_ms={statistics.median(writes):.2f} "
+          f"direct_store_write_ms={statistics.median(direct_writes):.2f} "
           f"prepared_store_write_ms={statistics.median(prepared_writes):.2f}")
 
 

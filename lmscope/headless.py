@@ -98,7 +98,8 @@ def describe_prompt(prompt: PromptRecord) -> str:
     text = f"prompt ({len(prompt.input_ids)} tokens): {tokens}"
     if prompt.decoder_start_token is not None:
         text += f"\ndecoder starts from {prompt.decoder_start_token!r} (id {prompt.decoder_start_id})"
-    return text + f"\n{'step':>4}  {'token':<16} {'prob':>6} {'by':<6} {'entropy':>7}  {'cache':>9}  top after processors"
+    return text + (f"\n{'step':>4}  {'token':<16} {'prob':>6} {'by':<6} {'entropy':>7}  {'cache':>9}  "
+                   "top after processors")
 
 
 def table_row(record: StepRecord) -> str:
@@ -108,4 +109,5 @@ def table_row(record: StepRecord) -> str:
     top = ", ".join(f"{c.token!r} {c.prob:.2f}" for c in record.stages[-1].top[:3])
     cache = f"{record.cache.total_bytes / 1024:7.0f}KB" if record.cache else "        -"
     end = f"  [{record.finish_reason}]" if record.finished else ""
-    return f"{record.step:>4}  {record.token!r:<16} {prob} {record.chosen_by:<6} {record.entropy:7.3f}  {cache}  {top}{end}"
+    return (f"{record.step:>4}  {record.token!r:<16} {prob} {record.chosen_by:<6} {record.entropy:7.3f}  "
+            f"{cache}  {top}{end}")

@@ -98,7 +98,8 @@ def check_model_folder(folder: Path, family: str, chat: bool) -> None:
         raise UserError(f"{folder / 'config.json'} has no model_type: is this a transformers model folder?")
     family_found = models.family_of(_ConfigView(config))
     if family_found != family:
-        raise UserError(f"{folder} is a {family_found} model: run `lmscope {family_found}` instead of `lmscope {family}`")
+        raise UserError(f"{folder} is a {family_found} model: run `lmscope {family_found}` "
+                        f"instead of `lmscope {family}`")
     if chat and not has_chat_template(folder):
         raise UserError(f"--chat needs a chat template, and the tokenizer in {folder} has none: drop --chat")
 

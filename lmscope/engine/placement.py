@@ -96,7 +96,8 @@ def placement_of(options) -> Placement:
     elif options.device != "auto":
         raise PlacementError(f"--device-map places the layers itself: leave --device at auto (not {options.device!r})")
     if ranks > 1 and options.device_map is not None:
-        raise PlacementError("--device-map cannot be combined with tensor parallel under torchrun: use one or the other")
+        raise PlacementError("--device-map cannot be combined with tensor parallel under torchrun: "
+                             "use one or the other")
     if ranks > 1 and options.device != "auto":
         raise PlacementError(f"under torchrun each rank takes its own device (LOCAL_RANK): leave --device at auto, "
                              f"not {options.device!r}")
@@ -123,7 +124,8 @@ def parse_max_memory(text: str) -> dict:
     for entry in text.split(","):
         device, sep, size = (part.strip() for part in entry.partition("="))
         if not sep or not device or not size:
-            raise PlacementError(f"bad --max-memory entry {entry.strip()!r}: expected DEVICE=SIZE, e.g. cpu=20GB,cuda:0=10GB")
+            raise PlacementError(f"bad --max-memory entry {entry.strip()!r}: expected DEVICE=SIZE, "
+                                 "e.g. cpu=20GB,cuda:0=10GB")
         key = _device_key(device)
         if key in budget:
             raise PlacementError(f"--max-memory names {device!r} twice")
@@ -175,7 +177,8 @@ def _device_name(device) -> str:
 
 
 def describe(model, placement: Placement) -> str:
-    """The status bar's summary: ``device map: 20 layers cuda:0 · 8 cpu · 2 disk`` or ``tensor parallel: 3 ranks (gloo)``."""
+    """The status bar's summary: ``device map: 20 layers cuda:0 · 8 cpu · 2 disk`` or
+    ``tensor parallel: 3 ranks (gloo)``."""
     if placement.ranks > 1:
         import torch.distributed as dist
 
@@ -185,7 +188,8 @@ def describe(model, placement: Placement) -> str:
         return ""
     counts = Counter(layer_devices(model).values())
     parts = [f"{count} {device}" for device, count in counts.items()]
-    return f"device map {placement.device_map}: layers " + " · ".join(parts) if parts else f"device map {placement.device_map}"
+    return (f"device map {placement.device_map}: layers " + " · ".join(parts) if parts
+            else f"device map {placement.device_map}")
 
 
 def input_device(model):

@@ -57,8 +57,8 @@ ENGINE_CASES = [
                  id="only-step-unprepared",
                  marks=pytest.mark.slow),
     pytest.param((*SMALL_ENGINE, "--run-tokens", "4"),
-                 ("step_ratio", "inplace_step_ratio", "continue_step_ratio", "rng_ratio", "prefill_time_ratio", "prefill_mem_ratio",
-                  "run_ratio", "bytes_per_step"), id="everything", marks=pytest.mark.slow),
+                 ("step_ratio", "inplace_step_ratio", "continue_step_ratio", "rng_ratio", "prefill_time_ratio",
+                  "prefill_mem_ratio", "run_ratio", "bytes_per_step"), id="everything", marks=pytest.mark.slow),
 ]
 
 

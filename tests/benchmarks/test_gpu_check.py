@@ -88,4 +88,5 @@ def test_the_kit_without_a_setup_says_to_run_it(tmp_path):
     result = subprocess.run(["bash", str(tmp_path / "benchmarks" / "gpu_kit.sh")], capture_output=True, text=True,
                             env=env, timeout=60)
     assert result.returncode == 2 and not (tmp_path / ".gpu").exists()
-    assert result.stderr.strip() == "no .venv/bin/python here: run make setup first (the wheels are this checkout's .venv versions)"
+    assert result.stderr.strip() == \
+        "no .venv/bin/python here: run make setup first (the wheels are this checkout's .venv versions)"

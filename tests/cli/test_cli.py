@@ -116,7 +116,8 @@ def test_bad_word_flag_bans_the_word_on_the_demo_t5(capsys):
 def test_an_empty_bad_word_or_stop_is_one_line_and_exit_2(flag, capsys):
     code, out, err = run(["t5", "--prompt", "the dog sleeps", flag, "", "--json"], capsys)
     assert code == 2 and out == ""
-    assert err.strip() == f"lmscope: error: {flag} needs {'a word' if flag == '--bad-word' else 'text'}: it was given empty"
+    assert err.strip() == \
+        f"lmscope: error: {flag} needs {'a word' if flag == '--bad-word' else 'text'}: it was given empty"
 
 
 def test_stop_flag_on_a_word_level_tokenizer_is_one_line_and_exit_2(capsys):

@@ -265,7 +265,9 @@ def tiny_vocab():
     trainer = trainers.BpeTrainer(
         vocab_size=300, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    tokenizer.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 20 + ["Paris is in France"], trainer)
+    tokenizer.train_from_iterator(
+        ["the quick brown fox jumps over the lazy dog"] * 20 + ["Paris is in France"], trainer
+    )
     model = json.loads(tokenizer.to_str())["model"]
     tokens = [token for token, _ in sorted(model["vocab"].items(), key=lambda item: item[1])]
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]

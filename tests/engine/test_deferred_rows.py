@@ -138,7 +138,8 @@ def test_waiting_records_get_their_rows_from_one_slot_a_kind(loaded, monkeypatch
     reserved, writes = [], []
     reserve, write_array = RowStore.reserve, RowStore.write_array
     monkeypatch.setattr(RowStore, "reserve", lambda self, shape: (reserved.append(shape), reserve(self, shape))[1])
-    monkeypatch.setattr(RowStore, "write_array", lambda self, *a, **k: (writes.append(a[1].shape), write_array(self, *a, **k))[1])
+    monkeypatch.setattr(RowStore, "write_array",
+                        lambda self, *a, **k: (writes.append(a[1].shape), write_array(self, *a, **k))[1])
     for _ in range(5):
         assert stepper.step(record_later=True) is None
     assert reserved == [] and writes == []

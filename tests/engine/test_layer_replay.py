@@ -23,7 +23,8 @@ SETTINGS = GenerationSettings(max_new_tokens=STEPS, min_new_tokens=STEPS)
 def captures(stepper: Stepper, steps: range) -> list:
     """Each step's (residual, every layer's tensors) as the Stepper gives them."""
     layers = stepper.info.layers
-    return [(stepper._captured(step)[0].residual.copy(), [stepper.layer_tensors(step, layer) for layer in range(layers)])
+    return [(stepper._captured(step)[0].residual.copy(),
+             [stepper.layer_tensors(step, layer) for layer in range(layers)])
             for step in steps]
 
 

@@ -116,7 +116,8 @@ def test_layer_tensors_match_hidden_states_and_cache(loaded):
         assert tensors["k"].shape == tuple(keys.shape)
         np.testing.assert_allclose(tensors["k"].preview, keys[0, 0, -1, :4].numpy(), rtol=1e-5)
         q = tensors["q"].shape
-        assert q[0] == 1 and q[1] == stepper.info.query_heads and q[2] == 1 and tensors["k"].shape[1] == stepper.info.kv_heads
+        assert q[0] == 1 and q[1] == stepper.info.query_heads and q[2] == 1 and \
+            tensors["k"].shape[1] == stepper.info.kv_heads
         assert tensors["q"].dtype == "float32" and len(tensors["q"].preview) == 4
 
 

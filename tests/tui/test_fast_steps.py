@@ -207,10 +207,12 @@ async def test_a_continue_starts_without_redrawing_the_panes(monkeypatch):
         for before in ("prompt", "a step"):
             refreshed = []
             refresh = Widget.refresh
-            monkeypatch.setattr(Widget, "refresh", lambda self, *a, **k: (refreshed.append(self), refresh(self, *a, **k))[1])
+            monkeypatch.setattr(Widget, "refresh",
+                                lambda self, *a, **k: (refreshed.append(self), refresh(self, *a, **k))[1])
             app.action_continue()  # what the key runs, synchronously, before the worker's first step
             monkeypatch.setattr(Widget, "refresh", refresh)
-            assert refreshed and all(isinstance(widget, (StatusBar, DebuggerFooter)) for widget in refreshed), (before, refreshed)
+            assert refreshed and all(isinstance(widget, (StatusBar, DebuggerFooter))
+                                     for widget in refreshed), (before, refreshed)
             app.action_pause()
             await settle(app, pilot)
             assert app.view.state == "paused" and app.view.steps

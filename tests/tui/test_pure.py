@@ -107,7 +107,8 @@ def test_fit_ends_at_the_selected_step(session):
     matrix = self_attention(view)
     # The prompt's rows, then steps 1 and 2: step 0's query is the prompt's last, already a row.
     assert len(matrix.rows) == len(session.prompt.input_ids) + 2
-    assert [rows.query_start + q for rows, q, _ in matrix.rows[-3:]] == [len(session.prompt.input_ids) - 1 + i for i in range(3)]
+    assert [rows.query_start + q for rows, q, _ in matrix.rows[-3:]] == \
+        [len(session.prompt.input_ids) - 1 + i for i in range(3)]
     grid = fit(matrix, 0, None, 6, 20, {})
     assert grid.labels[grid.selected] == matrix.rows[-1][2]
     assert grid.keys == session.steps[2].attention.probs.shape[-1]
