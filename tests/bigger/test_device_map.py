@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from lmscope.cli import main
 from lmscope.engine.session import SessionOptions, open_session
 
@@ -58,6 +60,50 @@ def test_bad_device_map_flags_are_one_line(tiny_llama_dir, capsys):
     code = main(["llama", "--model", str(tiny_llama_dir), "--json", "--device-map", "auto", "--max-memory", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "expected DEVICE=SIZE" in err
+    for flag, value in (("--max-memory", "cpu=1GB"), ("--offload-folder", "offload")):
+        code = main(["llama", "--model", str(tiny_llama_dir), "--json", flag, value])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and flag in err and "--device-map" in err
+
+
+@pytest.mark.parametrize("device_map", ["auto", "balanced", "sequential"])
+def test_the_device_map_flags_place_the_layers_where_the_budget_says(device_map, tiny_llama_dir, tmp_path, capsys):
+    """``--device-map MAP --max-memory BUDGET`` from the command line: with a CPU budget smaller
+    than a layer every layer goes to disk, with a large one every layer stays on the CPU (the
+    recording keeps the status bar's summary of the map); the output is the plain model's."""
+    from lmscope.engine.recording import Trace
+
+    plain = run_json(["llama", "--model", str(tiny_llama_dir), *ARGS], capsys)
+    for budget, placed in (("cpu=40KB", "layers 2 disk"), ("cpu=1GB", "layers 2 cpu")):
+        path = tmp_path / f"{budget}.lmscope"
+        mapped = run_json(["llama", "--model", str(tiny_llama_dir), *ARGS, "--device-map", device_map,
+                           "--max-memory", budget, "--record", str(path)], capsys)
+        assert Trace(path).info.placement == f"device map {device_map}: {placed}"
+        assert mapped == plain
+
+
+def test_offload_folder_holds_the_layers_of_a_checkpoint_that_cannot_be_read_lazily(tiny_llama_dir, tmp_path,
+                                                                                   capsys):
+    """``--offload-folder DIR``: a safetensors checkpoint is read from where it is, a pickled one
+    (``pytorch_model.bin``) has its offloaded weights written to DIR; without DIR that is one line."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_llama_dir, folder)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    argv = ["llama", "--model", str(folder), *ARGS, "--device-map", "auto", "--max-memory", "cpu=40KB"]
+    mapped = run_json([*argv, "--offload-folder", str(tmp_path / "offload")], capsys)
+    assert mapped == run_json(["llama", "--model", str(tiny_llama_dir), *ARGS], capsys)
+    offloaded = {path.name for path in (tmp_path / "offload").iterdir()}
+    assert "model.layers.1.self_attn.q_proj.weight.safetensors" in offloaded and len(offloaded) > 10
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("lmscope: error: cannot load model")
+    assert "offload_folder" in err
 
 
 def test_a_continue_on_a_disk_offloaded_map_keeps_the_plain_rows(tiny_llama_dir, tmp_path):

@@ -174,6 +174,47 @@ def test_open_svg_renders_one_screen(tmp_path, capsys):
     assert "--size '10x3'" in capsys.readouterr().err
 
 
+def svg_text(path) -> str:
+    """The screen's text in an SVG Textual saved (one ``<text>`` element per run of a style)."""
+    import html
+    import re
+
+    return html.unescape(" ".join(re.findall(r">([^<]*)</text>", path.read_text()))).replace("\xa0", " ")
+
+
+@pytest.mark.parametrize("tab, shown", [("attention", "attention · layer"), ("cross", "cross-attention · layer"),
+                                        ("kv", "cross-attention (fixed)"), ("variables", "input_ids")])
+def test_open_svg_tab_and_step_flags(tab, shown, tmp_path, capsys):
+    """``--tab`` brings that tab to the front; ``--step N`` selects step N (the status bar says
+    "viewing N+1"), without it the newest step is shown."""
+    path = tmp_path / "s.lmscope"
+    record_fake(path, family="t5")
+    newest, selected = tmp_path / "newest.svg", tmp_path / "step.svg"
+    assert main(["open", str(path), "--svg", str(newest), "--tab", tab]) == 0
+    assert main(["open", str(path), "--svg", str(selected), "--tab", tab, "--step", "1"]) == 0
+    capsys.readouterr()
+    assert shown in svg_text(newest) and "viewing" not in svg_text(newest)
+    if tab != "cross":
+        assert "cross-attention · layer" not in svg_text(newest)
+    assert shown in svg_text(selected) and "viewing 2 " in svg_text(selected)
+
+
+def test_open_svg_size_flag_is_the_terminal_drawn(tmp_path, capsys):
+    """``--size COLSxROWS``: the SVG's width follows the columns alone, its height the rows alone."""
+    import re
+
+    path = tmp_path / "s.lmscope"
+    record_fake(path, family="t5")
+    boxes = {}
+    for size in ("120x40", "100x40", "120x30"):
+        out = tmp_path / f"{size}.svg"
+        assert main(["open", str(path), "--svg", str(out), "--size", size]) == 0
+        boxes[size] = tuple(map(float, re.search(r'viewBox="0 0 ([\d.]+) ([\d.]+)"', out.read_text()).groups()))
+    capsys.readouterr()
+    assert boxes["100x40"][0] < boxes["120x40"][0] == boxes["120x30"][0]
+    assert boxes["120x30"][1] < boxes["120x40"][1] == boxes["100x40"][1]
+
+
 def test_record_dtype_flag_halves_the_rows(tiny_llama_dir, tmp_path, capsys):
     path = str(tmp_path / "half.lmscope")
     argv = ["llama", "--model", str(tiny_llama_dir), "--prompt", "the quick brown fox", "--max-new-tokens", "3",

@@ -162,3 +162,36 @@ async def test_markup_like_tokens_and_errors_are_shown_literally():
         await pilot.press("4")
         await pilot.pause()
         assert "input_ids" in screen_text(app)
+
+
+async def test_tab_moves_between_panes_and_z_zooms_the_focused_one():
+    async with running() as (app, pilot, engine):
+        await pilot.press("n", "n")
+        await settle(app, pilot)
+        assert app.focused.id == "tokens"
+        order = []
+        for _ in range(4):
+            await pilot.press("tab")
+            order.append(app.focused.id or type(app.focused).__name__)
+        assert order == ["stages", "ContentTabs", "attention-plot", "tokens"]  # round to the start
+        await pilot.press("tab")
+        stages = app.query_one(StagesPane)
+        assert app.focused is stages and app.screen.maximized is None
+        await pilot.press("z")
+        await pilot.pause()
+        assert app.screen.maximized is stages and "Tokens" not in screen_text(app)
+        await pilot.press("z")
+        await pilot.pause()
+        assert app.screen.maximized is None and "Tokens" in screen_text(app)
+
+
+async def test_1_brings_the_attention_tab_back():
+    async with running() as (app, pilot, engine):
+        await pilot.press("n")
+        await settle(app, pilot)
+        await pilot.press("4")
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "variables"
+        await pilot.press("1")
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "attention" and "layer 1/4 · head 1/9" in screen_text(app)

@@ -208,3 +208,19 @@ async def test_a_branch_shown_at_the_same_step_repaints_every_pane_from_its_own_
             await pilot.press(tab)
             await pilot.pause()
             assert drawn(plot) == fresh(plot)
+
+
+async def test_stages_cursor_up_moves_back_and_enter_forces_that_candidate():
+    async with running(steps=8) as (app, pilot, engine):
+        await pilot.press("n", "n", "n")
+        await settle(app, pilot)
+        await pilot.press("left")  # step 1
+        app.screen.query_one("#stages").focus()
+        await pilot.press("down", "down", "down", "up")  # logits stage: rank 3, then back to rank 2
+        await pilot.pause()
+        candidate = app.view.cursor_candidate
+        assert app.view.cursor == (0, 1) and candidate == app.view.selected.stages[0].top[1]
+        await pilot.press("enter")
+        await settle(app, pilot)
+        forced = app.view.steps[-1]
+        assert (forced.step, forced.token_id, forced.chosen_by) == (1, candidate.token_id, "forced")

@@ -66,6 +66,9 @@ async def test_brackets_select_a_layer_and_attention_follows():
         await pilot.press("down", "down")
         await pilot.pause()
         assert app.view.layer == 3 and app.query_one(AttentionPlot).layer == 3
+        await pilot.press("up")
+        await pilot.pause()
+        assert app.view.layer == 2 and table.cursor_row == 2 and app.query_one(AttentionPlot).layer == 2
 
 
 async def test_enter_shows_the_tensors_of_the_layer():

@@ -132,3 +132,20 @@ async def test_ui_answers_keys_while_the_model_loads(gates):
         load_gate.set()
         await settle(app, pilot)
         assert app.view.state == "ready" and not app.screen.query_one("#panes").loading
+
+
+async def test_f5_continues_to_the_end_like_c():
+    async with running(steps=6) as (app, pilot, engine):
+        await pilot.press("n")
+        await settle(app, pilot)
+        await pilot.press("f5")
+        await settle(app, pilot)
+        assert len(app.view.steps) == 6 and app.view.state == "finished" and engine.step_calls == 6
+
+
+async def test_q_quits_with_exit_code_0():
+    async with running() as (app, pilot, engine):
+        assert app.is_running and app.return_code is None
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running and app.return_code == 0
