@@ -21,7 +21,17 @@ def run_headless(options: SessionOptions, json_lines: bool, attention: bool = Fa
     """
     out = out or sys.stdout
     breakpoints = options.parsed_breakpoints()
-    writer = TraceWriter(record, record_dtype) if record else None
+    writer = TraceWriter(record, record_dtype) if record is not None else None
+    try:
+        _generate(options, json_lines, attention, out, writer, layers, breakpoints)
+    finally:
+        if writer is not None:
+            writer.close()  # a session that never began leaves the file given to --record as it was
+
+
+def _generate(options: SessionOptions, json_lines: bool, attention: bool, out, writer, layers: bool,
+              breakpoints) -> None:
+    """:func:`run_headless`'s session, recorded by ``writer`` if given."""
     stepper = open_session(options)
     if writer is not None:
         stepper = RecordingEngine(stepper, writer, options_dict(options))
@@ -48,8 +58,6 @@ def run_headless(options: SessionOptions, json_lines: bool, attention: bool = Fa
             writer.note(record.step, {"breakpoint": {"expr": hit[1].expr, "values": hit[2]}, "number": hit[0]})
         if hit:
             break
-    if writer is not None:
-        writer.close()
 
 
 def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=None) -> None:

@@ -23,7 +23,9 @@ import datetime
 import json
 import mmap
 import os
+import secrets
 import struct
+import weakref
 import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -53,23 +55,58 @@ def _padded(size: int) -> int:
     return (size + 7) // 8 * 8
 
 
+def check_record_path(path: str | os.PathLike) -> None:
+    """Refuse a path a recording must not go to: no name, a folder, something that is not a
+    regular file, or a file that is not an lmscope trace (and not empty). A trace already there
+    is replaced, once the new session has begun (:class:`TraceWriter`)."""
+    if not str(path).strip():
+        raise UserError("--record needs a file name")
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot record to {str(path)!r}: it is a folder; name a file in it")
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise UserError(f"cannot record to {str(path)!r}: it is not a regular file")
+    try:
+        with open(path, "rb") as file:
+            start = file.read(len(MAGIC))
+    except OSError as error:
+        raise UserError(f"cannot record to {str(path)!r}: {error.strerror}") from None
+    if start and start != MAGIC:
+        raise UserError(f"{str(path)!r} exists and is not an lmscope trace: record to another file "
+                        "(lmscope writes over its own traces only)")
+
+
 class TraceWriter:
     """Appends a session to ``path`` as it runs; every chunk reaches the OS before the next begins.
 
+    The chunks go to a new file beside ``path`` until the prompt's is written: only then, the
+    model loaded and the prompt encoded, does it take ``path``'s place (``os.replace``; a link
+    there is replaced, not what it points to). A session that fails before that leaves
+    ``path`` as it was, and :meth:`close` removes the new file.
+
     Args:
-        path: the file (created or truncated).
+        path: the file: new, empty, or an lmscope trace (:func:`check_record_path`).
         rows_dtype: ``float32`` or ``float16`` for the attention rows.
     """
 
     def __init__(self, path: str | os.PathLike, rows_dtype: str = "float32"):
         if rows_dtype not in ROW_DTYPES:
             raise UserError(f"--record-dtype must be one of {', '.join(ROW_DTYPES)}")
+        check_record_path(path)
+        self.path, self.rows_dtype = Path(path), np.dtype(rows_dtype).newbyteorder("<")
+        self._pending: Path | None = self.path.with_name(f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}")
+        """The new file, until it takes ``path``'s place."""
         try:
-            self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
+            # os.open's mode: the file gets the permissions the umask gives (mkstemp's are 0600)
+            self._file = os.fdopen(os.open(self._pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
         except OSError as error:
             raise UserError(f"cannot record to {str(path)!r}: {error.strerror}") from None
-        self.path, self.rows_dtype = Path(path), np.dtype(rows_dtype).newbyteorder("<")
-        self._file.write(_FILE_HEADER.pack(MAGIC, FORMAT_VERSION))
+        # Whoever never closes the writer (the TUI's, when the model fails to load): the new file
+        # goes when the writer does, or when the process exits.
+        self._discard = weakref.finalize(self, self._pending.unlink, missing_ok=True)
+        self._write(_FILE_HEADER.pack(MAGIC, FORMAT_VERSION))
 
     def meta(self, info: SessionInfo, options: dict) -> None:
         """The session: model, settings, when, and the options it ran with."""
@@ -79,6 +116,13 @@ class TraceWriter:
 
     def prompt(self, record: PromptRecord) -> None:
         self._chunk(b"PRMT", prompt_to_dict(record), {"attention": record.attention})
+        if self._pending is not None:  # the session has begun: the recording takes its place
+            try:
+                os.replace(self._pending, self.path)
+            except OSError as error:
+                raise UserError(f"cannot record to {str(self.path)!r}: {error.strerror}") from None
+            self._discard.detach()
+            self._pending = None
 
     def step(self, record: StepRecord) -> None:
         """One step, as ``--json`` prints it without attention, its rows beside it."""
@@ -90,7 +134,17 @@ class TraceWriter:
         self._chunk(b"NOTE", {"step": step, **data}, step=step)
 
     def close(self) -> None:
+        """Close the file; a session that never began leaves nothing behind."""
         self._file.close()
+        self._discard()  # the new file, if it never took the path's place (once: then a no-op)
+
+    def _write(self, data: bytes) -> None:
+        """``data`` appended and handed to the OS (a full disk or a failing one: one line)."""
+        try:
+            self._file.write(data)
+            self._file.flush()
+        except OSError as error:
+            raise UserError(f"cannot write the recording {str(self.path)!r}: {error.strerror}") from None
 
     def _chunk(self, kind: bytes, data: dict, rows: dict[str, AttentionRows | None] | None = None,
                step: int = -1) -> None:
@@ -107,8 +161,7 @@ class TraceWriter:
         body = json.dumps({"data": data, "rows": layout}, ensure_ascii=False).encode()
         body += b" " * (_padded(len(body)) - len(body))  # rows start on an 8-byte boundary
         header = _CHUNK_HEADER.pack(kind, len(body), offset, zlib.crc32(body), step)
-        self._file.write(header + body + b"".join(blobs))
-        self._file.flush()  # in the OS's hands: a killed process loses at most the step it was in
+        self._write(header + body + b"".join(blobs))  # flushed: a killed process loses at most its step
 
 
 @dataclass(frozen=True)
@@ -148,7 +201,8 @@ class Trace:
         self._map = _map_file(self.path)
         self._chunks = list(_scan(self._map, self.path))
         if not self._chunks or self._chunks[0].kind != b"META":
-            raise TraceError(f"{self.path} has no session in it (it was cut before the first chunk)")
+            why = "its first chunk is damaged" if _whole_first_chunk(self._map) else "it was cut before the first chunk"
+            raise TraceError(f"{self.path} has no session in it ({why})")
         self.meta = self._body(self._chunks[0])["data"]
         self.info = _info(self.meta["info"])
         self.rows_dtype = np.dtype(self.meta.get("rows_dtype", "float32")).newbyteorder("<")
@@ -271,6 +325,16 @@ def _scan(data, path: Path):
             return
         yield _Chunk(kind, body, body.stop, step, end)
         at = end
+
+
+def _whole_first_chunk(data) -> bool:
+    """Whether the file holds all the bytes its first chunk's header says it has (then a chunk
+    that :func:`_scan` did not take failed its checksum: the file was changed, not cut)."""
+    at = _FILE_HEADER.size
+    if at + _CHUNK_HEADER.size > len(data):
+        return False
+    _, body_len, rows_len, _, _ = _CHUNK_HEADER.unpack_from(data, at)
+    return at + _CHUNK_HEADER.size + body_len + rows_len <= len(data)
 
 
 def _info(data: dict) -> SessionInfo:
