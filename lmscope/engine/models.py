@@ -63,19 +63,108 @@ def resolve_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
+SUPPORTED = ("lmscope steps decoder-only causal LMs built like Llama (llama, mistral, qwen2, gemma, phi3 ...) "
+             "and T5-family models (t5, mt5, byt5)")
+"""What every refusal of an architecture says is supported (the README's Models section)."""
+
+
 def family_of(config) -> str:
-    """``"t5"`` or ``"llama"`` from a config, or raise ModelError naming what is supported."""
+    """``"t5"`` or ``"llama"`` from a config, or raise ModelError naming what is supported.
+
+    ``config`` is a PretrainedConfig, a config.json dict, or anything with ``model_type`` (and
+    ``is_encoder_decoder``). A causal LM counts as ``"llama"`` only if lmscope can step it (see
+    :func:`unsupported_architecture`): transformers' causal-LM list also holds GPT-2, BERT and
+    others whose layers lmscope's hooks do not know.
+    """
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    model_type = getattr(config, "model_type", "?")
+    model_type, encoder_decoder = _config_field(config, "model_type", "?"), _config_field(config, "is_encoder_decoder")
     if model_type in T5_MODEL_TYPES:
         return "t5"
-    if not getattr(config, "is_encoder_decoder", False) and model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        return "llama"
-    raise ModelError(
-        f"model type {model_type!r} is not supported: lmscope steps decoder-only causal LMs "
-        "(llama, mistral, qwen2 ...) and T5-family models (t5, mt5, byt5)"
-    )
+    if encoder_decoder or model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ModelError(f"model type {model_type!r} is not supported: {SUPPORTED}")
+    refusal = unsupported_architecture(config)
+    if refusal:
+        raise ModelError(refusal)
+    return "llama"
+
+
+def unsupported_architecture(config) -> str | None:
+    """Why lmscope cannot step the causal LM ``config`` describes (one line), or None.
+
+    Builds the model on the meta device (no weights, no memory; a few hundredths of a second)
+    and looks for what :func:`check_steppable` needs. ``config`` as in :func:`family_of`; from a
+    bare ``model_type`` the type's default config is used (the layers' kind depends on the type).
+    None too when no model can be built from the config: loading then tells, and the loaded
+    model is checked again.
+    """
+    model_type = _config_field(config, "model_type", "?")
+    if model_type in T5_MODEL_TYPES:
+        return None
+    model = _empty_model(config)
+    return None if model is None else _refusal(model, model_type)
+
+
+def check_steppable(model, family: str) -> None:
+    """Raise ModelError when lmscope's hooks cannot step this loaded ``"llama"``-family model."""
+    if family == "llama":
+        refusal = _refusal(model, getattr(model.config, "model_type", "?"))
+        if refusal:
+            raise ModelError(refusal)
+
+
+def _refusal(model, model_type: str) -> str | None:
+    """What ``engine/layers.py``, ``engine/lens.py`` and ``engine/attention.py`` need from a
+    decoder-only model: ``get_decoder().layers``, each layer's ``self_attn`` and ``mlp``, and the
+    decoder's final ``norm``. None when the model has them."""
+    import torch
+
+    try:
+        decoder = model.get_decoder()
+    except Exception:  # noqa: BLE001 - a model without one is what this reports
+        decoder = None
+    layers = getattr(decoder, "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
+        lacking = "it has no Llama-style decoder layers"
+    elif not all(hasattr(layer, "self_attn") and hasattr(layer, "mlp") for layer in layers):
+        lacking = "its decoder layers have no self_attn and mlp as Llama's do"
+    elif not hasattr(decoder, "norm"):
+        lacking = "its decoder has no final norm as Llama's does"
+    else:
+        return None
+    return f"model type {model_type!r} ({type(model).__name__}) is not supported: {lacking}; {SUPPORTED}"
+
+
+def _config_field(config, name: str, default=False):
+    return config.get(name, default) if isinstance(config, dict) else getattr(config, name, default)
+
+
+def _empty_model(config):
+    """The causal LM ``config`` describes, on the meta device; None when it cannot be built."""
+    import copy
+    import warnings
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a config's warnings are the loader's to give, not this check's
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if isinstance(config, PretrainedConfig):
+                config = copy.deepcopy(config)
+            elif isinstance(config, dict):
+                config = AutoConfig.for_model(**config)
+            else:
+                config = AutoConfig.for_model(_config_field(config, "model_type", "?"))
+            with torch.device("meta"):
+                return AutoModelForCausalLM.from_config(config)
+    except Exception:  # noqa: BLE001 - an odd config, a missing optional package: loading will say
+        return None
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def load(source: str, expected_family: str, device: str = "auto", dtype: str = "auto", placement=None) -> LoadedModel:
@@ -99,6 +188,7 @@ def load(source: str, expected_family: str, device: str = "auto", dtype: str = "
         placement.check_heads(config)
     extra = placement.load_kwargs() if placement is not None else {}
     model, tokenizer = _load_weights(source, family, torch_dtype, extra)
+    check_steppable(model, family)  # what the config could not tell (it may not build on meta)
     if not extra:
         model.to(device)
     model.eval()
@@ -131,6 +221,9 @@ def _load_weights(source: str, family: str, torch_dtype, extra: dict | None = No
     local = _local_only(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
+    except (OSError, ValueError, KeyError, TypeError, ImportError) as error:  # no, or damaged, tokenizer files
+        raise ModelError(_tokenizer_problem(source, error)) from None
+    try:
         model = auto_class.from_pretrained(
             source, dtype=torch_dtype, attn_implementation=ATTENTION_NAME, local_files_only=local,
             **(extra or {}),
@@ -138,3 +231,18 @@ def _load_weights(source: str, family: str, torch_dtype, extra: dict | None = No
     except (OSError, ValueError, SafetensorError) as error:  # missing, truncated or damaged files
         raise ModelError(f"cannot load model {source!r}: {first_line(error)}") from None
     return model, tokenizer
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt")
+"""Files one of which a tokenizer is built from (with ``tokenizer_config.json`` next to them)."""
+
+
+def _tokenizer_problem(source: str, error: BaseException) -> str:
+    """One line for a tokenizer that would not load: which files a model folder needs."""
+    folder = Path(source).expanduser()
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        detail = "none of " + ", ".join(TOKENIZER_FILES) + " is there"
+    else:
+        detail = first_line(error).rstrip(" :")
+    return (f"cannot load model {source!r}: it has no usable tokenizer ({detail}); a model folder needs "
+            "tokenizer.json (or tokenizer.model) and tokenizer_config.json")

@@ -102,7 +102,47 @@ def placement_of(options) -> Placement:
         raise PlacementError(f"under torchrun each rank takes its own device (LOCAL_RANK): leave --device at auto, "
                              f"not {options.device!r}")
     max_memory = parse_max_memory(options.max_memory) if options.max_memory is not None else None
+    if max_memory:
+        check_devices_exist(max_memory)
+    if options.offload_folder is not None:
+        check_offload_folder(options.offload_folder)
     return Placement(options.device_map, max_memory, options.offload_folder, ranks)
+
+
+def check_devices_exist(budget: dict) -> None:
+    """Refuse a ``--max-memory`` device this machine does not have (accelerate would fail with
+    a RuntimeError while loading)."""
+    import torch
+
+    gpus = [key for key in budget if isinstance(key, int)]
+    if gpus and not torch.cuda.is_available():
+        raise PlacementError(f"--max-memory names cuda:{gpus[0]}, but no CUDA GPU is available here: "
+                             "budget cpu and disk only, or leave --max-memory out")
+    count = torch.cuda.device_count() if gpus else 0
+    missing = [gpu for gpu in gpus if gpu >= count]
+    if missing:
+        raise PlacementError(f"--max-memory names cuda:{missing[0]}, but only {count} GPU(s) exist "
+                             f"(cuda:0 to cuda:{count - 1})")
+    if "mps" in budget and not torch.backends.mps.is_available():
+        raise PlacementError("--max-memory names mps, but no Apple GPU (MPS) is available here")
+
+
+def check_offload_folder(folder: str) -> None:
+    """Refuse an ``--offload-folder`` that is, or lies under, something other than a folder
+    (accelerate creates a missing one, and fails on a file with a bare errno)."""
+    from pathlib import Path
+
+    path = Path(folder).expanduser()
+    for existing in (path, *path.parents):
+        if existing.exists() or existing.is_symlink():
+            break
+    if existing.is_dir():
+        return
+    what = "a file" if existing.exists() else "a broken link"
+    if existing == path:
+        raise PlacementError(f"--offload-folder {folder} is {what}, not a folder: name a folder "
+                             "(a missing one is created)")
+    raise PlacementError(f"--offload-folder {folder} cannot be made: {existing} is {what}, not a folder")
 
 
 def world_size() -> int:
