@@ -51,7 +51,7 @@ def _session(family: str, flags: dict) -> None:
     from lmscope.engine import distributed
     from lmscope.engine.checks import check_before_loading, check_output_flags, check_record_flags
 
-    check_output_flags(json_lines, headless, attention)
+    check_output_flags(json_lines, headless, attention, flags["layers"])
     check_record_flags(flags["record"], flags["record_dtype"])
     check_before_loading(options)
     if distributed.rank() > 0:  # under torchrun: follow rank 0's engine calls, print nothing
@@ -227,12 +227,18 @@ def open_trace(
     attention: Annotated[bool, Opt("--attention", metavar="", help="Include attention rows in --json.")] = False,
     svg: Annotated[Optional[str], Opt("--svg", metavar="OUT.svg", help="Save one screen as SVG and exit.")] = None,
     step: Annotated[Optional[int], Opt("--step", metavar="N", help="With --svg: the step to show.")] = None,
-    tab: Annotated[str, Opt("--tab", metavar="TAB",
-                            help="With --svg: attention, cross, kv or variables.")] = "attention",
-    size: Annotated[str, Opt("--size", metavar="COLSxROWS", help="With --svg: the terminal size.")] = "120x40",
+    tab: Annotated[Optional[str], Opt("--tab", metavar="TAB",
+                                      help="With --svg: attention (default), cross, kv or variables.")] = None,
+    size: Annotated[Optional[str], Opt("--size", metavar="COLSxROWS",
+                                       help="With --svg: the terminal size, 120x40 (default) up to 500x200.")] = None,
 ) -> None:
-    if sum((json_lines, headless, svg is not None)) > 1:
-        raise UserError("--json, --headless and --svg are different outputs: choose one")
+    # --tab and --size default to None, not their values: given without --svg they are refused.
+    _check_open_flags(json_lines, headless, attention, svg, step=step, tab=tab, size=size)
+    if svg is not None:
+        from lmscope.tui.screenshot import DEFAULT_SIZE, DEFAULT_TAB, check_svg_options
+
+        tab, size = DEFAULT_TAB if tab is None else tab, DEFAULT_SIZE if size is None else size
+        check_svg_options(svg, file, tab, size)  # before the trace is read and the screen rendered
     with _no_collections():
         from lmscope.engine.recording import ReplayEngine, Trace
 
@@ -251,6 +257,19 @@ def open_trace(
         return
     engine = ReplayEngine(trace)
     _run_app(make_app(lambda: engine, title=f"lmscope open {trace.path.name}"))
+
+
+def _check_open_flags(json_lines: bool, headless: bool, attention: bool, svg: str | None, **svg_only) -> None:
+    """Refuse ``open``'s flags that contradict each other or that its output would ignore."""
+    if sum((json_lines, headless, svg is not None)) > 1:
+        raise UserError("--json, --headless and --svg are different outputs: choose one")
+    if attention and not json_lines:
+        raise UserError("--attention adds attention rows to --json output: pass --json too")
+    given = [f"--{name}" for name, value in svg_only.items() if value is not None]
+    if given and svg is None:
+        names = given[0] if len(given) == 1 else f"{', '.join(given[:-1])} and {given[-1]}"
+        verb = "chooses" if len(given) == 1 else "choose"
+        raise UserError(f"{names} {verb} what --svg renders: pass --svg OUT.svg too")
 
 
 @app.command("fetch", help="Prepare the offline default Llama (first run: download and convert).")
@@ -332,8 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         return _fail(first_line(error), 2)
     except Exception as error:  # noqa: BLE001 - the last line of defence against tracebacks
+        if type(error).__name__ == "NoArgsIsHelpError":  # plain `lmscope`: typer has printed the help
+            if error.format_message():  # (a plain-text help is in the message instead)
+                print(error.format_message())
+            return 0
         if hasattr(error, "format_message"):  # typer's usage errors (unknown flag, bad number)
-            return _fail(error.format_message(), 2)
+            return _fail(error.format_message() or type(error).__name__, 2)
         if os.environ.get("LMSCOPE_DEBUG"):
             raise
         return _fail(f"{type(error).__name__}: {first_line(error)} (set LMSCOPE_DEBUG=1 for the traceback)", 1)

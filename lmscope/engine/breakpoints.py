@@ -43,6 +43,16 @@ _TOKEN = re.compile(r"""\s*(?:(?P<number>\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE]
                       |(?P<word>[A-Za-z_]\w*))""", re.VERBOSE)
 
 
+MAX_DEPTH = 50
+"""How deeply parentheses and ``not`` may nest: each level is a few Python frames in the parser
+(and a ``not`` one more when a step is tested), so thousands of levels would overflow the stack."""
+
+_SHOWN_CHARS = 80
+"""An expression longer than this is shortened in error messages (they stay one readable line)."""
+
+_SPACE = re.compile(r"\s*")
+
+
 class BreakpointError(UserError):
     """An expression that does not parse; the message is one line pointing at the column."""
 
@@ -126,16 +136,18 @@ class _Parser:
 
     def __init__(self, text: str):
         self.text, self.fields = text, []
+        self.shown = text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS - 3] + "..."
         self.tokens = self._lex(text)
         self.index = 0
+        self.depth = 0
 
     def _lex(self, text: str) -> list[tuple[str, str, int]]:
         tokens, position = [], 0
-        while text[position:].strip():
+        while _SPACE.match(text, position).end() < len(text):
             match = _TOKEN.match(text, position)
             if match is None or match.end() == position:
-                column = len(text) - len(text[position:].lstrip()) + 1
-                raise BreakpointError(f"bad breakpoint `{text}`: unexpected character at column {column}")
+                column = _SPACE.match(text, position).end() + 1
+                raise BreakpointError(f"bad breakpoint `{self.shown}`: unexpected character at column {column}")
             kind = match.lastgroup
             tokens.append((kind, match.group(kind), match.start(kind)))
             position = match.end()
@@ -152,7 +164,14 @@ class _Parser:
     def fail(self, message: str, at: int | None = None):
         token = self.peek()
         column = (at if at is not None else (token[2] if token else len(self.text))) + 1
-        raise BreakpointError(f"bad breakpoint `{self.text}`: {message} at column {column}")
+        raise BreakpointError(f"bad breakpoint `{self.shown}`: {message} at column {column}")
+
+    def deeper(self) -> None:
+        """Enter one more level of parentheses or ``not`` (at the token just taken)."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.index -= 1
+            self.fail(f"too deeply nested (at most {MAX_DEPTH} levels of parentheses and `not`)")
 
     def _is(self, kind: str, value: str | None = None) -> bool:
         token = self.peek()
@@ -183,7 +202,9 @@ class _Parser:
     def negation(self):
         if self._is("word", "not"):
             self.take()
+            self.deeper()
             kind, test = self.negation()
+            self.depth -= 1
             if kind != "bool":
                 self.fail("`not` needs a condition")
             return "bool", lambda values: not test(values)
@@ -227,10 +248,12 @@ class _Parser:
             text = _unquote(value)
             return "string", lambda values: text
         if kind == "op" and value == "(":
+            self.deeper()
             result = self.expression()
             if not self._is("op", ")"):
                 self.fail("expected `)`")
             self.take()
+            self.depth -= 1
             return result
         if kind == "word" and value in ("true", "false"):
             constant = value == "true"

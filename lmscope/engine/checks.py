@@ -16,18 +16,24 @@ SEED_RANGE = (-(2**63), 2**64 - 1)
 """What ``torch.manual_seed`` accepts (a larger number overflows inside torch)."""
 
 
-def check_output_flags(json_lines: bool, headless: bool, attention: bool) -> None:
+def check_output_flags(json_lines: bool, headless: bool, attention: bool, layers: bool = False) -> None:
     """Refuse output flags that contradict each other instead of silently picking one."""
     if json_lines and headless:
         raise UserError("--json and --headless are two output formats: pass one of them")
     if attention and not json_lines:
         raise UserError("--attention adds attention rows to --json output: pass --json too")
+    if layers and not json_lines:
+        raise UserError("--layers adds each layer's logit lens to --json output: pass --json too")
 
 
 def check_record_flags(record: str | None, record_dtype: str) -> None:
-    """Refuse a row dtype that is not one, or one given without ``--record``, before any model loads."""
+    """Refuse an empty file name, a row dtype that is not one, or one given without ``--record``,
+    before any model loads."""
     from lmscope.engine.recording import ROW_DTYPES
 
+    if record == "":
+        raise UserError("--record needs a file name: it was given empty")
+    # Here: recording's own check of the path itself (a folder, a file that is not a trace).
     if record_dtype not in ROW_DTYPES:
         raise UserError(f"--record-dtype must be one of {', '.join(ROW_DTYPES)}")
     if record is None and record_dtype != ROW_DTYPES[0]:
@@ -72,6 +78,8 @@ def check_cache_writable(folder: Path) -> None:
     """
     import tempfile
 
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"lmscope's cache {folder} is a file, not a folder: set LMSCOPE_CACHE to a writable folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -88,6 +96,8 @@ def check_model_folder(folder: Path, family: str, chat: bool) -> None:
     template when ``--chat`` asks for one."""
     from lmscope.engine import models
 
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{str(folder)!r} is a file, not a model folder: pass the folder that holds its config.json")
     if not folder.is_dir():
         raise UserError(f"model folder {str(folder)!r} does not exist")
     if not any(folder.iterdir()):

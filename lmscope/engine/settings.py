@@ -73,11 +73,21 @@ def bad_words_ids(tokenizer, words: tuple[str, ...]) -> list[list[int]]:
 
     A word is banned both at the start of a text and after a space, since BPE tokenizers
     give the two different ids.
+
+    Raises:
+        SettingsError: a word encodes to the tokenizer's unknown token (it is not in a
+            word-level vocabulary): the ban would silently fall on ``<unk>`` instead.
     """
     sequences = []
+    unknown = getattr(tokenizer, "unk_token_id", None)
     for word in words:
-        for variant in {word, " " + word}:
+        for variant in sorted({word, " " + word}):
             ids = tokenizer(variant, add_special_tokens=False).input_ids
+            if unknown is not None and unknown in ids and tokenizer.unk_token not in variant:
+                # A word-level vocabulary (the demo T5's) maps an unknown word to <unk>: the ban
+                # would fall on <unk> instead of the word.
+                raise SettingsError(f"--bad-word {word!r} is not in the model's vocabulary: it encodes to the "
+                                    f"unknown token {tokenizer.unk_token}, so it cannot be banned")
             if ids and ids not in sequences:
                 sequences.append(ids)
     return sequences
@@ -125,6 +135,10 @@ def validate(settings: GenerationSettings) -> None:
         # and an empty bad word would ban only its spaced variant: the space itself.
         ("" in settings.bad_words, "--bad-word needs a word: it was given empty"),
         ("" in settings.stop_strings, "--stop needs text: it was given empty"),
+        # Invalid UTF-8 bytes on the command line reach Python as lone surrogates (PEP 383): the
+        # tokenizer would fail on them with an internal TypeError (see checks.check_prompt).
+        (not _is_text(settings.bad_words), "--bad-word is not valid UTF-8 text: check the terminal's encoding"),
+        (not _is_text(settings.stop_strings), "--stop is not valid UTF-8 text: check the terminal's encoding"),
     )
     for failed, message in checks:
         if failed:
@@ -138,6 +152,16 @@ def validate(settings: GenerationSettings) -> None:
 
 _SAMPLING_ONLY = (("--temperature", "temperature"), ("--top-k", "top_k"), ("--top-p", "top_p"),
                   ("--min-p", "min_p"), ("--typical-p", "typical_p"))
+
+
+def _is_text(strings: tuple[str, ...]) -> bool:
+    """Whether every string encodes as UTF-8 (no lone surrogates from undecodable bytes)."""
+    try:
+        for text in strings:
+            text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _positive_or_none(value: float | None) -> bool:

@@ -2,22 +2,59 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from lmscope.engine.errors import UserError
 
 TABS = ("attention", "cross", "kv", "variables")
 
+DEFAULT_TAB = "attention"
+DEFAULT_SIZE = "120x40"
+MIN_SIZE = (40, 10)
+MAX_SIZE = (500, 200)
+"""A big terminal: a 4K screen full of a small font. Rendering grows with the cell count (a
+textual widget per cell row and a span per run), so a larger size would only take long."""
+
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``120x40`` -> (120, 40); at least 40x10."""
+    """``120x40`` -> (120, 40); at least 40x10, at most 500x200."""
     width, _, height = text.lower().partition("x")
-    if not (width.isdigit() and height.isdigit()) or int(width) < 40 or int(height) < 10:
-        raise UserError(f"--size {text!r}: use COLUMNSxROWS, at least 40x10, e.g. 120x40")
+    if not (width.isdigit() and height.isdigit()):
+        raise UserError(f"--size {text!r}: use COLUMNSxROWS, e.g. {DEFAULT_SIZE}")
+    (low_w, low_h), (high_w, high_h) = MIN_SIZE, MAX_SIZE
+    if not (low_w <= int(width) <= high_w and low_h <= int(height) <= high_h):
+        raise UserError(f"--size {text!r}: COLUMNSxROWS from {low_w}x{low_h} to {high_w}x{high_h}, "
+                        f"e.g. {DEFAULT_SIZE}")
     return int(width), int(height)
 
 
-def render_svg(engine, out: str, step: int | None = None, tab: str = "attention", size: str = "120x40") -> Path:
+def check_svg_options(out: str, trace_file: str, tab: str = DEFAULT_TAB, size: str = DEFAULT_SIZE) -> Path:
+    """Refuse a bad ``--svg`` path, ``--tab`` or ``--size`` before the trace is read or the screen rendered.
+
+    Returns:
+        the SVG file to write.
+    """
+    if not out.strip():
+        raise UserError("--svg needs a file name, such as step.svg: it was given empty")
+    target = Path(out).expanduser()
+    if target.is_dir():
+        raise UserError(f"--svg {out!r} is a folder: give a file name in it, such as {str(target / 'step.svg')!r}")
+    folder = target.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise UserError(f"--svg {out!r}: the folder {str(folder)!r} {what}")
+    if target.exists() and Path(trace_file).exists() and os.path.samefile(target, trace_file):
+        raise UserError(f"--svg {out!r} is the recording being opened: give the SVG another name")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UserError(f"--svg {out!r} cannot be written (permission denied): give another path")
+    if tab not in TABS:
+        raise UserError(f"--tab must be one of {', '.join(TABS)}")
+    parse_size(size)
+    return target
+
+
+def render_svg(engine, out: str, step: int | None = None, tab: str = DEFAULT_TAB, size: str = DEFAULT_SIZE) -> Path:
     """Open the app on ``engine`` (a replay) without a terminal and save the screen to ``out``.
 
     Args:
@@ -30,13 +67,12 @@ def render_svg(engine, out: str, step: int | None = None, tab: str = "attention"
     from lmscope.testing import wait_until_idle
     from lmscope.tui.app import make_app
 
-    if tab not in TABS:
-        raise UserError(f"--tab must be one of {', '.join(TABS)}")
+    target = check_svg_options(out, str(engine.trace.path), tab, size)
     steps = len(engine.trace)
     if step is not None and not 0 <= step < steps:
         raise UserError(f"--step {step}: the session has steps 0 to {steps - 1}")
-    target = Path(out)
     app = make_app(lambda: engine, theme="textual-dark")
+    screen: list[str] = []
 
     async def shoot(pilot) -> None:
         await wait_until_idle(pilot)
@@ -46,8 +82,16 @@ def render_svg(engine, out: str, step: int | None = None, tab: str = "attention"
             app.action_show_tab(tab)
         await pilot.pause()
         await pilot.wait_for_scheduled_animations()
-        app.save_screenshot(filename=target.name, path=str(target.parent.resolve()))
+        screen.append(app.export_screenshot())
         app.exit()
 
-    app.run(headless=True, size=parse_size(size), auto_pilot=shoot)
+    result = app.run(headless=True, size=parse_size(size), auto_pilot=shoot)
+    if isinstance(result, BaseException):  # the replay failed to load: the app gave its error back
+        raise result
+    if not screen:
+        raise RuntimeError("the app ended before the screen was rendered")
+    try:
+        target.write_text(screen[0], encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"cannot write --svg {out!r} ({error.strerror or type(error).__name__})") from None
     return target

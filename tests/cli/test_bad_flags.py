@@ -1,0 +1,183 @@
+"""Flags that once exited 1, were silently ignored or did harm: each is one `lmscope: error:` line, exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmscope import cli
+from lmscope.cli import main
+from lmscope.testing import make_session, write_trace
+
+
+def fails(argv, capsys, *needles):
+    """Run the CLI; it must exit 2 with exactly one stderr line, which holds every needle."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lmscope: error: "), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def no_tui(monkeypatch):
+    """The TUI must not open: a test that reaches it fails instead of taking the terminal."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the TUI was opened")
+
+    monkeypatch.setattr(cli, "_run_app", refuse)
+    monkeypatch.setattr("lmscope.tui.app.make_app", refuse)
+
+
+@pytest.fixture
+def trace(tmp_path):
+    """A recorded 5-step session (no model)."""
+    path = tmp_path / "t.lmscope"
+    write_trace(path, make_session("llama", steps=5))
+    return path
+
+
+# D4, D5: text flags that are not valid UTF-8 (undecodable bytes reach Python as lone surrogates)
+
+def test_bad_word_that_is_not_utf8(capsys):
+    fails(["t5", "-p", "Hi", "--json", "--max-new-tokens", "2", "--bad-word", "\udcff"], capsys, "--bad-word", "UTF-8")
+
+
+def test_stop_that_is_not_utf8(tiny_llama_dir, capsys):
+    line = fails(["llama", "--model", str(tiny_llama_dir), "-p", "Hi", "--json", "--max-new-tokens", "2",
+                  "--stop", "a\udcff"], capsys, "--stop", "UTF-8")
+    assert "cannot be used with this model" not in line
+
+
+# D6: a word outside a word-level vocabulary would have banned <unk>
+
+def test_bad_word_outside_the_vocabulary(capsys):
+    fails(["t5", "--json", "--max-new-tokens", "2", "--bad-word", "zzqxj"], capsys,
+          "--bad-word 'zzqxj'", "vocabulary", "unknown token")
+    fails(["t5", "--headless", "--max-new-tokens", "2", "--bad-word", "Frau", "--bad-word", "zzqxj"], capsys,
+          "'zzqxj'", "vocabulary")
+    assert main(["t5", "--json", "--max-new-tokens", "2", "--bad-word", "Frau"]) == 0  # a known word is banned
+
+
+def test_bad_word_outside_the_vocabulary_in_the_tui(monkeypatch, capsys):
+    """The TUI's load (headless here) ends with the same one line and exit 2."""
+    from lmscope.tui.app import LmscopeApp
+
+    async def give_up(pilot):  # should the load not fail, the test fails instead of waiting forever
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if pilot.app.return_code is not None:  # the app is ending by itself
+                return
+        pilot.app.exit()
+
+    run = LmscopeApp.run
+    monkeypatch.setattr(LmscopeApp, "run",
+                        lambda self, **kwargs: run(self, headless=True, size=(100, 30), auto_pilot=give_up))
+    fails(["t5", "--max-new-tokens", "2", "--bad-word", "zzqxj"], capsys, "'zzqxj'", "vocabulary")
+
+
+# D9
+
+def test_deeply_nested_break(capsys):
+    line = fails(["t5", "--json", "--break", "(" * 5000 + "p<1" + ")" * 5000], capsys, "too deeply nested")
+    assert len(line) < 300  # the expression is shortened in the message
+    fails(["t5", "--json", "--break", "not " * 5000 + "flip"], capsys, "too deeply nested")
+
+
+# D11, D12, D13, D17: `open --svg`'s path and size, checked before anything is rendered
+
+def test_svg_path_that_is_a_folder_or_in_no_folder(trace, tmp_path, no_tui, capsys):
+    fails(["open", str(trace), "--svg", str(tmp_path)], capsys, "--svg", "is a folder")
+    fails(["open", str(trace), "--svg", str(tmp_path / "nodir" / "out.svg")], capsys, "--svg", "does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.lmscope"]
+
+
+def test_svg_onto_the_recording_itself(trace, no_tui, capsys):
+    before = trace.read_bytes()
+    fails(["open", str(trace), "--svg", str(trace)], capsys, "--svg", "recording being opened")
+    assert trace.read_bytes() == before
+
+
+def test_svg_size_has_an_upper_bound(trace, tmp_path, no_tui, capsys):
+    fails(["open", str(trace), "--svg", str(tmp_path / "o.svg"), "--size", "100000x100000"], capsys,
+          "--size", "500x200")
+    assert not (tmp_path / "o.svg").exists()
+
+
+def test_empty_svg(trace, tmp_path, monkeypatch, no_tui, capsys):
+    monkeypatch.chdir(tmp_path)
+    fails(["open", str(trace), "--svg", ""], capsys, "--svg needs a file name")
+    fails(["open", str(trace), "--svg="], capsys, "--svg needs a file name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.lmscope"]
+
+
+# D14: --layers is a --json flag
+
+def test_layers_without_json(no_tui, capsys):
+    fails(["t5", "--layers"], capsys, "--layers", "pass --json too")
+    fails(["t5", "--headless", "--layers", "--max-new-tokens", "2"], capsys, "--layers", "pass --json too")
+
+
+# D15: `open`'s flags that its output would ignore
+
+@pytest.mark.parametrize("flags, needles", [
+    (["--attention"], ["--attention", "--json"]),
+    (["--headless", "--attention"], ["--attention", "--json"]),
+    (["--step", "2", "--json"], ["--step", "--svg"]),
+    (["--tab", "kv"], ["--tab", "--svg"]),
+    (["--size", "80x24", "--headless"], ["--size", "--svg"]),
+    (["--size=120x40"], ["--size", "--svg"]),  # given explicitly, even at its default
+])
+def test_open_flags_without_their_output(trace, flags, needles, no_tui, monkeypatch, capsys):
+    fails(["open", str(trace), *flags], capsys, *needles)
+    # the same through typer, which reads what the fast path does not
+    monkeypatch.setattr(cli, "_open_arguments", lambda args: None)
+    fails(["open", str(trace), *flags], capsys, *needles)
+
+
+def test_open_svg_still_renders(trace, tmp_path, capsys):
+    assert main(["open", str(trace), "--svg", str(tmp_path / "o.svg"), "--step", "1", "--size", "80x24"]) == 0
+    assert (tmp_path / "o.svg").read_text().startswith("<svg")
+
+
+# D16
+
+def test_empty_record(tmp_path, monkeypatch, no_tui, capsys):
+    """Refused with the flags (``check_record_flags``), before the run and any model."""
+    def no_run(*args, **kwargs):
+        raise AssertionError("the session ran")
+
+    monkeypatch.setattr(cli, "_run", no_run)
+    monkeypatch.chdir(tmp_path)
+    fails(["t5", "--json", "--max-new-tokens", "2", "--record", ""], capsys, "--record needs a file name")
+    fails(["t5", "--max-new-tokens", "2", "--record", ""], capsys, "--record needs a file name")
+    assert list(tmp_path.iterdir()) == []
+
+
+# D18
+
+def test_no_arguments_prints_the_help(capsys):
+    assert main([]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    for command in ("llama", "t5", "open", "fetch"):
+        assert command in captured.out
+
+
+# D19: a file where a folder belongs
+
+def test_model_that_is_a_file(tmp_path, capsys):
+    model = tmp_path / "notamodel.bin"
+    model.write_bytes(b"weights?")
+    fails(["llama", "--json", "--model", str(model)], capsys, "is a file, not a model folder")
+
+
+def test_cache_that_is_a_file(tmp_path, monkeypatch, capsys):
+    cache = tmp_path / "cache"
+    cache.write_text("not a folder")
+    monkeypatch.setenv("LMSCOPE_CACHE", str(cache))
+    fails(["llama", "--json"], capsys, "is a file, not a folder", "LMSCOPE_CACHE")
+    fails(["fetch"], capsys, "is a file, not a folder", "LMSCOPE_CACHE")
+    assert cache.read_text() == "not a folder"
