@@ -91,7 +91,8 @@ def run_tui(options: SessionOptions, record: str | None = None, record_dtype: st
     factory = partial(_quiet_open_session, options)
     if record:
         factory = _recording_factory(factory, options, record, record_dtype)
-    _run_app(make_app(factory, title=f"lmscope {options.family}", record_path=record))
+    _run_app(make_app(factory, title=f"lmscope {options.family}", record_path=record,
+                      breakpoints=tuple(options.parsed_breakpoints())))
 
 
 def _recording_factory(factory, options: SessionOptions, record: str, record_dtype: str):

@@ -29,11 +29,12 @@ def check_output_flags(json_lines: bool, headless: bool, attention: bool, layers
 def check_record_flags(record: str | None, record_dtype: str) -> None:
     """Refuse an empty file name, a row dtype that is not one, or one given without ``--record``,
     before any model loads."""
-    from lmscope.engine.recording import ROW_DTYPES
+    from lmscope.engine.recording import ROW_DTYPES, check_record_path
 
     if record == "":
         raise UserError("--record needs a file name: it was given empty")
-    # Here: recording's own check of the path itself (a folder, a file that is not a trace).
+    if record is not None:
+        check_record_path(record)  # a folder, a device, a file that is not a trace
     if record_dtype not in ROW_DTYPES:
         raise UserError(f"--record-dtype must be one of {', '.join(ROW_DTYPES)}")
     if record is None and record_dtype != ROW_DTYPES[0]:

@@ -53,10 +53,11 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
     """Everything the panes show."""
 
     def __init__(self, engine_factory: EngineFactory, *, title: str = "lmscope", theme: str | None = None,
-                 record_path: str | None = None) -> None:
+                 record_path: str | None = None, breakpoints: tuple = ()) -> None:
         super().__init__()
         self.record_path = record_path
         """Where ``--record`` writes the session, if it does."""
+        self._set_breakpoints(breakpoints)
         self.engine_factory = engine_factory
         self.engine: Engine | None = None
         self.title = title
@@ -338,6 +339,7 @@ def make_app(engine_factory: EngineFactory, **kwargs) -> LmscopeApp:
 
     Args:
         engine_factory: builds the Engine; called in a worker thread.
-        **kwargs: ``title``, ``theme``.
+        **kwargs: ``title``, ``theme``, ``record_path``, ``breakpoints`` (parsed ``--break``
+            conditions: breakpoints 1, 2 ... of the session, enabled).
     """
     return LmscopeApp(engine_factory, **kwargs)

@@ -27,6 +27,12 @@ class ControlActions:
 
     # -- breakpoints ------------------------------------------------------------------------
 
+    def _set_breakpoints(self, breakpoints) -> None:
+        """The session's first breakpoints (``--break``), numbered from 1 and enabled."""
+        self.breakpoint_entries = tuple(BreakpointEntry(number, breakpoint)
+                                        for number, breakpoint in enumerate(breakpoints, start=1))
+        self._next_breakpoint = len(self.breakpoint_entries) + 1
+
     def action_add_breakpoint(self) -> None:
         """Ask for a condition (``b``); a bad one is explained inline and the input stays."""
         self.push_screen(TextInputScreen("Break when", "p < 0.3 and not flip", _breakpoint_problem),

@@ -247,8 +247,6 @@ def test_record_flag_records_what_the_tui_runs(tiny_t5_dir, tmp_path, monkeypatc
     assert trace.step(0).cross_attention is not None
 
 
-@pytest.mark.xfail(strict=True, reason="defect: the TUI is never given the --break expressions (run_tui does not "
-                                       "pass options.breakpoints to make_app), so `c` runs past them")
 def test_break_flag_sets_the_tuis_breakpoints(tiny_t5_dir, monkeypatch):
     """README, Debugger control: "``--break`` sets them from the command line": ``c`` in the TUI
     stops after the first step where the expression holds, as ``b`` would have made it."""
