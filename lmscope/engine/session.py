@@ -140,6 +140,7 @@ def check_fits(loaded, prompt_tokens: int, max_new_tokens: int) -> None:
         return
     if prompt_tokens + max_new_tokens > limit:
         raise UserError(
-            f"the prompt is {prompt_tokens} tokens and --max-new-tokens {max_new_tokens}, but the model reads at "
+            f"the prompt is {prompt_tokens} token{'' if prompt_tokens == 1 else 's'} and --max-new-tokens "
+            f"{max_new_tokens}, but the model reads at "
             f"most {limit} positions: shorten the prompt or lower --max-new-tokens"
         )
