@@ -22,6 +22,15 @@ def one_error_line(capsys) -> str:
     return lines[0]
 
 
+def short_trace(path, family: str = "llama") -> None:
+    """A trace of a fake session's meta and prompt, as a session that has begun leaves it."""
+    writer = TraceWriter(path)
+    session = make_session(family, steps=1)
+    writer.meta(session.info, {})
+    writer.prompt(session.prompt)
+    writer.close()
+
+
 def leftovers(folder) -> list[str]:
     """Files a writer left beside its target (its new file, before it takes the target's place)."""
     return sorted(name for name in os.listdir(folder) if name.startswith("."))
@@ -79,11 +88,7 @@ def test_a_link_is_replaced_and_what_it_points_to_is_kept(tmp_path, tiny_t5_dir,
     assert weights.read_bytes().startswith(b"\x08\x00")
 
     old = tmp_path / "old.lmscope"
-    writer = TraceWriter(old)
-    session = make_session("t5", steps=1)
-    writer.meta(session.info, {})
-    writer.prompt(session.prompt)
-    writer.close()
+    short_trace(old, "t5")
     kept = old.read_bytes()
     (tmp_path / "trace-link").symlink_to(old)
     assert main(["t5", "--model", str(tiny_t5_dir), "--prompt", PROMPT, "--json", "--max-new-tokens", "2",
@@ -131,11 +136,7 @@ def test_a_session_that_never_began_leaves_nothing_even_unclosed(tmp_path):
 
 def test_a_changed_first_chunk_is_called_damaged_and_a_cut_one_cut(tmp_path):
     path = tmp_path / "s.lmscope"
-    writer = TraceWriter(path)
-    session = make_session("llama", steps=1)
-    writer.meta(session.info, {})
-    writer.prompt(session.prompt)
-    writer.close()
+    short_trace(path)
     data = bytearray(path.read_bytes())
     data[50] ^= 0xFF  # inside the META chunk's JSON
     (tmp_path / "flipped.lmscope").write_bytes(bytes(data))
