@@ -124,6 +124,9 @@ def validate(settings: GenerationSettings) -> None:
         (settings.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
         (settings.min_new_tokens is not None and settings.min_new_tokens < 0, "--min-new-tokens must be >= 0"),
         (_positive_or_none(settings.temperature), "--temperature must be > 0"),
+        (settings.temperature is not None and 0 < settings.temperature < MIN_TEMPERATURE,
+         f"--temperature must be at least {MIN_TEMPERATURE:g}: the scores divided by a smaller one overflow "
+         "float32 and sampling fails; for the likeliest token drop --do-sample"),
         (settings.top_k is not None and settings.top_k < 0, "--top-k must be >= 0"),
         (settings.top_p is not None and not 0 < settings.top_p <= 1, "--top-p must be in (0, 1]"),
         (settings.min_p is not None and not 0 <= settings.min_p <= 1, "--min-p must be in [0, 1]"),
@@ -149,6 +152,11 @@ def validate(settings: GenerationSettings) -> None:
         raise SettingsError(f"{', '.join(given)} only {verb} when sampling: add --do-sample")
     _validate_with_transformers(settings)
 
+
+MIN_TEMPERATURE = 1e-30
+"""Below this, ``scores / temperature`` leaves float32's range (3.4e38) for scores of magnitude
+3.4e8 or less, far beyond a model's logits: the probabilities become nan and ``torch.multinomial``
+fails, in ``generate()`` as here (a temperature of 1e-45 did, on the demo T5)."""
 
 _SAMPLING_ONLY = (("--temperature", "temperature"), ("--top-k", "top_k"), ("--top-p", "top_p"),
                   ("--min-p", "min_p"), ("--typical-p", "typical_p"))
