@@ -159,7 +159,7 @@ MIN_TEMPERATURE = 1e-30
 fails, in ``generate()`` as here (a temperature of 1e-45 did, on the demo T5)."""
 
 _SAMPLING_ONLY = (("--temperature", "temperature"), ("--top-k", "top_k"), ("--top-p", "top_p"),
-                  ("--min-p", "min_p"), ("--typical-p", "typical_p"))
+                  ("--min-p", "min_p"), ("--typical-p", "typical_p"), ("--seed", "seed"))
 
 
 def _is_text(strings: tuple[str, ...]) -> bool:

@@ -36,6 +36,7 @@ def fails(argv, capsys, *needles):
     (["t5", "--json", "--dtype", "float8"], "unknown dtype"),
     (["t5", "--json", "--prompt", "a\udcff b"], "UTF-8"),
     (["t5", "--json", "--do-sample", "--temperature", "1e-45"], "--temperature must be at least 1e-30"),
+    (["t5", "--json", "--seed", "5"], "--seed only applies when sampling: add --do-sample"),
     (["t5", "--json", "--record-dtype", "float16"], "pass --record FILE too"),
     (["t5", "--json", "--record-dtype", "int8"], "--record-dtype must be one of float32, float16"),
 ])
