@@ -203,7 +203,7 @@ def load(source: str, expected_family: str, device: str = "auto", dtype: str = "
 
 
 def _local_only(source: str) -> bool:
-    return Path(source).is_dir() or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+    return Path(source).is_dir() or _offline()
 
 
 def _load_config(source: str):
@@ -214,7 +214,20 @@ def _load_config(source: str):
     try:
         return AutoConfig.from_pretrained(source, local_files_only=_local_only(source))
     except (OSError, ValueError) as error:
-        raise ModelError(f"cannot load model {source!r}: {first_line(error)}") from None
+        raise ModelError(f"cannot load model {source!r}: {first_line(error)}{_not_here(source)}") from None
+
+
+def _not_here(source: str) -> str:
+    """What to add when a hub id could not be had: offline, only the hub's cache can give it,
+    and an id like ``models/t5`` may have been meant as a folder, which is not there."""
+    if Path(source).expanduser().exists():
+        return ""
+    hint = " (HF_HUB_OFFLINE is set: only models already in the Hugging Face cache load)" if _offline() else ""
+    return f"{hint}; there is no folder {source!r} here either"
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
 
 
 def _load_weights(source: str, family: str, torch_dtype, extra: dict | None = None):

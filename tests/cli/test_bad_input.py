@@ -136,3 +136,11 @@ def test_a_bad_row_writes_setting_fails_before_the_tui_is_made(monkeypatch, caps
     monkeypatch.setattr("lmscope.tui.app.make_app", no_app)
     fails(["t5"], capsys, "LMSCOPE_ROW_WRITES must be direct or buffered, not 'sometimes'")
     fails(["t5", "--json"], capsys, "LMSCOPE_ROW_WRITES")
+
+
+def test_a_hub_id_that_cannot_be_had_offline_says_why(monkeypatch, capsys):
+    """Offline, a hub id loads only from the hub's cache; an id like ``models/t5`` may have been
+    meant as a folder, and the line says there is none."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fails(["t5", "--json", "--model", "no-such-org/no-such-t5"], capsys,
+          "HF_HUB_OFFLINE is set", "no folder 'no-such-org/no-such-t5' here either")
