@@ -71,6 +71,26 @@ async def test_brackets_select_a_layer_and_attention_follows():
         assert app.view.layer == 2 and table.cursor_row == 2 and app.query_one(AttentionPlot).layer == 2
 
 
+async def test_another_steps_lens_keeps_the_layer_and_the_app_settles():
+    """Moving to another step refills the table: the highlight its clear left behind must not
+    move the layer (it did, and the refill's own highlight moved it back, for good)."""
+    async with running(steps=6) as (app, pilot, engine):
+        await pilot.press("n", "n")
+        await settle(app, pilot)
+        pane = await open_layers(app, pilot, "5")
+        await pilot.press("right_square_bracket")
+        await pilot.pause()
+        moves = []
+        action_layer = app.action_layer
+        app.action_layer = lambda delta: (moves.append(delta), action_layer(delta))
+        await pilot.press("left")
+        await settle(app, pilot)
+        for _ in range(5):
+            await pilot.pause()
+        assert moves == [] and app.view.layer == 1 and app.view.index == 0
+        assert pane.query_one(DataTable).cursor_row == 1 and "step 1 · chose" in screen_text(app)
+
+
 async def test_enter_shows_the_tensors_of_the_layer():
     async with running(steps=6) as (app, pilot, engine):
         await pilot.press("n", "n")

@@ -219,9 +219,17 @@ class LayersPane(CatchUpWhenShown, Vertical):
         plot.refresh()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        """Moving the cursor here selects the layer for every pane (the Attention pane follows)."""
+        """Moving the cursor here selects the layer for every pane (the Attention pane follows).
+
+        A refill (another step's lens) queues one highlight for the row its ``clear`` left the
+        cursor on and one for the View's layer, where :meth:`_fill` moves it: only an event for
+        the row the cursor is on now is a choice. Acting on the stale one moved the layer back,
+        the refill moved the cursor again, and the two events chased each other for good (100%
+        of a core, found by the monkey test)."""
         event.stop()
         view = self.current
+        if event.cursor_row != event.data_table.cursor_row:
+            return
         if view is not None and self._shown is not None and event.cursor_row != view.layer:
             self.app.action_layer(event.cursor_row - view.layer)
 
