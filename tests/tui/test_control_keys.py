@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lmscope.testing import screen_text
 from lmscope.tui.widgets.breakpoints import BreakpointsScreen
 from lmscope.tui.widgets.branches import BranchesScreen
@@ -102,16 +104,21 @@ async def test_u_rewinds_to_the_selected_step_and_keeps_the_rest_as_a_branch():
         assert app.view.steps[-1].step == 4 and app.view.steps[-1].token_id == before[4].token_id
 
 
-async def test_stages_cursor_and_enter_force_that_candidate():
+@pytest.mark.parametrize("keys, rank", [
+    (("down", "down", "down"), 2),  # logits stage, rank 3
+    (("down", "down", "down", "up"), 1),  # logits stage: rank 3, then back to rank 2
+])
+async def test_stages_cursor_and_enter_force_that_candidate(keys, rank):
     async with running(steps=8) as (app, pilot, engine):
         await pilot.press("n", "n", "n")
         await settle(app, pilot)
         await pilot.press("left")  # step 1
         app.screen.query_one("#stages").focus()
-        await pilot.press("down", "down", "down")  # logits stage, rank 3
+        await pilot.press(*keys)
         await pilot.pause()
         candidate = app.view.cursor_candidate
-        assert app.view.cursor == (0, 2) and candidate is not None
+        assert app.view.cursor == (0, rank) and candidate is not None
+        assert candidate == app.view.selected.stages[0].top[rank]
         await pilot.press("enter")
         await settle(app, pilot)
         forced = app.view.steps[-1]
@@ -208,19 +215,3 @@ async def test_a_branch_shown_at_the_same_step_repaints_every_pane_from_its_own_
             await pilot.press(tab)
             await pilot.pause()
             assert drawn(plot) == fresh(plot)
-
-
-async def test_stages_cursor_up_moves_back_and_enter_forces_that_candidate():
-    async with running(steps=8) as (app, pilot, engine):
-        await pilot.press("n", "n", "n")
-        await settle(app, pilot)
-        await pilot.press("left")  # step 1
-        app.screen.query_one("#stages").focus()
-        await pilot.press("down", "down", "down", "up")  # logits stage: rank 3, then back to rank 2
-        await pilot.pause()
-        candidate = app.view.cursor_candidate
-        assert app.view.cursor == (0, 1) and candidate == app.view.selected.stages[0].top[1]
-        await pilot.press("enter")
-        await settle(app, pilot)
-        forced = app.view.steps[-1]
-        assert (forced.step, forced.token_id, forced.chosen_by) == (1, candidate.token_id, "forced")
