@@ -239,7 +239,7 @@ def open_trace(
         from lmscope.tui.screenshot import DEFAULT_SIZE, DEFAULT_TAB, check_svg_options
 
         tab, size = DEFAULT_TAB if tab is None else tab, DEFAULT_SIZE if size is None else size
-        check_svg_options(svg, file, tab, size)  # before the trace is read and the screen rendered
+        target = check_svg_options(svg, file, tab, size)  # before the trace is read and the screen rendered
     with _no_collections():
         from lmscope.engine.recording import ReplayEngine, Trace
 
@@ -249,7 +249,7 @@ def open_trace(
     if svg is not None:
         from lmscope.tui.screenshot import render_svg
 
-        print(render_svg(ReplayEngine(trace), svg, step=step, tab=tab, size=size))
+        print(render_svg(ReplayEngine(trace), target, step=step, tab=tab, size=size))
         return
     if json_lines or headless:
         from lmscope.headless import print_trace

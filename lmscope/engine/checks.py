@@ -31,26 +31,29 @@ def check_record_flags(record: str | None, record_dtype: str) -> None:
     before any model loads."""
     from lmscope.engine.recording import ROW_DTYPES, check_record_path
 
-    if record == "":
-        raise UserError("--record needs a file name: it was given empty")
     if record is not None:
-        check_record_path(record)  # a folder, a device, a file that is not a trace
+        check_record_path(record)  # no name, a folder, a device, a file that is not a trace
     if record_dtype not in ROW_DTYPES:
         raise UserError(f"--record-dtype must be one of {', '.join(ROW_DTYPES)}")
     if record is None and record_dtype != ROW_DTYPES[0]:
         raise UserError("--record-dtype sets how --record stores attention rows: pass --record FILE too")
 
 
-def check_prompt(prompt: str) -> None:
-    """Refuse a prompt that is not valid text.
-
-    Invalid UTF-8 bytes on the command line reach Python as lone surrogates (PEP 383); a
-    tokenizer would fail on them with an internal TypeError.
-    """
+def is_text(*texts: str) -> bool:
+    """Whether every string encodes as UTF-8. Invalid UTF-8 bytes on the command line reach
+    Python as lone surrogates (PEP 383); a tokenizer would fail on them with an internal TypeError."""
     try:
-        prompt.encode("utf-8")
+        for text in texts:
+            text.encode("utf-8")
     except UnicodeEncodeError:
-        raise UserError("the prompt is not valid UTF-8 text: check the terminal's or the file's encoding") from None
+        return False
+    return True
+
+
+def check_prompt(prompt: str) -> None:
+    """Refuse a prompt that is not valid text (:func:`is_text`)."""
+    if not is_text(prompt):
+        raise UserError("the prompt is not valid UTF-8 text: check the terminal's or the file's encoding")
 
 
 def check_settings(settings) -> None:

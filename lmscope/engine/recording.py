@@ -60,7 +60,7 @@ def check_record_path(path: str | os.PathLike) -> None:
     regular file, or a file that is not an lmscope trace (and not empty). A trace already there
     is replaced, once the new session has begun (:class:`TraceWriter`)."""
     if not str(path).strip():
-        raise UserError("--record needs a file name")
+        raise UserError("--record needs a file name: it was given empty")
     path = Path(path)
     if path.is_dir():
         raise UserError(f"cannot record to {str(path)!r}: it is a folder; name a file in it")

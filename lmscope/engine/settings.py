@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from lmscope.engine.checks import is_text
 from lmscope.engine.errors import UserError, first_line
 
 
@@ -138,10 +139,8 @@ def validate(settings: GenerationSettings) -> None:
         # and an empty bad word would ban only its spaced variant: the space itself.
         ("" in settings.bad_words, "--bad-word needs a word: it was given empty"),
         ("" in settings.stop_strings, "--stop needs text: it was given empty"),
-        # Invalid UTF-8 bytes on the command line reach Python as lone surrogates (PEP 383): the
-        # tokenizer would fail on them with an internal TypeError (see checks.check_prompt).
-        (not _is_text(settings.bad_words), "--bad-word is not valid UTF-8 text: check the terminal's encoding"),
-        (not _is_text(settings.stop_strings), "--stop is not valid UTF-8 text: check the terminal's encoding"),
+        (not is_text(*settings.bad_words), "--bad-word is not valid UTF-8 text: check the terminal's encoding"),
+        (not is_text(*settings.stop_strings), "--stop is not valid UTF-8 text: check the terminal's encoding"),
     )
     for failed, message in checks:
         if failed:
@@ -160,16 +159,6 @@ fails, in ``generate()`` as here (a temperature of 1e-45 did, on the demo T5).""
 
 _SAMPLING_ONLY = (("--temperature", "temperature"), ("--top-k", "top_k"), ("--top-p", "top_p"),
                   ("--min-p", "min_p"), ("--typical-p", "typical_p"), ("--seed", "seed"))
-
-
-def _is_text(strings: tuple[str, ...]) -> bool:
-    """Whether every string encodes as UTF-8 (no lone surrogates from undecodable bytes)."""
-    try:
-        for text in strings:
-            text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _positive_or_none(value: float | None) -> bool:

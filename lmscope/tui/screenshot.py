@@ -54,12 +54,14 @@ def check_svg_options(out: str, trace_file: str, tab: str = DEFAULT_TAB, size: s
     return target
 
 
-def render_svg(engine, out: str, step: int | None = None, tab: str = DEFAULT_TAB, size: str = DEFAULT_SIZE) -> Path:
-    """Open the app on ``engine`` (a replay) without a terminal and save the screen to ``out``.
+def render_svg(engine, target: Path, step: int | None = None, tab: str = DEFAULT_TAB,
+               size: str = DEFAULT_SIZE) -> Path:
+    """Open the app on ``engine`` (a replay) without a terminal and save the screen to ``target``.
 
     Args:
         engine: a ReplayEngine.
-        out: the SVG file to write.
+        target: the SVG file to write, ``tab`` and ``size`` as :func:`check_svg_options` returned
+            and checked them (before the trace was read).
         step: the step to select (0-based); None keeps the newest.
         tab: which lower tab to show.
         size: the terminal size, ``COLUMNSxROWS``.
@@ -67,7 +69,6 @@ def render_svg(engine, out: str, step: int | None = None, tab: str = DEFAULT_TAB
     from lmscope.testing import wait_until_idle
     from lmscope.tui.app import make_app
 
-    target = check_svg_options(out, str(engine.trace.path), tab, size)
     steps = len(engine.trace)
     if step is not None and not 0 <= step < steps:
         raise UserError(f"--step {step}: the session has steps 0 to {steps - 1}")
@@ -93,5 +94,5 @@ def render_svg(engine, out: str, step: int | None = None, tab: str = DEFAULT_TAB
     try:
         target.write_text(screen[0], encoding="utf-8")
     except OSError as error:
-        raise UserError(f"cannot write --svg {out!r} ({error.strerror or type(error).__name__})") from None
+        raise UserError(f"cannot write --svg {str(target)!r} ({error.strerror or type(error).__name__})") from None
     return target
