@@ -96,8 +96,8 @@ class TraceWriter:
             raise UserError(f"--record-dtype must be one of {', '.join(ROW_DTYPES)}")
         check_record_path(path)
         self.path, self.rows_dtype = Path(path), np.dtype(rows_dtype).newbyteorder("<")
-        self._pending: Path | None = self.path.with_name(f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}")
-        """The new file, until it takes ``path``'s place."""
+        self._pending = self.path.with_name(f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}")
+        """The new file, until it takes ``path``'s place (then ``_discard`` is no longer alive)."""
         try:
             # os.open's mode: the file gets the permissions the umask gives (mkstemp's are 0600)
             self._file = os.fdopen(os.open(self._pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
@@ -116,13 +116,12 @@ class TraceWriter:
 
     def prompt(self, record: PromptRecord) -> None:
         self._chunk(b"PRMT", prompt_to_dict(record), {"attention": record.attention})
-        if self._pending is not None:  # the session has begun: the recording takes its place
+        if self._discard.alive:  # the session has begun: the recording takes its place
             try:
                 os.replace(self._pending, self.path)
             except OSError as error:
                 raise UserError(f"cannot record to {str(self.path)!r}: {error.strerror}") from None
             self._discard.detach()
-            self._pending = None
 
     def step(self, record: StepRecord) -> None:
         """One step, as ``--json`` prints it without attention, its rows beside it."""
