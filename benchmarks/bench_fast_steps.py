@@ -36,7 +36,9 @@ capture and record and the loop as a continue makes them (waiting for the hand-o
 and prints the medians' and the bests' ratios.
 
 ``--timeline`` times one short T5 continue in the app, ``--rounds`` times: from the key to the
-first step, the first step, the other steps, and from the last step to the frame that shows it.
+first step, the first step, the other steps, and from the last step to the frame that shows it;
+then the bare loop's first step straight after ``start()`` and after half a second's idle
+(alternated, medians): what a first step after a pause costs without the app.
 
 ``--ui-cpu`` times the UI thread's CPU in one short T5 continue, ``--rounds`` times (medians): in
 the frame after the key, in the frame that shows the end, and from the key to that frame. The
@@ -476,6 +478,29 @@ def main_timeline(args) -> None:
     for _ in range(args.rounds):
         parts = continue_timeline(stepper, steps)
         print("  " + ", ".join(f"{name} {seconds * 1e3:.1f}" for name, seconds in parts.items()))
+    # The app's continue comes after the load and the memory settling: its first step meets a
+    # cold machine (caches, cores), which the bare loop, straight after start(), does not.
+    first = {idle: [] for idle in (0.0, IDLE_S)}
+    for _ in range(args.rounds):
+        for idle in first:
+            first[idle].append(bare_first_step(stepper, steps, idle))
+    print(f"  bare loop's first step, medians of {args.rounds} (ms): straight after start() "
+          f"{statistics.median(first[0.0]) * 1e3:.1f}, after {IDLE_S:g} s idle {statistics.median(first[IDLE_S]) * 1e3:.1f}")
+
+
+IDLE_S = 0.5
+"""The pause before a bare loop's first step in ``--timeline``: about a person's pause before a key."""
+
+
+def bare_first_step(stepper: Stepper, steps: StepEnds, idle_s: float) -> float:
+    """Seconds of the bare loop's first step when it starts ``idle_s`` after ``start()``."""
+    def run() -> None:
+        stepper.start()
+        time.sleep(idle_s)
+        continue_to_end(stepper)
+    steps.forget()
+    engine_thread.run(run)
+    return steps.ends[0] - steps.starts[0]
 
 
 def ui_cpu_of_continue(stepper: Stepper) -> dict[str, float]:
