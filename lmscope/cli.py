@@ -246,6 +246,8 @@ def open_trace(
         trace = Trace(file)
         if svg is None and not json_lines and not headless:
             from lmscope.tui.app import make_app
+    if trace.tail_notice and (svg is not None or json_lines or headless):  # the TUI notifies instead
+        print(f"lmscope: warning: {file}: {trace.tail_notice}", file=sys.stderr)
     if svg is not None:
         from lmscope.tui.screenshot import render_svg
 

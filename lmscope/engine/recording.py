@@ -200,7 +200,8 @@ class Trace:
         self._map = _map_file(self.path)
         self._chunks = list(_scan(self._map, self.path))
         if not self._chunks or self._chunks[0].kind != b"META":
-            why = "its first chunk is damaged" if _whole_first_chunk(self._map) else "it was cut before the first chunk"
+            damaged = _whole_chunk_at(self._map, _FILE_HEADER.size)
+            why = "its first chunk is damaged" if damaged else "it was cut before the first chunk"
             raise TraceError(f"{self.path} has no session in it ({why})")
         self.meta = self._body(self._chunks[0])["data"]
         self.info = _info(self.meta["info"])
@@ -210,6 +211,10 @@ class Trace:
             raise TraceError(f"{self.path} was cut before its prompt was recorded")
         self._prompt_chunk = prompts[0]
         self._steps = self._live_steps()
+        self.unread = len(self._map) - self._chunks[-1].end
+        """Bytes after the last whole chunk: a chunk cut short or a damaged one, and what follows."""
+        self.damaged = self.unread > 0 and _whole_chunk_at(self._map, self._chunks[-1].end)
+        """Whether the chunk the reading stopped at is whole but fails its checksum (changed, not cut)."""
 
     def __len__(self) -> int:
         return len(self._steps)
@@ -217,6 +222,17 @@ class Trace:
     @property
     def recorded(self) -> str:
         return self.meta.get("recorded", "?")
+
+    @property
+    def tail_notice(self) -> str:
+        """What of the file is not shown, in a sentence; "" when every byte was read."""
+        if not self.unread:
+            return ""
+        if self.damaged:
+            return (f"a chunk {self.unread} bytes before the end is damaged: "
+                    f"the {len(self)} steps before it are shown, none recorded after it")
+        return (f"the last {self.unread} bytes are a chunk cut short (the recorder stopped while writing it, "
+                f"or is still writing): the {len(self)} whole steps before it are shown")
 
     def prompt(self) -> PromptRecord:
         data, rows = self._load(self._prompt_chunk)
@@ -326,10 +342,9 @@ def _scan(data, path: Path):
         at = end
 
 
-def _whole_first_chunk(data) -> bool:
-    """Whether the file holds all the bytes its first chunk's header says it has (then a chunk
-    that :func:`_scan` did not take failed its checksum: the file was changed, not cut)."""
-    at = _FILE_HEADER.size
+def _whole_chunk_at(data, at: int) -> bool:
+    """Whether the file holds all the bytes the header of the chunk at ``at`` says it has (then a
+    chunk that :func:`_scan` did not take failed its checksum: the file was changed, not cut)."""
     if at + _CHUNK_HEADER.size > len(data):
         return False
     _, body_len, rows_len, _, _ = _CHUNK_HEADER.unpack_from(data, at)
@@ -416,6 +431,8 @@ class ReplayEngine:
         self.trace = trace
         self.info = trace.info
         self.label = f"replay of {trace.path.name}, recorded {trace.recorded} with {trace.info.model}"
+        self.warning = trace.tail_notice
+        """What of the file the replay cannot show ("" when nothing): the app shows it as a notification."""
 
     @property
     def finished(self) -> bool:

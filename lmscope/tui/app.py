@@ -177,6 +177,10 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         label = getattr(self.engine, "label", "")
         if label:
             self.view = replace(self.view, notice=label)
+        warning = getattr(self.engine, "warning", "")  # a replay's file that is cut or damaged
+        if warning:
+            self.notify(warning, title="part of the recording is not shown", severity="warning", timeout=20,
+                        markup=False)
 
     def _focus_tokens_if_unfocused(self) -> None:
         screen = self.get_screen_stack_root()

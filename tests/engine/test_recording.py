@@ -118,6 +118,55 @@ def test_a_killed_recorder_leaves_every_finished_step(tmp_path):
     assert len(Trace(path)) == len(trace)
 
 
+def step_chunk_starts(data: bytes) -> list[int]:
+    """Where each STEP chunk begins (its kind is the chunk header's first four bytes)."""
+    starts, at = [], data.find(b"STEP")
+    while at >= 0:
+        starts.append(at)
+        at = data.find(b"STEP", at + 1)
+    return starts
+
+
+def test_a_cut_or_damaged_end_is_named_with_what_is_shown(tmp_path):
+    path = tmp_path / "s.lmscope"
+    record_fake(path, steps=5)
+    data = path.read_bytes()
+    assert Trace(path).unread == 0 and Trace(path).tail_notice == ""
+    path.write_bytes(data[:-10])  # the last step's chunk torn
+    cut = Trace(path)
+    assert len(cut) == 4 and cut.unread == len(data) - step_chunk_starts(data)[4] - 10 and not cut.damaged
+    assert "cut short" in cut.tail_notice and "the 4 whole steps before it are shown" in cut.tail_notice
+    third = step_chunk_starts(data)[2]
+    body = third + 40  # inside the third step's JSON: its checksum fails, the bytes are all there
+    path.write_bytes(data[:body] + bytes([data[body] ^ 0xFF]) + data[body + 1:])
+    damaged = Trace(path)
+    assert len(damaged) == 2 and damaged.unread == len(data) - third and damaged.damaged
+    assert "damaged" in damaged.tail_notice and "the 2 steps before it are shown" in damaged.tail_notice
+
+
+@pytest.mark.parametrize("output", [["--json"], ["--headless"]])
+def test_open_warns_on_stderr_of_a_cut_recording(output, tmp_path, capsys):
+    path = tmp_path / "s.lmscope"
+    record_fake(path, steps=5)
+    assert main(["open", str(path), *output]) == 0
+    whole, err = capsys.readouterr()
+    assert err == ""
+    path.write_bytes(path.read_bytes()[:-10])  # the last step's chunk torn
+    assert main(["open", str(path), *output]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith(f"lmscope: warning: {path}: the last ") and err.count("\n") == 1
+    assert out.splitlines() == whole.splitlines()[:-1]  # every step but the torn one, as before
+
+
+def test_open_svg_warns_on_stderr_of_a_cut_recording(tmp_path, capsys):
+    path = tmp_path / "s.lmscope"
+    record_fake(path, steps=5)
+    path.write_bytes(path.read_bytes()[:-10])
+    assert main(["open", str(path), "--svg", str(tmp_path / "shot.svg")]) == 0
+    assert capsys.readouterr().err.startswith(f"lmscope: warning: {path}: the last ")
+    assert (tmp_path / "shot.svg").read_text().startswith("<svg")
+
+
 def bad_files(tmp_path):
     good = tmp_path / "good.lmscope"
     record_fake(good)

@@ -58,3 +58,23 @@ async def test_ctrl_s_saves_an_svg_screenshot(tmp_path, monkeypatch):
         await pilot.pause()
         shots = list(tmp_path.glob("*.svg"))
         assert len(shots) == 1 and shots[0].read_text().startswith("<svg")
+
+
+async def test_a_cut_recording_says_what_it_does_not_show(tmp_path):
+    path = tmp_path / "s.lmscope"
+    write_trace(path, steps=8)
+    path.write_bytes(path.read_bytes()[:-10])  # the last step's chunk torn, as a killed recorder leaves it
+    app, engine = replay_app(path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert len(app.view.steps) == 7
+        warnings = [n for n in app._notifications if n.severity == "warning"]
+        assert len(warnings) == 1 and "the 7 whole steps before it are shown" in warnings[0].message
+
+
+async def test_a_whole_recording_opens_without_a_warning(tmp_path):
+    write_trace(tmp_path / "s.lmscope")
+    app, engine = replay_app(tmp_path / "s.lmscope")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert not [n for n in app._notifications if n.severity == "warning"]
