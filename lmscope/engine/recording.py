@@ -208,6 +208,8 @@ class Trace:
         self.rows_dtype = np.dtype(self.meta.get("rows_dtype", "float32")).newbyteorder("<")
         prompts = [c for c in self._chunks if c.kind == b"PRMT"]
         if not prompts:
+            if _whole_chunk_at(self._map, self._chunks[-1].end):
+                raise TraceError(f"{self.path} has a damaged chunk before its prompt: no session to show")
             raise TraceError(f"{self.path} was cut before its prompt was recorded")
         self._prompt_chunk = prompts[0]
         self._steps = self._live_steps()

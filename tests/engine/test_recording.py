@@ -137,7 +137,7 @@ def test_a_cut_or_damaged_end_is_named_with_what_is_shown(tmp_path):
     assert len(cut) == 4 and cut.unread == len(data) - step_chunk_starts(data)[4] - 10 and not cut.damaged
     assert "cut short" in cut.tail_notice and "the 4 whole steps before it are shown" in cut.tail_notice
     third = step_chunk_starts(data)[2]
-    body = third + 40  # inside the third step's JSON: its checksum fails, the bytes are all there
+    body = third + 40  # inside the third step's JSON (after the 24-byte header): its checksum fails
     path.write_bytes(data[:body] + bytes([data[body] ^ 0xFF]) + data[body + 1:])
     damaged = Trace(path)
     assert len(damaged) == 2 and damaged.unread == len(data) - third and damaged.damaged
@@ -179,6 +179,7 @@ def bad_files(tmp_path):
         "newer": (tmp_path / "newer.lmscope", f"this lmscope reads format {FORMAT_VERSION}"),
         "truncated": (tmp_path / "cut.lmscope", "has no session in it"),
         "no prompt": (tmp_path / "noprompt.lmscope", "cut before its prompt"),
+        "damaged prompt": (tmp_path / "badprompt.lmscope", "has a damaged chunk before its prompt"),
         "folder": (tmp_path, "is a folder"),
     }
     (tmp_path / "empty.lmscope").write_bytes(b"")
@@ -188,11 +189,13 @@ def bad_files(tmp_path):
     (tmp_path / "cut.lmscope").write_bytes(data[:40])
     meta_end = data.index(b"PRMT")
     (tmp_path / "noprompt.lmscope").write_bytes(data[:meta_end])
+    flipped = meta_end + 40  # inside the prompt's JSON (the chunk header is 24 bytes)
+    (tmp_path / "badprompt.lmscope").write_bytes(data[:flipped] + bytes([data[flipped] ^ 0xFF]) + data[flipped + 1:])
     return files
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "garbage", "json", "newer", "truncated", "no prompt",
-                                  "folder"])
+                                  "damaged prompt", "folder"])
 def test_a_bad_file_is_one_line_and_exit_2(case, tmp_path, capsys):
     path, message = bad_files(tmp_path)[case]
     with pytest.raises(TraceError, match=message):
