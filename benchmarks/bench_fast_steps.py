@@ -17,7 +17,10 @@ these are the figures to compare across runs).
 
 The TUI's figure runs from the key to the frame that shows the finished run (stamped as that frame
 is drawn, before the app's memory settles), and TUI/Stepper sets it against the bare loop from
-``start()``'s return (the app ran ``start()`` when it loaded); Stepper/generate times the bare
+``start()``'s return (the app ran ``start()`` when it loaded); TUI/paused sets it against the
+bare loop run after a sleep as long as the app's pause between ``start()`` and its key (a first
+step after a pause is slower without the app too: ``--timeline``), the last line
+``tui_after_pause_ratio=... paired_tui_after_pause_ratio=...``; Stepper/generate times the bare
 loop from ``start()``, as ``generate()`` prefills too (the table's "started" column is the bare
 loop after ``start()``). The stepping
 column compares the rates between the first and the last step's end, inside the continue and in
@@ -116,14 +119,20 @@ def stepper_run(stepper: Stepper):
     return lambda: run_to_end(stepper)
 
 
-def bare_loop_seconds(stepper: Stepper) -> tuple[float, float]:
+def bare_loop_seconds(stepper: Stepper, pause: float = 0.0) -> tuple[float, float]:
     """The bare loop (:func:`stepper_run`) on the engine thread: seconds from ``start()`` to the
     end, which ``generate()`` is measured against (it prefills too), and from ``start()``'s
-    return to the end, which the app's continue is measured against (the app's load ran
-    ``start()`` before the key)."""
+    return (or the end of a ``pause`` after it) to the end, which the app's continue is measured
+    against (the app's load ran ``start()`` before the key).
+
+    ``pause``: seconds of sleep between ``start()`` and the steps, the pause the app had before
+    its key. A first step after a pause is slower without the app too (the caches and cores
+    are cold: ``--timeline``), and the app's continue always comes after one."""
     def run() -> tuple[float, float]:
         began = time.perf_counter()
         stepper.start()
+        if pause:
+            time.sleep(pause)
         started = time.perf_counter()
         continue_to_end(stepper)
         ended = time.perf_counter()
@@ -143,9 +152,9 @@ def made_in_each_step(stepper: Stepper):
 
 def continue_in_app(stepper: Stepper, clock=time.perf_counter) -> dict[str, float]:
     """The app on this Stepper: load (start), then ``c`` to the end. Returns ``clock()`` read at
-    ``"key"``, at ``"key's frame"`` (the first frame handed to the driver after it), at
-    ``"stopped"`` (``RunStopped`` arrives, before the app handles it) and at ``"frame"`` (the
-    frame that shows the finished run)."""
+    ``"started"`` (``start()`` returned, in the load), at ``"key"``, at ``"key's frame"`` (the
+    first frame handed to the driver after it), at ``"stopped"`` (``RunStopped`` arrives, before
+    the app handles it) and at ``"frame"`` (the frame that shows the finished run)."""
     from lmscope.testing import wait_until_idle
     from lmscope.tui.app import make_app
     from lmscope.tui.messages import RunStopped
@@ -165,7 +174,19 @@ def continue_in_app(stepper: Stepper, clock=time.perf_counter) -> dict[str, floa
                 stamps["stopped"] = clock()
                 app.call_after_refresh(on_frame)  # after the frame that handling makes
 
-        app = make_app(lambda: stepper, theme="textual-dark")
+        def started_stepper() -> Stepper:  # the app's engine factory; its load calls start()
+            start = stepper.start
+
+            def stamped_start():
+                prompt = start()
+                stamps["started"] = clock()
+                del stepper.start  # the method again, for later runs
+                return prompt
+
+            stepper.start = stamped_start
+            return stepper
+
+        app = make_app(started_stepper, theme="textual-dark")
         async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
             display = app._display
 
@@ -197,10 +218,11 @@ def continue_in_app(stepper: Stepper, clock=time.perf_counter) -> dict[str, floa
 
 
 def tui_run(stepper: Stepper):
-    """The app's ``c`` to the end (:func:`continue_in_app`): seconds from the key to the frame."""
-    def run() -> float:
+    """The app's ``c`` to the end (:func:`continue_in_app`): seconds from the key to the frame,
+    and the pause from ``start()``'s return (in the load) to the key."""
+    def run() -> tuple[float, float]:
         stamps = continue_in_app(stepper)
-        return stamps["frame"] - stamps["key"]
+        return stamps["frame"] - stamps["key"], stamps["key"] - stamps["started"]
     return run
 
 
@@ -244,34 +266,40 @@ class StepEnds:
         self.starts, self.ends = [], []
 
 
-def measure(family: str, prompt: str, tokens: int, args) -> tuple[tuple[float, ...], tuple[float, float]]:
-    """``args.rounds`` rounds of generate(), the bare loop and the TUI's continue, back to back.
+def measure(family: str, prompt: str, tokens: int, args) -> tuple[tuple[float, ...], tuple[float, float, float]]:
+    """``args.rounds`` rounds of generate(), the bare loop, the TUI's continue and the bare loop
+    after the app's pause, back to back.
 
     Returns:
         ``(best, paired)``: the best of the rounds of generate(), the bare loop from ``start()``,
         the TUI's continue (key to frame), the bare loop's and the continue's stepping rates (see
-        :class:`StepEnds`) and the bare loop from ``start()``'s return (tokens/s each); and the
-        medians over the rounds of each round's own Stepper/generate() and TUI/Stepper (the
-        continue against the bare loop after ``start()``: both step a started Stepper). A round's
-        three runs follow each other within a second or two, so its ratios see the same machine;
-        the best of each taken from different rounds can pair a fast hour of one with a slow hour
-        of the other.
+        :class:`StepEnds`), the bare loop from ``start()``'s return and the bare loop after the
+        same pause as the app had between ``start()`` and its key (tokens/s each); and the
+        medians over the rounds of each round's own Stepper/generate(), TUI/Stepper (the
+        continue against the bare loop after ``start()``: both step a started Stepper) and TUI
+        against the bare loop after the pause. A round's runs follow each other within a second
+        or two, so its ratios see the same machine; the best of each taken from different rounds
+        can pair a fast hour of one with a slow hour of the other.
     """
     stepper, plain, ids, settings = engine_thread.run(setup, family, prompt, tokens, args)
     ends = StepEnds(stepper)
-    best = [0.0] * 6
-    stepper_ratios, tui_ratios = [], []
+    best = [0.0] * 7
+    stepper_ratios, tui_ratios, paused_ratios = [], [], []
     for _ in range(args.rounds):
         generate = tokens_per_s(generate_run(plain, ids, settings), tokens)
         whole, after_start = bare_loop_seconds(stepper)
         stepping = ends.rate()
-        tui = tokens / tui_run(stepper)()
+        seconds, pause = tui_run(stepper)()
+        tui, tui_stepping = tokens / seconds, ends.rate()
+        paused_rate = tokens / bare_loop_seconds(stepper, pause)[1]
+        ends.forget()
         stepper_rate, started_rate = tokens / whole, tokens / after_start
-        rates = [generate, stepper_rate, tui, stepping, ends.rate(), started_rate]
+        rates = [generate, stepper_rate, tui, stepping, tui_stepping, started_rate, paused_rate]
         best = [max(old, new) for old, new in zip(best, rates)]
         stepper_ratios.append(stepper_rate / generate)
         tui_ratios.append(tui / started_rate)
-    return tuple(best), (statistics.median(stepper_ratios), statistics.median(tui_ratios))
+        paused_ratios.append(tui / paused_rate)
+    return tuple(best), tuple(statistics.median(ratios) for ratios in (stepper_ratios, tui_ratios, paused_ratios))
 
 
 CAPTURES = (
@@ -584,24 +612,28 @@ def main() -> None:
         main_breakdown(args)
         return
     print(f"device {args.device} {args.dtype}, torch threads {torch.get_num_threads()}, best of {args.rounds} rounds")
-    print(f"{'run':<24}{'generate()':>12}{'Stepper':>10}{'started':>10}{'TUI c':>10}{'Stepper/gen':>13}{'TUI/started':>13}"
-          f"{'stepping, TUI/Stepper':>23}{'paired: Stepper/gen':>21}{'TUI/Stepper':>13}")
-    stepper_ratios, tui_ratios, steady_ratios, paired_stepper, paired_tui = [], [], [], [], []
+    print(f"{'run':<24}{'generate()':>12}{'Stepper':>10}{'started':>10}{'paused':>10}{'TUI c':>10}{'Stepper/gen':>13}"
+          f"{'TUI/started':>13}{'TUI/paused':>12}{'stepping, TUI/Stepper':>23}{'paired: Stepper/gen':>21}"
+          f"{'TUI/started':>13}{'TUI/paused':>12}")
+    stepper_ratios, tui_ratios, paused_ratios, steady_ratios, paired = [], [], [], [], []
     for name, family, prompt, tokens in CASES:
-        (generate, stepper, tui, stepper_steps, tui_steps, started_stepper), (stepper_median, tui_median) = \
+        (generate, stepper, tui, stepper_steps, tui_steps, started, paused), medians = \
             measure(family, prompt, tokens, args)
         stepper_ratios.append(stepper / generate)
-        tui_ratios.append(tui / started_stepper)
+        tui_ratios.append(tui / started)
+        paused_ratios.append(tui / paused)
         steady_ratios.append(tui_steps / stepper_steps)
-        paired_stepper.append(stepper_median)
-        paired_tui.append(tui_median)
-        print(f"{name:<24}{generate:>10.1f}/s{stepper:>8.1f}/s{started_stepper:>8.1f}/s{tui:>8.1f}/s{stepper / generate:>12.2f}x"
-              f"{tui / started_stepper:>12.2f}x{tui_steps / stepper_steps:>22.2f}x{stepper_median:>20.2f}x{tui_median:>12.2f}x")
+        paired.append(medians)
+        print(f"{name:<24}{generate:>10.1f}/s{stepper:>8.1f}/s{started:>8.1f}/s{paused:>8.1f}/s{tui:>8.1f}/s"
+              f"{stepper / generate:>12.2f}x{tui / started:>12.2f}x{tui / paused:>11.2f}x"
+              f"{tui_steps / stepper_steps:>22.2f}x{medians[0]:>20.2f}x{medians[1]:>12.2f}x{medians[2]:>11.2f}x")
     # worst of all rows: the bests' ratios, the continue's stepping rate against the bare loop's,
     # and the medians of the rounds' own ratios
+    paired_stepper, paired_tui, paired_paused = (min(column) for column in zip(*paired))
     print(f"stepper_ratio={min(stepper_ratios):.3f} tui_ratio={min(tui_ratios):.3f} "
-          f"tui_stepping_ratio={min(steady_ratios):.3f} paired_stepper_ratio={min(paired_stepper):.3f} "
-          f"paired_tui_ratio={min(paired_tui):.3f}")
+          f"tui_stepping_ratio={min(steady_ratios):.3f} paired_stepper_ratio={paired_stepper:.3f} "
+          f"paired_tui_ratio={paired_tui:.3f}")
+    print(f"tui_after_pause_ratio={min(paused_ratios):.3f} paired_tui_after_pause_ratio={paired_paused:.3f}")
 
 
 if __name__ == "__main__":
