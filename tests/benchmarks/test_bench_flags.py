@@ -123,7 +123,8 @@ FAST_STEPS_CASES = [  # (args, the figures it prints: only the full run prints n
     pytest.param(("--ui-cpu", "--rounds", "1"), ("ui_key_frame_ms", "ui_last_frame_ms", "ui_continue_ms"), id="ui-cpu"),
     pytest.param(("--breakdown", "--rounds", "1"), (), id="breakdown", marks=pytest.mark.slow),
     pytest.param(("--rounds", "1", "--switch-interval", "0.001"),
-                 ("stepper_ratio", "tui_ratio", "paired_stepper_ratio", "paired_tui_ratio"), id="everything",
+                 ("stepper_ratio", "tui_ratio", "paired_stepper_ratio", "paired_tui_ratio", "tui_after_pause_ratio",
+                  "paired_tui_after_pause_ratio"), id="everything",
                  marks=pytest.mark.slow),
 ]
 
