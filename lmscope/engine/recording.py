@@ -14,7 +14,8 @@ a gigabyte of attention rows, and ``open`` must show its first frame in a second
 Rows here are mapped read-only straight from the file (the operating system pages in what a pane
 shows), which SQLite's blobs cannot be; and appending a chunk, then flushing it to the operating
 system before the next step, leaves a file that a killed process cannot corrupt: a reader stops
-at the first chunk that is cut short or whose CRC is wrong. Nothing here imports torch.
+at the first chunk that is cut short or whose CRC is wrong, and says so (``Trace.tail_notice``).
+Nothing here imports torch.
 """
 
 from __future__ import annotations
