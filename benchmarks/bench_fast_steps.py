@@ -152,12 +152,12 @@ def made_in_each_step(stepper: Stepper):
 
 def continue_in_app(stepper: Stepper, clock=time.perf_counter) -> dict[str, float]:
     """The app on this Stepper: load (start), then ``c`` to the end. Returns ``clock()`` read at
-    ``"started"`` (``start()`` returned, in the load), at ``"key"``, at ``"key's frame"`` (the
+    ``"started"`` (the load's ``PromptEncoded`` arrives: ``start()`` has returned), at ``"key"``, at ``"key's frame"`` (the
     first frame handed to the driver after it), at ``"stopped"`` (``RunStopped`` arrives, before
     the app handles it) and at ``"frame"`` (the frame that shows the finished run)."""
     from lmscope.testing import wait_until_idle
     from lmscope.tui.app import make_app
-    from lmscope.tui.messages import RunStopped
+    from lmscope.tui.messages import PromptEncoded, RunStopped
 
     async def drive() -> dict[str, float]:
         shown = asyncio.Event()
@@ -170,23 +170,13 @@ def continue_in_app(stepper: Stepper, clock=time.perf_counter) -> dict[str, floa
             shown.set()
 
         def hook(message) -> None:
+            if isinstance(message, PromptEncoded):  # start() has returned, on the engine thread
+                stamps["started"] = clock()
             if isinstance(message, RunStopped):  # called before the app handles it
                 stamps["stopped"] = clock()
                 app.call_after_refresh(on_frame)  # after the frame that handling makes
 
-        def started_stepper() -> Stepper:  # the app's engine factory; its load calls start()
-            start = stepper.start
-
-            def stamped_start():
-                prompt = start()
-                stamps["started"] = clock()
-                del stepper.start  # the method again, for later runs
-                return prompt
-
-            stepper.start = stamped_start
-            return stepper
-
-        app = make_app(started_stepper, theme="textual-dark")
+        app = make_app(lambda: stepper, theme="textual-dark")
         async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
             display = app._display
 
