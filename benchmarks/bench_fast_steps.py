@@ -9,7 +9,7 @@ same Stepper until generation ends.
 Each run makes exactly ``--tokens`` tokens (``min_new_tokens`` = ``max_new_tokens``). Prints the
 table and, last, ``stepper_ratio=... tui_ratio=...``: the worst of the rows of Stepper/generate
 and TUI/Stepper (best round of each), then ``paired_stepper_ratio=... paired_tui_ratio=...``: the
-worst of the rows' medians of each round's own ratios (a round runs the three back to back, so
+worst of the rows' medians of each round's own ratios (a round runs them back to back, so
 its ratios do not pair a fast minute of one with a slow minute of another; on a noisy machine
 these are the figures to compare across runs).
 
@@ -19,8 +19,8 @@ The TUI's figure runs from the key to the frame that shows the finished run (sta
 is drawn, before the app's memory settles), and TUI/Stepper sets it against the bare loop from
 ``start()``'s return (the app ran ``start()`` when it loaded); TUI/paused sets it against the
 bare loop run after a sleep as long as the app's pause between ``start()`` and its key (a first
-step after a pause is slower without the app too: ``--timeline``), the last line
-``tui_after_pause_ratio=... paired_tui_after_pause_ratio=...``; Stepper/generate times the bare
+step after a pause is slower without the app too: ``--timeline``), printed before the last line
+as ``tui_after_pause_ratio=... paired_tui_after_pause_ratio=...``; Stepper/generate times the bare
 loop from ``start()``, as ``generate()`` prefills too (the table's "started" column is the bare
 loop after ``start()``). The stepping
 column compares the rates between the first and the last step's end, inside the continue and in
@@ -620,10 +620,10 @@ def main() -> None:
     # worst of all rows: the bests' ratios, the continue's stepping rate against the bare loop's,
     # and the medians of the rounds' own ratios
     paired_stepper, paired_tui, paired_paused = (min(column) for column in zip(*paired))
+    print(f"tui_after_pause_ratio={min(paused_ratios):.3f} paired_tui_after_pause_ratio={paired_paused:.3f}")
     print(f"stepper_ratio={min(stepper_ratios):.3f} tui_ratio={min(tui_ratios):.3f} "
           f"tui_stepping_ratio={min(steady_ratios):.3f} paired_stepper_ratio={paired_stepper:.3f} "
           f"paired_tui_ratio={paired_tui:.3f}")
-    print(f"tui_after_pause_ratio={min(paused_ratios):.3f} paired_tui_after_pause_ratio={paired_paused:.3f}")
 
 
 if __name__ == "__main__":
