@@ -433,7 +433,10 @@ class ReplayEngine:
     def __init__(self, trace: Trace):
         self.trace = trace
         self.info = trace.info
-        self.label = f"replay of {trace.path.name}, recorded {trace.recorded} with {trace.info.model}"
+        # A file read only in part says so where it stays in view, the status bar, as well as in
+        # the notification (``warning``) that says what is missing.
+        tail = "" if not trace.unread else " (damaged)" if trace.damaged else " (cut short)"
+        self.label = f"replay of {trace.path.name}{tail}, recorded {trace.recorded} with {trace.info.model}"
         self.warning = trace.tail_notice
         """What of the file the replay cannot show ("" when nothing): the app shows it as a notification."""
 

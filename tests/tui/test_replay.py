@@ -70,6 +70,7 @@ async def test_a_cut_recording_says_what_it_does_not_show(tmp_path):
         assert len(app.view.steps) == 7
         warnings = [n for n in app._notifications if n.severity == "warning"]
         assert len(warnings) == 1 and "the 7 whole steps before it are shown" in warnings[0].message
+        assert "replay of s.lmscope (cut short), recorded " in screen_text(app).splitlines()[0]
 
 
 async def test_a_whole_recording_opens_without_a_warning(tmp_path):
