@@ -152,9 +152,10 @@ def made_in_each_step(stepper: Stepper):
 
 def continue_in_app(stepper: Stepper, clock=time.perf_counter) -> dict[str, float]:
     """The app on this Stepper: load (start), then ``c`` to the end. Returns ``clock()`` read at
-    ``"started"`` (the load's ``PromptEncoded`` arrives: ``start()`` has returned), at ``"key"``, at ``"key's frame"`` (the
-    first frame handed to the driver after it), at ``"stopped"`` (``RunStopped`` arrives, before
-    the app handles it) and at ``"frame"`` (the frame that shows the finished run)."""
+    ``"started"`` (the load's ``PromptEncoded`` arrives: ``start()`` has returned), at ``"key"``,
+    at ``"key's frame"`` (the first frame handed to the driver after it), at ``"stopped"``
+    (``RunStopped`` arrives, before the app handles it) and at ``"frame"`` (the frame that shows
+    the finished run)."""
     from lmscope.testing import wait_until_idle
     from lmscope.tui.app import make_app
     from lmscope.tui.messages import PromptEncoded, RunStopped
@@ -483,6 +484,10 @@ def continue_timeline(stepper: Stepper, steps: StepEnds) -> dict[str, float]:
             "other steps": ends[-1] - ends[0], "last step to frame": frame - ends[-1]}
 
 
+IDLE_S = 0.5
+"""The pause before a bare loop's first step in ``--timeline``: about a person's pause before a key."""
+
+
 def main_timeline(args) -> None:
     """Where a short T5 continue's time goes, ``--rounds`` times (``--switch-interval``: Python's
     interpreter-lock switch interval, 5 ms by default)."""
@@ -503,21 +508,14 @@ def main_timeline(args) -> None:
         for idle in first:
             first[idle].append(bare_first_step(stepper, steps, idle))
     print(f"  bare loop's first step, medians of {args.rounds} (ms): straight after start() "
-          f"{statistics.median(first[0.0]) * 1e3:.1f}, after {IDLE_S:g} s idle {statistics.median(first[IDLE_S]) * 1e3:.1f}")
-
-
-IDLE_S = 0.5
-"""The pause before a bare loop's first step in ``--timeline``: about a person's pause before a key."""
+          f"{statistics.median(first[0.0]) * 1e3:.1f}, "
+          f"after {IDLE_S:g} s idle {statistics.median(first[IDLE_S]) * 1e3:.1f}")
 
 
 def bare_first_step(stepper: Stepper, steps: StepEnds, idle_s: float) -> float:
     """Seconds of the bare loop's first step when it starts ``idle_s`` after ``start()``."""
-    def run() -> None:
-        stepper.start()
-        time.sleep(idle_s)
-        continue_to_end(stepper)
     steps.forget()
-    engine_thread.run(run)
+    bare_loop_seconds(stepper, idle_s)
     return steps.ends[0] - steps.starts[0]
 
 
