@@ -227,15 +227,20 @@ class Trace:
         return self.meta.get("recorded", "?")
 
     @property
+    def tail(self) -> str:
+        """How the file ends: "" (every byte read), "cut short" or "damaged"."""
+        return "" if not self.unread else "damaged" if self.damaged else "cut short"
+
+    @property
     def tail_notice(self) -> str:
         """What of the file is not shown, in a sentence; "" when every byte was read."""
-        if not self.unread:
-            return ""
-        if self.damaged:
+        if self.tail == "damaged":
             return (f"a chunk {self.unread} bytes before the end is damaged: "
                     f"the {len(self)} steps before it are shown, none recorded after it")
-        return (f"the last {self.unread} bytes are a chunk cut short (the recorder stopped while writing it, "
-                f"or is still writing): the {len(self)} whole steps before it are shown")
+        if self.tail == "cut short":
+            return (f"the last {self.unread} bytes are a chunk cut short (the recorder stopped while writing it, "
+                    f"or is still writing): the {len(self)} whole steps before it are shown")
+        return ""
 
     def prompt(self) -> PromptRecord:
         data, rows = self._load(self._prompt_chunk)
@@ -435,7 +440,7 @@ class ReplayEngine:
         self.info = trace.info
         # A file read only in part says so where it stays in view, the status bar, as well as in
         # the notification (``warning``) that says what is missing.
-        tail = "" if not trace.unread else " (damaged)" if trace.damaged else " (cut short)"
+        tail = f" ({trace.tail})" if trace.tail else ""
         self.label = f"replay of {trace.path.name}{tail}, recorded {trace.recorded} with {trace.info.model}"
         self.warning = trace.tail_notice
         """What of the file the replay cannot show ("" when nothing): the app shows it as a notification."""
