@@ -234,12 +234,13 @@ class Trace:
     @property
     def tail_notice(self) -> str:
         """What of the file is not shown, in a sentence; "" when every byte was read."""
+        shown = "step before it is shown" if len(self) == 1 else "steps before it are shown"
         if self.tail == "damaged":
             return (f"a chunk {self.unread} bytes before the end is damaged: "
-                    f"the {len(self)} steps before it are shown, none recorded after it")
+                    f"the {len(self)} {shown}, none recorded after it")
         if self.tail == "cut short":
             return (f"the last {self.unread} bytes are a chunk cut short (the recorder stopped while writing it, "
-                    f"or is still writing): the {len(self)} whole steps before it are shown")
+                    f"or is still writing): the {len(self)} whole {shown}")
         return ""
 
     def prompt(self) -> PromptRecord:

@@ -142,6 +142,9 @@ def test_a_cut_or_damaged_end_is_named_with_what_is_shown(tmp_path):
     damaged = Trace(path)
     assert len(damaged) == 2 and damaged.unread == len(data) - third and damaged.damaged
     assert "damaged" in damaged.tail_notice and "the 2 steps before it are shown" in damaged.tail_notice
+    second = step_chunk_starts(data)[1] + 40  # one step before the damage: "step", not "steps"
+    path.write_bytes(data[:second] + bytes([data[second] ^ 0xFF]) + data[second + 1:])
+    assert "the 1 step before it is shown" in Trace(path).tail_notice
 
 
 @pytest.mark.parametrize("output", [["--json"], ["--headless"]])
