@@ -84,6 +84,11 @@ class BrowseActions:
     def on_session_written(self, message) -> None:
         self.notify(f"wrote {message.steps} steps to {message.path} (lmscope open {message.path})", markup=False)
 
+    def on_session_not_written(self, message) -> None:
+        """A failed ``w`` is one line; a continue it came during runs on (nothing in the engine failed)."""
+        self.notify(f"{type(message.error).__name__}: {message.error}", title=f"could not write {message.path}",
+                    severity="error", timeout=10, markup=False)
+
     def action_screenshot(self) -> None:
         """Save an SVG of the screen (``ctrl+s``), Textual's own screenshot."""
         path = self.save_screenshot()

@@ -68,6 +68,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         """Set by ``pause`` (and on quit); the stepping worker checks it between steps."""
         self.branch_tree = BranchTree()
         """The live branch and every continuation a rewind or a force set aside."""
+        self._branch_marks = {}
         self._pending_steps: list = []
         self._flush_timer = None
         self._run_began: tuple[float, int] | None = None
@@ -173,6 +174,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.call_after_refresh(self._focus_tokens_if_unfocused)
         self.busy = False
         self.branch_tree = BranchTree()
+        self._branch_marks = {}
         self.view = self.view.started(message.prompt)
         label = getattr(self.engine, "label", "")
         if label:
@@ -275,7 +277,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         for record in message.records:
             self.branch_tree.append(record)
         steps = self.view.steps + message.records
-        self.view = self.view.showing(0, steps, live=True, notice=self.view.notice)
+        self.view = self.view.showing(0, steps, live=True, notice=self.view.notice, marks=self.view.marks)
         gc.freeze()
 
     def _rate(self, steps: int) -> float | None:

@@ -22,6 +22,8 @@ class ControlActions:
     """Mixin for the app: ``self.view``, ``self.engine``, ``self.busy`` and the workers are the app's."""
 
     branch_tree: BranchTree
+    _branch_marks: dict[int, frozenset[int]]
+    """The breakpoint marks of each branch not shown (the shown one's are the View's)."""
     breakpoint_entries: tuple[BreakpointEntry, ...] = ()
     _next_breakpoint = 1
 
@@ -67,10 +69,26 @@ class ControlActions:
     def action_force_text(self) -> None:
         """Force the first token of a text at the selected step (``f``)."""
         if self.check_action("force_text", ()) is True:
-            target = max(self.view.index, 0)
+            target, tree = max(self.view.index, 0), self.branch_tree
             self.push_screen(TextInputScreen(f"Force at step {target} the first token of",
                                              "a word or any text", _force_problem),
-                             lambda text: self._control(target, force=text) if text else None)
+                             lambda text: self._force_typed(text, target, tree))
+
+    def _force_typed(self, text: str | None, target: int, tree: BranchTree) -> None:
+        """The text typed into ``f``'s input: forced at ``target`` if the session still allows it.
+
+        The command palette can run a continue, a restart or a rewind while the input is open;
+        the force then waits its turn or names a step the history no longer has."""
+        if not text:
+            return
+        if tree is not self.branch_tree:
+            self.notify("the session restarted while the text was typed: nothing was forced")
+        elif self.check_action("force_text", ()) is not True:
+            self.notify("the engine is busy or another branch is shown: nothing was forced")
+        elif target > len(self.view.steps):
+            self.notify(f"step {target} is no longer in the history: nothing was forced")
+        else:
+            self._control(target, force=text)
 
     def action_force_cursor(self) -> None:
         """Rewind to the selected step and force the candidate under the Stages cursor (``enter``)."""
@@ -91,34 +109,46 @@ class ControlActions:
     def on_rewound(self, message: Rewound) -> None:
         """The engine is back before ``step``: the live branch forks there."""
         if not message.resuming and message.step < len(self.branch_tree.live_branch.steps):
-            self.branch_tree.fork(message.step, message.forced)
+            abandoned = self.branch_tree.fork(message.step, message.forced)
+            self._branch_marks[abandoned.id] = self.view.marks  # it keeps every step they mark
         self.view = self.view.rewound(message.step)
 
     # -- branches ---------------------------------------------------------------------------
 
     def action_branches(self) -> None:
         """The tree of branches (``t``)."""
-        self.push_screen(BranchesScreen(self.branch_tree, self.view.branch), self._branch_chosen)
+        tree = self.branch_tree
+        self.push_screen(BranchesScreen(tree, self.view.branch), lambda choice: self._branch_chosen(choice, tree))
 
-    def _branch_chosen(self, choice: tuple[str, int] | None) -> None:
+    def _branch_chosen(self, choice: tuple[str, int] | None, tree: BranchTree) -> None:
+        """``enter`` (show) or ``r`` (resume) in the branches view of ``tree``.
+
+        Refused while the engine is busy: the steps it is making join the live branch and the
+        View shown (a paced continue holds some back for its next frame), so another branch
+        shown then would get them too. A restart while the view was open replaced the tree."""
         if choice is None:
             return
         what, branch_id = choice
-        if what == "show":
-            self.show_branch(branch_id)
-        elif branch_id == self.branch_tree.live:
-            self.show_branch(branch_id)
+        if tree is not self.branch_tree:
+            self.notify("the session restarted: the branches it had are gone")
         elif self.busy or self.engine is None:
-            self.notify("wait for the engine to finish before resuming a branch")
+            if branch_id != self.view.branch:
+                self.notify("wait for the engine to finish before showing or resuming another branch")
+        elif what == "show" or branch_id == tree.live:
+            self.show_branch(branch_id)
         else:
-            common, ids = self.branch_tree.tokens_to_replay(branch_id)
+            common, ids = tree.tokens_to_replay(branch_id)
             self._control(common, replay=tuple(ids), branch=branch_id)
 
     def show_branch(self, branch_id: int) -> None:
-        """Every pane shows ``branch_id``'s steps; no model work."""
+        """Every pane shows ``branch_id``'s steps, with the breakpoint marks of that branch; no
+        model work."""
         live = branch_id == self.branch_tree.live
         notice = "" if live else f"viewing branch {branch_id} (not live): t, then r resumes it"
-        self.view = self.view.showing(branch_id, self.branch_tree.branches[branch_id].steps, live, notice)
+        self._branch_marks[self.view.branch] = self.view.marks
+        steps = self.branch_tree.branches[branch_id].steps
+        marks = frozenset(m for m in self._branch_marks.get(branch_id, ()) if m < len(steps))
+        self.view = self.view.showing(branch_id, steps, live, notice, marks)
 
     def on_branch_resumed(self, message: BranchResumed) -> None:
         """The engine re-ran the branch's tokens: it is the live one, with its own records."""

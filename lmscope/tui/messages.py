@@ -105,6 +105,15 @@ class SessionWritten(Message):
 
 
 @dataclass
+class SessionNotWritten(Message):
+    """``w`` could not write the session to ``path`` (a full disk, a folder that is not
+    writable): said in one line; the session and the engine go on as they were."""
+
+    path: str
+    error: Exception
+
+
+@dataclass
 class HistoryLoaded(Message):
     """A replayed session's recorded steps, all at once (one View update, not one per step)."""
 

@@ -115,10 +115,12 @@ class View:
         return replace(self, steps=self.steps[:step], index=step - 1, notice="", cursor=None,
                        marks=frozenset(m for m in self.marks if m < step))
 
-    def showing(self, branch: int, steps: tuple[StepRecord, ...], live: bool, notice: str = "") -> View:
-        """Another branch's steps in every pane (no model work); its last step selected."""
+    def showing(self, branch: int, steps: tuple[StepRecord, ...], live: bool, notice: str = "",
+                marks: frozenset[int] = frozenset()) -> View:
+        """Another branch's steps in every pane (no model work), with its breakpoint ``marks``;
+        its last step selected."""
         return replace(self, steps=steps, index=len(steps) - 1, branch=branch, live=live, notice=notice,
-                       cursor=None, marks=frozenset(m for m in self.marks if m < len(steps)))
+                       cursor=None, marks=marks)
 
     def with_cursor(self, delta: int) -> View:
         """The Stages cursor moved ``delta`` candidates, stage by stage, rank by rank."""

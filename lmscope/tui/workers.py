@@ -22,8 +22,8 @@ from lmscope.engine.breakpoints import Breakpoint, hit_message, step_values
 from lmscope.engine.cores import spare_core
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.messages import (
-    BranchResumed, EngineFailed, HistoryLoaded, ModelLoaded, PromptEncoded, Rewound, RunStopped, SessionWritten,
-    StepCompleted, StepsCompleted,
+    BranchResumed, EngineFailed, HistoryLoaded, ModelLoaded, PromptEncoded, Rewound, RunStopped, SessionNotWritten,
+    SessionWritten, StepCompleted, StepsCompleted,
 )
 
 STEPS_MESSAGE_S = 1 / 4
@@ -89,7 +89,7 @@ class EngineWorkers:
         try:
             write_session(path, info, prompt, steps)
         except Exception as error:
-            self.post_message(EngineFailed(error, "write"))
+            self.post_message(SessionNotWritten(path, error))
             return
         self.post_message(SessionWritten(path, len(steps)))
 

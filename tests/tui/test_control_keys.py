@@ -215,3 +215,34 @@ async def test_a_branch_shown_at_the_same_step_repaints_every_pane_from_its_own_
             await pilot.press(tab)
             await pilot.pause()
             assert drawn(plot) == fresh(plot)
+
+
+async def test_breakpoint_marks_belong_to_the_branch_where_the_breakpoint_held():
+    async with running(steps=12) as (app, pilot, engine):
+        await pilot.press("n", "n", "n", "n", "n", "n")
+        await settle(app, pilot)
+        await pilot.press("home", "right", "right", "right", "u")  # back before step 2: branch 1 keeps 6 steps
+        await settle(app, pilot)
+        await add_breakpoint(app, pilot, "step == 4")
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert app.view.marks == {4} and app.view.branch == 0
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("down", "enter")  # branch 1: no breakpoint held there
+        await pilot.pause()
+        assert app.view.branch == 1 and app.view.marks == frozenset()
+        assert "●" not in app.query_one(TokensPane).text.plain
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("up", "enter")  # the live branch again (the view opens on the one shown): its mark is back
+        await pilot.pause()
+        assert app.view.branch == 0 and app.view.marks == {4}
+        await pilot.press("home", "right", "right", "u")  # a fork at step 1: the mark goes with branch 2
+        await settle(app, pilot)
+        assert app.view.marks == frozenset()
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("down", "down", "enter")
+        await pilot.pause()
+        assert app.view.branch == 2 and app.view.marks == {4}

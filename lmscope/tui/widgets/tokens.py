@@ -83,7 +83,8 @@ class TokensPane(Widget):
             return None
         width, height = self.content_size
         changed: set[int] | None = set()
-        key = (Same(view.prompt), view.show_ids, width, self.app.theme)
+        # The marks too: a branch shown shares its first records with the live one, not its marks.
+        key = (Same(view.prompt), view.show_ids, width, self.app.theme, view.marks)
         layout = self._layout[1] if self._layout is not None and self._layout[0] == key else None
         if layout is None or not layout.extends_to(view.steps):
             layout = TokensText(view, self._shades(), width).build()
