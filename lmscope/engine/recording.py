@@ -448,7 +448,9 @@ class ReplayEngine:
 
     @property
     def finished(self) -> bool:
-        return True
+        """Whether the recorded session's generation ended (its last step says why); a session
+        recorded before it ended replays as paused there."""
+        return len(self.trace) > 0 and self.trace.step(len(self.trace) - 1).finish_reason is not None
 
     def start(self) -> PromptRecord:
         return self.trace.prompt()

@@ -45,7 +45,10 @@ class BrowseActions:
     def action_show_tab(self, tab: str) -> None:
         """Bring a tab of the lower area to the front (``1``-``4``)."""
         tabs = self.get_screen_stack_root().query_one("#tabs", TabbedContent)
-        if tab == "cross" and (self.view.prompt is None or self.view.prompt.family != "t5"):
+        if tab == "cross" and self.view.info is None:
+            self.notify("the model is still loading: cross-attention is shown for T5 models")
+            return
+        if tab == "cross" and self.view.info.family != "t5":
             self.notify("cross-attention exists only in encoder-decoder models (T5)")
             return
         tabs.active = tab

@@ -129,7 +129,8 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.busy = True
         self._run_began = (time.perf_counter(), len(self.view.steps)) if limit is None else None
         self._pacer.begin()
-        self.view = self.view.with_state(state)
+        # A breakpoint's line was about the step it held at; this run's own hit says its own.
+        self.view = replace(self.view.with_state(state), notice="")
         text = "".join(step.token for step in self.view.steps)
         # A single step with the Layers tab showing is shown there next: capture its layers in
         # the step (a few hooks) rather than replay its forward pass when the lens asks.

@@ -79,7 +79,7 @@ class EngineWorkers:
                     self.post_message(HistoryLoaded(tuple(batch)))
                     batch, size = [], 64
             self.post_message(HistoryLoaded(tuple(batch)))
-            self.post_message(RunStopped(finished=True, paused=False))
+            self.post_message(RunStopped(finished=engine.finished, paused=not engine.finished))
 
     @work(thread=True, group="io", exit_on_error=False)
     def write_session(self, path: str, info, prompt, steps) -> None:

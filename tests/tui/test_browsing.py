@@ -126,6 +126,21 @@ async def test_llama_hides_the_cross_attention_tab():
         assert "input_ids" in screen_text(app)
 
 
+async def test_the_cross_attention_key_while_the_model_loads_says_it_is_loading(gates):
+    load_gate = gates()
+    async with running("t5", load_gate=load_gate) as (app, pilot, engine):
+        await pilot.press("2")
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "attention"
+        messages = [n.message for n in app._notifications]
+        assert messages == ["the model is still loading: cross-attention is shown for T5 models"]
+        load_gate.set()
+        await settle(app, pilot)
+        await pilot.press("2")
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "cross"
+
+
 async def test_ids_toggle_and_markup_like_tokens_stay_literal():
     async with running() as (app, pilot, engine):
         await pilot.press("i")

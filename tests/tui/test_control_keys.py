@@ -39,6 +39,8 @@ async def test_b_adds_a_breakpoint_and_c_stops_after_the_step_where_it_holds():
         await pilot.press("c")  # c again goes on to the end
         await settle(app, pilot)
         assert len(app.view.steps) == 12 and app.view.state == "finished"
+        assert app.view.notice == "" and "breakpoint" not in screen_text(app).splitlines()[0]
+        assert app.view.marks == {4}  # the step it held at stays marked
 
 
 async def test_a_continue_lets_records_wait_only_while_no_breakpoint_reads_them():

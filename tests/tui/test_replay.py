@@ -79,3 +79,17 @@ async def test_a_whole_recording_opens_without_a_warning(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)
         assert not [n for n in app._notifications if n.severity == "warning"]
+
+
+async def test_a_session_recorded_before_it_ended_replays_as_paused(tmp_path):
+    from dataclasses import replace
+
+    session = make_session("llama", steps=8)
+    testing.write_trace(tmp_path / "s.lmscope", replace(session, steps=session.steps[:3]))
+    app, engine = replay_app(tmp_path / "s.lmscope")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert len(app.view.steps) == 3 and app.view.state == "paused" and not engine.finished
+        assert "paused" in screen_text(app).splitlines()[0]
+        for action in ("step", "continue", "pause"):
+            assert app.check_action(action, ()) is None
