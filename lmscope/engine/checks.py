@@ -8,9 +8,16 @@ a tokenizer_config.json; the weights are never touched.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
+from typing import Callable
 
 from lmscope.engine.errors import UserError
+
+SYSTEM_FOLDERS = ("/dev", "/proc", "/sys")
+"""Where names are the system's devices, processes and kernel settings, not files of the user's:
+``/dev/stdout`` is a link there, and a file written in its place replaces the system's link."""
 
 SEED_RANGE = (-(2**63), 2**64 - 1)
 """What ``torch.manual_seed`` accepts (a larger number overflows inside torch)."""
@@ -37,6 +44,81 @@ def check_record_flags(record: str | None, record_dtype: str) -> None:
         raise UserError(f"--record-dtype must be one of {', '.join(ROW_DTYPES)}")
     if record is None and record_dtype != ROW_DTYPES[0]:
         raise UserError("--record-dtype sets how --record stores attention rows: pass --record FILE too")
+
+
+def reason(error: OSError) -> str:
+    """The OS's words for a failed open or stat ("File name too long"), for a one-line message."""
+    return error.strerror or type(error).__name__
+
+
+def stat_or_none(path: str | os.PathLike, what: str, follow: bool = True) -> os.stat_result | None:
+    """``path``'s stat, or None where nothing is there. Any other failure (a name too long, a link
+    loop, a file where a folder should be) is one line: ``what``, then the OS's reason."""
+    try:
+        return os.stat(path, follow_symlinks=follow)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise UserError(f"{what}: {reason(error)}") from None
+
+
+def check_overwrite(path: str | os.PathLike, what: str, kind: str, ours: Callable[[bytes], bool],
+                    example: str) -> None:
+    """Refuse an output path where writing would lose something lmscope did not write.
+
+    A new file passes (its folder's problems are the writer's to say), and so does an empty
+    file or one whose first bytes are ``ours``: a file of ``kind`` (an lmscope trace, an SVG).
+    Refused, each in one line that starts with ``what``: a folder, anything that is not a regular
+    file (a device, a pipe: its reader or the system would get the output), anything under
+    :data:`SYSTEM_FOLDERS`, a link to anything but a file of ``kind`` (``/dev/stdout`` leads to
+    an empty file, which is no reason to replace the system's link), any other file.
+
+    Args:
+        example: a file name to suggest in a folder given instead of a file ("run.lmscope").
+    """
+    here = stat_or_none(path, what, follow=False)
+    linked = here is not None and stat.S_ISLNK(here.st_mode)
+    target = stat_or_none(path, what) if linked else here
+    if target is not None and stat.S_ISDIR(target.st_mode):
+        raise UserError(f"{what}: it is a folder; name a file in it, such as {str(Path(path) / example)!r}")
+    if here is not None and not (linked or stat.S_ISREG(here.st_mode)):
+        raise UserError(f"{what}: it is not a regular file")
+    system = _system_folder(path)
+    if system:
+        raise UserError(f"{what}: it is in {system}, the system's, not a place for files: name a file elsewhere")
+    if here is None:
+        return
+    start = _first_bytes(path, what) if target is not None and stat.S_ISREG(target.st_mode) else b""
+    if linked and not (start and ours(start)):
+        raise UserError(f"{what}: it is a link to {os.path.realpath(path)!r}, which is not {kind} "
+                        "(lmscope writes over links to its own files only): name another file")
+    if start and not ours(start):
+        raise UserError(f"{what}: it exists and is not {kind} (lmscope writes over its own files only): "
+                        "name another file")
+
+
+SHARED_MEMORY = "/dev/shm"
+"""A folder of files under /dev (a tmpfs): a place for them, unlike the rest of /dev."""
+
+
+def _system_folder(path: str | os.PathLike) -> str | None:
+    """The folder of :data:`SYSTEM_FOLDERS` that ``path`` is in or leads into, if any."""
+    for place in (os.path.abspath(path), os.path.realpath(path)):
+        if place.startswith(SHARED_MEMORY + "/"):
+            continue
+        for folder in SYSTEM_FOLDERS:
+            if place == folder or place.startswith(folder + "/"):
+                return folder
+    return None
+
+
+def _first_bytes(path: str | os.PathLike, what: str, size: int = 1024) -> bytes:
+    """The first bytes of a regular file, enough to tell whose it is."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(size)
+    except OSError as error:
+        raise UserError(f"{what}: {reason(error)}") from None
 
 
 def is_text(*texts: str) -> bool:
@@ -98,12 +180,21 @@ def check_cache_writable(folder: Path) -> None:
 def check_model_folder(folder: Path, family: str, chat: bool) -> None:
     """A local model folder: exists, has a readable config.json of the right family, and a chat
     template when ``--chat`` asks for one."""
+    found = stat_or_none(folder, f"model folder {str(folder)!r}")
+    if found is None:
+        raise UserError(f"model folder {str(folder)!r} does not exist")
+    if not stat.S_ISDIR(found.st_mode):
+        raise UserError(f"{str(folder)!r} is a file, not a model folder: pass the folder that holds its config.json")
+    try:
+        _check_model_files(folder, family, chat)
+    except OSError as error:  # a folder that cannot be listed, a config.json that cannot be looked at
+        raise UserError(f"model folder {str(folder)!r} cannot be read: {reason(error)}") from None
+
+
+def _check_model_files(folder: Path, family: str, chat: bool) -> None:
+    """What is in the folder: files, a config.json of ``family``, a chat template for ``--chat``."""
     from lmscope.engine import models
 
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{str(folder)!r} is a file, not a model folder: pass the folder that holds its config.json")
-    if not folder.is_dir():
-        raise UserError(f"model folder {str(folder)!r} does not exist")
     if not any(folder.iterdir()):
         raise UserError(f"model folder {str(folder)!r} is empty")
     config = _read_json(folder / "config.json", "config.json")
@@ -166,4 +257,14 @@ def check_before_loading(options) -> None:
 
 
 def _looks_local(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or Path(source).expanduser().exists()
+    """Whether ``--model`` names a folder here rather than a Hub id. A name the OS will not look
+    up (too long, a link loop) is taken for a path, so that the folder's check says why."""
+    if source.startswith((".", "/", "~")):
+        return True
+    try:
+        os.stat(Path(source).expanduser())
+    except (FileNotFoundError, NotADirectoryError):  # "org/name" beside a file named org: a Hub id
+        return False
+    except OSError:
+        return True
+    return True

@@ -25,6 +25,7 @@ import json
 import mmap
 import os
 import secrets
+import stat
 import struct
 import weakref
 import zlib
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from lmscope import __version__
+from lmscope.engine.checks import check_overwrite, reason
 from lmscope.engine.errors import UserError
 from lmscope.engine.records import AttentionRows, PromptRecord, SessionInfo, StepRecord
 from lmscope.engine.trace import prompt_from_dict, prompt_to_dict, step_from_dict, step_to_dict
@@ -57,26 +59,17 @@ def _padded(size: int) -> int:
 
 
 def check_record_path(path: str | os.PathLike) -> None:
-    """Refuse a path a recording must not go to: no name, a folder, something that is not a
-    regular file, or a file that is not an lmscope trace (and not empty). A trace already there
-    is replaced, once the new session has begun (:class:`TraceWriter`)."""
+    """Refuse a path a recording must not go to: no name, or one where it would lose something
+    lmscope did not write (:func:`~lmscope.engine.checks.check_overwrite`: a folder, a device, a
+    link to anything but a trace, a file that is not a trace and not empty). A trace already
+    there is replaced, once the new session has begun (:class:`TraceWriter`)."""
     if not str(path).strip():
         raise UserError("--record needs a file name: it was given empty")
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"cannot record to {str(path)!r}: it is a folder; name a file in it")
-    if not path.exists():
-        return
-    if not path.is_file():
-        raise UserError(f"cannot record to {str(path)!r}: it is not a regular file")
-    try:
-        with open(path, "rb") as file:
-            start = file.read(len(MAGIC))
-    except OSError as error:
-        raise UserError(f"cannot record to {str(path)!r}: {error.strerror}") from None
-    if start and start != MAGIC:
-        raise UserError(f"{str(path)!r} exists and is not an lmscope trace: record to another file "
-                        "(lmscope writes over its own traces only)")
+    check_overwrite(path, f"cannot record to {str(path)!r}", "an lmscope trace", _is_trace_start, "run.lmscope")
+
+
+def _is_trace_start(start: bytes) -> bool:
+    return start.startswith(MAGIC)
 
 
 class TraceWriter:
@@ -297,6 +290,7 @@ class Trace:
 
 def _map_file(path: Path) -> mmap.mmap | bytes:
     try:
+        _check_trace_file(path)
         with open(path, "rb") as file:
             size = os.fstat(file.fileno()).st_size
             if size == 0:
@@ -304,12 +298,21 @@ def _map_file(path: Path) -> mmap.mmap | bytes:
             mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
     except FileNotFoundError:
         raise TraceError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise TraceError(f"{path} is a folder, not an lmscope trace") from None
     except PermissionError:
         raise TraceError(f"{path} cannot be read (permission denied)") from None
+    except OSError as error:  # a name too long, a link loop, a file where a folder should be
+        raise TraceError(f"{path} cannot be opened ({reason(error)})") from None
     _advise(mapped, "MADV_RANDOM")
     return mapped
+
+
+def _check_trace_file(path: Path) -> None:
+    """Refuse what is not a regular file before opening it: opening a pipe waits for a writer."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise TraceError(f"{path} is a folder, not an lmscope trace")
+    if not stat.S_ISREG(mode):
+        raise TraceError(f"{path} is not a regular file (a pipe, a device or a socket), not an lmscope trace")
 
 
 def _advise(mapped: mmap.mmap, advice: str, start: int = 0, length: int | None = None) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
+from lmscope.engine.checks import check_overwrite, stat_or_none
 from lmscope.engine.errors import UserError
 
 TABS = ("attention", "cross", "kv", "variables")
@@ -32,26 +34,46 @@ def parse_size(text: str) -> tuple[int, int]:
 def check_svg_options(out: str, trace_file: str, tab: str = DEFAULT_TAB, size: str = DEFAULT_SIZE) -> Path:
     """Refuse a bad ``--svg`` path, ``--tab`` or ``--size`` before the trace is read or the screen rendered.
 
+    The path must be a new file, an empty one or an SVG (re-running a screenshot writes over the
+    last one), never another file: notes, a trace, a link to a model's weights
+    (:func:`~lmscope.engine.checks.check_overwrite`).
+
     Returns:
         the SVG file to write.
     """
     if not out.strip():
         raise UserError("--svg needs a file name, such as step.svg: it was given empty")
     target = Path(out).expanduser()
-    if target.is_dir():
-        raise UserError(f"--svg {out!r} is a folder: give a file name in it, such as {str(target / 'step.svg')!r}")
     folder = target.parent
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
+    found = stat_or_none(folder, f"--svg {out!r}")
+    if found is None or not stat.S_ISDIR(found.st_mode):
+        what = "is not a folder" if found else "does not exist"
         raise UserError(f"--svg {out!r}: the folder {str(folder)!r} {what}")
-    if target.exists() and Path(trace_file).exists() and os.path.samefile(target, trace_file):
+    if _same_file(target, trace_file):
         raise UserError(f"--svg {out!r} is the recording being opened: give the SVG another name")
+    check_overwrite(target, f"--svg {out!r}", "an SVG", is_svg_start, "step.svg")
     if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise UserError(f"--svg {out!r} cannot be written (permission denied): give another path")
     if tab not in TABS:
         raise UserError(f"--tab must be one of {', '.join(TABS)}")
     parse_size(size)
     return target
+
+
+def is_svg_start(start: bytes) -> bool:
+    """Whether a file's first bytes are an SVG's: ``<svg`` (what :func:`render_svg` and ``ctrl+s``
+    write), or an XML declaration before one."""
+    start = start.lstrip(b"\xef\xbb\xbf \t\r\n")  # a byte order mark, blank lines
+    return start.startswith(b"<svg") or (start.startswith(b"<?xml") and b"<svg" in start)
+
+
+def _same_file(target: Path, trace_file: str) -> bool:
+    """Whether ``target`` is the trace itself; a path that cannot be looked at is not (a trace
+    that cannot be opened is refused when it is)."""
+    try:
+        return os.path.samefile(target, trace_file)
+    except OSError:
+        return False
 
 
 def render_svg(engine, target: Path, step: int | None = None, tab: str = DEFAULT_TAB,
