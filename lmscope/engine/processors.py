@@ -12,7 +12,12 @@ from typing import Callable
 
 import torch
 
+from lmscope.engine.errors import UserError
 from lmscope.engine.records import Candidate, LazyTuple, Stage
+
+
+class NoDistributionError(UserError):
+    """Sampling met scores that are no distribution (inf or nan): ``generate`` fails there too."""
 
 
 @dataclass
@@ -67,6 +72,57 @@ def stage_scores(processors, input_ids: torch.Tensor, logits: torch.Tensor) -> t
         scores = processor(input_ids, scores)
         stages[index] = scores[0]
     return scores, stages
+
+
+def sample(probs: torch.Tensor, *, step: int, processors, input_ids: torch.Tensor, logits: torch.Tensor,
+           settings) -> torch.Tensor:
+    """``[1]`` the id ``_sample`` draws from ``probs [1, d_vocab]``: ``torch.multinomial``, as there.
+
+    Nothing is checked before the draw: ``torch.multinomial`` checks ``probs`` itself and raises
+    where they are no distribution (inf or nan), as it does in ``generate``. Only then are the
+    step's scores looked at again, to say why in one line (on the CPU: see ``_NO_DISTRIBUTION``).
+
+    Args:
+        step: the step being chosen (its record's number).
+        processors, input_ids, logits: what the step's stages came from (:func:`stage_scores`).
+        settings: the session's ``GenerationSettings``, for the flags to name.
+    Raises:
+        NoDistributionError: the processors (or the model) left inf or nan scores.
+    """
+    try:
+        return torch.multinomial(probs, num_samples=1).squeeze(1)
+    except RuntimeError as error:
+        if not any(text in str(error) for text in _NO_DISTRIBUTION):
+            raise
+        raise NoDistributionError(_no_distribution(step, processors, input_ids, logits, settings)) from error
+
+
+_NO_DISTRIBUTION = ("probability tensor contains", "invalid multinomial distribution")
+"""``torch.multinomial``'s messages for probabilities that are no distribution. Its checks are
+``_assert_async``: on the CPU they raise at once, before anything is drawn; on CUDA they are a
+device-side assert, which surfaces later as a CUDA error this cannot tell apart (nor recover)."""
+
+
+def _no_distribution(step: int, processors, input_ids, logits, settings) -> str:
+    """The one line that says why step ``step``'s scores are no distribution (see :func:`sample`)."""
+    _, stages = stage_scores(processors, input_ids, logits)
+    bad = torch.isnan(stages).any(dim=-1) | torch.isposinf(stages).any(dim=-1) | torch.isneginf(stages).all(dim=-1)
+    first = int(bad.nonzero()[0]) if bool(bad.any()) else len(stages) - 1
+    if first == 0:
+        return (f"sampling failed at step {step}: the model's own logits are inf or nan, before any processor "
+                "(model.generate fails there too); try --dtype float32")
+    where = (f"sampling failed at step {step}: the processors left no valid distribution (inf/nan scores after "
+             f"{stage_names(processors)[first]}; model.generate fails there too)")
+    flags = [f"{flag} {value:g}" for flag, value in (("--temperature", settings.temperature),
+                                                      ("--repetition-penalty", settings.repetition_penalty))
+             if value is not None]
+    if not flags:
+        return where
+    return f"{where}: {' with '.join(flags)} made the scores overflow float32; bring {_them(flags)} closer to 1"
+
+
+def _them(items: list) -> str:
+    return "them" if len(items) > 1 else "it"
 
 
 def stage_names(processors) -> list[str]:

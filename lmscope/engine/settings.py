@@ -73,24 +73,39 @@ def bad_words_ids(tokenizer, words: tuple[str, ...]) -> list[list[int]]:
     """Token id sequences for each banned word, as transformers' docs build them.
 
     A word is banned both at the start of a text and after a space, since BPE tokenizers
-    give the two different ids.
+    give the two different ids. A variant that encodes to the tokenizer's unknown token (where
+    the word does not hold it) is left out: the ban would fall on ``<unk>`` instead of the word.
+    In the demo T5's word-level vocabulary the spaced variant of a special token does that (the
+    space alone is a ``▁`` the vocabulary does not hold: ``' </s>'`` is ``[<unk>, </s>]``), and
+    ``'</s>'`` itself is a token.
 
     Raises:
-        SettingsError: a word encodes to the tokenizer's unknown token (it is not in a
-            word-level vocabulary): the ban would silently fall on ``<unk>`` instead.
+        SettingsError: no variant of a word encodes without the unknown token (the word is
+            not in a word-level vocabulary), or the word is only the end-of-sequence token,
+            which ``generate``'s ``bad_words_ids`` never bans (it drops that sequence).
     """
     sequences = []
     unknown = getattr(tokenizer, "unk_token_id", None)
+    eos = getattr(tokenizer, "eos_token_id", None)
     for word in words:
+        kept, to_unknown = [], False
         for variant in sorted({word, " " + word}):
             ids = tokenizer(variant, add_special_tokens=False).input_ids
             if unknown is not None and unknown in ids and tokenizer.unk_token not in variant:
-                # A word-level vocabulary (the demo T5's) maps an unknown word to <unk>: the ban
-                # would fall on <unk> instead of the word.
-                raise SettingsError(f"--bad-word {word!r} is not in the model's vocabulary: it encodes to the "
-                                    f"unknown token {tokenizer.unk_token}, so it cannot be banned")
-            if ids and ids not in sequences:
-                sequences.append(ids)
+                to_unknown = True
+                continue
+            if ids and ids not in kept:
+                kept.append(ids)
+        if not kept and to_unknown:
+            # A word-level vocabulary (the demo T5's) maps an unknown word to <unk>.
+            raise SettingsError(f"--bad-word {word!r} is not in the model's vocabulary: it encodes to the "
+                                f"unknown token {tokenizer.unk_token}, so it cannot be banned")
+        if not kept:
+            raise SettingsError(f"--bad-word {word!r} encodes to no token, so it cannot be banned")
+        if eos is not None and kept == [[eos]]:
+            raise SettingsError(f"--bad-word {word!r} is the end-of-sequence token, which model.generate's "
+                                "bad_words_ids never bans (it drops it): --min-new-tokens N delays it instead")
+        sequences.extend(ids for ids in kept if ids not in sequences)
     return sequences
 
 
@@ -128,11 +143,18 @@ def validate(settings: GenerationSettings) -> None:
         (settings.temperature is not None and 0 < settings.temperature < MIN_TEMPERATURE,
          f"--temperature must be at least {MIN_TEMPERATURE:g}: the scores divided by a smaller one overflow "
          "float32 and sampling fails; for the likeliest token drop --do-sample"),
+        (settings.temperature is not None and settings.temperature > FLOAT32_LIMIT,
+         f"--temperature must be in [{MIN_TEMPERATURE:g}, {FLOAT32_LIMIT:g}]: a larger one is infinite in "
+         "float32, and the -inf score of a removed token divided by it is nan"),
         (settings.top_k is not None and settings.top_k < 0, "--top-k must be >= 0"),
         (settings.top_p is not None and not 0 < settings.top_p <= 1, "--top-p must be in (0, 1]"),
         (settings.min_p is not None and not 0 <= settings.min_p <= 1, "--min-p must be in [0, 1]"),
         (settings.typical_p is not None and not 0 < settings.typical_p <= 1, "--typical-p must be in (0, 1]"),
         (_positive_or_none(settings.repetition_penalty), "--repetition-penalty must be > 0"),
+        (settings.repetition_penalty is not None
+         and not MIN_REPETITION_PENALTY <= settings.repetition_penalty <= FLOAT32_LIMIT,
+         f"--repetition-penalty must be in [{MIN_REPETITION_PENALTY:g}, {FLOAT32_LIMIT:g}]: a score is "
+         "multiplied or divided by it, and beyond that range one of the two is infinite in float32"),
         (settings.no_repeat_ngram_size is not None and settings.no_repeat_ngram_size < 0,
          "--no-repeat-ngram-size must be >= 0"),
         # An empty stop string is found in any text (generation would end at the first token),
@@ -156,6 +178,16 @@ MIN_TEMPERATURE = 1e-30
 """Below this, ``scores / temperature`` leaves float32's range (3.4e38) for scores of magnitude
 3.4e8 or less, far beyond a model's logits: the probabilities become nan and ``torch.multinomial``
 fails, in ``generate()`` as here (a temperature of 1e-45 did, on the demo T5)."""
+
+FLOAT32_LIMIT = 3.4e38
+"""The largest --temperature and --repetition-penalty: float32's largest finite number is
+3.4028e38, above it a processor's float32 arithmetic makes the value infinite (scores divided
+by an infinite temperature are 0, or nan where a processor had set -inf)."""
+
+MIN_REPETITION_PENALTY = 3e-39
+"""The smallest --repetition-penalty: the repetition penalty divides positive scores by it, and
+a smaller one's reciprocal (above 3.4e38) is infinite in float32, so every positive score of a
+seen token would be too, and sampling fails."""
 
 _SAMPLING_ONLY = (("--temperature", "temperature"), ("--top-k", "top_k"), ("--top-p", "top_p"),
                   ("--min-p", "min_p"), ("--typical-p", "typical_p"), ("--seed", "seed"))

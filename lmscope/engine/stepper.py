@@ -26,7 +26,7 @@ from lmscope.engine.layers import REPLAY, LayerCapture, LayerCaptureResult
 from lmscope.engine.lens import LayerLens, logit_lens
 from lmscope.engine.placement import input_device
 from lmscope.engine.processors import (
-    StageTensors, chosen_numbers, pack_stages, run_stages, stage_names, stage_scores, stages_from,
+    StageTensors, chosen_numbers, pack_stages, run_stages, sample, stage_names, stage_scores, stages_from,
 )
 from lmscope.engine.records import LazyTuple, PromptRecord, SessionInfo, StepRecord, TensorInfo
 from lmscope.engine.row_store import RowStore, writing_behind_pays
@@ -390,7 +390,9 @@ class Stepper:
         if force is not None:
             next_tokens, chosen_by = torch.tensor([force], device=scores.device), "forced"
         elif state.config.do_sample:
-            next_tokens, chosen_by = torch.multinomial(probs, num_samples=1).squeeze(1), "sample"
+            next_tokens = sample(probs, step=state.generated, processors=state.processors,
+                                 input_ids=state.input_ids, logits=logits, settings=self.settings)
+            chosen_by = "sample"
         else:
             next_tokens, chosen_by = torch.argmax(scores, dim=-1), "argmax"
         state.input_ids = torch.cat([state.input_ids, next_tokens[:, None]], dim=-1)

@@ -1,0 +1,138 @@
+"""Settings that overflow float32, and bad words that are special tokens: one line, exit 2.
+
+A temperature or repetition penalty float32 cannot hold is refused up front; a combination whose
+scores still overflow at run time (``torch.multinomial`` refuses the probabilities, in
+``model.generate`` as in lmscope) ends the step with a ``UserError`` that names the flags.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmscope.cli import main
+from lmscope.engine import defaults, models
+from lmscope.engine.errors import UserError
+from lmscope.engine.processors import NoDistributionError, sample
+from lmscope.engine.settings import GenerationSettings, SettingsError, bad_words_ids, validate
+from lmscope.engine.stepper import Stepper
+
+OVERFLOWING = dict(do_sample=True, temperature=1e-30, repetition_penalty=1e-9, seed=1)
+"""Each value passes its own check; together they overflow float32 on the demo T5's first step."""
+
+
+@pytest.fixture(scope="module")
+def demo_t5():
+    return models.load(str(defaults.default_t5_dir()), "t5", "cpu", "float32")
+
+
+def refused(**settings) -> str:
+    with pytest.raises(SettingsError) as raised:
+        validate(GenerationSettings(**settings))
+    return str(raised.value)
+
+
+@pytest.mark.parametrize("value", [float("inf"), 1e308, 3.41e38])
+def test_temperature_float32_cannot_hold(value):
+    message = refused(do_sample=True, temperature=value)
+    assert message.startswith("--temperature must be in [1e-30, 3.4e+38]"), message
+
+
+@pytest.mark.parametrize("value", [float("inf"), 1e308, 1e39, 1e-39, 2.9e-39, 1e-300])
+def test_repetition_penalty_float32_cannot_hold(value):
+    message = refused(repetition_penalty=value)
+    assert message.startswith("--repetition-penalty must be in [3e-39, 3.4e+38]"), message
+
+
+def test_the_range_ends_are_accepted():
+    for settings in (dict(do_sample=True, temperature=3.4e38), dict(do_sample=True, temperature=1e-30),
+                     dict(repetition_penalty=3e-39), dict(repetition_penalty=3.4e38)):
+        validate(GenerationSettings(**settings))
+
+
+def test_nan_and_zero_keep_their_messages():
+    assert refused(do_sample=True, temperature=float("nan")) == "--temperature must be > 0"
+    assert refused(repetition_penalty=float("nan")) == "--repetition-penalty must be > 0"
+    assert refused(repetition_penalty=0.0) == "--repetition-penalty must be > 0"
+
+
+def test_special_token_bad_words(demo_t5):
+    """'</s>' is a token of the demo T5's word-level vocabulary: only ' </s>' (a lone space before
+    it) encodes to <unk>. The word is not said to be missing from the vocabulary."""
+    tokenizer = demo_t5.tokenizer
+    assert bad_words_ids(tokenizer, ("<pad>",)) == [[tokenizer.pad_token_id]]  # not [<unk>, <pad>]
+    with pytest.raises(SettingsError) as raised:
+        bad_words_ids(tokenizer, ("</s>",))
+    assert "end-of-sequence token" in str(raised.value) and "vocabulary" not in str(raised.value)
+    with pytest.raises(SettingsError, match="not in the model's vocabulary"):
+        bad_words_ids(tokenizer, ("zzqxj",))
+    assert bad_words_ids(tokenizer, ("Frau", "<pad>")) == [tokenizer("Frau", add_special_tokens=False).input_ids,
+                                                           [tokenizer.pad_token_id]]
+
+
+def test_sample_names_the_flags_only_when_it_fails():
+    logits = torch.tensor([[1.0, 2.0, 3.0]])
+    ids = torch.tensor([[0]])
+    probs = torch.softmax(logits, dim=-1)
+    settings = GenerationSettings(**OVERFLOWING)
+    torch.manual_seed(0)
+    assert sample(probs, step=3, processors=[], input_ids=ids, logits=logits, settings=settings).shape == (1,)
+    with pytest.raises(NoDistributionError) as raised:  # a processor left nan scores
+        sample(torch.tensor([[float("nan"), 0.5, 0.5]]), step=3,
+               processors=[lambda input_ids, scores: scores * float("inf")], input_ids=ids, logits=logits,
+               settings=settings)
+    message = str(raised.value)
+    assert isinstance(raised.value, UserError) and "\n" not in message
+    assert message.startswith("sampling failed at step 3: the processors left no valid distribution"), message
+    assert "--temperature 1e-30 with --repetition-penalty 1e-09" in message
+    with pytest.raises(NoDistributionError, match="model's own logits are inf or nan"):
+        sample(torch.tensor([[float("nan"), 0.5, 0.5]]), step=0, processors=[], input_ids=ids,
+               logits=torch.tensor([[float("nan"), 1.0, 1.0]]), settings=GenerationSettings(do_sample=True))
+    with pytest.raises(RuntimeError) as other:  # any other failure stays what it was
+        sample(torch.ones(1, 1, 3), step=0, processors=[], input_ids=ids, logits=logits, settings=settings)
+    assert not isinstance(other.value, UserError)
+
+
+def test_stepper_fails_where_generate_fails(demo_t5):
+    settings = GenerationSettings(max_new_tokens=2, **OVERFLOWING)
+    validate(settings)
+    prompt_ids = demo_t5.tokenizer("the man opens the door", return_tensors="pt").input_ids
+    with pytest.raises(RuntimeError, match="probability tensor"):  # fidelity: generate fails too
+        torch.manual_seed(1)
+        with torch.no_grad():
+            demo_t5.model.generate(prompt_ids, **settings.generate_kwargs(demo_t5.tokenizer))
+    stepper = Stepper(demo_t5, "the man opens the door", settings)
+    stepper.start()
+    with pytest.raises(NoDistributionError, match="at step 0: .*--temperature 1e-30 with --repetition-penalty"):
+        stepper.step()
+
+
+def one_error_line(argv, capsys) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lmscope: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("output", ["--json", "--headless"])
+def test_cli_overflow_at_run_time(output, capsys):
+    line = one_error_line(["t5", output, "--max-new-tokens", "2", "--do-sample", "--temperature", "1e-30",
+                           "--repetition-penalty", "1e-9", "--seed", "1"], capsys)
+    assert "sampling failed at step 0" in line and "--temperature 1e-30" in line, line
+    assert "--repetition-penalty 1e-09" in line and "RuntimeError" not in line, line
+
+
+def test_cli_infinite_temperature(capsys):
+    line = one_error_line(["t5", "--json", "--max-new-tokens", "2", "--do-sample", "--temperature", "inf",
+                           "--no-repeat-ngram-size", "1"], capsys)
+    assert "--temperature must be in [1e-30, 3.4e+38]" in line, line
+    line = one_error_line(["t5", "--headless", "--max-new-tokens", "2", "--do-sample",
+                           "--repetition-penalty", "1e-39", "--seed", "1"], capsys)
+    assert "--repetition-penalty must be in [3e-39, 3.4e+38]" in line, line
+
+
+def test_cli_eos_bad_word(capsys):
+    line = one_error_line(["t5", "--json", "--max-new-tokens", "2", "--bad-word", "</s>"], capsys)
+    assert "end-of-sequence token" in line and "vocabulary" not in line, line
