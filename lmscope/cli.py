@@ -22,6 +22,7 @@ from lmscope.engine.settings import GenerationSettings
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Step through a language model's text generation one token at a time.",
 )
 
@@ -68,11 +69,12 @@ def _run(options: SessionOptions, flags: dict) -> None:
 
         hf_logging.set_verbosity_error()  # what matters became lmscope's own checks and lines
         hf_logging.disable_progress_bar()  # stdout is the data; stderr keeps only lmscope lines
-        _quiet_accelerate()
+        _quiet_libraries()
         from lmscope.headless import run_headless
 
-        run_headless(options, json_lines=json_lines, attention=attention, record=flags["record"],
-                     record_dtype=flags["record_dtype"], layers=flags["layers"])
+        with _printing():
+            run_headless(options, json_lines=json_lines, attention=attention, record=flags["record"],
+                         record_dtype=flags["record_dtype"], layers=flags["layers"])
     else:
         run_tui(options, record=flags["record"], record_dtype=flags["record_dtype"])
 
@@ -107,12 +109,35 @@ def _recording_factory(factory, options: SessionOptions, record: str, record_dty
 def _run_app(tui) -> None:
     from lmscope.tui.signals import exit_on_signals
 
+    _check_terminal()
     with exit_on_signals(tui):
         result = tui.run()
     if isinstance(result, BaseException):  # loading failed: the app has given the screen back
         raise result
     if tui.return_code:  # 130 or 143: a signal ended the run at a step boundary
         raise typer.Exit(tui.return_code)
+
+
+def _check_terminal() -> None:
+    """Textual reads keys from stdin and draws on stderr: without a terminal on both, the app
+    would draw into a file or a pipe and wait for keys that never come."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UserError("the TUI needs a terminal, and stdin or stderr is not one: print the steps with --json "
+                        "or --headless instead (lmscope open also has --svg)")
+
+
+class OutputClosed(Exception):
+    """The reader of stdout went away (``lmscope ... --json | head``). Not an OSError: typer
+    would turn a broken pipe into a bare exit 1 before :func:`main` could end quietly."""
+
+
+@contextmanager
+def _printing():
+    """Around what prints the steps: a closed stdout ends the run quietly (:func:`main`)."""
+    try:
+        yield
+    except BrokenPipeError as error:
+        raise OutputClosed from error
 
 
 def _quiet_open_session(options: SessionOptions):
@@ -123,15 +148,18 @@ def _quiet_open_session(options: SessionOptions):
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    _quiet_accelerate()
+    _quiet_libraries()
     return open_session(options)
 
 
-def _quiet_accelerate() -> None:
-    """accelerate warns that offloaded weights sit on the meta device: the status bar shows the map instead."""
+def _quiet_libraries() -> None:
+    """accelerate warns that offloaded weights sit on the meta device (the status bar shows the map
+    instead); huggingface_hub logs each retry of a hub it cannot reach (a dozen lines before the
+    one that says the model cannot be had, and over the TUI's screen)."""
     import logging
 
     logging.getLogger("accelerate").setLevel(logging.ERROR)
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
 
 
 RANK_ERROR_DELAY_S = 3.0
@@ -256,7 +284,8 @@ def open_trace(
     if json_lines or headless:
         from lmscope.headless import print_trace
 
-        print_trace(trace, json_lines=json_lines, attention=attention)
+        with _printing():
+            print_trace(trace, json_lines=json_lines, attention=attention)
         return
     engine = ReplayEngine(trace)
     _run_app(make_app(lambda: engine, title=f"lmscope open {trace.path.name}"))
@@ -345,10 +374,17 @@ def main(argv: list[str] | None = None) -> int:
         opening = _open_arguments(sys.argv[1:] if argv is None else argv)
         if opening is not None:
             open_trace(**opening)
+            code = 0
         else:
-            typer.main.get_command(app).main(args=argv, prog_name="lmscope", standalone_mode=False)
+            # Out of standalone mode typer returns the code of an Exit (a signal's 130 or 143,
+            # Ctrl+C during a headless run) instead of raising it.
+            code = typer.main.get_command(app).main(args=argv, prog_name="lmscope", standalone_mode=False)
+        sys.stdout.flush()  # here, where a closed pipe can still end quietly, not at the interpreter's exit
+        return code if isinstance(code, int) else 0
     except typer.Exit as done:
         return done.exit_code
+    except (OutputClosed, BrokenPipeError):
+        return _output_closed()
     except (typer.Abort, KeyboardInterrupt):
         return _fail("aborted", 130)
     except UserError as error:
@@ -363,7 +399,20 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("LMSCOPE_DEBUG"):
             raise
         return _fail(f"{type(error).__name__}: {first_line(error)} (set LMSCOPE_DEBUG=1 for the traceback)", 1)
-    return 0
+
+
+SIGPIPE_EXIT = 141
+"""128 + SIGPIPE: how a shell reports a command whose reader closed the pipe (``yes | head``)."""
+
+
+def _output_closed() -> int:
+    """Whoever read stdout has stopped: end quietly, as ``cat`` or ``grep`` would, and point stdout
+    at /dev/null so the interpreter's last flush does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # a stdout without a file descriptor (a test's capture)
+        pass
+    return SIGPIPE_EXIT
 
 
 def _fail(message: str, code: int) -> int:

@@ -103,7 +103,8 @@ def _breakpoint_hit(breakpoints, record: StepRecord, text: str):
 def describe_prompt(prompt: PromptRecord) -> str:
     """The prompt's tokens, and T5's decoder start token, before the table."""
     tokens = " ".join(f"{token!r}" for token in prompt.input_tokens)
-    text = f"prompt ({len(prompt.input_ids)} tokens): {tokens}"
+    count = len(prompt.input_ids)
+    text = f"prompt ({count} token{'' if count == 1 else 's'}): {tokens}"
     if prompt.decoder_start_token is not None:
         text += f"\ndecoder starts from {prompt.decoder_start_token!r} (id {prompt.decoder_start_id})"
     return text + (f"\n{'step':>4}  {'token':<16} {'prob':>6} {'by':<6} {'entropy':>7}  {'cache':>9}  "

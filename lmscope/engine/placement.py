@@ -128,21 +128,39 @@ def check_devices_exist(budget: dict) -> None:
 
 
 def check_offload_folder(folder: str) -> None:
-    """Refuse an ``--offload-folder`` that is, or lies under, something other than a folder
-    (accelerate creates a missing one, and fails on a file with a bare errno)."""
+    """Refuse an ``--offload-folder`` that is, or lies under, something other than a folder, or
+    that cannot be written (accelerate creates a missing one, and fails on a file with a bare
+    errno, on a read-only place only once the weights are loading)."""
     from pathlib import Path
 
+    if not folder.strip():
+        raise PlacementError("--offload-folder is empty: name a folder (a missing one is created)")
     path = Path(folder).expanduser()
     for existing in (path, *path.parents):
         if existing.exists() or existing.is_symlink():
             break
     if existing.is_dir():
+        _check_writable(folder, path, existing)
         return
     what = "a file" if existing.exists() else "a broken link"
     if existing == path:
         raise PlacementError(f"--offload-folder {folder} is {what}, not a folder: name a folder "
                              "(a missing one is created)")
     raise PlacementError(f"--offload-folder {folder} cannot be made: {existing} is {what}, not a folder")
+
+
+def _check_writable(folder: str, path, existing) -> None:
+    """Make and remove a folder in ``existing`` (the offload folder, or the nearest folder above
+    it that exists): permission bits do not tell, for root, that /proc takes no new folders."""
+    import shutil
+    import tempfile
+
+    try:
+        shutil.rmtree(tempfile.mkdtemp(prefix=".lmscope-probe-", dir=existing))
+    except OSError as error:
+        where = "cannot be written" if existing == path else f"cannot be made in {existing}"
+        raise PlacementError(f"--offload-folder {folder} {where} ({error.strerror or error}): "
+                             "name a folder you can write to") from error
 
 
 def world_size() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from lmscope.engine.checks import is_text
 from lmscope.engine.errors import UserError
 from lmscope.engine.row_writes import direct_writes_wanted
 from lmscope.engine.settings import GenerationSettings, validate
@@ -54,11 +55,15 @@ class SessionOptions:
         """Reject bad options before any model is loaded (one-line UserError)."""
         if not self.prompt.strip():
             raise UserError("the prompt is empty: pass --prompt TEXT")
+        if self.model is not None and not self.model.strip():
+            raise UserError("--model is empty: name a hub id or a model folder, or leave --model out for the default")
         if self.top < 1:
             raise UserError("--top must be at least 1")
         if self.prefill_rows < 1:
             raise UserError("--prefill-rows must be at least 1")
         validate(self.settings)
+        if not is_text(*self.breakpoints):  # a recording stores them as UTF-8
+            raise UserError("--break is not valid UTF-8 text: check the terminal's encoding")
         self.parsed_breakpoints()
         self.placement()
         direct_writes_wanted()  # the environment's $LMSCOPE_ROW_WRITES, read by every row store
@@ -121,7 +126,8 @@ def open_session(options: SessionOptions, progress: Callable[[str], None] | None
         capture_attention=options.capture_attention, prefill_rows=options.prefill_rows,
         layer_capture=options.layer_capture,
     )
-    check_fits(loaded, len(loaded.tokenizer(options.prompt).input_ids), options.settings.max_new_tokens)
+    # The ids the model will read: with the chat template, when the run uses it, not the bare text.
+    check_fits(loaded, stepper.encode_prompt().shape[-1], options.settings.max_new_tokens)
     if placement.spread:
         from lmscope.engine import distributed
         from lmscope.engine.placement import describe, input_device

@@ -107,7 +107,7 @@ class Stepper:
         if self.settings.seed is not None:
             torch.manual_seed(self.settings.seed)
         began = time.perf_counter()
-        prompt_ids = self._encode_prompt().to(input_device(self.model))
+        prompt_ids = self.encode_prompt().to(input_device(self.model))
         self._rows = RowStore()  # a new store per run: the old history keeps its own alive
         self._residuals = {}
         recorder = AttentionRecorder(self._labels, self._rows, max_rows=self.prefill_rows, stream=True)
@@ -412,7 +412,9 @@ class Stepper:
 
     # -- records -----------------------------------------------------------------------------
 
-    def _encode_prompt(self) -> torch.Tensor:
+    def encode_prompt(self) -> torch.Tensor:
+        """``[1, prompt_tokens]`` the ids the model reads first: the prompt, in the chat template
+        when the session applies it (on the CPU)."""
         if not self.chat:
             return self.tokenizer(self.prompt, return_tensors="pt").input_ids
         messages = [{"role": "user", "content": self.prompt}]

@@ -61,7 +61,7 @@ def test_bad_word_outside_the_vocabulary(capsys):
     assert main(["t5", "--json", "--max-new-tokens", "2", "--bad-word", "Frau"]) == 0  # a known word is banned
 
 
-def test_bad_word_outside_the_vocabulary_in_the_tui(monkeypatch, capsys):
+def test_bad_word_outside_the_vocabulary_in_the_tui(monkeypatch, capsys, terminal):
     """The TUI's load (headless here) ends with the same one line and exit 2."""
     from lmscope.tui.app import LmscopeApp
 

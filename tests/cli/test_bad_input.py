@@ -39,6 +39,11 @@ def fails(argv, capsys, *needles):
     (["t5", "--json", "--seed", "5"], "--seed only applies when sampling: add --do-sample"),
     (["t5", "--json", "--record-dtype", "float16"], "pass --record FILE too"),
     (["t5", "--json", "--record-dtype", "int8"], "--record-dtype must be one of float32, float16"),
+    (["t5", "--json", "--model", ""], "--model is empty"),
+    (["t5", "--json", "--break", "token ~ 'a\udcff'"], "--break is not valid UTF-8"),
+    (["llama", "--json", "--device-map", "auto", "--offload-folder", ""], "--offload-folder is empty"),
+    (["llama", "--json", "--device-map", "auto", "--offload-folder", "/proc/lmscope-offload"],
+     "--offload-folder /proc/lmscope-offload cannot be made in /proc"),
 ])
 def test_flag_errors(argv, needle, capsys):
     fails(argv, capsys, needle)
@@ -114,7 +119,22 @@ def test_prompt_longer_than_the_model_reads(tiny_llama_dir, capsys):
     fails(["llama", "--json", "--model", str(tiny_llama_dir), "--prompt", prompt], capsys, "positions")
 
 
-def test_tui_load_failure_is_one_line_and_exit_2(monkeypatch, capsys):
+def test_a_prompt_that_fits_only_without_its_chat_template_is_refused(tiny_llama_dir, tmp_path, capsys):
+    """The positions are counted as the model reads the prompt: with --chat, in the template."""
+    folder = tmp_path / "chat-llama"
+    shutil.copytree(tiny_llama_dir, folder)
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    wrapper = " the" * 40  # the template adds 40 tokens around the message
+    tokenizer_config["chat_template"] = "{% for m in messages %}" + wrapper + " {{ m['content'] }}{% endfor %}"
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    prompt = " ".join(["the"] * 200)  # 201 ids (with <s>) and 32 new tokens fit the 256 positions; the 240 of the template do not
+    argv = ["llama", "--json", "--model", str(folder), "--prompt", prompt, "--max-new-tokens", "32"]
+    assert main([*argv, "--min-new-tokens", "1", "--max-new-tokens", "1"]) == 0
+    capsys.readouterr()
+    fails([*argv, "--chat"], capsys, "positions", "the prompt is 240 tokens")
+
+
+def test_tui_load_failure_is_one_line_and_exit_2(monkeypatch, capsys, terminal):
     """When loading fails inside the TUI, the app returns the error and the CLI reports it."""
     error = UserError("cannot load model 'x': broken")
 

@@ -78,7 +78,7 @@ def test_the_config_refuses_it_before_any_weights_load(other_models, monkeypatch
     assert models.unsupported_architecture({"model_type": "llama"}) is None
 
 
-def test_a_load_in_the_tui_refuses_it_when_the_config_cannot_tell(other_models, monkeypatch, capsys):
+def test_a_load_in_the_tui_refuses_it_when_the_config_cannot_tell(other_models, monkeypatch, capsys, terminal):
     """No model can be built from the config (an odd config, a missing optional package): the
     loaded model is checked, and the TUI's failed load is the same one line, exit 2."""
     from lmscope.engine import models

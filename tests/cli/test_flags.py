@@ -196,10 +196,11 @@ def test_chat_flag_wraps_the_prompt_in_the_chat_template(tiny_chat_llama_dir, ca
     (["open"], ["--svg", "--tab", "Example: lmscope open run.lmscope --json --attention"]),
     (["fetch"], ["Prepare the offline default Llama"]),
 ])
-def test_help_flag_prints_the_grouped_flags_and_an_example(command, shown, monkeypatch, capsys):
-    """``--help``: exit 0, the commands or the flags in their groups, and the example."""
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_flag_prints_the_grouped_flags_and_an_example(command, shown, flag, monkeypatch, capsys):
+    """``--help`` (or ``-h``): exit 0, the commands or the flags in their groups, and the example."""
     monkeypatch.setenv("COLUMNS", "100")  # rich wraps the help to the terminal's width
-    code = main([*command, "--help"])
+    code = main([*command, flag])
     captured = capsys.readouterr()
     assert code == 0 and captured.err == ""
     for text in shown:
@@ -259,3 +260,15 @@ def test_break_flag_sets_the_tuis_breakpoints(tiny_t5_dir, monkeypatch):
                  "--min-new-tokens", "6", "--break", "step == 2"]) == 0
     assert seen["breakpoints"] == ["step == 2"]
     assert seen["steps"] == 3 and seen["notice"].startswith("breakpoint 1 `step == 2`")
+
+
+def test_a_one_token_prompt_is_one_token():
+    from lmscope.headless import describe_prompt
+    from lmscope.testing import make_prompt
+
+    from dataclasses import replace
+
+    prompt = make_prompt("llama")
+    one = replace(prompt, input_ids=prompt.input_ids[:1], input_tokens=prompt.input_tokens[:1])
+    assert describe_prompt(one).startswith("prompt (1 token): '<s>'\n")
+    assert describe_prompt(prompt).startswith(f"prompt ({len(prompt.input_ids)} tokens): '<s>'")

@@ -1,0 +1,76 @@
+"""How a run ends when it is cut off, its reader goes away, or it has no terminal: the exit code
+says so (130, 143, 141, 2), never 0 for a run that did not finish, never a traceback."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import typer
+
+from lmscope import cli
+from lmscope.cli import main
+
+T5 = ["t5", "--max-new-tokens", "2"]
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lmscope: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_ctrl_c_during_a_headless_run_exits_130(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("lmscope.headless.run_headless", interrupted)
+    assert main([*T5, "--json"]) == 130
+
+
+@pytest.mark.parametrize("code", [130, 143])
+def test_a_signal_that_ends_the_tui_keeps_its_exit_code(code, monkeypatch):
+    def ended_by_signal(tui):
+        raise typer.Exit(code)  # what _run_app raises when the app left on SIGINT or SIGTERM
+
+    monkeypatch.setattr(cli, "_run_app", ended_by_signal)
+    assert main(T5) == code
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(monkeypatch, capsys):
+    def closed(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("lmscope.headless.run_headless", closed)
+    assert main([*T5, "--json"]) == cli.SIGPIPE_EXIT
+    assert capsys.readouterr().err == ""
+
+
+def test_the_tui_without_a_terminal_is_one_line_and_exit_2(capsys):
+    # Under pytest stdin is not a terminal, as under `lmscope t5 < /dev/null | cat`.
+    assert not sys.stdin.isatty()
+    assert main(T5) == 2
+    assert "the TUI needs a terminal" in one_error_line(capsys)
+
+
+def test_a_pipe_closed_by_head_in_a_real_process(tmp_path):
+    """`lmscope t5 --json | head -c 100`: the shell sees 141, as for `yes | head`, and stderr is empty."""
+    run = subprocess.run(f"set -o pipefail; '{sys.executable}' -m lmscope t5 --json --max-new-tokens 24 | head -c 100",
+                         shell=True, executable="/bin/bash", capture_output=True, cwd=tmp_path, timeout=120)
+    assert run.returncode == cli.SIGPIPE_EXIT and run.stderr == b"" and len(run.stdout) == 100
+
+
+def test_sigint_in_a_real_headless_process_exits_130(tmp_path):
+    """A real SIGINT (Ctrl+C) during a long --json run: exit 130 and the steps printed so far."""
+    process = subprocess.Popen([sys.executable, "-m", "lmscope", "t5", "--json", "--max-new-tokens", "100000",
+                                "--min-new-tokens", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    first = process.stdout.readline()  # the model is loaded and stepping
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert first.startswith(b"{") and process.returncode == 130, err
