@@ -292,6 +292,12 @@ class Stepper:
         ids = self.tokenizer(text, add_special_tokens=False).input_ids
         if not ids:
             raise UserError(f"{text!r} makes no token: type some text to force")
+        unknown = self.tokenizer.unk_token_id
+        if unknown is not None and ids[0] == unknown and self.tokenizer.unk_token not in text:
+            # A word-level vocabulary (the demo T5's) maps an unknown word to <unk>: forcing it
+            # would force <unk>, not the word.
+            raise UserError(f"{text!r} is not in the model's vocabulary: its first token is "
+                            f"{self.tokenizer.unk_token}; type another word, or {self.tokenizer.unk_token} itself")
         return ids[0], self._decoder.token(ids[0])
 
     @property

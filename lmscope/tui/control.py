@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from lmscope.engine.branches import BranchTree
 from lmscope.engine.breakpoints import BreakpointError, parse
-from lmscope.tui.messages import BranchResumed, Rewound
+from lmscope.tui.messages import BranchResumed, ForceRefused, Rewound
 from lmscope.tui.widgets.branches import BranchesScreen
 from lmscope.tui.widgets.breakpoints import BreakpointEntry, BreakpointsScreen
 from lmscope.tui.widgets.text_input import TextInputScreen
@@ -105,6 +105,10 @@ class ControlActions:
         self.busy = True
         self.view = self.view.with_state("stepping")
         self.control(self.engine, step, force, replay, branch)
+
+    def on_force_refused(self, message: ForceRefused) -> None:
+        """The typed text cannot be forced: say why; nothing was rewound."""
+        self.notify(str(message.error), title="nothing was forced", severity="warning", markup=False)
 
     def on_rewound(self, message: Rewound) -> None:
         """The engine is back before ``step``: the live branch forks there."""

@@ -105,6 +105,13 @@ class SessionWritten(Message):
 
 
 @dataclass
+class ForceRefused(Message):
+    """The text typed into ``f`` makes no token the model can be forced to (nothing changed)."""
+
+    error: Exception
+
+
+@dataclass
 class SessionNotWritten(Message):
     """``w`` could not write the session to ``path`` (a full disk, a folder that is not
     writable): said in one line; the session and the engine go on as they were."""

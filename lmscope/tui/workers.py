@@ -20,9 +20,10 @@ from textual import work
 from lmscope.engine import engine_thread
 from lmscope.engine.breakpoints import Breakpoint, hit_message, step_values
 from lmscope.engine.cores import spare_core
+from lmscope.engine.errors import UserError
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.messages import (
-    BranchResumed, EngineFailed, HistoryLoaded, ModelLoaded, PromptEncoded, Rewound, RunStopped, SessionNotWritten,
+    BranchResumed, EngineFailed, ForceRefused, HistoryLoaded, ModelLoaded, PromptEncoded, Rewound, RunStopped, SessionNotWritten,
     SessionWritten, StepCompleted, StepsCompleted,
 )
 
@@ -181,9 +182,14 @@ class EngineWorkers:
                 branch's own already: only the cache is rebuilt).
             branch: the branch ``replay`` rebuilds.
         """
-        try:
-            if isinstance(force, str):
+        if isinstance(force, str):
+            try:
                 force = engine.first_token(force)[0]
+            except UserError as error:  # a typo, not an engine failure: the session stays as it was
+                self.post_message(ForceRefused(error))
+                self.post_message(RunStopped(finished=engine.finished, paused=False))
+                return
+        try:
             engine.rewind(rewind_to)
             self.post_message(Rewound(rewind_to, force, resuming=branch is not None))
             if force is not None:

@@ -121,3 +121,14 @@ def test_first_token_names_the_forced_token(loaded):
     assert text.strip() and text in " the dog"
     with pytest.raises(UserError):
         stepper.first_token("")
+
+
+def test_a_word_outside_a_word_level_vocabulary_is_not_forced_as_unk():
+    """The demo T5's vocabulary holds words: an unknown one would force ``<unk>`` in its place."""
+    from lmscope.engine import defaults, models
+
+    stepper = Stepper(models.load(str(defaults.default_t5_dir()), "t5", "cpu", "float32"), "the king", GREEDY)
+    with pytest.raises(UserError, match="'zzqx' is not in the model's vocabulary: its first token is <unk>"):
+        stepper.first_token("zzqx")
+    assert stepper.first_token("<unk>")[0] == stepper.tokenizer.unk_token_id  # asked for by name
+    assert stepper.first_token("Frau")[0] != stepper.tokenizer.unk_token_id

@@ -133,3 +133,22 @@ async def test_a_write_that_fails_during_a_continue_leaves_it_running(monkeypatc
         assert len(failures) == 2 and "No space left on device" in failures[-1].message
         await settle(app, pilot)
         assert app.view.state == "finished" and len(app.view.steps) == 40
+
+
+async def test_a_text_that_makes_no_forcible_token_changes_nothing():
+    """A typo in ``f`` is a warning, not an engine failure: the state and the history stay."""
+    async with running(steps=12) as (app, pilot, engine):
+        await pilot.press("n", "n", "n")
+        await settle(app, pilot)
+        steps = app.view.steps
+        await pilot.press("left", "f")
+        await pilot.pause()
+        await pilot.press("z", "q", "x", "enter")  # not in the fake vocabulary
+        await settle(app, pilot)
+        assert app.view.state == "ready" and not app.busy and app.view.steps == steps
+        assert engine.rewind_calls == 0 and set(app.branch_tree.branches) == {0}
+        warnings = [n for n in app._notifications if n.severity == "warning"]
+        assert len(warnings) == 1 and "'zqx' is not in the fake vocabulary" in warnings[0].message
+        await pilot.press("n")  # stepping goes on
+        await settle(app, pilot)
+        assert len(app.view.steps) == 4
