@@ -37,7 +37,7 @@ FIELDS = {
 _COMPARE: dict[str, Callable[[object, object], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
 }
-_TOKEN = re.compile(r"""\s*(?:(?P<number>\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)
+_TOKEN = re.compile(r"""\s*(?:(?P<number>-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))
                       |(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
                       |(?P<op><=|>=|==|!=|<|>|~|\(|\))
                       |(?P<word>[A-Za-z_]\w*))""", re.VERBOSE)

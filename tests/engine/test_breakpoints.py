@@ -17,7 +17,7 @@ VALUES = dict(step=3, id=5, token=" Paris", text="The capital is Paris", p=0.21,
     ("(entropy >= 2.5 or margin < 0.05) and step > 3", False), ("entropy == 2 or rank != 2", True),
     ("flip and kept > 99 and id == 5", True), ("token == ' Paris'", True), ("token != ' Paris'", False),
     ("step <= 3 and step >= 3", True), ("1 < 2", True), ("flip == true", True), ("p < 2e-1", False),
-    ("margin < .2", True),
+    ("margin < .2", True), ("step > -1", True), ("margin > -.5 and entropy >= -1e-3", True), ("-2 > -1", False),
 ])
 def test_expressions_evaluate(expr, expected):
     assert parse(expr).holds(VALUES) is expected
