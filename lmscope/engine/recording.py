@@ -138,6 +138,9 @@ class TraceWriter:
             self._file.flush()
         except OSError as error:
             raise UserError(f"cannot write the recording {str(self.path)!r}: {error.strerror}") from None
+        except ValueError:  # Python's "write to closed file"
+            raise UserError(f"the recording {str(self.path)!r} is closed: open a new TraceWriter to record again") \
+                from None
 
     def _chunk(self, kind: bytes, data: dict, rows: dict[str, AttentionRows | None] | None = None,
                step: int = -1) -> None:
@@ -242,7 +245,7 @@ class Trace:
 
     def step_data(self, index: int) -> dict:
         """Step ``index`` as ``--json`` printed it (without attention), notes included."""
-        chunk, notes = self._steps[index]
+        chunk, notes = self._step_chunks(index)
         data = dict(self._body(chunk)["data"])
         for note in notes:
             data.update({k: v for k, v in self._body(note)["data"].items() if k != "step"})
@@ -250,17 +253,25 @@ class Trace:
 
     def step(self, index: int) -> StepRecord:
         """Step ``index`` as a record; its rows are views of the mapped file (read lazily)."""
-        chunk, _ = self._steps[index]
+        chunk, _ = self._step_chunks(index)
         data, rows = self._load(chunk)
         return replace(step_from_dict(data), attention=rows.get("attention"),
                        cross_attention=rows.get("cross_attention"))
 
     def rows(self, index: int) -> dict[str, AttentionRows]:
         """Every row of step ``index``, to be read in full (``--json --attention``): asked ahead."""
-        chunk = self._steps[index][0]
+        chunk = self._step_chunks(index)[0]
         if chunk.end > chunk.rows_at:
             _advise(self._map, "MADV_WILLNEED", chunk.rows_at, chunk.end - chunk.rows_at)
         return self._load(chunk)[1]
+
+    def _step_chunks(self, index: int) -> tuple[_Chunk, list[_Chunk]]:
+        """Step ``index``'s chunk and its notes; a TraceError for a step the recording does not
+        have (a negative index too: it would silently read from the end)."""
+        if isinstance(index, bool) or not hasattr(index, "__index__") or not 0 <= index < len(self._steps):
+            steps = f"steps 0 to {len(self._steps) - 1}" if self._steps else "no steps"
+            raise TraceError(f"{self.path} has no step {index!r}: it holds {steps}")
+        return self._steps[index]
 
     def _live_steps(self) -> list[tuple[_Chunk, list[_Chunk]]]:
         """The steps of the branch that was live at the end: a rewind restarts the numbering."""
@@ -481,3 +492,9 @@ class ReplayEngine:
 
     def first_token(self, text: str) -> tuple[int, str]:
         raise UserError("a replayed session cannot force a token")
+
+    def lens(self, step: int, top: int = 3) -> tuple:
+        raise UserError("a recorded session keeps no layer captures: step into layers in a live session")
+
+    def layer_tensors(self, step: int, layer: int) -> tuple:
+        raise UserError("a recorded session keeps no layer captures: step into layers in a live session")

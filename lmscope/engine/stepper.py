@@ -156,10 +156,14 @@ class Stepper:
                 leave the products to the hand-over, which reads each layer's keys once for all
                 its steps (``DeferredRows``).
         """
+        if self._state is None:
+            raise UserError("call start() before step(): it encodes the prompt")
         if self.finished:
-            raise RuntimeError("generation has finished; call start() to begin again")
-        if force is not None and not 0 <= force < self.info_vocab:
-            raise UserError(f"cannot force token id {force}: the vocabulary has ids 0 to {self.info_vocab - 1}")
+            raise UserError("generation has finished: start() begins again, rewind(step) goes back to a step")
+        if force is not None:
+            force = _as_index(force, "force", "a token id")  # before anything changes: a float id would stay in the ids
+            if not 0 <= force < self.info_vocab:
+                raise UserError(f"cannot force token id {force}: the vocabulary has ids 0 to {self.info_vocab - 1}")
         rows_later = rows_later or record_later
         if not rows_later:
             self._complete()  # the waiting steps must stay consecutive
@@ -277,14 +281,15 @@ class Stepper:
         """
         state = self._state
         if state is None:
-            raise RuntimeError("call start() before rewind()")
+            raise UserError("call start() before rewind()")
+        step = _as_index(step, "rewind", "a step number")
         if not 0 <= step <= state.generated:
             raise UserError(f"cannot rewind to step {step}: steps 0 to {state.generated} can be rewound to")
         self._complete()  # before the crop: the waiting rows read the keys as they are
         rewind_state(state, step, decoder_only=self.family == "llama")
-        # A step from here on can no longer be replayed: the keys it saw are gone.
-        self._residuals = {index: (_KEYS_GONE, chosen_id) if index >= step and captured is REPLAY
-                           else (captured, chosen_id) for index, (captured, chosen_id) in self._residuals.items()}
+        # The steps from here on are another branch's now: their captures (or the keys a replay
+        # would read) are not the live session's. The step made again here gets its own.
+        self._residuals = {index: entry for index, entry in self._residuals.items() if index < step}
         self._rng.restore(step)
 
     def first_token(self, text: str) -> tuple[int, str]:
@@ -308,24 +313,32 @@ class Stepper:
     @_INFERENCE
     def lens(self, step: int, top: int = 3) -> tuple[LayerLens, ...]:
         """The logit lens of every decoder layer at ``step`` (one batched matmul; run it off the UI thread)."""
+        top = _as_index(top, "top", "a number of tokens")
+        if not 1 <= top <= self.info_vocab:
+            raise UserError(f"top must be 1 to {self.info_vocab} (the vocabulary), not {top}")
         captured, chosen_id = self._captured(step)
         return logit_lens(self.model, captured.residual, chosen_id, self._decoder.token, top)
 
     @_INFERENCE
     def layer_tensors(self, step: int, layer: int) -> tuple[TensorInfo, ...]:
         """What decoder layer ``layer`` saw at ``step``: shapes, dtypes and a few values (no model work)."""
+        layer = _as_index(layer, "layer", "a layer number")
+        if not 0 <= layer < self.info.layers:
+            raise UserError(f"layer {layer} is not one of the model's layers: 0 to {self.info.layers - 1}")
         return self._captured(step)[0].tensors(layer)
 
     def _captured(self, step: int) -> tuple:
+        step = _as_index(step, "step", "a step number")
+        made = self._state.generated if self._state is not None else 0
+        if not 0 <= step < made:
+            steps = f"steps 0 to {made - 1} are" if made else "no step is"
+            raise UserError(f"step {step} has not been made in the live session: {steps}")
         captured, chosen_id = self._residuals.get(step, (None, None))
         if captured is REPLAY:
             captured = self._replayed(step)
             self._residuals[step] = (captured, chosen_id)
-        elif captured is _KEYS_GONE:
-            raise KeyError(f"no layer capture for step {step}: a continue made it without one, "
-                           "and a rewind removed the keys it saw")
         if captured is None:
-            raise KeyError(f"no layer capture for step {step} (layer capture: {self._layers.mode})")
+            raise UserError(f"no layer capture for step {step} (layer capture: {self._layers.mode})")
         return captured, chosen_id
 
     @_INFERENCE
@@ -478,9 +491,16 @@ class Stepper:
         return cache_stats(generation_cache(self._state.model_kwargs), self.info.query_heads, self.info.kv_heads)
 
 
-_KEYS_GONE = "keys gone"
-"""In ``Stepper._residuals``: a step made without a layer capture (:data:`REPLAY`) that a rewind
-took away before it was replayed; it cannot be replayed any more."""
+def _as_index(value, what: str, kind: str) -> int:
+    """``value`` as a Python int (numpy and 0-d torch integers too), or a UserError naming
+    ``what``: a float or a bool would reach the ids or the cache before anything failed."""
+    if isinstance(value, torch.Tensor):
+        whole = value.ndim == 0 and not value.is_floating_point() and not value.is_complex()
+        if whole and value.dtype != torch.bool:
+            return int(value)
+    elif not isinstance(value, bool) and hasattr(value, "__index__"):
+        return value.__index__()
+    raise UserError(f"{what} needs {kind} (an int), not {value!r}")
 
 
 class _State:

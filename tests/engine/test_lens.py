@@ -9,6 +9,7 @@ import torch
 from lmscope.engine import models
 from lmscope.engine.cache_stats import generation_cache
 from lmscope.engine.lens import lens_logits
+from lmscope.engine.errors import UserError
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
 
@@ -89,7 +90,7 @@ def test_residual_norms_match_hidden_states(loaded):
 
 def test_lens_of_unknown_step_raises(loaded):
     stepper, _ = run_steps(loaded)
-    with pytest.raises(KeyError):
+    with pytest.raises(UserError, match="step 99 has not been made"):
         stepper.lens(99)
 
 
@@ -141,7 +142,7 @@ def test_capture_modes(loaded):
     off.start()
     record = off.step()
     assert lmscope_hooks(loaded.model) == []  # transformers' own output-capturing hooks may remain
-    with pytest.raises(KeyError, match="layer capture: off"):
+    with pytest.raises(UserError, match="layer capture: off"):
         off.lens(record.step)
 
 
