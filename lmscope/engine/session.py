@@ -53,6 +53,7 @@ class SessionOptions:
 
     def check(self) -> None:
         """Reject bad options before any model is loaded (one-line UserError)."""
+        self._check_types()
         if not self.prompt.strip():
             raise UserError("the prompt is empty: pass --prompt TEXT")
         if self.model is not None and not self.model.strip():
@@ -67,6 +68,26 @@ class SessionOptions:
         self.parsed_breakpoints()
         self.placement()
         direct_writes_wanted()  # the environment's $LMSCOPE_ROW_WRITES, read by every row store
+
+    def _check_types(self) -> None:
+        """What the CLI's parsing guarantees, checked for options made in Python: a wrong type
+        would fail deep inside a tokenizer or a processor, or only after the weights load."""
+        from lmscope.engine.layers import CAPTURE_MODES
+
+        if self.family not in DEFAULT_PROMPTS:
+            raise UserError(f"family must be one of {', '.join(map(repr, DEFAULT_PROMPTS))}, not {self.family!r}")
+        for name, value, kind in (("prompt", self.prompt, str), ("top", self.top, int),
+                                  ("prefill_rows", self.prefill_rows, int),
+                                  ("settings", self.settings, GenerationSettings)):
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise UserError(f"{name} must be {kind.__name__}, not {value!r}")
+        if self.layer_capture not in CAPTURE_MODES:
+            raise UserError(f"layer_capture must be one of {', '.join(map(repr, CAPTURE_MODES))}, "
+                            f"not {self.layer_capture!r}")
+        for name in ("bad_words", "stop_strings", "breakpoints"):
+            owner = self if name == "breakpoints" else self.settings
+            if isinstance(getattr(owner, name), str):  # each of its characters would be one
+                raise UserError(f"{name} is a tuple of texts, not one text: write ({getattr(owner, name)!r},)")
 
     def placement(self):
         """Device map or tensor parallel (``engine.placement.Placement``); PlacementError for bad flags."""

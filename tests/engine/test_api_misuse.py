@@ -112,3 +112,22 @@ def test_a_replay_and_a_closed_writer_refuse_in_one_line(tmp_path):
     writer.close()
     with pytest.raises(UserError, match="is closed"):
         writer.step(session.steps[0])
+
+
+@pytest.mark.parametrize("fields, needle", [
+    (dict(family="bogus"), "family must be one of 'llama', 't5', not 'bogus'"),
+    (dict(prompt=None), "prompt must be str"),
+    (dict(top=1.5), "top must be int"),
+    (dict(prefill_rows=None), "prefill_rows must be int"),
+    (dict(settings=None), "settings must be GenerationSettings"),
+    (dict(layer_capture="bogus"), "layer_capture must be one of 'off', 'residual', 'full'"),
+    (dict(settings=GenerationSettings(bad_words="fox")), "bad_words is a tuple of texts, not one text"),
+    (dict(settings=GenerationSettings(stop_strings="fox")), "stop_strings is a tuple of texts"),
+    (dict(breakpoints="p < 1"), "breakpoints is a tuple of texts"),
+])
+def test_session_options_made_in_python_are_checked_before_loading(fields, needle):
+    from lmscope.engine.session import SessionOptions
+
+    options = SessionOptions(**{"family": "t5", "prompt": "the king", **fields})
+    with pytest.raises(UserError, match=needle):
+        options.check()
