@@ -294,14 +294,17 @@ class Stepper:
 
     def first_token(self, text: str) -> tuple[int, str]:
         """The id and display text of the first token the tokenizer makes of ``text`` (for forcing)."""
+        if not isinstance(text, str):
+            raise UserError(f"first_token needs a text (a str), not {type(text).__name__}")
         ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "…"  # the message stays one line
         if not ids:
-            raise UserError(f"{text!r} makes no token: type some text to force")
+            raise UserError(f"{shown} makes no token: type some text to force")
         unknown = self.tokenizer.unk_token_id
         if unknown is not None and ids[0] == unknown and self.tokenizer.unk_token not in text:
             # A word-level vocabulary (the demo T5's) maps an unknown word to <unk>: forcing it
             # would force <unk>, not the word.
-            raise UserError(f"{text!r} is not in the model's vocabulary: its first token is "
+            raise UserError(f"{shown} is not in the model's vocabulary: its first token is "
                             f"{self.tokenizer.unk_token}; type another word, or {self.tokenizer.unk_token} itself")
         return ids[0], self._decoder.token(ids[0])
 

@@ -131,3 +131,15 @@ def test_session_options_made_in_python_are_checked_before_loading(fields, needl
     options = SessionOptions(**{"family": "t5", "prompt": "the king", **fields})
     with pytest.raises(UserError, match=needle):
         options.check()
+
+
+def test_first_token_of_no_text_or_a_long_unknown_one_is_one_short_line():
+    from lmscope.engine import defaults, models
+
+    stepper = Stepper(models.load(str(defaults.default_t5_dir()), "t5", "cpu", "float32"), "the king", GREEDY)
+    for text in (None, 5, b"king"):
+        with pytest.raises(UserError, match="first_token needs a text"):
+            stepper.first_token(text)
+    with pytest.raises(UserError) as refused:
+        stepper.first_token("zq" * 5000)
+    assert len(str(refused.value)) < 200 and "is not in the model's vocabulary" in str(refused.value)
