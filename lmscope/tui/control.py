@@ -7,6 +7,8 @@ deletes history: the old continuation becomes a branch (``lmscope.engine.branche
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lmscope.engine.branches import BranchTree
 from lmscope.engine.breakpoints import BreakpointError, parse
 from lmscope.tui.messages import BranchResumed, ForceRefused, Rewound
@@ -115,7 +117,10 @@ class ControlActions:
         if not message.resuming and message.step < len(self.branch_tree.live_branch.steps):
             abandoned = self.branch_tree.fork(message.step, message.forced)
             self._branch_marks[abandoned.id] = self.view.marks  # it keeps every step they mark
-        self.view = self.view.rewound(message.step)
+        rewound = self.view.rewound(message.step)
+        # Resuming another branch leaves this one whole in the tree: its marks go with it (kept
+        # by show_branch once the other is live), not only those before the fork.
+        self.view = replace(rewound, marks=self.view.marks) if message.resuming else rewound
 
     # -- branches ---------------------------------------------------------------------------
 

@@ -23,8 +23,8 @@ from lmscope.engine.cores import spare_core
 from lmscope.engine.errors import UserError
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.messages import (
-    BranchResumed, EngineFailed, ForceRefused, HistoryLoaded, ModelLoaded, PromptEncoded, Rewound, RunStopped, SessionNotWritten,
-    SessionWritten, StepCompleted, StepsCompleted,
+    BranchResumed, EngineFailed, ForceRefused, HistoryLoaded, ModelLoaded, PromptEncoded, Rewound, RunStopped,
+    SessionNotWritten, SessionWritten, StepCompleted, StepsCompleted,
 )
 
 STEPS_MESSAGE_S = 1 / 4

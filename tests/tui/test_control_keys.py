@@ -248,3 +248,25 @@ async def test_breakpoint_marks_belong_to_the_branch_where_the_breakpoint_held()
         await pilot.press("down", "down", "enter")
         await pilot.pause()
         assert app.view.branch == 2 and app.view.marks == {4}
+
+
+async def test_a_branch_set_aside_by_a_resume_keeps_its_breakpoint_marks():
+    async with running(steps=12) as (app, pilot, engine):
+        await pilot.press("n", "n", "n")
+        await settle(app, pilot)
+        await pilot.press("home", "right", "right", "u")  # back before step 1: branch 1 keeps 3 steps
+        await settle(app, pilot)
+        await add_breakpoint(app, pilot, "step == 4")
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert app.view.marks == {4} and app.view.branch == 0
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("down", "r")  # resume branch 1: branch 0 is set aside whole
+        await settle(app, pilot)
+        assert app.branch_tree.live == 1 and app.view.marks == frozenset()
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("up", "enter")  # branch 0 again, with the mark of its step 4
+        await pilot.pause()
+        assert app.view.branch == 0 and app.view.marks == {4}
