@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lmscope.engine.checks import is_text
+from lmscope.engine.checks import check_settings, is_text
 from lmscope.engine.errors import UserError
 from lmscope.engine.row_writes import direct_writes_wanted
 from lmscope.engine.settings import GenerationSettings, validate
@@ -63,6 +63,7 @@ class SessionOptions:
         if self.prefill_rows < 1:
             raise UserError("--prefill-rows must be at least 1")
         validate(self.settings)
+        check_settings(self.settings)  # the seed's range and min against max, as the CLI checks them
         if not is_text(*self.breakpoints):  # a recording stores them as UTF-8
             raise UserError("--break is not valid UTF-8 text: check the terminal's encoding")
         self.parsed_breakpoints()
@@ -84,6 +85,10 @@ class SessionOptions:
         if self.layer_capture not in CAPTURE_MODES:
             raise UserError(f"layer_capture must be one of {', '.join(map(repr, CAPTURE_MODES))}, "
                             f"not {self.layer_capture!r}")
+        for name in ("max_new_tokens", "min_new_tokens", "top_k", "no_repeat_ngram_size", "seed"):
+            value = getattr(self.settings, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise UserError(f"settings.{name} must be int, not {value!r}")
         for name in ("bad_words", "stop_strings", "breakpoints"):
             owner = self if name == "breakpoints" else self.settings
             if isinstance(getattr(owner, name), str):  # each of its characters would be one

@@ -124,6 +124,8 @@ def test_a_replay_and_a_closed_writer_refuse_in_one_line(tmp_path):
     (dict(settings=GenerationSettings(bad_words="fox")), "bad_words is a tuple of texts, not one text"),
     (dict(settings=GenerationSettings(stop_strings="fox")), "stop_strings is a tuple of texts"),
     (dict(breakpoints="p < 1"), "breakpoints is a tuple of texts"),
+    (dict(settings=GenerationSettings(max_new_tokens=2.5)), "settings.max_new_tokens must be int, not 2.5"),
+    (dict(settings=GenerationSettings(do_sample=True, seed=2**70)), "--seed must be between"),
 ])
 def test_session_options_made_in_python_are_checked_before_loading(fields, needle):
     from lmscope.engine.session import SessionOptions
