@@ -385,6 +385,12 @@ def main(argv: list[str] | None = None) -> int:
         return done.exit_code
     except (OutputClosed, BrokenPipeError):
         return _output_closed()
+    except SystemExit as done:
+        # rich and typer meet a closed pipe while they print (the help: `lmscope llama -h |
+        # head -1`) by exiting 1 themselves, from inside the BrokenPipeError's handling.
+        if isinstance(done.__context__, BrokenPipeError):
+            return _output_closed()
+        raise
     except (typer.Abort, KeyboardInterrupt):
         return _fail("aborted", 130)
     except UserError as error:
