@@ -74,10 +74,11 @@ def cache_dir() -> Path:
         ``$LMSCOPE_CACHE`` if set, else ``$XDG_CACHE_HOME/lmscope``, else ``~/.cache/lmscope``.
         Empty variables count as unset, as the XDG spec says.
     """
+    # Absolute: a relative folder's GGUF path would be taken by transformers for a hub id.
     if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
+        return Path(os.environ[CACHE_ENV]).expanduser().absolute()
     if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "lmscope"
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser().absolute() / "lmscope"
     return Path.home() / ".cache" / "lmscope"
 
 

@@ -102,7 +102,9 @@ def bad_words_ids(tokenizer, words: tuple[str, ...]) -> list[list[int]]:
                                 f"unknown token {tokenizer.unk_token}, so it cannot be banned")
         if not kept:
             raise SettingsError(f"--bad-word {word!r} encodes to no token, so it cannot be banned")
-        if eos is not None and kept == [[eos]]:
+        # The word is the end-of-sequence token itself (`</s>`, SmolLM2's `<|im_end|>`): generate
+        # drops that ban, and the spaced variant would ban it only after a space.
+        if eos is not None and (kept == [[eos]] or tokenizer(word, add_special_tokens=False).input_ids == [eos]):
             raise SettingsError(f"--bad-word {word!r} is the end-of-sequence token, which model.generate's "
                                 "bad_words_ids never bans (it drops it): --min-new-tokens N delays it instead")
         sequences.extend(ids for ids in kept if ids not in sequences)
@@ -152,9 +154,10 @@ def validate(settings: GenerationSettings) -> None:
         (settings.typical_p is not None and not 0 < settings.typical_p <= 1, "--typical-p must be in (0, 1]"),
         (_positive_or_none(settings.repetition_penalty), "--repetition-penalty must be > 0"),
         (settings.repetition_penalty is not None
-         and not MIN_REPETITION_PENALTY <= settings.repetition_penalty <= FLOAT32_LIMIT,
-         f"--repetition-penalty must be in [{MIN_REPETITION_PENALTY:g}, {FLOAT32_LIMIT:g}]: a score is "
-         "multiplied or divided by it, and beyond that range one of the two is infinite in float32"),
+         and not MIN_REPETITION_PENALTY <= settings.repetition_penalty <= MAX_REPETITION_PENALTY,
+         f"--repetition-penalty must be in [{MIN_REPETITION_PENALTY:g}, {MAX_REPETITION_PENALTY:g}]: a seen "
+         "token's score is multiplied or divided by it, and beyond that range the score leaves float32's range "
+         "(greedy picks an infinite score, sampling fails)"),
         (settings.no_repeat_ngram_size is not None and settings.no_repeat_ngram_size < 0,
          "--no-repeat-ngram-size must be >= 0"),
         # An empty stop string is found in any text (generation would end at the first token),
@@ -184,10 +187,15 @@ FLOAT32_LIMIT = 3.4e38
 3.4028e38, above it a processor's float32 arithmetic makes the value infinite (scores divided
 by an infinite temperature are 0, or nan where a processor had set -inf)."""
 
-MIN_REPETITION_PENALTY = 3e-39
-"""The smallest --repetition-penalty: the repetition penalty divides positive scores by it, and
-a smaller one's reciprocal (above 3.4e38) is infinite in float32, so every positive score of a
-seen token would be too, and sampling fails."""
+MIN_REPETITION_PENALTY = 1e-30
+"""The smallest --repetition-penalty, and its reciprocal the largest: the penalty divides a seen
+token's positive score and multiplies a negative one, which stays in float32's range (3.4e38) for
+scores of magnitude 3.4e8 or less, as with :data:`MIN_TEMPERATURE`. A penalty of 3e-39 (whose own
+reciprocal is finite) made a score of 10 infinite: greedy chose that token, its probability nan."""
+
+MAX_REPETITION_PENALTY = 1e30
+"""The largest --repetition-penalty (:data:`MIN_REPETITION_PENALTY`'s reciprocal, written out:
+``1 / 1e-30`` is a hair above ``1e30`` in floating point)."""
 
 _SAMPLING_ONLY = (("--temperature", "temperature"), ("--top-k", "top_k"), ("--top-p", "top_p"),
                   ("--min-p", "min_p"), ("--typical-p", "typical_p"), ("--seed", "seed"))

@@ -417,3 +417,14 @@ def test_real_default_answers_paris(monkeypatch):
         out = model.generate(**prompt, max_new_tokens=20, do_sample=False)
     answer = tokenizer.decode(out[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer, answer
+
+
+def test_a_relative_cache_folder_is_made_absolute(monkeypatch, tmp_path):
+    """A relative $LMSCOPE_CACHE made the GGUF's path relative too, and transformers took it for a
+    hub id after the 93 MB download (exit 1)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LMSCOPE_CACHE", "relative_cache")
+    assert defaults.cache_dir() == tmp_path / "relative_cache"
+    monkeypatch.delenv("LMSCOPE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relxdg")
+    assert defaults.cache_dir() == tmp_path / "relxdg" / "lmscope"
