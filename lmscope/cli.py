@@ -370,6 +370,7 @@ def _open_arguments(args: list[str]) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad input, with one line on stderr)."""
+    _escape_what_the_terminal_cannot_show()
     try:
         opening = _open_arguments(sys.argv[1:] if argv is None else argv)
         if opening is not None:
@@ -405,6 +406,15 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("LMSCOPE_DEBUG"):
             raise
         return _fail(f"{type(error).__name__}: {first_line(error)} (set LMSCOPE_DEBUG=1 for the traceback)", 1)
+
+
+def _escape_what_the_terminal_cannot_show() -> None:
+    """Where stdout or stderr does not take UTF-8 (``PYTHONIOENCODING=latin-1``, a C locale with
+    UTF-8 mode off), a token like ' Tür' is written as ' T\\xfcr' instead of ending the run with a
+    UnicodeEncodeError; ``--json`` escapes it as JSON does (``headless.json_line``)."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and (stream.encoding or "").lower().replace("-", "") != "utf8":
+            stream.reconfigure(errors="backslashreplace")
 
 
 SIGPIPE_EXIT = 141

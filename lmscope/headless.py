@@ -49,7 +49,7 @@ def _generate(options: SessionOptions, json_lines: bool, attention: bool, out, w
                 data["layers"] = lens_to_list(stepper.lens(record.step))
             if hit:
                 data["breakpoint"] = {"expr": hit[1].expr, "values": hit[2]}
-            print(json.dumps(data, ensure_ascii=False), file=out, flush=True)
+            print(json_line(data, out), file=out, flush=True)
         else:
             print(table_row(record), file=out, flush=True)
             if hit:
@@ -58,6 +58,13 @@ def _generate(options: SessionOptions, json_lines: bool, attention: bool, out, w
             writer.note(record.step, {"breakpoint": {"expr": hit[1].expr, "values": hit[2]}, "number": hit[0]})
         if hit:
             break
+
+
+def json_line(data: dict, out) -> str:
+    """One ``--json`` line: characters as they are where ``out`` takes UTF-8, ``\\u`` escapes
+    (the same JSON) where it does not (``PYTHONIOENCODING=latin-1``, a C locale without UTF-8 mode)."""
+    encoding = (getattr(out, "encoding", None) or "utf-8").lower().replace("-", "")
+    return json.dumps(data, ensure_ascii=encoding != "utf8")
 
 
 def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=None) -> None:
@@ -75,7 +82,7 @@ def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=Non
                 data["cross_attention"] = rows_to_dict(rows.get("cross_attention"))
             if hit:
                 data["breakpoint"] = hit
-            print(json.dumps(data, ensure_ascii=False), file=out, flush=True)
+            print(json_line(data, out), file=out, flush=True)
         else:
             print(table_row(trace.step(index)), file=out, flush=True)
             if hit:

@@ -3,6 +3,7 @@ says so (130, 143, 141, 2), never 0 for a run that did not finish, never a trace
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -86,3 +87,24 @@ def test_sigint_in_a_real_headless_process_exits_130(tmp_path):
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert first.startswith(b"{") and process.returncode == 130, err
+
+
+@pytest.mark.parametrize("output", ["--json", "--headless"])
+def test_a_stdout_that_takes_no_utf8_gets_escapes_not_exit_1(output, tmp_path):
+    """`PYTHONIOENCODING=ascii` (or a C locale with UTF-8 mode off): the demo T5's ' Tür'
+    candidate ended the run with a UnicodeEncodeError. --json stays JSON, with the same tokens."""
+    argv = [sys.executable, "-m", "lmscope", "t5", output, "--max-new-tokens", "2"]
+    ascii_run = subprocess.run(argv, capture_output=True, cwd=tmp_path, timeout=120,
+                               env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert ascii_run.returncode == 0 and ascii_run.stderr == b"", ascii_run.stderr
+    text = ascii_run.stdout.decode("ascii")
+    if output == "--json":
+        utf8_run = subprocess.run(argv, capture_output=True, cwd=tmp_path, timeout=120,
+                                  env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+        def tokens(lines):  # what the steps chose and saw (not their timings)
+            return [(step["token"], step["stages"]) for step in map(json.loads, lines)]
+
+        assert tokens(text.splitlines()) == tokens(utf8_run.stdout.decode("utf-8").splitlines())
+        assert "T\\u00fcr" in text
+    else:
+        assert "T\\xfcr" in text
