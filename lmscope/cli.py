@@ -19,6 +19,7 @@ import typer
 from lmscope.engine.errors import UserError, first_line
 from lmscope.engine.session import DEFAULT_PROMPTS, SessionOptions
 from lmscope.engine.settings import GenerationSettings
+from lmscope.streams import takes_utf8
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich",
@@ -413,7 +414,7 @@ def _escape_what_the_terminal_cannot_show() -> None:
     UTF-8 mode off), a token like ' Tür' is written as ' T\\xfcr' instead of ending the run with a
     UnicodeEncodeError; ``--json`` escapes it as JSON does (``headless.json_line``)."""
     for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure") and (stream.encoding or "").lower().replace("-", "") != "utf8":
+        if hasattr(stream, "reconfigure") and not takes_utf8(stream):
             stream.reconfigure(errors="backslashreplace")
 
 

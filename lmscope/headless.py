@@ -10,6 +10,7 @@ from lmscope.engine.records import PromptRecord, StepRecord
 from lmscope.engine.session import SessionOptions, open_session
 from lmscope.engine.recording import RecordingEngine, Trace, TraceWriter
 from lmscope.engine.trace import lens_to_list, rows_to_dict, step_to_dict
+from lmscope.streams import takes_utf8
 
 
 def run_headless(options: SessionOptions, json_lines: bool, attention: bool = False, out=None,
@@ -63,8 +64,7 @@ def _generate(options: SessionOptions, json_lines: bool, attention: bool, out, w
 def json_line(data: dict, out) -> str:
     """One ``--json`` line: characters as they are where ``out`` takes UTF-8, ``\\u`` escapes
     (the same JSON) where it does not (``PYTHONIOENCODING=latin-1``, a C locale without UTF-8 mode)."""
-    encoding = (getattr(out, "encoding", None) or "utf-8").lower().replace("-", "")
-    return json.dumps(data, ensure_ascii=encoding != "utf8")
+    return json.dumps(data, ensure_ascii=not takes_utf8(out))
 
 
 def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=None) -> None:

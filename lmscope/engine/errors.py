@@ -7,6 +7,12 @@ class UserError(ValueError):
     """Bad input: a setting, a model id, a device. The message is one line meant for the user."""
 
 
+def is_index(value) -> bool:
+    """Whether ``value`` is a whole number an index can be (an int, a numpy integer), not a bool,
+    a float or a string: those would reach ids or offsets before anything failed."""
+    return not isinstance(value, bool) and hasattr(value, "__index__")
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's text, or its class name when it has none."""
     text = str(error).strip()

@@ -36,7 +36,7 @@ import numpy as np
 
 from lmscope import __version__
 from lmscope.engine.checks import check_overwrite, reason
-from lmscope.engine.errors import UserError
+from lmscope.engine.errors import UserError, is_index
 from lmscope.engine.records import AttentionRows, PromptRecord, SessionInfo, StepRecord
 from lmscope.engine.trace import prompt_from_dict, prompt_to_dict, step_from_dict, step_to_dict
 
@@ -268,7 +268,7 @@ class Trace:
     def _step_chunks(self, index: int) -> tuple[_Chunk, list[_Chunk]]:
         """Step ``index``'s chunk and its notes; a TraceError for a step the recording does not
         have (a negative index too: it would silently read from the end)."""
-        if isinstance(index, bool) or not hasattr(index, "__index__") or not 0 <= index < len(self._steps):
+        if not is_index(index) or not 0 <= index < len(self._steps):
             steps = f"steps 0 to {len(self._steps) - 1}" if self._steps else "no steps"
             raise TraceError(f"{self.path} has no step {index!r}: it holds {steps}")
         return self._steps[index]
@@ -441,6 +441,10 @@ class RecordingEngine:
         return getattr(self.engine, name)
 
 
+NO_LAYER_CAPTURES = "a recorded session keeps no layer captures: step into layers in a live session"
+"""What a replay says where a live session would show a step's layers (the Layers pane too)."""
+
+
 class ReplayEngine:
     """A recorded session behind the Engine protocol: it shows, it cannot step.
 
@@ -494,7 +498,7 @@ class ReplayEngine:
         raise UserError("a replayed session cannot force a token")
 
     def lens(self, step: int, top: int = 3) -> tuple:
-        raise UserError("a recorded session keeps no layer captures: step into layers in a live session")
+        raise UserError(NO_LAYER_CAPTURES)
 
     def layer_tensors(self, step: int, layer: int) -> tuple:
-        raise UserError("a recorded session keeps no layer captures: step into layers in a live session")
+        raise UserError(NO_LAYER_CAPTURES)

@@ -89,10 +89,11 @@ class SessionOptions:
             value = getattr(self.settings, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
                 raise UserError(f"settings.{name} must be int, not {value!r}")
-        for name in ("bad_words", "stop_strings", "breakpoints"):
-            owner = self if name == "breakpoints" else self.settings
-            if isinstance(getattr(owner, name), str):  # each of its characters would be one
-                raise UserError(f"{name} is a tuple of texts, not one text: write ({getattr(owner, name)!r},)")
+        texts = {"bad_words": self.settings.bad_words, "stop_strings": self.settings.stop_strings,
+                 "breakpoints": self.breakpoints}
+        for name, value in texts.items():
+            if isinstance(value, str):  # each of its characters would be one
+                raise UserError(f"{name} is a tuple of texts, not one text: write ({value!r},)")
 
     def placement(self):
         """Device map or tensor parallel (``engine.placement.Placement``); PlacementError for bad flags."""

@@ -88,9 +88,11 @@ def bad_words_ids(tokenizer, words: tuple[str, ...]) -> list[list[int]]:
     unknown = getattr(tokenizer, "unk_token_id", None)
     eos = getattr(tokenizer, "eos_token_id", None)
     for word in words:
-        kept, to_unknown = [], False
+        kept, to_unknown, plain = [], False, None
         for variant in sorted({word, " " + word}):
             ids = tokenizer(variant, add_special_tokens=False).input_ids
+            if variant == word:
+                plain = ids
             if unknown is not None and unknown in ids and tokenizer.unk_token not in variant:
                 to_unknown = True
                 continue
@@ -104,7 +106,7 @@ def bad_words_ids(tokenizer, words: tuple[str, ...]) -> list[list[int]]:
             raise SettingsError(f"--bad-word {word!r} encodes to no token, so it cannot be banned")
         # The word is the end-of-sequence token itself (`</s>`, SmolLM2's `<|im_end|>`): generate
         # drops that ban, and the spaced variant would ban it only after a space.
-        if eos is not None and (kept == [[eos]] or tokenizer(word, add_special_tokens=False).input_ids == [eos]):
+        if eos is not None and (kept == [[eos]] or plain == [eos]):
             raise SettingsError(f"--bad-word {word!r} is the end-of-sequence token, which model.generate's "
                                 "bad_words_ids never bans (it drops it): --min-new-tokens N delays it instead")
         sequences.extend(ids for ids in kept if ids not in sequences)

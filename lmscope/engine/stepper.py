@@ -19,7 +19,7 @@ from lmscope.engine.attention import AttentionRecorder, label_modules, recording
 from lmscope.engine.cache_stats import cache_stats, generation_cache, only_appends
 from lmscope.engine.deferred_rows import DeferredRows
 from lmscope.engine.distributed import tensor_parallel_ranks
-from lmscope.engine.errors import UserError
+from lmscope.engine.errors import UserError, is_index
 from lmscope.engine.generation import prepare
 from lmscope.engine.host_copy import HostCopy, Part
 from lmscope.engine.layers import REPLAY, LayerCapture, LayerCaptureResult
@@ -501,7 +501,7 @@ def _as_index(value, what: str, kind: str) -> int:
         whole = value.ndim == 0 and not value.is_floating_point() and not value.is_complex()
         if whole and value.dtype != torch.bool:
             return int(value)
-    elif not isinstance(value, bool) and hasattr(value, "__index__"):
+    elif is_index(value):
         return value.__index__()
     raise UserError(f"{what} needs {kind} (an int), not {value!r}")
 

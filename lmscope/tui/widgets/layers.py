@@ -21,6 +21,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
+from lmscope.engine.recording import NO_LAYER_CAPTURES
 from lmscope.engine.records import TensorInfo
 from lmscope.tui.draw.render import token_text, truncate
 from lmscope.tui.view import View
@@ -141,7 +142,7 @@ class LayersPane(CatchUpWhenShown, Vertical):
         step was live is kept, and shown without asking)."""
         engine = self.app.engine
         if engine is not None and not getattr(engine, "live", True):
-            return "a recorded session keeps no layer captures: step into layers in a live session"
+            return NO_LAYER_CAPTURES
         record, live = view.selected, self.app.branch_tree.live_branch.steps
         if record.step < len(live) and live[record.step] is record:
             return None
