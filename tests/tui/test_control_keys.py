@@ -219,54 +219,47 @@ async def test_a_branch_shown_at_the_same_step_repaints_every_pane_from_its_own_
             assert drawn(plot) == fresh(plot)
 
 
+async def held_at_step_4_after_a_fork(app, pilot, made: int, rewind_keys: tuple[str, ...]) -> None:
+    """``made`` steps, a rewind (``rewind_keys`` select the step; branch 1 keeps the ``made``),
+    then ``c`` on the live branch to a breakpoint that holds at step 4."""
+    await pilot.press(*["n"] * made)
+    await settle(app, pilot)
+    await pilot.press(*rewind_keys, "u")
+    await settle(app, pilot)
+    await add_breakpoint(app, pilot, "step == 4")
+    await pilot.press("c")
+    await settle(app, pilot)
+    assert app.view.marks == {4} and app.view.branch == 0
+
+
+async def in_branches_view(pilot, *keys: str) -> None:
+    """``t``, then ``keys`` in the branches view (it opens on the branch shown)."""
+    await pilot.press("t")
+    await pilot.pause()
+    await pilot.press(*keys)
+    await pilot.pause()
+
+
 async def test_breakpoint_marks_belong_to_the_branch_where_the_breakpoint_held():
     async with running(steps=12) as (app, pilot, engine):
-        await pilot.press("n", "n", "n", "n", "n", "n")
-        await settle(app, pilot)
-        await pilot.press("home", "right", "right", "right", "u")  # back before step 2: branch 1 keeps 6 steps
-        await settle(app, pilot)
-        await add_breakpoint(app, pilot, "step == 4")
-        await pilot.press("c")
-        await settle(app, pilot)
-        assert app.view.marks == {4} and app.view.branch == 0
-        await pilot.press("t")
-        await pilot.pause()
-        await pilot.press("down", "enter")  # branch 1: no breakpoint held there
-        await pilot.pause()
+        await held_at_step_4_after_a_fork(app, pilot, 6, ("home", "right", "right", "right"))  # before step 2
+        await in_branches_view(pilot, "down", "enter")  # branch 1: no breakpoint held there
         assert app.view.branch == 1 and app.view.marks == frozenset()
         assert "●" not in app.query_one(TokensPane).text.plain
-        await pilot.press("t")
-        await pilot.pause()
-        await pilot.press("up", "enter")  # the live branch again (the view opens on the one shown): its mark is back
-        await pilot.pause()
+        await in_branches_view(pilot, "up", "enter")  # the live branch again: its mark is back
         assert app.view.branch == 0 and app.view.marks == {4}
         await pilot.press("home", "right", "right", "u")  # a fork at step 1: the mark goes with branch 2
         await settle(app, pilot)
         assert app.view.marks == frozenset()
-        await pilot.press("t")
-        await pilot.pause()
-        await pilot.press("down", "down", "enter")
-        await pilot.pause()
+        await in_branches_view(pilot, "down", "down", "enter")
         assert app.view.branch == 2 and app.view.marks == {4}
 
 
 async def test_a_branch_set_aside_by_a_resume_keeps_its_breakpoint_marks():
     async with running(steps=12) as (app, pilot, engine):
-        await pilot.press("n", "n", "n")
-        await settle(app, pilot)
-        await pilot.press("home", "right", "right", "u")  # back before step 1: branch 1 keeps 3 steps
-        await settle(app, pilot)
-        await add_breakpoint(app, pilot, "step == 4")
-        await pilot.press("c")
-        await settle(app, pilot)
-        assert app.view.marks == {4} and app.view.branch == 0
-        await pilot.press("t")
-        await pilot.pause()
-        await pilot.press("down", "r")  # resume branch 1: branch 0 is set aside whole
+        await held_at_step_4_after_a_fork(app, pilot, 3, ("home", "right", "right"))  # before step 1
+        await in_branches_view(pilot, "down", "r")  # resume branch 1: branch 0 is set aside whole
         await settle(app, pilot)
         assert app.branch_tree.live == 1 and app.view.marks == frozenset()
-        await pilot.press("t")
-        await pilot.pause()
-        await pilot.press("up", "enter")  # branch 0 again, with the mark of its step 4
-        await pilot.pause()
+        await in_branches_view(pilot, "up", "enter")  # branch 0 again, with the mark of its step 4
         assert app.view.branch == 0 and app.view.marks == {4}
