@@ -7,7 +7,13 @@ bytes; the JSON part's length; the rows part's length; the JSON part's CRC-32; t
 and the rows part: the attention rows of a record as raw little-endian arrays, each starting on
 an 8-byte boundary. Kinds: ``META`` (version, date, session info and options), ``PRMT`` (the
 prompt), ``STEP`` (one step exactly as ``--json`` prints it, rows apart), ``NOTE`` (a breakpoint
-hit added to a step).
+hit added to a step), ``LENS`` (the logit lens of a step, its ``"layers"`` exactly as ``--json
+--layers`` prints them; written only where the lens was computed: ``--json --layers``, or a step
+the TUI stepped into while recording).
+
+A reader skips a kind it does not know, and lmscope's readers always have (format 1): the
+``LENS`` kind came without a new format version, so an older lmscope opens a file that has it
+and shows everything but the lens.
 
 Why this and not SQLite or numpy files: a 500-step session of SmolLM2 at 2k context holds about
 a gigabyte of attention rows, and ``open`` must show its first frame in a second within 300 MB.
@@ -38,7 +44,9 @@ from lmscope import __version__
 from lmscope.engine.checks import check_overwrite, reason
 from lmscope.engine.errors import UserError, is_index
 from lmscope.engine.records import AttentionRows, PromptRecord, SessionInfo, StepRecord
-from lmscope.engine.trace import prompt_from_dict, prompt_to_dict, step_from_dict, step_to_dict
+from lmscope.engine.trace import (
+    lens_from_list, lens_to_list, prompt_from_dict, prompt_to_dict, step_from_dict, step_to_dict,
+)
 
 MAGIC = b"LMSCOPE-TRACE"
 FORMAT_VERSION = 1
@@ -126,6 +134,11 @@ class TraceWriter:
         """Fields added to the latest record of ``step`` (a breakpoint hit)."""
         self._chunk(b"NOTE", {"step": step, **data}, step=step)
 
+    def lens(self, step: int, lens) -> None:
+        """The logit lens (``LayerLens`` per layer) of the latest record of ``step``, as ``--json
+        --layers`` prints it."""
+        self._chunk(b"LENS", {"step": step, "layers": lens_to_list(lens)}, step=step)
+
     def close(self) -> None:
         """Close the file; a session that never began leaves nothing behind."""
         self._file.close()
@@ -170,14 +183,18 @@ class _Chunk:
 
 
 def write_session(path: str | os.PathLike, info: SessionInfo, prompt: PromptRecord, steps,
-                  rows_dtype: str = "float32") -> None:
-    """A whole session at once, as ``--record`` writes it step by step: meta, prompt, every step."""
+                  rows_dtype: str = "float32", lenses: dict | None = None) -> None:
+    """A whole session at once, as ``--record`` writes it step by step: meta, prompt, every step
+    (and its logit lens, where ``lenses`` has one by step number)."""
     writer = TraceWriter(path, rows_dtype)
+    lenses = lenses or {}
     try:
         writer.meta(info, {})
         writer.prompt(prompt)
         for record in steps:
             writer.step(record)
+            if record.step in lenses:
+                writer.lens(record.step, lenses[record.step])
     finally:
         writer.close()
 
@@ -244,12 +261,38 @@ class Trace:
         return prompt_from_dict(data) if not rows else replace(prompt_from_dict(data), attention=rows["attention"])
 
     def step_data(self, index: int) -> dict:
-        """Step ``index`` as ``--json`` printed it (without attention), notes included."""
+        """Step ``index`` as ``--json`` printed it (without attention and layers), notes included."""
         chunk, notes = self._step_chunks(index)
         data = dict(self._body(chunk)["data"])
         for note in notes:
-            data.update({k: v for k, v in self._body(note)["data"].items() if k != "step"})
+            if note.kind == b"NOTE":
+                data.update({k: v for k, v in self._body(note)["data"].items() if k != "step"})
         return data
+
+    def has_lens(self, index: int) -> bool:
+        """Whether step ``index`` has a recorded logit lens (no JSON read)."""
+        return self._lens_chunk(index) is not None
+
+    @property
+    def lens_steps(self) -> int:
+        """How many steps of the live branch have a recorded logit lens (no JSON read)."""
+        return sum(any(c.kind == b"LENS" for c in notes) for _, notes in self._steps)
+
+    def lens_data(self, index: int) -> list | None:
+        """Step ``index``'s ``"layers"`` exactly as ``--json --layers`` printed them; None when its
+        lens was not recorded."""
+        chunk = self._lens_chunk(index)
+        return None if chunk is None else self._body(chunk)["data"]["layers"]
+
+    def lens(self, index: int) -> tuple | None:
+        """Step ``index``'s logit lens as ``LayerLens`` records (no lens logits: see
+        ``trace.lens_from_list``); None when it was not recorded."""
+        data = self.lens_data(index)
+        return None if data is None else lens_from_list(data)
+
+    def _lens_chunk(self, index: int) -> _Chunk | None:
+        """The step's last ``LENS`` chunk, if any (a lens asked again is written again)."""
+        return next((c for c in reversed(self._step_chunks(index)[1]) if c.kind == b"LENS"), None)
 
     def step(self, index: int) -> StepRecord:
         """Step ``index`` as a record; its rows are views of the mapped file (read lazily)."""
@@ -281,7 +324,7 @@ class Trace:
                 del steps[chunk.step:]
                 if chunk.step == len(steps):
                     steps.append((chunk, []))
-            elif chunk.kind == b"NOTE" and chunk.step < len(steps):
+            elif chunk.kind in (b"NOTE", b"LENS") and 0 <= chunk.step < len(steps):
                 steps[chunk.step][1].append(chunk)
         return steps
 
@@ -391,6 +434,9 @@ class RecordingEngine:
         self.info = engine.info
         self._unwritten: list[StepRecord] = []
         """Steps made with ``rows_later``: written once their rows are complete."""
+        self._lenses: dict[int, int | tuple] = {}
+        """By step number: the ``top`` of the lens written for the live record of that step, or
+        the lens itself while its step waits in ``_unwritten`` (written right after the step)."""
         writer.meta(engine.info, options)
 
     @property
@@ -399,6 +445,7 @@ class RecordingEngine:
 
     def start(self) -> PromptRecord:
         self.complete_waiting()
+        self._lenses.clear()
         record = self.engine.start()
         self.writer.prompt(record)
         return record
@@ -423,6 +470,9 @@ class RecordingEngine:
         # A run makes its steps one way (record_later or not), so the two lists never interleave.
         for record in (*self._unwritten, *made):
             self.writer.step(record)
+            lens = self._lenses.get(record.step)
+            if isinstance(lens, tuple):
+                self._write_lens(record.step, lens)
         self._unwritten.clear()
         return made
 
@@ -432,6 +482,23 @@ class RecordingEngine:
     def rewind(self, step: int) -> None:
         self.complete_waiting()
         self.engine.rewind(step)  # the next STEP chunk's number tells a reader where it went back to
+        for later in [k for k in self._lenses if k >= step]:  # their records are gone: a new step gets its own
+            del self._lenses[later]
+
+    def lens(self, step: int, top: int = 3) -> tuple:
+        """The engine's logit lens of ``step``, written to the trace beside the step (once per
+        record and ``top``). Only who asks for the lens pays for it: ``--json --layers``, the
+        TUI's Layers pane; a recording that never asks writes no ``LENS`` chunk."""
+        lens = self.engine.lens(step, top)
+        if any(record.step == step for record in self._unwritten):
+            self._lenses[step] = lens  # the step is not in the trace yet: its lens follows it there
+        elif self._lenses.get(step) != top:
+            self._write_lens(step, lens)
+        return lens
+
+    def _write_lens(self, step: int, lens: tuple) -> None:
+        self.writer.lens(step, lens)
+        self._lenses[step] = len(lens[0].top) if lens else 0
 
     def first_token(self, text: str) -> tuple[int, str]:
         return self.engine.first_token(text)
@@ -441,8 +508,11 @@ class RecordingEngine:
         return getattr(self.engine, name)
 
 
-NO_LAYER_CAPTURES = "a recorded session keeps no layer captures: step into layers in a live session"
+NO_LAYER_CAPTURES = ("the recording keeps no logit lens for this step: record with --json --layers, or step "
+                     "into the step (s) while the TUI records")
 """What a replay says where a live session would show a step's layers (the Layers pane too)."""
+NO_LAYER_TENSORS = "the recording keeps no layer tensors, only the lens: step into a layer in a live session"
+"""What a replay says where a live session would list the tensors a layer saw."""
 
 
 class ReplayEngine:
@@ -497,8 +567,16 @@ class ReplayEngine:
     def first_token(self, text: str) -> tuple[int, str]:
         raise UserError("a replayed session cannot force a token")
 
+    def has_lens(self, step: int) -> bool:
+        """Whether the recording kept step ``step``'s logit lens (the Layers pane asks first)."""
+        return self.trace.has_lens(step)
+
     def lens(self, step: int, top: int = 3) -> tuple:
-        raise UserError(NO_LAYER_CAPTURES)
+        """The recorded logit lens of ``step`` (as many candidates a layer as were recorded)."""
+        lens = self.trace.lens(step)
+        if lens is None:
+            raise UserError(NO_LAYER_CAPTURES)
+        return lens
 
     def layer_tensors(self, step: int, layer: int) -> tuple:
-        raise UserError(NO_LAYER_CAPTURES)
+        raise UserError(NO_LAYER_TENSORS)

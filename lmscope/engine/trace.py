@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from lmscope.engine.records import (
-    AttentionRows, CacheStats, Candidate, LayerCache, PromptRecord, Stage, StepRecord, TensorInfo,
+    AttentionRows, CacheStats, Candidate, LayerCache, LayerLens, PromptRecord, Stage, StepRecord, TensorInfo,
 )
 
 
@@ -149,3 +149,13 @@ def lens_to_list(lens) -> list[dict]:
          "chosen_prob": e.chosen_prob, "chosen_rank": e.chosen_rank, "entropy": e.entropy, "norm": e.norm}
         for e in lens
     ]
+
+
+def lens_from_list(data: list[dict]) -> tuple[LayerLens, ...]:
+    """Inverse of :func:`lens_to_list`, as far as it goes: the JSON keeps no lens logits, so each
+    candidate's ``score`` is NaN (nothing shows it; its ``prob`` is the lens's)."""
+    return tuple(
+        LayerLens(e["layer"], tuple(Candidate(c["id"], c["token"], math.nan, c["prob"]) for c in e["top"]),
+                  e["chosen_prob"], e["chosen_rank"], e["entropy"], e["norm"])
+        for e in data
+    )

@@ -221,7 +221,7 @@ async def test_a_recorded_session_says_it_keeps_no_layers(tmp_path):
         await open_layers(app, pilot, "5")
         await settle(app, pilot)
         text = screen_text(app)
-        assert "a recorded session keeps no layer captures" in text and "lens failed" not in text
+        assert "the recording keeps no logit lens for this step" in text and "lens failed" not in text
 
 
 async def test_a_single_step_with_the_layers_tab_showing_captures_its_layers_in_the_step(tiny_llama_dir):
