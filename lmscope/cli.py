@@ -255,6 +255,8 @@ def open_trace(
     json_lines: Annotated[bool, Opt("--json", metavar="", help="Print the JSON lines the live run printed.")] = False,
     headless: Annotated[bool, Opt("--headless", metavar="", help="Print the per-step table.")] = False,
     attention: Annotated[bool, Opt("--attention", metavar="", help="Include attention rows in --json.")] = False,
+    layers: Annotated[bool, Opt("--layers", metavar="",
+                                help="Include the recorded logit lens of each layer in --json.")] = False,
     svg: Annotated[Optional[str], Opt("--svg", metavar="OUT.svg", help="Save one screen as SVG and exit.")] = None,
     step: Annotated[Optional[int], Opt("--step", metavar="N", help="With --svg: the step to show.")] = None,
     tab: Annotated[Optional[str], Opt("--tab", metavar="TAB",
@@ -263,7 +265,7 @@ def open_trace(
                                        help="With --svg: the terminal size, 120x40 (default) up to 500x200.")] = None,
 ) -> None:
     # --tab and --size default to None, not their values: given without --svg they are refused.
-    _check_open_flags(json_lines, headless, attention, svg, step=step, tab=tab, size=size)
+    _check_open_flags(json_lines, headless, attention, svg, layers, step=step, tab=tab, size=size)
     if svg is not None:
         from lmscope.tui.screenshot import DEFAULT_SIZE, DEFAULT_TAB, check_svg_options
 
@@ -283,21 +285,27 @@ def open_trace(
         print(render_svg(ReplayEngine(trace), target, step=step, tab=tab, size=size))
         return
     if json_lines or headless:
-        from lmscope.headless import print_trace
+        from lmscope.headless import lens_notice, print_trace
 
+        notice = lens_notice(trace) if layers else ""  # no lens at all: one line, before any step
+        if notice:
+            print(f"lmscope: warning: {file}: {notice}", file=sys.stderr)
         with _printing():
-            print_trace(trace, json_lines=json_lines, attention=attention)
+            print_trace(trace, json_lines=json_lines, attention=attention, layers=layers)
         return
     engine = ReplayEngine(trace)
     _run_app(make_app(lambda: engine, title=f"lmscope open {trace.path.name}"))
 
 
-def _check_open_flags(json_lines: bool, headless: bool, attention: bool, svg: str | None, **svg_only) -> None:
+def _check_open_flags(json_lines: bool, headless: bool, attention: bool, svg: str | None, layers: bool = False,
+                      **svg_only) -> None:
     """Refuse ``open``'s flags that contradict each other or that its output would ignore."""
     if sum((json_lines, headless, svg is not None)) > 1:
         raise UserError("--json, --headless and --svg are different outputs: choose one")
     if attention and not json_lines:
         raise UserError("--attention adds attention rows to --json output: pass --json too")
+    if layers and not json_lines:  # the live command's rule (checks.check_output_flags)
+        raise UserError("--layers adds each layer's logit lens to --json output: pass --json too")
     given = [f"--{name}" for name, value in svg_only.items() if value is not None]
     if given and svg is None:
         names = given[0] if len(given) == 1 else f"{', '.join(given[:-1])} and {given[-1]}"
@@ -332,7 +340,7 @@ def _no_collections():
 
 
 _OPEN_OPTIONS = {"--json": ("json_lines", bool), "--headless": ("headless", bool), "--attention": ("attention", bool),
-                 "--svg": ("svg", str), "--step": ("step", int), "--tab": ("tab", str), "--size": ("size", str)}
+                 "--layers": ("layers", bool), "--svg": ("svg", str), "--step": ("step", int), "--tab": ("tab", str), "--size": ("size", str)}
 """``lmscope open``'s options by flag: the parameter and its type (tests check them against typer's)."""
 
 

@@ -6,6 +6,7 @@ import json
 import sys
 
 from lmscope.engine.breakpoints import describe_hit, hit_message, parse, step_values
+from lmscope.engine.errors import UserError
 from lmscope.engine.records import PromptRecord, StepRecord
 from lmscope.engine.session import SessionOptions, open_session
 from lmscope.engine.recording import RecordingEngine, Trace, TraceWriter
@@ -67,8 +68,9 @@ def json_line(data: dict, out) -> str:
     return json.dumps(data, ensure_ascii=not takes_utf8(out))
 
 
-def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=None) -> None:
-    """A recorded session printed as the live run printed it (``--json`` lines are identical)."""
+def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=None, layers: bool = False) -> None:
+    """A recorded session printed as the live run printed it (``--json`` lines are identical,
+    ``--layers`` included where the lens was recorded: see :func:`lens_notice`)."""
     out = out or sys.stdout
     if not json_lines:
         print(describe_prompt(trace.prompt()), file=out)
@@ -80,6 +82,8 @@ def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=Non
                 rows = trace.rows(index)
                 data["attention"] = rows_to_dict(rows.get("attention"))
                 data["cross_attention"] = rows_to_dict(rows.get("cross_attention"))
+            if layers and trace.has_lens(index):
+                data["layers"] = trace.lens_data(index)
             if hit:
                 data["breakpoint"] = hit
             print(json_line(data, out), file=out, flush=True)
@@ -87,6 +91,24 @@ def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=Non
             print(table_row(trace.step(index)), file=out, flush=True)
             if hit:
                 print(hit_message(number, parse(hit["expr"]), hit["values"]), file=out, flush=True)
+
+
+def lens_notice(trace: Trace) -> str:
+    """What ``open FILE --json --layers`` must say before printing: "" when every step has its
+    recorded lens, a warning when only some have (their lines alone carry ``layers``).
+
+    Raises:
+        UserError: steps were recorded and none has a lens (a run without ``--layers``, or a
+            TUI session whose steps were never stepped into): nothing to print the field from.
+    """
+    kept, steps = trace.lens_steps, len(trace)
+    if kept == steps:
+        return ""
+    if not kept:
+        raise UserError(f"{trace.path} keeps no logit lens: record with --json --layers, or step into steps "
+                        "(s) while the TUI records, to print layers from it")
+    return (f"the logit lens was recorded for {kept} of {steps} steps (those the TUI stepped into): "
+            "the other steps' lines have no \"layers\"")
 
 
 def options_dict(options: SessionOptions) -> dict:

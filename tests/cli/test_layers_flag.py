@@ -38,3 +38,60 @@ def test_json_layers(family, tiny_llama_dir, tiny_t5_dir, capsys):
 def test_json_without_layers_has_none(tiny_llama_dir, capsys):
     code, out, _ = run(["llama", "--model", str(tiny_llama_dir), "--json", "--max-new-tokens", "1"], capsys)
     assert code == 0 and "layers" not in json.loads(out.splitlines()[0])
+
+
+@pytest.mark.parametrize("family", ["llama", "t5"])
+def test_open_json_layers_prints_what_the_live_run_printed(family, tiny_llama_dir, tiny_t5_dir, tmp_path, capsys):
+    folder = tiny_llama_dir if family == "llama" else tiny_t5_dir
+    path = str(tmp_path / "run.lmscope")
+    argv = [family, "--model", str(folder), "--prompt", "the quick brown fox", "--max-new-tokens", "5",
+            "--do-sample", "--seed", "3", "--break", "step == 3"]
+    assert main([*argv, "--json", "--attention", "--layers", "--record", path]) == 0
+    live = capsys.readouterr().out
+    assert main(["open", path, "--json", "--attention", "--layers"]) == 0
+    assert capsys.readouterr().out == live  # byte for byte: layers, then the breakpoint, as live
+    lines = [json.loads(line) for line in live.splitlines()]
+    assert len(lines) == 4 and all(len(line["layers"]) == 2 for line in lines)
+    assert main(["open", path, "--json", "--layers"]) == 0
+    without_rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for line in lines:
+        del line["attention"], line["cross_attention"]
+    assert without_rows == lines
+    assert main(["open", path, "--json"]) == 0  # not asked: not printed
+    for line in lines:
+        del line["layers"]
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == lines
+
+
+def test_open_json_layers_of_a_trace_without_a_lens_says_so_in_one_line(tiny_t5_dir, tmp_path, capsys):
+    path = str(tmp_path / "run.lmscope")
+    assert main(["t5", "--model", str(tiny_t5_dir), "--max-new-tokens", "2", "--json", "--record", path]) == 0
+    capsys.readouterr()
+    code, out, err = run(["open", path, "--json", "--layers"], capsys)
+    assert code == 2 and out == ""
+    assert err == (f"lmscope: error: {path} keeps no logit lens: record with --json --layers, or step into steps (s) "
+                   "while the TUI records, to print layers from it\n")
+
+
+def test_open_json_layers_of_a_trace_with_some_lenses_warns_and_prints_those(tmp_path, capsys):
+    """A TUI recording keeps the lens of the steps the user stepped into, and only those."""
+    from lmscope.testing import make_session, write_trace
+
+    path = str(tmp_path / "tui.lmscope")
+    write_trace(path, make_session("llama", steps=4), lens_steps=(1, 2))
+    code, out, err = run(["open", path, "--json", "--layers"], capsys)
+    assert code == 0
+    assert [("layers" in json.loads(line)) for line in out.splitlines()] == [False, True, True, False]
+    assert err == (f"lmscope: warning: {path}: the logit lens was recorded for 2 of 4 steps (those the TUI stepped "
+                   "into): the other steps' lines have no \"layers\"\n")
+
+
+@pytest.mark.parametrize("flags", [["--layers"], ["--headless", "--layers"], ["--svg", "x.svg", "--layers"]])
+def test_open_layers_without_json_is_refused_as_the_live_command_refuses_it(flags, tmp_path, capsys):
+    from lmscope.testing import make_session, write_trace
+
+    path = str(tmp_path / "s.lmscope")
+    write_trace(path, make_session("llama", steps=2), lens_steps=(0, 1))
+    code, out, err = run(["open", path, *flags], capsys)
+    assert code == 2 and out == ""
+    assert err == "lmscope: error: --layers adds each layer's logit lens to --json output: pass --json too\n"
