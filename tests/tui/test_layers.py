@@ -224,6 +224,69 @@ async def test_a_recorded_session_says_it_keeps_no_layers(tmp_path):
         assert "the recording keeps no logit lens for this step" in text and "lens failed" not in text
 
 
+async def test_a_replay_shows_the_lens_recorded_with_a_step(tmp_path):
+    """A step whose lens was recorded shows it (no tensors: enter says so); the others keep the message."""
+    from lmscope.engine.recording import ReplayEngine, Trace
+    from lmscope.testing import make_lens, make_session, write_trace
+    from lmscope.tui.app import make_app
+
+    session = write_trace(tmp_path / "s.lmscope", make_session("llama", steps=4), lens_steps=(1,))
+    engine = ReplayEngine(Trace(tmp_path / "s.lmscope"))
+    app = make_app(lambda: engine, theme="textual-dark")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("home", "right", "right")  # step 2, whose lens was recorded
+        pane = await open_layers(app, pilot, "s")
+        await settle(app, pilot)
+        lens = make_lens(session.steps[1], session.info.layers)
+        text = screen_text(app)
+        assert pane.query_one(DataTable).row_count == session.info.layers
+        assert f"{lens[-1].chosen_prob:.3f}" in text and "step 2 · chose" in text and "the recorded lens" in text
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "the recording keeps no layer tensors, only the lens" in screen_text(app)
+        await pilot.press("right")  # step 3: none recorded
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert "the recording keeps no logit lens for this step" in text and "lens failed" not in text
+        assert pane.query_one(DataTable).row_count == 0
+
+
+async def test_a_step_stepped_into_while_recording_keeps_its_lens_in_the_trace(tmp_path):
+    """The TUI's lens of a step goes into the recording, and its replay shows it."""
+    from lmscope.engine.recording import RecordingEngine, ReplayEngine, Trace, TraceWriter
+    from lmscope.engine.trace import lens_to_list
+    from lmscope.testing import FakeEngine, make_session
+    from lmscope.tui.app import make_app
+
+    fake = FakeEngine(make_session("llama", steps=6))
+    writer = TraceWriter(tmp_path / "r.lmscope")
+    app = make_app(lambda: RecordingEngine(fake, writer, {}), theme="textual-dark")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("n", "n", "n", "left")
+        await settle(app, pilot)
+        await open_layers(app, pilot, "s")  # steps into step 2 (index 1)
+        await settle(app, pilot)
+        await pilot.press("right")  # and step 3 (index 2)
+        await settle(app, pilot)
+        await pilot.press("left")  # back: the pane keeps it, nothing is written again
+        await settle(app, pilot)
+    writer.close()
+    trace = Trace(tmp_path / "r.lmscope")
+    assert [trace.has_lens(i) for i in range(3)] == [False, True, True]
+    assert [c.kind for c in trace._chunks].count(b"LENS") == 2
+    assert trace.lens_data(1) == lens_to_list(fake.lens(1))
+    engine = ReplayEngine(trace)
+    app = make_app(lambda: engine, theme="textual-dark")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("left")
+        await open_layers(app, pilot, "s")
+        await settle(app, pilot)
+        assert f"{fake.lens(1)[-1].chosen_prob:.3f}" in screen_text(app)
+
+
 async def test_a_single_step_with_the_layers_tab_showing_captures_its_layers_in_the_step(tiny_llama_dir):
     """``n`` with the Layers tab showing: the step captures its layers as it runs, so the lens
     that the pane asks for next needs no second forward pass; with another tab showing, and in

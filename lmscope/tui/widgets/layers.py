@@ -6,7 +6,8 @@ model made up its mind. The row cursor is the View's layer (``[`` ``]``, or up/d
 Attention pane follows it; ``enter`` lists the tensors that layer saw at this step.
 
 The lens is one batched matmul on the model: it runs on the engine thread, and the result comes
-back as a message; the UI thread never calls torch.
+back as a message; the UI thread never calls torch. A replay (``lmscope open``) shows the lens
+recorded with a step, where there is one (no layer tensors: a recording keeps none).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from lmscope.engine.recording import NO_LAYER_CAPTURES
+from lmscope.engine.recording import NO_LAYER_CAPTURES, NO_LAYER_TENSORS
 from lmscope.engine.records import TensorInfo
 from lmscope.tui.draw.render import token_text, truncate
 from lmscope.tui.view import View
@@ -142,7 +143,7 @@ class LayersPane(CatchUpWhenShown, Vertical):
         step was live is kept, and shown without asking)."""
         engine = self.app.engine
         if engine is not None and not getattr(engine, "live", True):
-            return NO_LAYER_CAPTURES
+            return None if engine.has_lens(view.selected.step) else NO_LAYER_CAPTURES
         record, live = view.selected, self.app.branch_tree.live_branch.steps
         if record.step < len(live) and live[record.step] is record:
             return None
@@ -169,7 +170,9 @@ class LayersPane(CatchUpWhenShown, Vertical):
             return
         try:
             lens = engine.lens(step)
-            tensors = tuple(engine.layer_tensors(step, layer) for layer in range(len(lens)))
+            # a replay has the recorded lens only; its tensors are not kept
+            tensors = tuple(engine.layer_tensors(step, layer) for layer in range(len(lens))) \
+                if getattr(engine, "live", True) else ()
         except Exception as error:  # shown in the pane; the app keeps running
             self.post_message(LensComputed(key, error=error))
             return
@@ -204,8 +207,10 @@ class LayersPane(CatchUpWhenShown, Vertical):
         if table.cursor_row != layer:
             table.move_cursor(row=layer)
         self._title(f"step {view.index + 1} · chose {token_text(view.selected.token)!r} · "
-                    f"layer {layer}/{len(lens) - 1} · [ ] layer · enter: its tensors")
-        self.query_one("#layer-tensors", Static).update(tensor_text(layer, tensors[layer]) if tensors else "")
+                    f"layer {layer}/{len(lens) - 1} · [ ] layer · "
+                    + ("enter: its tensors" if tensors else "the recorded lens"))
+        self.query_one("#layer-tensors", Static).update(
+            tensor_text(layer, tensors[layer]) if tensors else Text(NO_LAYER_TENSORS, style="dim"))
 
     def _chart(self, lens, token: str) -> None:
         plot = self.query_one(PlotextPlot)
