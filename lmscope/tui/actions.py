@@ -82,7 +82,11 @@ class BrowseActions:
 
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", self.view.info.model.split("/")[-1].split(" ")[0])
-        self.write_session(f"{name}-{stamp}.lmscope", self.view.info, self.view.prompt, self.view.steps)
+        from lmscope.tui.widgets.layers import LayersPane
+
+        # the lens of each step the Layers pane shows or keeps goes with it, as --record keeps it
+        lenses = self.get_screen_stack_root().query_one(LayersPane).lenses_of(self.view.prompt, self.view.steps)
+        self.write_session(f"{name}-{stamp}.lmscope", self.view.info, self.view.prompt, self.view.steps, lenses)
 
     def on_session_written(self, message) -> None:
         self.notify(f"wrote {message.steps} steps to {message.path} (lmscope open {message.path})", markup=False)

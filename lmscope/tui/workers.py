@@ -83,12 +83,13 @@ class EngineWorkers:
             self.post_message(RunStopped(finished=engine.finished, paused=not engine.finished))
 
     @work(thread=True, group="io", exit_on_error=False)
-    def write_session(self, path: str, info, prompt, steps) -> None:
-        """Write the history so far to a trace file (``w``), off the UI thread."""
+    def write_session(self, path: str, info, prompt, steps, lenses: dict | None = None) -> None:
+        """Write the history so far to a trace file (``w``), off the UI thread (with ``lenses``,
+        the logit lens of those steps, by step number)."""
         from lmscope.engine.recording import write_session
 
         try:
-            write_session(path, info, prompt, steps)
+            write_session(path, info, prompt, steps, lenses=lenses)
         except Exception as error:
             self.post_message(SessionNotWritten(path, error))
             return

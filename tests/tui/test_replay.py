@@ -49,6 +49,23 @@ async def test_w_writes_the_session_so_far(tmp_path, monkeypatch):
         assert any(str(written[0].name) in n.message for n in app._notifications)
 
 
+async def test_w_writes_the_lens_of_the_steps_stepped_into(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from lmscope.engine.trace import lens_to_list
+    from tui_harness import running
+
+    async with running(steps=6) as (app, pilot, engine):
+        await pilot.press("n", "n", "n", "left", "s")  # step into step 2 (index 1)
+        await settle(app, pilot)
+        await pilot.pause()
+        await settle(app, pilot)
+        await pilot.press("w")
+        await settle(app, pilot)
+        trace = Trace(next(tmp_path.glob("*.lmscope")))
+        assert [trace.has_lens(i) for i in range(3)] == [False, True, False]
+        assert trace.lens_data(1) == lens_to_list(engine.lens(1))
+
+
 async def test_ctrl_s_saves_an_svg_screenshot(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from tui_harness import running

@@ -110,6 +110,11 @@ class LayersPane(CatchUpWhenShown, Vertical):
         """Columns once."""
         self.query_one(DataTable).add_columns("layer", "lens top-3", "p(chosen)", "rank", "norm")
 
+    def lenses_of(self, prompt, steps) -> dict[int, tuple]:
+        """The lenses this pane holds for ``steps`` (of the session that began with ``prompt``), by
+        step number: what ``w`` writes beside them."""
+        return {record.step: self._lenses[prompt, record][0] for record in steps if (prompt, record) in self._lenses}
+
     @staticmethod
     def key_of(view: View | None) -> tuple | None:
         """What identifies a step's lens: the session's prompt and the step's own record (records
