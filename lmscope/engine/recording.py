@@ -291,7 +291,7 @@ class Trace:
         return None if data is None else lens_from_list(data)
 
     def _lens_chunk(self, index: int) -> _Chunk | None:
-        """The step's last ``LENS`` chunk, if any (a lens asked again is written again)."""
+        """The step's last ``LENS`` chunk, if any (the newest, where a lens was written twice)."""
         return next((c for c in reversed(self._step_chunks(index)[1]) if c.kind == b"LENS"), None)
 
     def step(self, index: int) -> StepRecord:
