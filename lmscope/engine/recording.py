@@ -189,10 +189,12 @@ class Trace:
         path: the trace file.
 
     Raises:
-        TraceError: missing, empty, not a trace, a newer format, or no session in it.
+        TraceError: an empty path, missing, empty, not a trace, a newer format, or no session in it.
     """
 
     def __init__(self, path: str | os.PathLike):
+        if not os.fspath(path):  # Path("") is ".", which would be refused as a folder
+            raise TraceError("the trace to open was given as an empty path: name a file written by --record")
         self.path = Path(path)
         self._map = _map_file(self.path)
         self._chunks = list(_scan(self._map, self.path))

@@ -78,6 +78,18 @@ def test_a_pipe_is_refused_before_it_is_opened(tmp_path, capsys):
         os.close(writer)
 
 
+@pytest.mark.parametrize("extra", [[], ["--json"], ["--headless"], ["--svg", "shot.svg"]])
+def test_an_empty_trace_path_is_named_empty(extra, tmp_path, monkeypatch, capsys):
+    """`lmscope open ""` said ". is a folder": Path("") is the current folder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TraceError, match="empty path"):
+        Trace("")
+    assert main(["open", "", *extra]) == 2
+    line = one_error_line(capsys)
+    assert "given as an empty path" in line and "folder" not in line
+    assert os.listdir(tmp_path) == []
+
+
 def open_cases(tmp_path) -> dict:
     (tmp_path / "notes.txt").write_text("notes\n")
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
