@@ -71,7 +71,8 @@ def check_overwrite(path: str | os.PathLike, what: str, kind: str, ours: Callabl
     Refused, each in one line that starts with ``what``: a folder, anything that is not a regular
     file (a device, a pipe: its reader or the system would get the output), anything under
     :data:`SYSTEM_FOLDERS`, a link to anything but a file of ``kind`` (``/dev/stdout`` leads to
-    an empty file, which is no reason to replace the system's link), any other file.
+    an empty file, which is no reason to replace the system's link) or to nothing (a dangling
+    link: an SVG would be written where it leads, a recording would replace it), any other file.
 
     Args:
         example: a file name to suggest in a folder given instead of a file ("run.lmscope").
@@ -88,6 +89,9 @@ def check_overwrite(path: str | os.PathLike, what: str, kind: str, ours: Callabl
         raise UserError(f"{what}: it is in {system}, the system's, not a place for files: name a file elsewhere")
     if here is None:
         return
+    if linked and target is None:
+        raise UserError(f"{what}: it is a link to {os.path.realpath(path)!r}, which does not exist (a dangling "
+                        "link; lmscope writes over links to its own files only): name another file")
     start = _first_bytes(path, what) if target is not None and stat.S_ISREG(target.st_mode) else b""
     if linked and not (start and ours(start)):
         raise UserError(f"{what}: it is a link to {os.path.realpath(path)!r}, which is not {kind} "

@@ -58,6 +58,22 @@ def test_what_may_still_be_recorded_to(tmp_path):
     assert (tmp_path / "old.lmscope").read_bytes().startswith(MAGIC)
 
 
+def test_a_dangling_link_is_named_one(tmp_path, capsys):
+    """A link that leads nowhere was called a link to something "not an lmscope trace" (or "not
+    an SVG"); it is still refused, and left as it was."""
+    write_trace(tmp_path / "t.lmscope", make_session("llama", steps=1))
+    (tmp_path / "run.lmscope").symlink_to(tmp_path / "gone")
+    (tmp_path / "shot.svg").symlink_to(tmp_path / "gone.svg")
+    for argv in (["t5", "--json", "--max-new-tokens", "2", "--record", str(tmp_path / "run.lmscope")],
+                 ["open", str(tmp_path / "t.lmscope"), "--svg", str(tmp_path / "shot.svg")]):
+        assert main(argv) == 2
+        line = one_error_line(capsys)
+        assert f"link to {str(tmp_path / 'gone')!r}" in line or f"link to {str(tmp_path / 'gone.svg')!r}" in line
+        assert "which does not exist (a dangling link" in line and "which is not" not in line
+    assert sorted(os.listdir(tmp_path)) == ["run.lmscope", "shot.svg", "t.lmscope"]
+    assert not (tmp_path / "run.lmscope").exists() and not (tmp_path / "shot.svg").exists()  # still dangling
+
+
 def test_a_record_name_too_long_is_one_line(tmp_path, capsys):
     assert main(["t5", "--json", "--record", str(tmp_path / LONG_NAME)]) == 2
     assert "File name too long" in one_error_line(capsys)
