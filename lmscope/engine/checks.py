@@ -84,7 +84,7 @@ def check_overwrite(path: str | os.PathLike, what: str, kind: str, ours: Callabl
         raise UserError(f"{what}: it is a folder; name a file in it, such as {str(Path(path) / example)!r}")
     if here is not None and not (linked or stat.S_ISREG(here.st_mode)):
         raise UserError(f"{what}: it is not a regular file")
-    system = _system_folder(path)
+    system = system_folder(path)
     if system:
         raise UserError(f"{what}: it is in {system}, the system's, not a place for files: name a file elsewhere")
     if here is None:
@@ -105,7 +105,7 @@ SHARED_MEMORY = "/dev/shm"
 """A folder of files under /dev (a tmpfs): a place for them, unlike the rest of /dev."""
 
 
-def _system_folder(path: str | os.PathLike) -> str | None:
+def system_folder(path: str | os.PathLike) -> str | None:
     """The folder of :data:`SYSTEM_FOLDERS` that ``path`` is in or leads into, if any."""
     for place in (os.path.abspath(path), os.path.realpath(path)):
         if place.startswith(SHARED_MEMORY + "/"):

@@ -106,6 +106,19 @@ def test_an_empty_trace_path_is_named_empty(extra, tmp_path, monkeypatch, capsys
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("name", ["/proc/self/status", "/proc/self/cmdline", "link"])
+def test_the_kernels_files_are_not_traces_and_not_empty(name, tmp_path, capsys):
+    """/proc/self/status reads as text but its size is 0: it was called "empty"."""
+    path = tmp_path / "status.lmscope" if name == "link" else name
+    if name == "link":
+        path.symlink_to("/proc/self/status")
+    with pytest.raises(TraceError, match=f"{'leads into' if name == 'link' else 'is in'} /proc, where"):
+        Trace(path)
+    assert main(["open", str(path), "--json"]) == 2
+    line = one_error_line(capsys)
+    assert "not an lmscope trace" in line and "empty" not in line
+
+
 def open_cases(tmp_path) -> dict:
     (tmp_path / "notes.txt").write_text("notes\n")
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
