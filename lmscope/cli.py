@@ -19,7 +19,7 @@ import typer
 from lmscope.engine.errors import UserError, first_line
 from lmscope.engine.session import DEFAULT_PROMPTS, SessionOptions
 from lmscope.engine.settings import GenerationSettings
-from lmscope.streams import takes_utf8
+from lmscope.streams import say, takes_utf8
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich",
@@ -276,7 +276,7 @@ def open_trace(
         if svg is None and not json_lines and not headless:
             from lmscope.tui.app import make_app
     if trace.tail_notice and (svg is not None or json_lines or headless):  # the TUI notifies instead
-        print(f"lmscope: warning: {file}: {trace.tail_notice}", file=sys.stderr)
+        say(f"lmscope: warning: {file}: {trace.tail_notice}")
     if svg is not None:
         from lmscope.tui.screenshot import render_svg
 
@@ -441,5 +441,5 @@ def _fail(message: str, code: int) -> int:
         # this rank's own is still printed, with its rank, and its exit ends the others.
         time.sleep(RANK_ERROR_DELAY_S)
     where = f"rank {rank()}: " if rank() > 0 else ""
-    print(f"lmscope: error: {where}{message}", file=sys.stderr, flush=True)
+    say(f"lmscope: error: {where}{message}")  # the user's text in it may hold terminal escapes
     return code

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from lmscope.engine.errors import UserError, first_line
+from lmscope.streams import say
 
 DEFAULT_LLAMA_NAME = "SmolLM2-135M-Instruct"
 """The default Llama, and the name of its converted folder inside `cache_dir()`."""
@@ -361,7 +362,7 @@ def _last_line(text: str | None) -> str:
 
 def _print_stage(line: str) -> None:
     """The default progress: ``lmscope: <stage>`` on stderr."""
-    print(f"lmscope: {line}", file=sys.stderr, flush=True)
+    say(f"lmscope: {line}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         folder = ensure_default_llama()
     except DefaultModelUnavailable as error:
-        print(f"lmscope: {error}", file=sys.stderr)
+        say(f"lmscope: {error}")
         return 2
     print(folder)
     return 0
