@@ -21,8 +21,50 @@ from lmscope.engine.session import DEFAULT_PROMPTS, SessionOptions
 from lmscope.engine.settings import GenerationSettings
 from lmscope.streams import say, takes_utf8
 
+HELP_MIN_WIDTH = 50
+"""The narrowest the help is drawn: click draws its plain-text help at least this wide too. At 0-5
+columns (``COLUMNS=3``, a terminal that reports no size) rich drew one character per line."""
+
+
+@contextmanager
+def _help_width():
+    """Around drawing the help: a width under :data:`HELP_MIN_WIDTH` is raised to it.
+
+    rich takes the width from ``COLUMNS`` or the terminal when typer makes its console, so
+    ``COLUMNS`` is set for that moment only; a wider terminal keeps its width.
+    """
+    from rich.console import Console
+
+    before = os.environ.get("COLUMNS")
+    if Console().width < HELP_MIN_WIDTH:
+        os.environ["COLUMNS"] = str(HELP_MIN_WIDTH)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = before
+
+
+class _HelpAtLeastMinWidth:
+    """Draws a command's help at :func:`_help_width` (mixed into typer's command and group)."""
+
+    def format_help(self, ctx, formatter) -> None:
+        with _help_width():
+            super().format_help(ctx, formatter)
+
+
+class _Group(_HelpAtLeastMinWidth, typer.core.TyperGroup):
+    """``lmscope``: typer's group, its help at least :data:`HELP_MIN_WIDTH` wide."""
+
+
+class _Command(_HelpAtLeastMinWidth, typer.core.TyperCommand):
+    """Each command: typer's command, its help at least :data:`HELP_MIN_WIDTH` wide."""
+
+
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich",
+    cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Step through a language model's text generation one token at a time.",
 )
@@ -243,12 +285,12 @@ EXAMPLES = {
 
 
 app.command("llama", help="Step a decoder-only model (Llama, Mistral, Qwen2 ...). Default: SmolLM2-135M-Instruct.",
-            epilog=f"Example: {EXAMPLES['llama']}")(_command("llama"))
+            cls=_Command, epilog=f"Example: {EXAMPLES['llama']}")(_command("llama"))
 app.command("t5", help="Step an encoder-decoder T5 model. Default: lmscope's demo T5 (English to German).",
-            epilog=f"Example: {EXAMPLES['t5']}")(_command("t5"))
+            cls=_Command, epilog=f"Example: {EXAMPLES['t5']}")(_command("t5"))
 
 
-@app.command("open", help="Open a session recorded with --record: the TUI, --json or --headless.",
+@app.command("open", cls=_Command, help="Open a session recorded with --record: the TUI, --json or --headless.",
              epilog="Example: lmscope open run.lmscope --json --attention")
 def open_trace(
     file: Annotated[str, typer.Argument(metavar="FILE", help="A file written by --record.")],
@@ -305,7 +347,7 @@ def _check_open_flags(json_lines: bool, headless: bool, attention: bool, svg: st
         raise UserError(f"{names} {verb} what --svg renders: pass --svg OUT.svg too")
 
 
-@app.command("fetch", help="Prepare the offline default Llama (first run: download and convert).")
+@app.command("fetch", cls=_Command, help="Prepare the offline default Llama (first run: download and convert).")
 def fetch() -> None:
     from lmscope.engine.checks import check_cache_writable
     from lmscope.engine.defaults import cache_dir, ensure_default_llama
