@@ -19,7 +19,7 @@ import typer
 from lmscope.engine.errors import UserError, first_line
 from lmscope.engine.session import DEFAULT_PROMPTS, SessionOptions
 from lmscope.engine.settings import GenerationSettings
-from lmscope.streams import say, takes_utf8
+from lmscope.streams import quiet_progress_bars, say, takes_utf8
 
 HELP_MIN_WIDTH = 50
 """The narrowest the help is drawn: click draws its plain-text help at least this wide too. At 0-5
@@ -130,9 +130,8 @@ def run_tui(options: SessionOptions, record: str | None = None, record_dtype: st
     from lmscope.tui.app import make_app
 
     # The first run of the default Llama downloads and converts it: do that here, with its
-    # progress on the terminal, before Textual owns the screen.
+    # progress lines on the terminal (tqdm's bars are off: main), before Textual owns the screen.
     model_source(options)
-    os.environ.setdefault("TQDM_DISABLE", "1")  # loaders' progress bars would draw over the app
     factory = partial(_quiet_open_session, options)
     if record:
         factory = _recording_factory(factory, options, record, record_dtype)
@@ -414,6 +413,9 @@ def _open_arguments(args: list[str]) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad input, with one line on stderr)."""
     _escape_what_the_terminal_cannot_show()
+    # Before anything imports torch (and with it tqdm): no third-party progress bars, neither
+    # over the TUI nor in the first run's conversion, whichever command makes it.
+    quiet_progress_bars()
     try:
         opening = _open_arguments(sys.argv[1:] if argv is None else argv)
         if opening is not None:

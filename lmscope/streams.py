@@ -1,8 +1,10 @@
 """What the standard streams can take: read by the CLI at start and by the ``--json`` printer,
-with nothing heavy imported (``lmscope open`` must start fast); and lmscope's own lines on stderr."""
+with nothing heavy imported (``lmscope open`` must start fast); lmscope's own lines on stderr,
+and no one else's progress bars there."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -32,3 +34,14 @@ def say(line: str) -> None:
     """Print one of lmscope's own lines (an error, a warning, a stage of the first run) on
     stderr, safe for a terminal (:func:`terminal_safe`), at once."""
     print(terminal_safe(line), file=sys.stderr, flush=True)
+
+
+def quiet_progress_bars() -> None:
+    """Turn tqdm's progress bars off in this process, unless ``TQDM_DISABLE`` is set already.
+
+    The first run's lines are lmscope's stages (``lmscope.engine.defaults``). transformers' GGUF
+    converter draws its own tqdm bar, which transformers' ``disable_progress_bar`` does not
+    reach, and tqdm reads ``TQDM_DISABLE`` once, when it is first imported (``import torch``
+    imports it): so a command calls this first, before torch. Called later it does nothing.
+    """
+    os.environ.setdefault("TQDM_DISABLE", "1")

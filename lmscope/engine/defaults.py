@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from lmscope.engine.errors import UserError, first_line
-from lmscope.streams import say
+from lmscope.streams import quiet_progress_bars, say
 
 DEFAULT_LLAMA_NAME = "SmolLM2-135M-Instruct"
 """The default Llama, and the name of its converted folder inside `cache_dir()`."""
@@ -376,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         description=f"Build lmscope's offline default Llama ({DEFAULT_LLAMA_NAME}) and print its folder.",
     )
     parser.parse_args(argv)
+    quiet_progress_bars()
     try:
         folder = ensure_default_llama()
     except DefaultModelUnavailable as error:
