@@ -84,9 +84,9 @@ def check_overwrite(path: str | os.PathLike, what: str, kind: str, ours: Callabl
         raise UserError(f"{what}: it is a folder; name a file in it, such as {str(Path(path) / example)!r}")
     if here is not None and not (linked or stat.S_ISREG(here.st_mode)):
         raise UserError(f"{what}: it is not a regular file")
-    system = system_folder(path)
-    if system:
-        raise UserError(f"{what}: it is in {system}, the system's, not a place for files: name a file elsewhere")
+    place = system_place(path)
+    if place:
+        raise UserError(f"{what}: it {place}, the system's, not a place for files: name a file elsewhere")
     if here is None:
         return
     if linked and target is None:
@@ -105,15 +105,28 @@ SHARED_MEMORY = "/dev/shm"
 """A folder of files under /dev (a tmpfs): a place for them, unlike the rest of /dev."""
 
 
-def system_folder(path: str | os.PathLike) -> str | None:
+def _system_folder(path: str | os.PathLike) -> str | None:
     """The folder of :data:`SYSTEM_FOLDERS` that ``path`` is in or leads into, if any."""
     for place in (os.path.abspath(path), os.path.realpath(path)):
-        if place.startswith(SHARED_MEMORY + "/"):
+        if _within(place, SHARED_MEMORY):
             continue
         for folder in SYSTEM_FOLDERS:
-            if place == folder or place.startswith(folder + "/"):
+            if _within(place, folder):
                 return folder
     return None
+
+
+def system_place(path: str | os.PathLike) -> str | None:
+    """Where ``path`` is, for a message: "is in /proc", "leads into /dev" (a link elsewhere that
+    leads there), or None outside :data:`SYSTEM_FOLDERS`."""
+    folder = _system_folder(path)
+    if folder is None:
+        return None
+    return f"is in {folder}" if _within(os.path.abspath(path), folder) else f"leads into {folder}"
+
+
+def _within(place: str, folder: str) -> bool:
+    return place == folder or place.startswith(folder + "/")
 
 
 def _first_bytes(path: str | os.PathLike, what: str, size: int = 1024) -> bytes:

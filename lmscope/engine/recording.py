@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from lmscope import __version__
-from lmscope.engine.checks import check_overwrite, reason, system_folder
+from lmscope.engine.checks import check_overwrite, reason, system_place
 from lmscope.engine.errors import UserError, is_index
 from lmscope.engine.records import AttentionRows, PromptRecord, SessionInfo, StepRecord
 from lmscope.engine.trace import prompt_from_dict, prompt_to_dict, step_from_dict, step_to_dict
@@ -331,10 +331,9 @@ def _check_trace_file(path: Path) -> None:
         raise TraceError(f"{path} is a folder, not an lmscope trace")
     if not stat.S_ISREG(mode):
         raise TraceError(f"{path} is not a regular file (a pipe, a device or a socket), not an lmscope trace")
-    system = system_folder(path)
-    if system:
-        place = "is in" if os.path.abspath(path).startswith(system + "/") else "leads into"  # a link
-        raise TraceError(f"{path} {place} {system}, where the files are the system's: not an lmscope trace")
+    place = system_place(path)
+    if place:
+        raise TraceError(f"{path} {place}, where the files are the system's: not an lmscope trace")
 
 
 def _advise(mapped: mmap.mmap, advice: str, start: int = 0, length: int | None = None) -> None:

@@ -48,6 +48,18 @@ def test_a_link_into_the_system_folders_is_refused(tmp_path):
         check_record_path(tmp_path / "null.lmscope")
 
 
+def test_a_link_into_the_system_folders_is_said_to_lead_there(tmp_path, capsys):
+    """The link is in tmp_path: "it is in /dev" was not true of it."""
+    write_trace(tmp_path / "t.lmscope", make_session("llama", steps=1))
+    (tmp_path / "null.lmscope").symlink_to("/dev/null")
+    (tmp_path / "null.svg").symlink_to("/dev/null")
+    for argv in (["t5", "--json", "--max-new-tokens", "2", "--record", str(tmp_path / "null.lmscope")],
+                 ["open", str(tmp_path / "t.lmscope"), "--svg", str(tmp_path / "null.svg")]):
+        assert main(argv) == 2
+        line = one_error_line(capsys)
+        assert "it leads into /dev, the system's" in line and "is in" not in line
+
+
 def test_what_may_still_be_recorded_to(tmp_path):
     """A new file, an empty one (mktemp's), a trace and a link to a trace."""
     (tmp_path / "empty").touch()
