@@ -19,10 +19,52 @@ import typer
 from lmscope.engine.errors import UserError, first_line
 from lmscope.engine.session import DEFAULT_PROMPTS, SessionOptions
 from lmscope.engine.settings import GenerationSettings
-from lmscope.streams import takes_utf8
+from lmscope.streams import quiet_progress_bars, say, takes_utf8
+
+HELP_MIN_WIDTH = 50
+"""The narrowest the help is drawn: click draws its plain-text help at least this wide too. At 0-5
+columns (``COLUMNS=3``, a terminal that reports no size) rich drew one character per line."""
+
+
+@contextmanager
+def _help_width():
+    """Around drawing the help: a width under :data:`HELP_MIN_WIDTH` is raised to it.
+
+    rich takes the width from ``COLUMNS`` or the terminal when typer makes its console, so
+    ``COLUMNS`` is set for that moment only; a wider terminal keeps its width.
+    """
+    from rich.console import Console
+
+    before = os.environ.get("COLUMNS")
+    if Console().width < HELP_MIN_WIDTH:
+        os.environ["COLUMNS"] = str(HELP_MIN_WIDTH)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = before
+
+
+class _HelpAtLeastMinWidth:
+    """Draws a command's help at :func:`_help_width` (mixed into typer's command and group)."""
+
+    def format_help(self, ctx, formatter) -> None:
+        with _help_width():
+            super().format_help(ctx, formatter)
+
+
+class _Group(_HelpAtLeastMinWidth, typer.core.TyperGroup):
+    """``lmscope``: typer's group, its help at least :data:`HELP_MIN_WIDTH` wide."""
+
+
+class _Command(_HelpAtLeastMinWidth, typer.core.TyperCommand):
+    """Each command: typer's command, its help at least :data:`HELP_MIN_WIDTH` wide."""
+
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich",
+    cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Step through a language model's text generation one token at a time.",
 )
@@ -88,9 +130,8 @@ def run_tui(options: SessionOptions, record: str | None = None, record_dtype: st
     from lmscope.tui.app import make_app
 
     # The first run of the default Llama downloads and converts it: do that here, with its
-    # progress on the terminal, before Textual owns the screen.
+    # progress lines on the terminal (tqdm's bars are off: main), before Textual owns the screen.
     model_source(options)
-    os.environ.setdefault("TQDM_DISABLE", "1")  # loaders' progress bars would draw over the app
     factory = partial(_quiet_open_session, options)
     if record:
         factory = _recording_factory(factory, options, record, record_dtype)
@@ -243,12 +284,12 @@ EXAMPLES = {
 
 
 app.command("llama", help="Step a decoder-only model (Llama, Mistral, Qwen2 ...). Default: SmolLM2-135M-Instruct.",
-            epilog=f"Example: {EXAMPLES['llama']}")(_command("llama"))
+            cls=_Command, epilog=f"Example: {EXAMPLES['llama']}")(_command("llama"))
 app.command("t5", help="Step an encoder-decoder T5 model. Default: lmscope's demo T5 (English to German).",
-            epilog=f"Example: {EXAMPLES['t5']}")(_command("t5"))
+            cls=_Command, epilog=f"Example: {EXAMPLES['t5']}")(_command("t5"))
 
 
-@app.command("open", help="Open a session recorded with --record: the TUI, --json or --headless.",
+@app.command("open", cls=_Command, help="Open a session recorded with --record: the TUI, --json or --headless.",
              epilog="Example: lmscope open run.lmscope --json --attention")
 def open_trace(
     file: Annotated[str, typer.Argument(metavar="FILE", help="A file written by --record.")],
@@ -278,7 +319,7 @@ def open_trace(
         if svg is None and not json_lines and not headless:
             from lmscope.tui.app import make_app
     if trace.tail_notice and (svg is not None or json_lines or headless):  # the TUI notifies instead
-        print(f"lmscope: warning: {file}: {trace.tail_notice}", file=sys.stderr)
+        say(f"lmscope: warning: {file}: {trace.tail_notice}")
     if svg is not None:
         from lmscope.tui.screenshot import render_svg
 
@@ -313,7 +354,7 @@ def _check_open_flags(json_lines: bool, headless: bool, attention: bool, svg: st
         raise UserError(f"{names} {verb} what --svg renders: pass --svg OUT.svg too")
 
 
-@app.command("fetch", help="Prepare the offline default Llama (first run: download and convert).")
+@app.command("fetch", cls=_Command, help="Prepare the offline default Llama (first run: download and convert).")
 def fetch() -> None:
     from lmscope.engine.checks import check_cache_writable
     from lmscope.engine.defaults import cache_dir, ensure_default_llama
@@ -380,6 +421,9 @@ def _open_arguments(args: list[str]) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad input, with one line on stderr)."""
     _escape_what_the_terminal_cannot_show()
+    # Before anything imports torch (and with it tqdm): no third-party progress bars, neither
+    # over the TUI nor in the first run's conversion, whichever command makes it.
+    quiet_progress_bars()
     try:
         opening = _open_arguments(sys.argv[1:] if argv is None else argv)
         if opening is not None:
@@ -449,5 +493,5 @@ def _fail(message: str, code: int) -> int:
         # this rank's own is still printed, with its rank, and its exit ends the others.
         time.sleep(RANK_ERROR_DELAY_S)
     where = f"rank {rank()}: " if rank() > 0 else ""
-    print(f"lmscope: error: {where}{message}", file=sys.stderr, flush=True)
+    say(f"lmscope: error: {where}{message}")  # the user's text in it may hold terminal escapes
     return code

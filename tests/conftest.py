@@ -12,6 +12,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import build_llama, build_t5  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def progress_bars_setting_kept():
+    """``lmscope.cli.main`` turns tqdm's bars off for its process (``TQDM_DISABLE``): run in a
+    test, it would be left set for every later test and the processes they start."""
+    import os
+
+    before = os.environ.get("TQDM_DISABLE")
+    yield
+    if before is None:
+        os.environ.pop("TQDM_DISABLE", None)
+    else:
+        os.environ["TQDM_DISABLE"] = before
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory) -> Path:
     return build_llama(tmp_path_factory.mktemp("tiny-llama"))

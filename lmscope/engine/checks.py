@@ -71,7 +71,8 @@ def check_overwrite(path: str | os.PathLike, what: str, kind: str, ours: Callabl
     Refused, each in one line that starts with ``what``: a folder, anything that is not a regular
     file (a device, a pipe: its reader or the system would get the output), anything under
     :data:`SYSTEM_FOLDERS`, a link to anything but a file of ``kind`` (``/dev/stdout`` leads to
-    an empty file, which is no reason to replace the system's link), any other file.
+    an empty file, which is no reason to replace the system's link) or to nothing (a dangling
+    link: an SVG would be written where it leads, a recording would replace it), any other file.
 
     Args:
         example: a file name to suggest in a folder given instead of a file ("run.lmscope").
@@ -83,11 +84,14 @@ def check_overwrite(path: str | os.PathLike, what: str, kind: str, ours: Callabl
         raise UserError(f"{what}: it is a folder; name a file in it, such as {str(Path(path) / example)!r}")
     if here is not None and not (linked or stat.S_ISREG(here.st_mode)):
         raise UserError(f"{what}: it is not a regular file")
-    system = _system_folder(path)
-    if system:
-        raise UserError(f"{what}: it is in {system}, the system's, not a place for files: name a file elsewhere")
+    place = system_place(path)
+    if place:
+        raise UserError(f"{what}: it {place}, the system's, not a place for files: name a file elsewhere")
     if here is None:
         return
+    if linked and target is None:
+        raise UserError(f"{what}: it is a link to {os.path.realpath(path)!r}, which does not exist (a dangling "
+                        "link; lmscope writes over links to its own files only): name another file")
     start = _first_bytes(path, what) if target is not None and stat.S_ISREG(target.st_mode) else b""
     if linked and not (start and ours(start)):
         raise UserError(f"{what}: it is a link to {os.path.realpath(path)!r}, which is not {kind} "
@@ -104,12 +108,25 @@ SHARED_MEMORY = "/dev/shm"
 def _system_folder(path: str | os.PathLike) -> str | None:
     """The folder of :data:`SYSTEM_FOLDERS` that ``path`` is in or leads into, if any."""
     for place in (os.path.abspath(path), os.path.realpath(path)):
-        if place.startswith(SHARED_MEMORY + "/"):
+        if _within(place, SHARED_MEMORY):
             continue
         for folder in SYSTEM_FOLDERS:
-            if place == folder or place.startswith(folder + "/"):
+            if _within(place, folder):
                 return folder
     return None
+
+
+def system_place(path: str | os.PathLike) -> str | None:
+    """Where ``path`` is, for a message: "is in /proc", "leads into /dev" (a link elsewhere that
+    leads there), or None outside :data:`SYSTEM_FOLDERS`."""
+    folder = _system_folder(path)
+    if folder is None:
+        return None
+    return f"is in {folder}" if _within(os.path.abspath(path), folder) else f"leads into {folder}"
+
+
+def _within(place: str, folder: str) -> bool:
+    return place == folder or place.startswith(folder + "/")
 
 
 def _first_bytes(path: str | os.PathLike, what: str, size: int = 1024) -> bytes:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from lmscope.engine.errors import UserError, first_line
+from lmscope.streams import quiet_progress_bars, say
 
 DEFAULT_LLAMA_NAME = "SmolLM2-135M-Instruct"
 """The default Llama, and the name of its converted folder inside `cache_dir()`."""
@@ -361,7 +362,7 @@ def _last_line(text: str | None) -> str:
 
 def _print_stage(line: str) -> None:
     """The default progress: ``lmscope: <stage>`` on stderr."""
-    print(f"lmscope: {line}", file=sys.stderr, flush=True)
+    say(f"lmscope: {line}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -375,10 +376,11 @@ def main(argv: list[str] | None = None) -> int:
         description=f"Build lmscope's offline default Llama ({DEFAULT_LLAMA_NAME}) and print its folder.",
     )
     parser.parse_args(argv)
+    quiet_progress_bars()
     try:
         folder = ensure_default_llama()
     except DefaultModelUnavailable as error:
-        print(f"lmscope: {error}", file=sys.stderr)
+        say(f"lmscope: {error}")
         return 2
     print(folder)
     return 0

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from lmscope.engine.errors import UserError, first_line
+from lmscope.streams import say
 
 COMMAND_TIMEOUT = timedelta(days=7)
 """How long a follower waits for rank 0's next command: as long as someone may read a step."""
@@ -238,7 +239,7 @@ class Follower:
             except UserError as raised:
                 error = raised
             except Exception as raised:  # noqa: BLE001 - any other failure ends every rank
-                print(f"lmscope: error: {_describe(me, raised)}", file=sys.stderr, flush=True)
+                say(f"lmscope: error: {_describe(me, raised)}")
                 os._exit(1)  # the others may wait in this call's collectives: ending the process frees them
             try:
                 outcomes = _exchange(self._channel, _outcome(error))

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from lmscope import __version__
-from lmscope.engine.checks import check_overwrite, reason
+from lmscope.engine.checks import check_overwrite, reason, system_place
 from lmscope.engine.errors import UserError, is_index
 from lmscope.engine.records import AttentionRows, PromptRecord, SessionInfo, StepRecord
 from lmscope.engine.trace import (
@@ -206,10 +206,12 @@ class Trace:
         path: the trace file.
 
     Raises:
-        TraceError: missing, empty, not a trace, a newer format, or no session in it.
+        TraceError: an empty path, missing, empty, not a trace, a newer format, or no session in it.
     """
 
     def __init__(self, path: str | os.PathLike):
+        if not os.fspath(path):  # Path("") is ".", which would be refused as a folder
+            raise TraceError("the trace to open was given as an empty path: name a file written by --record")
         self.path = Path(path)
         self._map = _map_file(self.path)
         self._chunks = list(_scan(self._map, self.path))
@@ -361,12 +363,20 @@ def _map_file(path: Path) -> mmap.mmap | bytes:
 
 
 def _check_trace_file(path: Path) -> None:
-    """Refuse what is not a regular file before opening it: opening a pipe waits for a writer."""
+    """Refuse what is not a regular file before opening it: opening a pipe waits for a writer.
+
+    The "regular files" of /proc and /sys are the kernel's: their size reads 0 (or a page)
+    whatever they hold, so they are not "empty" and cannot be mapped, and some wait for data
+    when read (/proc/kmsg). None is a trace: they are refused by where they are, unread.
+    """
     mode = os.stat(path).st_mode
     if stat.S_ISDIR(mode):
         raise TraceError(f"{path} is a folder, not an lmscope trace")
     if not stat.S_ISREG(mode):
         raise TraceError(f"{path} is not a regular file (a pipe, a device or a socket), not an lmscope trace")
+    place = system_place(path)
+    if place:
+        raise TraceError(f"{path} {place}, where the files are the system's: not an lmscope trace")
 
 
 def _advise(mapped: mmap.mmap, advice: str, start: int = 0, length: int | None = None) -> None:

@@ -117,20 +117,31 @@ def stop_string_criteria(tokenizer, stop_strings: tuple[str, ...]):
     """transformers' ``StopStringCriteria`` for ``stop_strings``, in a ``StoppingCriteriaList``.
 
     Raises:
-        SettingsError: the criterion cannot read this tokenizer's vocabulary. It maps every
-            token to its text by decoding it after a fixed prefix, which a word-level
-            vocabulary (such as the demo T5's) turns into ``<unk>``;
-            ``model.generate(stop_strings=...)`` fails the same way there.
+        SettingsError: the criterion cannot read this tokenizer's vocabulary, or no token can
+            end any of the stop strings (:func:`_stop_refused`); ``model.generate(stop_strings=...)``
+            fails the same way.
     """
     from transformers import StoppingCriteriaList, StopStringCriteria
 
     try:
         return StoppingCriteriaList([StopStringCriteria(tokenizer, list(stop_strings))])
-    except ValueError:
-        raise SettingsError(
-            "--stop cannot be used with this model: transformers' stop strings cannot read its "
-            "tokenizer's vocabulary (model.generate(stop_strings=...) fails on it too)"
-        ) from None
+    except ValueError as error:
+        raise SettingsError(_stop_refused(stop_strings, error)) from None
+
+
+def _stop_refused(stop_strings: tuple[str, ...], error: ValueError) -> str:
+    """Why ``StopStringCriteria`` refused, in one line. It maps every token to its text by
+    decoding it after a fixed prefix, which a word-level vocabulary (the demo T5's) turns into
+    ``<unk>`` ("substring not found"). With a readable vocabulary it refuses only when no token
+    can end any of the stop strings ("unable to identify tokens"): most often a character the
+    vocabulary lacks, such as a line break, which is no unreadable vocabulary."""
+    if "unable to identify tokens" not in str(error):
+        return ("--stop cannot be used with this model: transformers' stop strings cannot read its "
+                "tokenizer's vocabulary (model.generate(stop_strings=...) fails on it too)")
+    shown = ", ".join(repr(text) for text in stop_strings)
+    which, found = ("it", "it") if len(stop_strings) == 1 else ("any of them", "one")
+    return (f"--stop {shown}: no token in this model's vocabulary can end {which} (most often a character "
+            f"the vocabulary lacks), so generation could never produce {found}: stop on other text")
 
 
 def validate(settings: GenerationSettings) -> None:

@@ -51,6 +51,17 @@ def test_stop_that_is_not_utf8(tiny_llama_dir, capsys):
     assert "cannot be used with this model" not in line
 
 
+def test_stop_that_no_token_can_end(tiny_llama_dir, capsys):
+    """The tiny Llama's vocabulary has no line break: its vocabulary was said to be unreadable,
+    though `--stop the` works with it."""
+    argv = ["llama", "--model", str(tiny_llama_dir), "-p", "Hi", "--json", "--max-new-tokens", "2"]
+    line = fails([*argv, "--stop", "\n"], capsys, "--stop '\\n': no token in this model's vocabulary can end it",
+                 "could never produce it")
+    assert "cannot read" not in line
+    fails([*argv, "--stop", "\n", "--stop", "\t"], capsys, "'\\n', '\\t'", "can end any of them")
+    fails(["t5", "--json", "--stop", "Tür"], capsys, "cannot read its tokenizer's vocabulary")  # word-level
+
+
 # D6: a word outside a word-level vocabulary would have banned <unk>
 
 def test_bad_word_outside_the_vocabulary(capsys):

@@ -164,3 +164,40 @@ def test_a_hub_id_that_cannot_be_had_offline_says_why(monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     fails(["t5", "--json", "--model", "no-such-org/no-such-t5"], capsys,
           "HF_HUB_OFFLINE is set", "no folder 'no-such-org/no-such-t5' here either")
+
+
+ESC_NAME = "ab\x1b[31mred"
+"""A name with a terminal escape in it: printed raw, it turns the rest of the terminal red."""
+
+
+def test_a_terminal_escape_quoted_by_a_library_is_escaped_once(monkeypatch, capsys):
+    """huggingface_hub quotes the repo id as it was given, lmscope's own parts with repr: the whole
+    line is escaped where it is printed, and what repr escaped is not escaped twice."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    line = fails(["llama", "--json", "--model", ESC_NAME], capsys, "cannot load model")
+    assert "\x1b" not in line and "\\\\x1b" not in line
+    assert line.count("ab\\x1b[31mred") == 3  # lmscope's two quotes and huggingface_hub's one
+
+
+def test_terminal_escapes_in_open_errors_and_warnings_are_escaped(tmp_path, capsys):
+    """A trace path is printed as given (unquoted) in `open`'s errors and its warning line."""
+    from lmscope.testing import make_session, write_trace
+
+    path = tmp_path / f"{ESC_NAME}.lmscope"
+    assert "\x1b" not in fails(["open", str(path), "--json"], capsys, "ab\\x1b[31mred.lmscope does not exist")
+    write_trace(path, make_session("llama", steps=3))
+    path.write_bytes(path.read_bytes()[:-10])  # the last step cut short: a warning names the file
+    assert main(["open", str(path), "--json"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("lmscope: warning: ") and "ab\\x1b[31mred.lmscope: the last " in err and "\x1b" not in err
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("a\x1b[2Jb", "a\\x1b[2Jb"), ("c1 \x9b csi", "c1 \\x9b csi"), ("del\x7f", "del\\x7f"), ("tab\tx", "tab\\tx"),
+    ("lone \udcff", "lone \\udcff"), ("bidi \u202e", "bidi \\u202e"),
+    ("'ab\\x1b' escaped by repr", "'ab\\x1b' escaped by repr"), ("Tür 東京 👍", "Tür 東京 👍"),
+])
+def test_terminal_safe_escapes_what_a_terminal_would_act_on(text, shown):
+    from lmscope.streams import terminal_safe
+
+    assert terminal_safe(text) == shown

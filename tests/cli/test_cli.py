@@ -101,6 +101,19 @@ def test_stop_flag_ends_the_run_at_the_stop_string(tiny_llama_dir, capsys):
     assert stop in "".join(line["token"] for line in lines)
 
 
+def test_a_whitespace_stop_string_is_taken_as_it_is(tiny_llama_dir, capsys):
+    """README: `--stop ' '` is not refused like `--stop ""` (a line break is the usual stop
+    string, and it is whitespace too): generation ends at the first token that holds a space."""
+    argv = ["llama", "--model", str(tiny_llama_dir), "--prompt", "the quick", "--json", "--max-new-tokens", "12"]
+    _, free, _ = run(argv, capsys)
+    tokens = [json.loads(line)["token"] for line in free.splitlines()]
+    first = next(index for index, token in enumerate(tokens) if " " in token)
+    code, out, err = run(argv + ["--stop", " "], capsys)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and err == "", err
+    assert [line["token"] for line in lines] == tokens[:first + 1] and lines[-1]["finish_reason"] == "stop_string"
+
+
 def test_bad_word_flag_bans_the_word_on_the_demo_t5(capsys):
     argv = ["t5", "--prompt", "the dog sleeps", "--json"]
     _, free, _ = run(argv, capsys)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -205,6 +206,18 @@ def test_help_flag_prints_the_grouped_flags_and_an_example(command, shown, flag,
     assert code == 0 and captured.err == ""
     for text in shown:
         assert text in captured.out, text
+
+
+@pytest.mark.parametrize("command", [[], ["llama"], ["open"]])
+@pytest.mark.parametrize("columns, drawn", [("0", 50), ("3", 50), ("5", 50), ("49", 50), ("51", 51), ("100", 100)])
+def test_help_is_drawn_at_least_50_columns_wide(command, columns, drawn, monkeypatch, capsys):
+    """COLUMNS=0 to 5 drew the help one character per line; a wider terminal keeps its width."""
+    monkeypatch.setenv("COLUMNS", columns)
+    assert main([*command, "--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) == drawn
+    assert any("--help" in line for line in lines) and any("Usage: lmscope" in line for line in lines)
+    assert os.environ["COLUMNS"] == columns  # raised while the help is drawn only
 
 
 def tui_driver(keys: tuple[str, ...], seen: dict):

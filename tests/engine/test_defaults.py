@@ -381,6 +381,21 @@ def test_converts_a_real_gguf_end_to_end(monkeypatch, tmp_path, tiny_gguf):
     assert defaults.ensure_default_llama(progress) == folder and lines == []
 
 
+@pytest.mark.parametrize("command", [["lmscope", "fetch"], ["lmscope.engine.defaults"],
+                                     ["lmscope", "llama", "--json", "--max-new-tokens", "1", "-p", "hi"]])
+def test_the_first_run_shows_lmscopes_lines_and_no_progress_bar(command, tmp_path, tiny_gguf):
+    """`lmscope fetch` into a new cache drew the converter's tqdm bars (transformers' switch does
+    not reach the GGUF one, and TQDM_DISABLE set after `import torch` is never read); every way
+    of making the first run shows lmscope's stage lines alone."""
+    env = {key: value for key, value in os.environ.items() if key != "TQDM_DISABLE"}
+    env.update(LMSCOPE_CACHE=str(tmp_path / "cache"), **{GGUF_ENV: str(tiny_gguf[0])}, PYTHONPATH=os.getcwd())
+    done = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr and "it/s" not in done.stderr, done.stderr
+    stages = [line.split()[1] for line in done.stderr.splitlines()]
+    assert stages == ["using", "dequantising", "saving", "ready"], done.stderr
+
+
 def test_gguf_without_chat_template_is_refused(tmp_path):
     path = tmp_path / "no-template.gguf"
     write_tiny_gguf(path, chat_template=None)

@@ -48,6 +48,18 @@ def test_a_link_into_the_system_folders_is_refused(tmp_path):
         check_record_path(tmp_path / "null.lmscope")
 
 
+def test_a_link_into_the_system_folders_is_said_to_lead_there(tmp_path, capsys):
+    """The link is in tmp_path: "it is in /dev" was not true of it."""
+    write_trace(tmp_path / "t.lmscope", make_session("llama", steps=1))
+    (tmp_path / "null.lmscope").symlink_to("/dev/null")
+    (tmp_path / "null.svg").symlink_to("/dev/null")
+    for argv in (["t5", "--json", "--max-new-tokens", "2", "--record", str(tmp_path / "null.lmscope")],
+                 ["open", str(tmp_path / "t.lmscope"), "--svg", str(tmp_path / "null.svg")]):
+        assert main(argv) == 2
+        line = one_error_line(capsys)
+        assert "it leads into /dev, the system's" in line and "is in" not in line
+
+
 def test_what_may_still_be_recorded_to(tmp_path):
     """A new file, an empty one (mktemp's), a trace and a link to a trace."""
     (tmp_path / "empty").touch()
@@ -56,6 +68,22 @@ def test_what_may_still_be_recorded_to(tmp_path):
     for name in ("new.lmscope", "empty", "old.lmscope", "link.lmscope"):
         check_record_path(tmp_path / name)
     assert (tmp_path / "old.lmscope").read_bytes().startswith(MAGIC)
+
+
+def test_a_dangling_link_is_named_one(tmp_path, capsys):
+    """A link that leads nowhere was called a link to something "not an lmscope trace" (or "not
+    an SVG"); it is still refused, and left as it was."""
+    write_trace(tmp_path / "t.lmscope", make_session("llama", steps=1))
+    (tmp_path / "run.lmscope").symlink_to(tmp_path / "gone")
+    (tmp_path / "shot.svg").symlink_to(tmp_path / "gone.svg")
+    for argv in (["t5", "--json", "--max-new-tokens", "2", "--record", str(tmp_path / "run.lmscope")],
+                 ["open", str(tmp_path / "t.lmscope"), "--svg", str(tmp_path / "shot.svg")]):
+        assert main(argv) == 2
+        line = one_error_line(capsys)
+        assert f"link to {str(tmp_path / 'gone')!r}" in line or f"link to {str(tmp_path / 'gone.svg')!r}" in line
+        assert "which does not exist (a dangling link" in line and "which is not" not in line
+    assert sorted(os.listdir(tmp_path)) == ["run.lmscope", "shot.svg", "t.lmscope"]
+    assert not (tmp_path / "run.lmscope").exists() and not (tmp_path / "shot.svg").exists()  # still dangling
 
 
 def test_a_record_name_too_long_is_one_line(tmp_path, capsys):
@@ -76,6 +104,31 @@ def test_a_pipe_is_refused_before_it_is_opened(tmp_path, capsys):
         assert "is not a regular file" in one_error_line(capsys)
     finally:
         os.close(writer)
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"], ["--headless"], ["--svg", "shot.svg"]])
+def test_an_empty_trace_path_is_named_empty(extra, tmp_path, monkeypatch, capsys):
+    """`lmscope open ""` said ". is a folder": Path("") is the current folder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TraceError, match="empty path"):
+        Trace("")
+    assert main(["open", "", *extra]) == 2
+    line = one_error_line(capsys)
+    assert "given as an empty path" in line and "folder" not in line
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["/proc/self/status", "/proc/self/cmdline", "link"])
+def test_the_kernels_files_are_not_traces_and_not_empty(name, tmp_path, capsys):
+    """/proc/self/status reads as text but its size is 0: it was called "empty"."""
+    path = tmp_path / "status.lmscope" if name == "link" else name
+    if name == "link":
+        path.symlink_to("/proc/self/status")
+    with pytest.raises(TraceError, match=f"{'leads into' if name == 'link' else 'is in'} /proc, where"):
+        Trace(path)
+    assert main(["open", str(path), "--json"]) == 2
+    line = one_error_line(capsys)
+    assert "not an lmscope trace" in line and "empty" not in line
 
 
 def open_cases(tmp_path) -> dict:

@@ -47,7 +47,7 @@ def targets(tmp_path, trace) -> dict:
     return {"a trace": ("other.lmscope", "it exists and is not an SVG"),
             "a link to weights": ("weights.svg", "is a link to"),
             "a link to an empty file": ("empty-link.svg", "is a link to"),
-            "a link to nothing": ("nowhere.svg", "is a link to"),
+            "a link to nothing": ("nowhere.svg", "is a link to .*which does not exist"),
             "a pipe": ("pipe.svg", "it is not a regular file"),
             "too long": ("a" * 300 + ".svg", "File name too long")}
 
