@@ -1,5 +1,6 @@
 """What the README names that no other test ran from the command line: ``lmscope open FILE``
-opening the TUI, the make targets, and ``scripts/make_screenshots.py NAME``."""
+opening the TUI, the make targets, ``scripts/make_screenshots.py NAME`` and
+``scripts/train_demo_t5.py``."""
 
 from __future__ import annotations
 
@@ -120,3 +121,21 @@ def test_make_screenshots_name_makes_only_that_screenshot(tmp_path, monkeypatch,
     svg = (tmp_path / "screenshots" / "t5_cross_attention.svg").read_text()
     assert svg.startswith("<svg") and "replay&#160;of&#160;t5_cross_attention.lmscope" in svg
     assert capsys.readouterr().out.strip().endswith("t5_cross_attention.svg")
+
+
+@pytest.mark.slow  # two trainings and a run: about 20 s
+def test_train_demo_t5_reproduces_its_model_bit_for_bit(tmp_path, capsys):
+    """README, Models: ``python scripts/train_demo_t5.py`` reproduces the demo T5 bit for bit on the
+    same machine and torch; here two tiny trainings (its own flags, a few steps) and the model they
+    write opened by ``lmscope t5 --model``."""
+    tiny = ("--train-size", "400", "--heldout-size", "4", "--steps", "3", "--batch", "8", "--d-model", "16",
+            "--d-ff", "32", "--layers", "1", "--heads", "2")
+    for name in ("a", "b"):
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_demo_t5.py"), "--out", str(tmp_path / name),
+                               *tiny], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    for file in ("model.safetensors", "tokenizer.json", "config.json", "heldout.jsonl"):
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
+    assert main(["t5", "--model", str(tmp_path / "a"), "--prompt", "the dog sleeps", "--json",
+                 "--max-new-tokens", "2"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
