@@ -89,6 +89,21 @@ def test_sigint_in_a_real_headless_process_exits_130(tmp_path):
     assert first.startswith(b"{") and process.returncode == 130, err
 
 
+def test_sigterm_in_a_real_headless_process_exits_143_with_whole_lines(tmp_path):
+    """README, Other exit codes: 143 for SIGTERM, the steps printed before staying printed. A
+    headless run keeps SIGTERM's default action, which a shell reports as 128 + 15 = 143."""
+    process = subprocess.Popen([sys.executable, "-m", "lmscope", "t5", "--json", "--max-new-tokens", "100000",
+                                "--min-new-tokens", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               cwd=tmp_path)
+    first = process.stdout.readline()  # the model is loaded and stepping
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGTERM and 128 + signal.SIGTERM == 143 and err == b"", err
+    lines = (first + out).decode().splitlines()
+    assert len(lines) > 1 and [json.loads(line)["step"] for line in lines] == list(range(len(lines)))
+
+
 @pytest.mark.parametrize("output", ["--json", "--headless"])
 def test_a_stdout_that_takes_no_utf8_gets_escapes_not_exit_1(output, tmp_path):
     """`PYTHONIOENCODING=ascii` (or a C locale with UTF-8 mode off): the demo T5's ' Tür'
