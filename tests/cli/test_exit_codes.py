@@ -89,6 +89,22 @@ def test_sigint_in_a_real_headless_process_exits_130(tmp_path):
     assert first.startswith(b"{") and process.returncode == 130, err
 
 
+def test_sigterm_in_a_real_headless_process_exits_143(tmp_path):
+    """README, Other exit codes: 143 for SIGTERM. A headless run keeps SIGTERM's default action,
+    which a shell reports as 128 + 15 = 143, with no traceback; the steps printed before it are
+    there in order (the last one may be cut short where the reader lagged and the pipe was full)."""
+    process = subprocess.Popen([sys.executable, "-m", "lmscope", "t5", "--json", "--max-new-tokens", "100000",
+                                "--min-new-tokens", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               cwd=tmp_path)
+    first = process.stdout.readline()  # the model is loaded and stepping
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGTERM and 128 + signal.SIGTERM == 143 and err == b"", err
+    whole = (first + out).decode().splitlines()[:-1]
+    assert len(whole) >= 1 and [json.loads(line)["step"] for line in whole] == list(range(len(whole)))
+
+
 @pytest.mark.parametrize("output", ["--json", "--headless"])
 def test_a_stdout_that_takes_no_utf8_gets_escapes_not_exit_1(output, tmp_path):
     """`PYTHONIOENCODING=ascii` (or a C locale with UTF-8 mode off): the demo T5's ' Tür'
