@@ -19,7 +19,7 @@ import typer
 from lmscope.engine.errors import UserError, first_line
 from lmscope.engine.session import DEFAULT_PROMPTS, SessionOptions
 from lmscope.engine.settings import GenerationSettings
-from lmscope.streams import quiet_progress_bars, say, takes_utf8
+from lmscope.streams import Terminated, quiet_progress_bars, say, signals_as_exceptions, takes_utf8
 
 HELP_MIN_WIDTH = 50
 """The narrowest the help is drawn: click draws its plain-text help at least this wide too. At 0-5
@@ -424,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     # Before anything imports torch (and with it tqdm): no third-party progress bars, neither
     # over the TUI nor in the first run's conversion, whichever command makes it.
     quiet_progress_bars()
+    with signals_as_exceptions():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         opening = _open_arguments(sys.argv[1:] if argv is None else argv)
         if opening is not None:
@@ -447,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except (typer.Abort, KeyboardInterrupt):
         return _fail("aborted", 130)
+    except Terminated:
+        return SIGTERM_EXIT  # quietly, as SIGTERM's default action ends a process (torchrun ends ranks so)
     except UserError as error:
         return _fail(first_line(error), 2)
     except Exception as error:  # noqa: BLE001 - the last line of defence against tracebacks
@@ -469,6 +476,9 @@ def _escape_what_the_terminal_cannot_show() -> None:
         if hasattr(stream, "reconfigure") and not takes_utf8(stream):
             stream.reconfigure(errors="backslashreplace")
 
+
+SIGTERM_EXIT = 143
+"""128 + SIGTERM: how a shell reports a process that SIGTERM ended."""
 
 SIGPIPE_EXIT = 141
 """128 + SIGPIPE: how a shell reports a command whose reader closed the pipe (``yes | head``)."""

@@ -11,7 +11,7 @@ from lmscope.engine.records import PromptRecord, StepRecord
 from lmscope.engine.session import SessionOptions, open_session
 from lmscope.engine.recording import RecordingEngine, Trace, TraceWriter
 from lmscope.engine.trace import lens_to_list, rows_to_dict, step_to_dict
-from lmscope.streams import takes_utf8
+from lmscope.streams import print_line, takes_utf8
 
 
 def run_headless(options: SessionOptions, json_lines: bool, attention: bool = False, out=None,
@@ -39,7 +39,7 @@ def _generate(options: SessionOptions, json_lines: bool, attention: bool, out, w
         stepper = RecordingEngine(stepper, writer, options_dict(options))
     prompt = stepper.start()
     if not json_lines:
-        print(describe_prompt(prompt), file=out)
+        print_line(describe_prompt(prompt), out)
     text = ""
     while not stepper.finished:
         record = stepper.step()
@@ -51,11 +51,11 @@ def _generate(options: SessionOptions, json_lines: bool, attention: bool, out, w
                 data["layers"] = lens_to_list(stepper.lens(record.step))
             if hit:
                 data["breakpoint"] = {"expr": hit[1].expr, "values": hit[2]}
-            print(json_line(data, out), file=out, flush=True)
+            print_line(json_line(data, out), out)
         else:
-            print(table_row(record), file=out, flush=True)
+            print_line(table_row(record), out)
             if hit:
-                print(hit_message(*hit), file=out, flush=True)
+                print_line(hit_message(*hit), out)
         if hit and writer is not None:
             writer.note(record.step, {"breakpoint": {"expr": hit[1].expr, "values": hit[2]}, "number": hit[0]})
         if hit:
@@ -73,7 +73,7 @@ def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=Non
     ``--layers`` included where the lens was recorded: see :func:`lens_notice`)."""
     out = out or sys.stdout
     if not json_lines:
-        print(describe_prompt(trace.prompt()), file=out)
+        print_line(describe_prompt(trace.prompt()), out)
     for index in range(len(trace)):
         data = trace.step_data(index)
         hit, number = data.pop("breakpoint", None), data.pop("number", 1)
@@ -86,11 +86,11 @@ def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=Non
                 data["layers"] = trace.lens_data(index)
             if hit:
                 data["breakpoint"] = hit
-            print(json_line(data, out), file=out, flush=True)
+            print_line(json_line(data, out), out)
         else:
-            print(table_row(trace.step(index)), file=out, flush=True)
+            print_line(table_row(trace.step(index)), out)
             if hit:
-                print(hit_message(number, parse(hit["expr"]), hit["values"]), file=out, flush=True)
+                print_line(hit_message(number, parse(hit["expr"]), hit["values"]), out)
 
 
 def lens_notice(trace: Trace) -> str:
