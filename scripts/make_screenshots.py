@@ -110,6 +110,11 @@ def main() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
     OUT.mkdir(exist_ok=True)
     only = set(sys.argv[1:])
+    unknown = sorted(only - {shot.name for shot in SHOTS})
+    if unknown:  # a misspelt name made nothing, silently
+        print(f"make_screenshots.py: no screenshot named {', '.join(unknown)}; the names are "
+              f"{', '.join(shot.name for shot in SHOTS)}", file=sys.stderr)
+        sys.exit(2)
     for shot in SHOTS:
         if not only or shot.name in only:
             print(render(shot) if shot.tab else asyncio.run(take(shot)))

@@ -83,10 +83,13 @@ def batches(src: list[list[int]], tgt: list[list[int]], size: int, rng: random.R
     decoder inputs, starting from decoder_start_token_id.
     """
     order = list(range(len(src)))
+    # Fewer pairs than 50 batches: one run of the whole batches there are (a run of 50 found none,
+    # and this loop never yielded).
+    per_run = min(50 * size, len(order) // size * size)
     while True:
         rng.shuffle(order)
-        for run in range(0, len(order) - 50 * size + 1, 50 * size):
-            idx = sorted(order[run : run + 50 * size], key=lambda j: (len(src[j]), len(tgt[j])))
+        for run in range(0, len(order) - per_run + 1, per_run):
+            idx = sorted(order[run : run + per_run], key=lambda j: (len(src[j]), len(tgt[j])))
             cuts = [idx[i : i + size] for i in range(0, len(idx), size)]
             rng.shuffle(cuts)
             for cut in cuts:
@@ -242,7 +245,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval-every", type=int, default=0, help="held-out exact match every N steps")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.train_size < args.batch:
+        p.error(f"--train-size ({args.train_size}) must hold at least one --batch ({args.batch})")
+    return args
 
 
 def seed_everything(seed: int, threads: int) -> None:

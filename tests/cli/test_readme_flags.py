@@ -139,3 +139,44 @@ def test_train_demo_t5_reproduces_its_model_bit_for_bit(tmp_path, capsys):
     assert main(["t5", "--model", str(tmp_path / "a"), "--prompt", "the dog sleeps", "--json",
                  "--max-new-tokens", "2"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_make_screenshots_refuses_a_name_it_does_not_have(tmp_path, monkeypatch, capsys):
+    """A misspelt NAME made nothing and exited 0; now it is one line naming the screenshots, exit 2."""
+    script = load_screenshot_script(tmp_path, monkeypatch)
+    monkeypatch.setattr("sys.argv", ["make_screenshots.py", "t5_cross_attention", "llama_sampling_typo"])
+    with pytest.raises(SystemExit) as done:
+        script.main()
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "no screenshot named llama_sampling_typo" in err and "llama_sampling," in err
+    assert not (tmp_path / "screenshots" / "t5_cross_attention.svg").exists()
+
+
+def load_training_script(monkeypatch):
+    spec = importlib.util.spec_from_file_location("train_demo_t5", ROOT / "scripts" / "train_demo_t5.py")
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "train_demo_t5", script)
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # it imports demo_t5_grammar beside it
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_train_demo_t5_batches_fewer_pairs_than_fifty_batches(monkeypatch):
+    """``--train-size`` below 50 batches looped forever without a batch (a run of 50 batches found
+    none); now they make one run, every pair once an epoch."""
+    import random
+
+    script = load_training_script(monkeypatch)
+    src = [[i + 1] * (1 + i % 3) for i in range(30)]
+    batches = script.batches(src, src, 8, random.Random(0))
+    epoch = [next(batches) for _ in range(3)]  # 30 pairs: 3 whole batches of 8
+    assert all(inputs.shape[0] == 8 for inputs, _ in epoch)
+    seen = sorted(int(row[0]) for inputs, _ in epoch for row in inputs)
+    assert len(set(seen)) == 24 and all(1 <= value <= 30 for value in seen)
+
+
+def test_train_demo_t5_refuses_fewer_pairs_than_a_batch(monkeypatch, capsys):
+    script = load_training_script(monkeypatch)
+    with pytest.raises(SystemExit) as done:
+        script.parse_args(["--train-size", "10", "--batch", "64"])
+    assert done.value.code == 2 and "must hold at least one --batch" in capsys.readouterr().err
