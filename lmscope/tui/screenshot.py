@@ -105,6 +105,8 @@ def render_svg(engine, target: Path, step: int | None = None, tab: str = DEFAULT
             app.action_show_tab(tab)
         await pilot.pause()
         await pilot.wait_for_scheduled_animations()
+        if isinstance(app.return_value, BaseException):  # a recorded step did not read: the app exits with it
+            return
         screen.append(app.export_screenshot())
         app.exit()
 

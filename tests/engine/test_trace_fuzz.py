@@ -240,6 +240,16 @@ def test_step_rows_that_do_not_fit_the_tokens_before_them_are_refused(tmp_path, 
         trace.step(2)
 
 
+def test_the_svg_of_a_trace_with_a_step_that_does_not_read_is_one_error_line(trace_file, tmp_path, capsys):
+    """Before: the app's worker raised in the middle of the history, Textual printed a traceback
+    and the command exited 0 with an SVG of the steps before it."""
+    trace_file.write_bytes(rebuilt(trace_file.read_bytes(), 4, step=1))
+    assert main(["open", str(trace_file), "--svg", str(tmp_path / "s.svg")]) == 2
+    warning, error = capsys.readouterr().err.splitlines()  # the damaged tail (step 3's header), then the error
+    assert warning.startswith("lmscope: warning: ") and error.startswith("lmscope: error: ")
+    assert "header says step 1" in error and not (tmp_path / "s.svg").exists()
+
+
 def test_every_step_of_a_good_trace_still_reads_with_its_rows(trace_file):
     session = make_session("llama", steps=5)
     trace = Trace(trace_file)
