@@ -268,7 +268,8 @@ class Trace:
         """Step ``index`` as ``--json`` printed it (without attention), notes included."""
         chunk, notes = self._step_chunks(index)
         data = dict(self._body(chunk)["data"])
-        self._decoded(chunk, step_from_dict, data)  # a step lmscope would not write is not printed as one
+        if not _STEP_KEYS <= data.keys():  # a line without them is not a step (decoding it all would cost ~40%)
+            raise self._damaged(chunk, f"it has no {sorted(_STEP_KEYS - data.keys())[0]!r}")
         for note in notes:
             data.update({k: v for k, v in self._body(note)["data"].items() if k != "step"})
         return data
@@ -442,6 +443,11 @@ def _scan(data, path: Path):
             return
         yield _Chunk(kind, body, body.stop, step, end)
         at = end
+
+
+_STEP_KEYS = frozenset(("step", "token_id", "token", "chosen", "entropy", "stages", "finished", "finish_reason",
+                        "cache", "tensors", "elapsed_s"))
+"""What every ``--json`` line of a step has (``trace.step_to_dict``)."""
 
 
 def _in_order(chunks: list[_Chunk]) -> list[_Chunk]:
