@@ -254,7 +254,7 @@ class Trace:
         """The prompt, read (and checked) once, when the trace opens: a damaged one is a TraceError there."""
         chunk = self._prompt_chunk
         body = self._body(chunk)
-        record = self._decoded(chunk, prompt_from_dict, body["data"])
+        record = self._decoded(chunk, lambda data: _check_parts(data) or prompt_from_dict(data), body["data"])
         ids, tokens = record.input_ids, record.input_tokens
         if not (record.family == self.info.family and 0 < len(ids) == len(tokens)
                 and all(_whole(i) for i in ids) and all(type(t) is str for t in tokens)):
@@ -278,7 +278,8 @@ class Trace:
         """Step ``index`` as a record; its rows are views of the mapped file (read lazily)."""
         chunk, _ = self._step_chunks(index)
         data, rows = self._load(chunk)
-        return replace(self._decoded(chunk, step_from_dict, data), attention=rows.get("attention"),
+        return replace(self._decoded(chunk, lambda d: step_from_dict(_check_step(d)), data),
+                       attention=rows.get("attention"),
                        cross_attention=rows.get("cross_attention"))
 
     def rows(self, index: int) -> dict[str, AttentionRows]:
@@ -443,6 +444,50 @@ def _scan(data, path: Path):
             return
         yield _Chunk(kind, body, body.stop, step, end)
         at = end
+
+
+def _check_step(data: dict) -> dict:
+    """``data`` if its fields are of the types ``--json`` prints, else a ValueError that names
+    the first that is not: panes and the table format them without asking (a string where a
+    probability goes, no stage at all, raised deep in a pane before). The stages, tensors and
+    cache are made of the right types as they are built (``trace.step_from_dict``)."""
+    chosen = data["chosen"]
+    _need(data, ("step", "token_id"), _WHOLE)
+    _need(data, ("token",), str)
+    _need(data, ("entropy", "elapsed_s"), _NUMBER)
+    _need(data, ("finished",), bool)
+    _need(data, ("finish_reason",), (str, type(None)))
+    _need(chosen, ("by",), str)
+    _need(chosen, ("prob",), (*_NUMBER, type(None)))
+    _need(chosen, ("raw_rank",), (*_WHOLE, type(None)))
+    if not isinstance(data["stages"], list) or not data["stages"]:
+        raise ValueError(f"stages is {_short(data['stages'])}")
+    _check_parts(data)
+    return data
+
+
+def _check_parts(data: dict) -> None:
+    """What a step and a prompt share that is not made of the right type as it is built."""
+    for tensor in data["tensors"]:
+        _need_all(tensor["preview"], _NUMBER, "a tensor's preview")
+
+
+_WHOLE, _NUMBER = (int,), (int, float)
+"""JSON's whole numbers, and its numbers (a bool is neither, though Python's bool is an int)."""
+
+
+def _need(data: dict, names: tuple[str, ...], kinds) -> None:
+    for name in names:
+        value = data[name]
+        if type(value) not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+            raise ValueError(f"{name} is {_short(value)}")
+        if type(value) is int and value < 0 and kinds is _WHOLE:
+            raise ValueError(f"{name} is {value}")
+
+
+def _need_all(values, kinds: tuple, name: str) -> None:
+    if not isinstance(values, list) or not all(type(value) in kinds for value in values):
+        raise ValueError(f"{name} is {_short(values)}")
 
 
 _STEP_KEYS = frozenset(("step", "token_id", "token", "chosen", "entropy", "stages", "finished", "finish_reason",

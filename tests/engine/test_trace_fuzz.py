@@ -277,3 +277,47 @@ def test_a_restarted_session_and_a_rewind_still_read(tmp_path):
     writer.close()
     trace = Trace(tmp_path / "s.lmscope")
     assert len(trace) == 4 and trace.tail == "" and [trace.step(i).step for i in range(4)] == [0, 1, 2, 3]
+
+
+def step_1_changed(trace_file, change):
+    data = trace_file.read_bytes()
+    body = chunks(data)[3]["json"]
+    step = body["data"]
+    stage, candidate = step["stages"][0], step["stages"][0]["top"][0]
+    target, key, value = {
+        "no stages": (step, "stages", []), "token": (step, "token", ["a"]), "prob": (step["chosen"], "prob", "0.5"),
+        "by": (step["chosen"], "by", None), "finished": (step, "finished", 0), "entropy": (step, "entropy", None),
+        "candidate prob": (candidate, "prob", [0.5]), "candidate id": (candidate, "id", "x"),
+        "stage entropy": (stage, "entropy", "high"), "removed": (stage, "removed", [None]),
+        "token id": (step, "token_id", True), "tensor shape": (step["tensors"][0], "shape", "abc"),
+        "preview": (step["tensors"][0], "preview", ["x"]), "cache layers": (step["cache"], "layers", None),
+        "cache heads": (step["cache"], "kv_heads", "many"), "layer bytes": (step["cache"]["layers"][0], "bytes", {}),
+        "kept as a float": (stage, "kept", 7.0), "heads as a string": (step["cache"], "kv_heads", "3"),
+    }[change]
+    target[key] = value
+    trace_file.write_bytes(rebuilt(data, 3, body))
+
+
+@pytest.mark.parametrize("change", ["no stages", "token", "prob", "by", "finished", "entropy", "candidate prob",
+                                    "candidate id", "stage entropy", "removed", "tensor shape", "preview",
+                                    "cache layers", "cache heads", "layer bytes", "token id"])
+def test_a_step_with_a_field_of_the_wrong_type_is_a_trace_error_not_a_crash_in_a_pane(trace_file, capsys, change):
+    """Step 1's fields replaced, its CRC recomputed. Before: no stages raised IndexError in the
+    table (exit 1); a string probability, a list token, a negative id went into the panes."""
+    step_1_changed(trace_file, change)
+    with pytest.raises(TraceError, match="is damaged: step 1's chunk"):
+        Trace(trace_file).step(1)
+    assert main(["open", str(trace_file), "--headless"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lmscope: error: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("change", ["kept as a float", "heads as a string"])
+def test_a_stage_or_cache_number_of_another_type_is_made_the_type_the_panes_format(trace_file, capsys, change):
+    """Numbers inside the stages and the cache are converted as they are built (cheaper than
+    checking each of a step's candidates and cache layers): what converts is shown, as an int."""
+    step_1_changed(trace_file, change)
+    record = Trace(trace_file).step(1)
+    assert type(record.stages[0].kept) is int and type(record.cache.kv_heads) is int
+    assert main(["open", str(trace_file), "--headless"]) == 0
+    assert capsys.readouterr().err == ""
