@@ -88,7 +88,9 @@ def render_svg(engine, target: Path, step: int | None = None, tab: str = DEFAULT
         tab: which lower tab to show.
         size: the terminal size, ``COLUMNSxROWS``.
     """
-    from lmscope.testing import wait_until_idle
+    from textual.worker import WorkerCancelled
+
+    from lmscope import testing
     from lmscope.tui.app import make_app
 
     steps = len(engine.trace)
@@ -98,7 +100,12 @@ def render_svg(engine, target: Path, step: int | None = None, tab: str = DEFAULT
     screen: list[str] = []
 
     async def shoot(pilot) -> None:
-        await wait_until_idle(pilot)
+        try:
+            await testing.wait_until_idle(pilot)
+        except WorkerCancelled:  # the app exited while this waited: a failed load's error is its result
+            if isinstance(app.return_value, BaseException):
+                return
+            raise
         if step is not None:
             app.view = app.view.selecting(step)
         if tab != "attention":

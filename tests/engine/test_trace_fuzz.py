@@ -321,3 +321,23 @@ def test_a_stage_or_cache_number_of_another_type_is_made_the_type_the_panes_form
     assert type(record.stages[0].kept) is int and type(record.cache.kv_heads) is int
     assert main(["open", str(trace_file), "--headless"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_an_svg_whose_app_exits_with_the_error_while_it_waits_is_still_one_error_line(
+        trace_file, tmp_path, capsys, monkeypatch):
+    """The race a fuzzer met once in ~200 runs: the app exits with the failed step's error while
+    ``--svg`` waits for its workers, whose wait then raised WorkerCancelled ("lmscope: error:
+    WorkerCancelled: ...", exit 1). Here the wait raises it once the app has its error."""
+    from textual.worker import WorkerCancelled
+
+    from lmscope import testing
+
+    async def cancelled(pilot):
+        while pilot.app.return_value is None:
+            await pilot.pause(0.01)
+        raise WorkerCancelled("Worker was cancelled, and did not complete.")
+
+    monkeypatch.setattr(testing, "wait_until_idle", cancelled)
+    trace_file.write_bytes(rebuilt(trace_file.read_bytes(), 4, step=1))
+    assert main(["open", str(trace_file), "--svg", str(tmp_path / "s.svg")]) == 2
+    assert "header says step 1" in capsys.readouterr().err.splitlines()[-1]
