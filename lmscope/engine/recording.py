@@ -271,7 +271,8 @@ class Trace:
         if not _STEP_KEYS <= data.keys():  # a line without them is not a step (decoding it all would cost ~40%)
             raise self._damaged(chunk, f"it has no {sorted(_STEP_KEYS - data.keys())[0]!r}")
         for note in notes:
-            data.update({k: v for k, v in self._body(note)["data"].items() if k != "step"})
+            data.update({k: v for k, v in self._decoded(note, _check_note, self._body(note)["data"]).items()
+                         if k != "step"})
         return data
 
     def step(self, index: int) -> StepRecord:
@@ -470,6 +471,24 @@ def _check_parts(data: dict) -> None:
     """What a step and a prompt share that is not made of the right type as it is built."""
     for tensor in data["tensors"]:
         _need_all(tensor["preview"], _NUMBER, "a tensor's preview")
+
+
+def _check_note(data: dict) -> dict:
+    """``data`` if it is a breakpoint hit as ``TraceWriter.note`` writes it, else a ValueError: a
+    note's fields replace the step's in ``--json``, and ``--headless`` parses its breakpoint."""
+    from lmscope.engine.breakpoints import parse
+
+    hit = data.get("breakpoint")
+    if set(data) != {"step", "breakpoint", "number"} or type(data["number"]) is not int or data["number"] < 1 \
+            or not isinstance(hit, dict) or type(hit.get("expr")) is not str or not isinstance(hit.get("values"), dict):
+        raise ValueError(f"it is not a breakpoint hit: {_short(data)}")
+    try:
+        fields = parse(hit["expr"]).fields
+    except UserError as error:
+        raise ValueError(first_line(error)) from None
+    if not {"step", *fields} <= hit["values"].keys():
+        raise ValueError(f"its values {_short(hit['values'])} do not hold what `{hit['expr']}` reads")
+    return data
 
 
 _WHOLE, _NUMBER = (int,), (int, float)

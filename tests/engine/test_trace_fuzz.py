@@ -341,3 +341,37 @@ def test_an_svg_whose_app_exits_with_the_error_while_it_waits_is_still_one_error
     trace_file.write_bytes(rebuilt(trace_file.read_bytes(), 4, step=1))
     assert main(["open", str(trace_file), "--svg", str(tmp_path / "s.svg")]) == 2
     assert "header says step 1" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("note", [
+    {"step": 1, "token": None, "stages": 5},
+    {"step": 1, "breakpoint": 5, "number": "x"},
+    {"step": 1, "breakpoint": {"expr": "((", "values": {"step": 1}}, "number": 1},
+    {"step": 1, "breakpoint": {"expr": "p < 0.5", "values": {"step": 1}}, "number": 1},
+    {"step": 1, "breakpoint": {"expr": "step == 1", "values": {"step": 1}}, "number": True},
+], ids=["fields-of-a-step", "wrong-types", "expr-that-does-not-parse", "values-without-p", "number-true"])
+def test_a_note_that_is_not_a_breakpoint_hit_is_a_trace_error(trace_file, capsys, note):
+    """A NOTE's fields replace its step's in ``--json``: one with a step's fields printed step 1
+    with ``"token": null, "stages": 5`` (exit 0); one of the wrong types ended ``--headless`` with
+    TypeError (exit 1); one whose expression does not parse was reported as the user's "bad
+    breakpoint"."""
+    data = trace_file.read_bytes()
+    text = json.dumps({"data": note, "rows": {}}).encode()
+    text += b" " * (-len(text) % 8)
+    trace_file.write_bytes(data + _CHUNK_HEADER.pack(b"NOTE", len(text), 0, zlib.crc32(text), 1) + text)
+    with pytest.raises(TraceError, match="is damaged: the NOTE chunk at byte"):
+        Trace(trace_file).step_data(1)
+    for output in ("--json", "--headless"):
+        assert main(["open", str(trace_file), output]) == 2
+        assert capsys.readouterr().err.splitlines()[-1].startswith("lmscope: error: ")
+
+
+def test_a_breakpoint_hit_still_reads(trace_file, capsys):
+    data = trace_file.read_bytes()
+    note = {"step": 1, "breakpoint": {"expr": "step == 1", "values": {"step": 1}}, "number": 1}
+    text = json.dumps({"data": note, "rows": {}}).encode()
+    text += b" " * (-len(text) % 8)
+    trace_file.write_bytes(data + _CHUNK_HEADER.pack(b"NOTE", len(text), 0, zlib.crc32(text), 1) + text)
+    assert Trace(trace_file).step_data(1)["breakpoint"] == note["breakpoint"]
+    assert main(["open", str(trace_file), "--headless"]) == 0
+    assert "breakpoint 1 `step == 1`: step=1 at step 1" in capsys.readouterr().out
