@@ -254,7 +254,7 @@ class Trace:
         """The prompt, read (and checked) once, when the trace opens: a damaged one is a TraceError there."""
         chunk = self._prompt_chunk
         body = self._body(chunk)
-        record = self._decoded(chunk, lambda data: _check_parts(data) or prompt_from_dict(data), body["data"])
+        record = self._decoded(chunk, lambda data: prompt_from_dict(_check_prompt(data)), body["data"])
         ids, tokens = record.input_ids, record.input_tokens
         if not (record.family == self.info.family and 0 < len(ids) == len(tokens)
                 and all(_whole(i) for i in ids) and all(type(t) is str for t in tokens)):
@@ -463,6 +463,16 @@ def _check_step(data: dict) -> dict:
     _need(chosen, ("raw_rank",), (*_WHOLE, type(None)))
     if not isinstance(data["stages"], list) or not data["stages"]:
         raise ValueError(f"stages is {_short(data['stages'])}")
+    _check_parts(data)
+    return data
+
+
+def _check_prompt(data: dict) -> dict:
+    """``data`` if its fields are of the types ``prompt_to_dict`` writes, else a ValueError."""
+    _need(data, ("family", "prompt"), str)
+    _need(data, ("elapsed_s",), _NUMBER)
+    _need(data, ("decoder_start_id",), (*_WHOLE, type(None)))
+    _need(data, ("decoder_start_token",), (str, type(None)))
     _check_parts(data)
     return data
 

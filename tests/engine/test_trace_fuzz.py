@@ -178,7 +178,8 @@ def test_a_session_header_the_writer_never_writes_is_one_error_line(trace_file, 
 
 
 @pytest.mark.parametrize("change", ["no ids", "no tokens", "one token short", "family", "rows past the tokens",
-                                    "rows of no layer", "rows from a later query", "rows of a step"])
+                                    "rows of no layer", "rows from a later query", "rows of a step", "elapsed",
+                                    "decoder start", "text"])
 def test_a_prompt_the_writer_never_writes_is_one_error_line_when_the_trace_opens(trace_file, capsys, change):
     """The prompt with a CRC that holds but no ids (KeyError, exit 1), tokens that are not its
     ids' (the TUI's self-attention pane raised IndexError: a traceback, exit 0), another family,
@@ -201,6 +202,12 @@ def test_a_prompt_the_writer_never_writes_is_one_error_line_when_the_trace_opens
         rows["shape"][0] = 0
     elif change == "rows from a later query":
         rows["query_start"] += 1
+    elif change == "elapsed":  # the TUI's status bar formatted it: a traceback, exit 0
+        prompt["elapsed_s"] = "0.1"
+    elif change == "decoder start":
+        prompt["decoder_start_token"] = 5
+    elif change == "text":
+        prompt["prompt"] = None
     else:
         rows["shape"][2] = 1
     trace_file.write_bytes(rebuilt(data, 1, body))
