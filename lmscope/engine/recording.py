@@ -348,7 +348,7 @@ class Trace:
         """``build(data)``, a record from a chunk's JSON; what lmscope never writes is a TraceError."""
         try:
             return build(data)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as error:
             raise self._damaged(chunk, f"{type(error).__name__}: {first_line(error)}") from None
 
     def _load(self, chunk: _Chunk, body: dict | None = None) -> tuple[dict, dict[str, AttentionRows]]:

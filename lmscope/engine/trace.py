@@ -133,8 +133,9 @@ def _cache_from(data: dict | None) -> CacheStats | None:
 def _rows(rows: AttentionRows | None) -> dict | None:
     if rows is None:
         return None
-    return {"kind": rows.kind, "query_start": rows.query_start, "shape": list(rows.probs.shape),
-            "probs": np.asarray(rows.probs, dtype=np.float32).round(6).tolist()}
+    with np.errstate(over="ignore", invalid="ignore"):  # rounding 3e38 overflows: inf, as it is, not a warning
+        probs = np.asarray(rows.probs, dtype=np.float32).round(6).tolist()
+    return {"kind": rows.kind, "query_start": rows.query_start, "shape": list(rows.probs.shape), "probs": probs}
 
 
 rows_to_dict = _rows

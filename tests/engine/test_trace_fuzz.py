@@ -7,6 +7,7 @@ chunk's bytes, or steps dropped in silence."""
 from __future__ import annotations
 
 import json
+import warnings
 import zlib
 
 import numpy as np
@@ -382,3 +383,29 @@ def test_a_breakpoint_hit_still_reads(trace_file, capsys):
     assert Trace(trace_file).step_data(1)["breakpoint"] == note["breakpoint"]
     assert main(["open", str(trace_file), "--headless"]) == 0
     assert "breakpoint 1 `step == 1`: step=1 at step 1" in capsys.readouterr().out
+
+
+def test_an_infinite_number_where_a_whole_one_goes_is_a_trace_error(trace_file):
+    """A cache layer's key shape of 1e999 (JSON's Infinity): OverflowError, exit 1, before."""
+    data = trace_file.read_bytes()
+    body = chunks(data)[3]["json"]
+    body["data"]["cache"]["layers"][0]["key_shape"][1] = float("inf")
+    trace_file.write_bytes(rebuilt(data, 3, body))
+    with pytest.raises(TraceError, match="OverflowError"):
+        Trace(trace_file).step(1)
+
+
+def test_rows_too_large_to_round_print_without_a_numpy_warning(trace_file, capsys):
+    """Rows of 3.4e38 (a float32's largest, bytes flipped where the CRC does not look): rounding
+    them for ``--json --attention`` overflowed, and numpy's RuntimeWarning went to stderr (two
+    lines where a whole trace prints none)."""
+    data = bytearray(trace_file.read_bytes())
+    step_1 = chunks(bytes(data))[3]
+    rows_at = step_1["end"] - step_1["rows_len"]
+    data[rows_at:rows_at + 8] = b"\xff\xff\x7f\x7f" * 2
+    trace_file.write_bytes(bytes(data))
+    with warnings.catch_warnings():  # outside pytest a warning is a line on stderr
+        warnings.simplefilter("error")
+        assert main(["open", str(trace_file), "--json", "--attention"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and "Infinity" in out.splitlines()[1]
