@@ -341,7 +341,9 @@ def test_an_svg_whose_app_exits_with_the_error_while_it_waits_is_still_one_error
     from lmscope import testing
 
     async def cancelled(pilot):
-        while pilot.app.return_value is None:
+        for _ in range(500):  # 5 s at most: an app that never gets its error fails the test, not hangs it
+            if pilot.app.return_value is not None:
+                break
             await pilot.pause(0.01)
         raise WorkerCancelled("Worker was cancelled, and did not complete.")
 
