@@ -1,7 +1,7 @@
 """Recorded sessions: one append-only file that a later ``lmscope open`` reads lazily, anywhere.
 
 Layout: a 16-byte header (``LMSCOPE-TRACE`` magic, then the format version as a little-endian
-``uint16`` and a reserved byte), then chunks. Each chunk is a 28-byte header (``kind``: 4 ASCII
+``uint16`` and a reserved byte), then chunks. Each chunk is a 24-byte header (``kind``: 4 ASCII
 bytes; the JSON part's length; the rows part's length; the JSON part's CRC-32; the step number,
 -1 for none, so opening a file reads no JSON to index it), the JSON part,
 and the rows part: the attention rows of a record as raw little-endian arrays, each starting on
@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import mmap
 import os
+import re
 import secrets
 import stat
 import struct
@@ -42,7 +44,7 @@ import numpy as np
 
 from lmscope import __version__
 from lmscope.engine.checks import check_overwrite, reason, system_place
-from lmscope.engine.errors import UserError, is_index
+from lmscope.engine.errors import UserError, first_line, is_index
 from lmscope.engine.records import AttentionRows, PromptRecord, SessionInfo, StepRecord
 from lmscope.engine.trace import (
     lens_from_list, lens_to_list, prompt_from_dict, prompt_to_dict, step_from_dict, step_to_dict,
@@ -214,20 +216,27 @@ class Trace:
             raise TraceError("the trace to open was given as an empty path: name a file written by --record")
         self.path = Path(path)
         self._map = _map_file(self.path)
-        self._chunks = list(_scan(self._map, self.path))
+        self._chunks = _in_order(list(_scan(self._map, self.path)))
         if not self._chunks or self._chunks[0].kind != b"META":
             damaged = _whole_chunk_at(self._map, _FILE_HEADER.size)
             why = "its first chunk is damaged" if damaged else "it was cut before the first chunk"
             raise TraceError(f"{self.path} has no session in it ({why})")
         self.meta = self._body(self._chunks[0])["data"]
-        self.info = _info(self.meta["info"])
-        self.rows_dtype = np.dtype(self.meta.get("rows_dtype", "float32")).newbyteorder("<")
+        self.info = self._decoded(self._chunks[0], _info, self.meta.get("info"))
+        dtype = self.meta.get("rows_dtype", "float32")
+        if dtype not in ROW_DTYPES:
+            raise TraceError(f"{self.path} has no session in it (its first chunk names rows of {dtype!r}, "
+                             f"not one of {', '.join(ROW_DTYPES)})")
+        self.rows_dtype = np.dtype(dtype).newbyteorder("<")
         prompts = [c for c in self._chunks if c.kind == b"PRMT"]
         if not prompts:
             if _whole_chunk_at(self._map, self._chunks[-1].end):
                 raise TraceError(f"{self.path} has a damaged chunk before its prompt: no session to show")
             raise TraceError(f"{self.path} was cut before its prompt was recorded")
         self._prompt_chunk = prompts[0]
+        self._prompt_length = 0
+        """Tokens in the prompt: the keys of its rows, and of every llama step's rows after them."""
+        self._prompt = self._read_prompt()
         self._steps = self._live_steps()
         self.unread = len(self._map) - self._chunks[-1].end
         """Bytes after the last whole chunk: a chunk cut short or a damaged one, and what follows."""
@@ -259,16 +268,32 @@ class Trace:
         return ""
 
     def prompt(self) -> PromptRecord:
-        data, rows = self._load(self._prompt_chunk)
-        return prompt_from_dict(data) if not rows else replace(prompt_from_dict(data), attention=rows["attention"])
+        return self._prompt
+
+    def _read_prompt(self) -> PromptRecord:
+        """The prompt, read (and checked) once, when the trace opens: a damaged one is a TraceError there."""
+        chunk = self._prompt_chunk
+        body = self._body(chunk)
+        record = self._decoded(chunk, lambda data: prompt_from_dict(_check_prompt(data)), body["data"])
+        ids, tokens = record.input_ids, record.input_tokens
+        if not (record.family == self.info.family and 0 < len(ids) == len(tokens)
+                and all(_whole(i) for i in ids) and all(type(t) is str for t in tokens)):
+            raise self._damaged(chunk, f"its {len(ids)} input ids and {len(tokens)} tokens are not "
+                                       f"a {self.info.family} prompt")
+        self._prompt_length = len(ids)
+        rows = self._load(chunk, body)[1]
+        return record if not rows else replace(record, attention=rows["attention"])
 
     def step_data(self, index: int) -> dict:
         """Step ``index`` as ``--json`` printed it (without attention and layers), notes included."""
         chunk, notes = self._step_chunks(index)
         data = dict(self._body(chunk)["data"])
+        if not _STEP_KEYS <= data.keys():  # a line without them is not a step (decoding it all would cost ~40%)
+            raise self._damaged(chunk, f"it has no {sorted(_STEP_KEYS - data.keys())[0]!r}")
         for note in notes:
-            if note.kind == b"NOTE":
-                data.update({k: v for k, v in self._body(note)["data"].items() if k != "step"})
+            if note.kind == b"NOTE":  # a LENS is read apart (lens_data)
+                data.update({k: v for k, v in self._decoded(note, _check_note, self._body(note)["data"]).items()
+                             if k != "step"})
         return data
 
     def has_lens(self, index: int) -> bool:
@@ -284,13 +309,18 @@ class Trace:
         """Step ``index``'s ``"layers"`` exactly as ``--json --layers`` printed them; None when its
         lens was not recorded."""
         chunk = self._lens_chunk(index)
-        return None if chunk is None else self._body(chunk)["data"]["layers"]
+        if chunk is None:
+            return None
+        layers = self._body(chunk)["data"].get("layers")
+        if not (isinstance(layers, list) and all(isinstance(layer, dict) for layer in layers)):
+            raise self._damaged(chunk, "its layers are not a list of layers")
+        return layers
 
     def lens(self, index: int) -> tuple | None:
         """Step ``index``'s logit lens as ``LayerLens`` records (no lens logits: see
         ``trace.lens_from_list``); None when it was not recorded."""
         data = self.lens_data(index)
-        return None if data is None else lens_from_list(data)
+        return None if data is None else self._decoded(self._lens_chunk(index), lens_from_list, data)
 
     def _lens_chunk(self, index: int) -> _Chunk | None:
         """The step's last ``LENS`` chunk, if any (the newest, where a lens was written twice)."""
@@ -300,7 +330,8 @@ class Trace:
         """Step ``index`` as a record; its rows are views of the mapped file (read lazily)."""
         chunk, _ = self._step_chunks(index)
         data, rows = self._load(chunk)
-        return replace(step_from_dict(data), attention=rows.get("attention"),
+        return replace(self._decoded(chunk, lambda d: step_from_dict(_check_step(d)), data),
+                       attention=rows.get("attention"),
                        cross_attention=rows.get("cross_attention"))
 
     def rows(self, index: int) -> dict[str, AttentionRows]:
@@ -319,29 +350,86 @@ class Trace:
         return self._steps[index]
 
     def _live_steps(self) -> list[tuple[_Chunk, list[_Chunk]]]:
-        """The steps of the branch that was live at the end: a rewind restarts the numbering."""
+        """The steps of the branch that was live at the end: a rewind restarts the numbering
+        (:func:`_in_order` has checked every step number and note against the steps before it)."""
         steps: list[tuple[_Chunk, list[_Chunk]]] = []
         for chunk in self._chunks:
             if chunk.kind == b"STEP":
                 del steps[chunk.step:]
-                if chunk.step == len(steps):
-                    steps.append((chunk, []))
-            elif chunk.kind in (b"NOTE", b"LENS") and 0 <= chunk.step < len(steps):
+                steps.append((chunk, []))
+            elif chunk.kind in (b"NOTE", b"LENS"):
                 steps[chunk.step][1].append(chunk)
         return steps
 
     def _body(self, chunk: _Chunk) -> dict:
-        return json.loads(self._map[chunk.body])
+        """A chunk's JSON part. Its CRC held, but a buggy or hostile writer computes CRCs too:
+        anything lmscope does not write is a TraceError, not a KeyError further on."""
+        try:
+            body = json.loads(self._map[chunk.body])
+        except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, nested too deep
+            raise self._damaged(chunk, f"its JSON does not parse ({type(error).__name__})") from None
+        if not (isinstance(body, dict) and isinstance(body.get("data"), dict) and isinstance(body.get("rows"), dict)):
+            raise self._damaged(chunk, "its JSON is not a record")
+        if chunk.kind in (b"STEP", b"NOTE", b"LENS") and not (type(body["data"].get("step")) is int
+                                                     and body["data"]["step"] == chunk.step):
+            raise self._damaged(chunk, f"its header says step {chunk.step}, its JSON {body['data'].get('step')!r}")
+        return body
 
-    def _load(self, chunk: _Chunk) -> tuple[dict, dict[str, AttentionRows]]:
-        body = self._body(chunk)
+    def _rows_fit(self, chunk: _Chunk, name: str, kind: str, shape: list[int], query_start: int) -> bool:
+        """Whether rows ``[layer, head, query, key]`` are the ones the recorder writes for this
+        chunk: the panes label queries and keys with the prompt's tokens and the steps'."""
+        queries, keys = shape[2], shape[3]
+        if min(shape) < 1:
+            return False
+        prompt, t5 = self._prompt_length, self.info.family == "t5"
+        if chunk.kind == b"PRMT":
+            return kind == ("encoder" if t5 else "self") and keys == prompt and query_start + queries == prompt
+        if name == "cross_attention":
+            return t5 and kind == "cross" and queries == 1 and keys == prompt and query_start == chunk.step
+        if t5:
+            return kind == "self" and queries == 1 and keys == chunk.step + 1 and query_start == chunk.step
+        return kind == "self" and queries == 1 and keys == prompt + chunk.step and query_start == keys - 1
+
+    def _damaged(self, chunk: _Chunk, why: str) -> TraceError:
+        what = f"step {chunk.step}'s chunk" if chunk.kind == b"STEP" else f"the {chunk.kind.decode()} chunk"
+        return TraceError(f"{self.path} is damaged: {what} at byte {chunk.body.start - _CHUNK_HEADER.size} "
+                          f"passes its checksum but is not what lmscope writes: {why}")
+
+    def _decoded(self, chunk: _Chunk, build, data):
+        """``build(data)``, a record from a chunk's JSON; what lmscope never writes is a TraceError."""
+        try:
+            return build(data)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as error:
+            raise self._damaged(chunk, f"{type(error).__name__}: {first_line(error)}") from None
+
+    def _load(self, chunk: _Chunk, body: dict | None = None) -> tuple[dict, dict[str, AttentionRows]]:
+        body = self._body(chunk) if body is None else body
         rows = {}
         for name, spec in body["rows"].items():
-            count = int(np.prod(spec["shape"]))
-            array = np.frombuffer(self._map, dtype=self.rows_dtype, count=count, offset=chunk.rows_at + spec["offset"])
+            shape, offset = self._row_span(chunk, name, spec)
+            array = np.frombuffer(self._map, dtype=self.rows_dtype, count=math.prod(shape),
+                                  offset=chunk.rows_at + offset)
             # float16 rows stay float16 and mapped: a pane converts only what it paints
-            rows[name] = AttentionRows(spec["kind"], array.reshape(spec["shape"]), spec["query_start"])
+            rows[name] = AttentionRows(spec["kind"], array.reshape(shape), spec["query_start"])
         return body["data"], rows
+
+    def _row_span(self, chunk: _Chunk, name: str, spec) -> tuple[list[int], int]:
+        """``(shape, offset)`` of one row array, checked to lie on an 8-byte boundary inside the
+        chunk's own rows part (never in the next chunk's bytes, never past the file's end)."""
+        names = ("attention",) if chunk.kind == b"PRMT" else ROW_KINDS
+        if not isinstance(spec, dict) or name not in names:
+            raise self._damaged(chunk, f"it has rows named {name!r}")
+        shape, offset = spec.get("shape"), spec.get("offset")
+        if not (isinstance(shape, list) and len(shape) == 4 and all(_whole(n) for n in shape) and _whole(offset)
+                and offset % 8 == 0 and isinstance(spec.get("kind"), str) and _whole(spec.get("query_start"))):
+            raise self._damaged(chunk, f"its {name} rows are described as {_short(spec)}")
+        if not self._rows_fit(chunk, name, spec["kind"], shape, spec["query_start"]):
+            raise self._damaged(chunk, f"its {name} rows {shape} from query {spec['query_start']} do not fit "
+                                       f"its tokens")
+        if offset + math.prod(shape) * self.rows_dtype.itemsize > chunk.end - chunk.rows_at:
+            raise self._damaged(chunk, f"its {name} rows {shape} at offset {offset} run past its "
+                                       f"{chunk.end - chunk.rows_at} bytes of rows")
+        return shape, offset
 
 
 def _map_file(path: Path) -> mmap.mmap | bytes:
@@ -418,6 +506,125 @@ def _scan(data, path: Path):
         at = end
 
 
+def _check_step(data: dict) -> dict:
+    """``data`` if its fields are of the types ``--json`` prints, else a ValueError that names
+    the first that is not: panes and the table format them without asking (a string where a
+    probability goes, no stage at all, raised deep in a pane before). The stages, tensors and
+    cache are made of the right types as they are built (``trace.step_from_dict``)."""
+    chosen = data["chosen"]
+    _need(data, ("step", "token_id"), _WHOLE)
+    _need(data, ("token",), str)
+    _need(data, ("entropy", "elapsed_s"), _NUMBER)
+    _need(data, ("finished",), bool)
+    _need(data, ("finish_reason",), (str, type(None)))
+    _need(chosen, ("by",), str)
+    _need(chosen, ("prob",), (*_NUMBER, type(None)))
+    _need(chosen, ("raw_rank",), (*_WHOLE, type(None)))
+    if not isinstance(data["stages"], list) or not data["stages"]:
+        raise ValueError(f"stages is {_short(data['stages'])}")
+    _check_parts(data)
+    return data
+
+
+def _check_prompt(data: dict) -> dict:
+    """``data`` if its fields are of the types ``prompt_to_dict`` writes, else a ValueError."""
+    _need(data, ("family", "prompt"), str)
+    _need(data, ("elapsed_s",), _NUMBER)
+    _need(data, ("decoder_start_id",), (*_WHOLE, type(None)))
+    _need(data, ("decoder_start_token",), (str, type(None)))
+    _check_parts(data)
+    return data
+
+
+def _check_parts(data: dict) -> None:
+    """What a step and a prompt share that is not made of the right type as it is built."""
+    for tensor in data["tensors"]:
+        _need_all(tensor["preview"], _NUMBER, "a tensor's preview")
+
+
+def _check_note(data: dict) -> dict:
+    """``data`` if it is a breakpoint hit as ``TraceWriter.note`` writes it, else a ValueError: a
+    note's fields replace the step's in ``--json``, and ``--headless`` parses its breakpoint."""
+    from lmscope.engine.breakpoints import parse
+
+    hit = data.get("breakpoint")
+    if set(data) != {"step", "breakpoint", "number"} or type(data["number"]) is not int or data["number"] < 1 \
+            or not isinstance(hit, dict) or type(hit.get("expr")) is not str or not isinstance(hit.get("values"), dict):
+        raise ValueError(f"it is not a breakpoint hit: {_short(data)}")
+    try:
+        fields = parse(hit["expr"]).fields
+    except UserError as error:
+        raise ValueError(first_line(error)) from None
+    if not {"step", *fields} <= hit["values"].keys():
+        raise ValueError(f"its values {_short(hit['values'])} do not hold what `{hit['expr']}` reads")
+    return data
+
+
+_WHOLE, _NUMBER = (int,), (int, float)
+"""JSON's whole numbers, and its numbers (a bool is neither, though Python's bool is an int)."""
+
+
+def _need(data: dict, names: tuple[str, ...], kinds) -> None:
+    for name in names:
+        value = data[name]
+        if type(value) not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+            raise ValueError(f"{name} is {_short(value)}")
+        if type(value) is int and value < 0 and kinds is _WHOLE:
+            raise ValueError(f"{name} is {value}")
+
+
+def _need_all(values, kinds: tuple, name: str) -> None:
+    if not isinstance(values, list) or not all(type(value) in kinds for value in values):
+        raise ValueError(f"{name} is {_short(values)}")
+
+
+_STEP_KEYS = frozenset(("step", "token_id", "token", "chosen", "entropy", "stages", "finished", "finish_reason",
+                        "cache", "tensors", "elapsed_s"))
+"""What every ``--json`` line of a step has (``trace.step_to_dict``)."""
+
+
+_LATER_KIND = re.compile(rb"[A-Z]{4}")
+"""A chunk kind as lmscope names them: one this reader does not know comes from a newer lmscope
+(which adds kinds without a new format version, as ``LENS`` came) and is skipped."""
+
+
+def _in_order(chunks: list[_Chunk]) -> list[_Chunk]:
+    """The chunks up to the first that a recorder never writes where it is: the META first and
+    only there, PRMTs after it, a STEP numbered at most one past the steps before it (a rewind
+    numbers it lower), a NOTE or LENS for a step before it; a kind of a newer lmscope is skipped
+    (:data:`_LATER_KIND`). The header is outside the CRC, so a flipped kind or step number is
+    caught here (a STEP whose kind flipped to capitals shows as the gap before the next step's
+    number), and the reading stops at that chunk as at a damaged one."""
+    steps = prompts = 0
+    for index, chunk in enumerate(chunks):
+        if chunk.kind == b"META":
+            fits = index == 0 and chunk.step == -1
+        elif chunk.kind == b"PRMT":
+            fits, steps, prompts = index > 0 and chunk.step == -1, 0, prompts + 1
+        elif chunk.kind == b"STEP":
+            fits = prompts > 0 and 0 <= chunk.step <= steps
+            steps = chunk.step + 1
+        elif chunk.kind in (b"NOTE", b"LENS"):
+            fits = 0 <= chunk.step < steps
+        else:  # a kind a newer lmscope writes (four capitals) is skipped; a flipped byte is damage
+            fits = _LATER_KIND.fullmatch(chunk.kind) is not None
+            if fits:
+                continue
+        if not fits:
+            return chunks[:index]
+    return chunks
+
+
+def _whole(value) -> bool:
+    """A JSON whole number >= 0 (not a bool, not a float)."""
+    return type(value) is int and value >= 0
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _whole_chunk_at(data, at: int) -> bool:
     """Whether the file holds all the bytes the header of the chunk at ``at`` says it has (then a
     chunk that :func:`_scan` did not take failed its checksum: the file was changed, not cut)."""
@@ -427,9 +634,24 @@ def _whole_chunk_at(data, at: int) -> bool:
     return at + _CHUNK_HEADER.size + body_len + rows_len <= len(data)
 
 
+_INFO_TYPES = {"model": str, "family": str, "model_type": str, "device": str, "dtype": str, "layers": int,
+               "query_heads": int, "kv_heads": int, "max_new_tokens": int, "placement": str}
+
+
 def _info(data: dict) -> SessionInfo:
+    """The session info of a META chunk; a field of the wrong type is a ValueError (panes format
+    them without asking), a missing or unknown one a TypeError."""
     data = dict(data)
     data["settings"] = tuple(tuple(pair) for pair in data.get("settings", ()))
+    wrong = [name for name, kind in _INFO_TYPES.items() if name in data and type(data[name]) is not kind]
+    wrong += [name for name in ("layers", "query_heads", "kv_heads", "max_new_tokens") if name in data
+              and name not in wrong and data[name] < 0]
+    if data.get("family") not in (None, "llama", "t5"):
+        wrong.append("family")
+    if not all(len(pair) == 2 and all(type(text) is str for text in pair) for pair in data["settings"]):
+        wrong.append("settings")
+    if wrong:
+        raise ValueError(f"its session info has {wrong[0]} = {_short(data[wrong[0]])}")
     return SessionInfo(**data)
 
 

@@ -88,10 +88,15 @@ def _stage(stage: Stage) -> dict:
 
 
 def _stage_from(data: dict) -> Stage:
+    # Numbers are made the types the panes format (a string or a list there is a TypeError or
+    # ValueError here, which a trace reports as a damaged chunk): cheaper than checking them apart.
     top = tuple(
-        Candidate(c["id"], c["token"], -math.inf if c["score"] is None else c["score"], c["prob"]) for c in data["top"]
+        Candidate(int(c["id"]), str(c["token"]), -math.inf if c["score"] is None else float(c["score"]),
+                  float(c["prob"]))
+        for c in data["top"]
     )
-    return Stage(data["name"], top, tuple(data["removed"]), tuple(data["reranked"]), data["kept"], data["entropy"])
+    return Stage(str(data["name"]), top, tuple(map(int, data["removed"])), tuple(map(int, data["reranked"])),
+                 int(data["kept"]), float(data["entropy"]))
 
 
 def _tensor(info: TensorInfo) -> dict:
@@ -99,7 +104,7 @@ def _tensor(info: TensorInfo) -> dict:
 
 
 def _tensor_from(data: dict) -> TensorInfo:
-    return TensorInfo(data["name"], tuple(data["shape"]), data["dtype"], tuple(data["preview"]))
+    return TensorInfo(str(data["name"]), tuple(map(int, data["shape"])), str(data["dtype"]), tuple(data["preview"]))
 
 
 def _cache(stats: CacheStats | None) -> dict | None:
@@ -118,18 +123,19 @@ def _cache_from(data: dict | None) -> CacheStats | None:
     if data is None:
         return None
     layers = tuple(
-        LayerCache(e["layer"], e["kind"], tuple(e["key_shape"]), tuple(e["value_shape"]), e["dtype"], e["bytes"],
-                   e.get("device", ""))
+        LayerCache(int(e["layer"]), str(e["kind"]), tuple(map(int, e["key_shape"])), tuple(map(int, e["value_shape"])),
+                   str(e["dtype"]), int(e["bytes"]), str(e.get("device", "")))
         for e in data["layers"]
     )
-    return CacheStats(layers, data["query_heads"], data["kv_heads"], data["cache_class"])
+    return CacheStats(layers, int(data["query_heads"]), int(data["kv_heads"]), str(data["cache_class"]))
 
 
 def _rows(rows: AttentionRows | None) -> dict | None:
     if rows is None:
         return None
-    return {"kind": rows.kind, "query_start": rows.query_start, "shape": list(rows.probs.shape),
-            "probs": np.asarray(rows.probs, dtype=np.float32).round(6).tolist()}
+    with np.errstate(over="ignore", invalid="ignore"):  # rounding 3e38 overflows: inf, as it is, not a warning
+        probs = np.asarray(rows.probs, dtype=np.float32).round(6).tolist()
+    return {"kind": rows.kind, "query_start": rows.query_start, "shape": list(rows.probs.shape), "probs": probs}
 
 
 rows_to_dict = _rows

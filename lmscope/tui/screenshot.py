@@ -88,7 +88,9 @@ def render_svg(engine, target: Path, step: int | None = None, tab: str = DEFAULT
         tab: which lower tab to show.
         size: the terminal size, ``COLUMNSxROWS``.
     """
-    from lmscope.testing import wait_until_idle
+    from textual.worker import WorkerCancelled
+
+    from lmscope import testing
     from lmscope.tui.app import make_app
 
     steps = len(engine.trace)
@@ -98,13 +100,20 @@ def render_svg(engine, target: Path, step: int | None = None, tab: str = DEFAULT
     screen: list[str] = []
 
     async def shoot(pilot) -> None:
-        await wait_until_idle(pilot)
+        try:
+            await testing.wait_until_idle(pilot)
+        except WorkerCancelled:  # the app exited while this waited: a failed load's error is its result
+            if isinstance(app.return_value, BaseException):
+                return
+            raise
         if step is not None:
             app.view = app.view.selecting(step)
         if tab != "attention":
             app.action_show_tab(tab)
         await pilot.pause()
         await pilot.wait_for_scheduled_animations()
+        if isinstance(app.return_value, BaseException):  # a recorded step did not read: the app exits with it
+            return
         screen.append(app.export_screenshot())
         app.exit()
 

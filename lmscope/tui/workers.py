@@ -74,11 +74,15 @@ class EngineWorkers:
         self.post_message(PromptEncoded(prompt))
         if not getattr(engine, "live", True):  # a replay: its recorded steps become the history
             batch, size = [], 8  # a small first batch: the first frame need not wait for all
-            for record in engine.recorded_steps():
-                batch.append(record)
-                if len(batch) == size:
-                    self.post_message(HistoryLoaded(tuple(batch)))
-                    batch, size = [], 64
+            try:
+                for record in engine.recorded_steps():
+                    batch.append(record)
+                    if len(batch) == size:
+                        self.post_message(HistoryLoaded(tuple(batch)))
+                        batch, size = [], 64
+            except Exception as error:  # a recorded step that does not read (a damaged trace): one line
+                self.post_message(EngineFailed(error, "load"))
+                return
             self.post_message(HistoryLoaded(tuple(batch)))
             self.post_message(RunStopped(finished=engine.finished, paused=not engine.finished))
 
