@@ -432,3 +432,30 @@ def test_rows_too_large_to_round_print_without_a_numpy_warning(trace_file, capsy
         assert main(["open", str(trace_file), "--json", "--attention"]) == 0
     out, err = capsys.readouterr()
     assert err == "" and "Infinity" in out.splitlines()[1]
+
+
+def lens_trace(tmp_path):
+    """A 3-step llama trace with step 1's lens: chunk 0 META, 1 PRMT, 2 step 0, 3 step 1, 4 its LENS, 5 step 2."""
+    path = tmp_path / "lens.lmscope"
+    write_trace(path, make_session("llama", steps=3), lens_steps=(1,))
+    assert [chunk["kind"] for chunk in chunks(path.read_bytes())][4] == b"LENS"
+    return path
+
+
+@pytest.mark.parametrize("layers", ["x", [1, 2], None])
+def test_a_lens_that_is_not_a_list_of_layers_is_one_line(tmp_path, capsys, layers):
+    path = lens_trace(tmp_path)
+    path.write_bytes(rebuilt(path.read_bytes(), 4, body={"data": {"step": 1, "layers": layers}, "rows": {}}))
+    code, lines, err = json_lines(path, capsys, "--layers")
+    warning, error = err.splitlines()  # the lens was recorded for 1 of 3 steps; then step 1's is read
+    assert code == 2 and "lens was recorded for 1 of 3 steps" in warning
+    assert error.startswith(f"lmscope: error: {path} is damaged: the LENS chunk") and "not a list of layers" in error
+    assert len(lines) == 1  # step 0, printed before step 1's lens was read
+
+
+def test_a_lens_for_a_step_not_yet_made_is_damaged(tmp_path, capsys):
+    path = lens_trace(tmp_path)
+    data = rebuilt(path.read_bytes(), 4, step=2)
+    path.write_bytes(data)
+    trace = Trace(path)
+    assert len(trace) == 2 and trace.tail == "damaged" and trace.unread == len(data) - chunks(data)[4]["at"]
