@@ -53,7 +53,7 @@ def _generate(options: SessionOptions, json_lines: bool, attention: bool, out, w
                 data["breakpoint"] = {"expr": hit[1].expr, "values": hit[2]}
             print_line(json_line(data, out), out)
         else:
-            print_line(table_row(record), out)
+            print_line(table_row(record, not takes_utf8(out)), out)
             if hit:
                 print_line(hit_message(*hit), out)
         if hit and writer is not None:
@@ -88,7 +88,7 @@ def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=Non
                 data["breakpoint"] = hit
             print_line(json_line(data, out), out)
         else:
-            print_line(table_row(trace.step(index)), out)
+            print_line(table_row(trace.step(index), not takes_utf8(out)), out)
             if hit:
                 print_line(hit_message(number, parse(hit["expr"]), hit["values"]), out)
 
@@ -140,12 +140,14 @@ def describe_prompt(prompt: PromptRecord) -> str:
                    "top after processors")
 
 
-def table_row(record: StepRecord) -> str:
-    """One readable line per generated token."""
+def table_row(record: StepRecord, escaped: bool = False) -> str:
+    """One readable line per generated token; ``escaped``: tokens as ``ascii`` writes them, for a
+    stream that takes no UTF-8 (the columns are padded after escaping, so they stay aligned)."""
+    shown = ascii if escaped else repr
     chosen = record.chosen
     prob = f"{chosen.prob:6.3f}" if chosen else "     -"
-    top = ", ".join(f"{c.token!r} {c.prob:.2f}" for c in record.stages[-1].top[:3])
+    top = ", ".join(f"{shown(c.token)} {c.prob:.2f}" for c in record.stages[-1].top[:3])
     cache = f"{record.cache.total_bytes / 1024:7.0f}KB" if record.cache else "        -"
     end = f"  [{record.finish_reason}]" if record.finished else ""
-    return (f"{record.step:>4}  {record.token!r:<16} {prob} {record.chosen_by:<6} {record.entropy:7.3f}  "
+    return (f"{record.step:>4}  {shown(record.token):<16} {prob} {record.chosen_by:<6} {record.entropy:7.3f}  "
             f"{cache}  {top}{end}")

@@ -129,3 +129,18 @@ def test_a_stdout_that_takes_no_utf8_gets_escapes_not_exit_1(output, tmp_path):
         assert "T\\u00fcr" in text
     else:
         assert "T\\xfcr" in text
+
+
+def test_escaped_table_rows_keep_their_columns():
+    """With a stdout that takes no UTF-8 the table's tokens were padded before the stream escaped
+    them, so a row with ' Tür' ran three columns past the others; now they are escaped first."""
+    from dataclasses import replace
+
+    from lmscope.headless import table_row
+    from lmscope.testing import make_session
+
+    record = make_session("llama", steps=1).steps[0]
+    rows = [table_row(replace(record, token=token), escaped=True) for token in (" Tür", " Tag")]
+    assert "' T\\xfcr'" in rows[0] and rows[0].isascii()
+    assert len(rows[0]) == len(rows[1]) and rows[0].index(record.chosen_by) == rows[1].index(record.chosen_by)
+    assert table_row(replace(record, token=" Tür")).startswith(table_row(record)[:4] + "  ' Tür'")
