@@ -330,7 +330,7 @@ def open_trace(
 
         notice = lens_notice(trace) if layers else ""  # no lens at all: one line, before any step
         if notice:
-            print(f"lmscope: warning: {file}: {notice}", file=sys.stderr)
+            say(f"lmscope: warning: {file}: {notice}")
         with _printing():
             print_trace(trace, json_lines=json_lines, attention=attention, layers=layers)
         return

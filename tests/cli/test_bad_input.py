@@ -190,6 +190,10 @@ def test_terminal_escapes_in_open_errors_and_warnings_are_escaped(tmp_path, caps
     assert main(["open", str(path), "--json"]) == 0
     err = capsys.readouterr().err
     assert err.startswith("lmscope: warning: ") and "ab\\x1b[31mred.lmscope: the last " in err and "\x1b" not in err
+    write_trace(path, make_session("llama", steps=3), lens_steps=(1,))  # a lens for 1 step of 3: a warning
+    assert main(["open", str(path), "--json", "--layers"]) == 0
+    err = capsys.readouterr().err
+    assert "ab\\x1b[31mred.lmscope: the logit lens was recorded for 1 of 3" in err and "\x1b" not in err
 
 
 @pytest.mark.parametrize("text, shown", [
