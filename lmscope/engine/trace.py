@@ -159,9 +159,11 @@ def lens_to_list(lens) -> list[dict]:
 
 def lens_from_list(data: list[dict]) -> tuple[LayerLens, ...]:
     """Inverse of :func:`lens_to_list`, as far as it goes: the JSON keeps no lens logits, so each
-    candidate's ``score`` is NaN (nothing shows it; its ``prob`` is the lens's)."""
+    candidate's ``score`` is NaN (nothing shows it; its ``prob`` is the lens's). Numbers are made
+    the types the Layers pane formats, as :func:`_stage_from` makes a stage's."""
     return tuple(
-        LayerLens(e["layer"], tuple(Candidate(c["id"], c["token"], math.nan, c["prob"]) for c in e["top"]),
-                  e["chosen_prob"], e["chosen_rank"], e["entropy"], e["norm"])
+        LayerLens(int(e["layer"]), tuple(Candidate(int(c["id"]), str(c["token"]), math.nan, float(c["prob"]))
+                                         for c in e["top"]),
+                  float(e["chosen_prob"]), int(e["chosen_rank"]), float(e["entropy"]), float(e["norm"]))
         for e in data
     )
