@@ -309,18 +309,20 @@ class Trace:
         """Step ``index``'s ``"layers"`` exactly as ``--json --layers`` printed them; None when its
         lens was not recorded."""
         chunk = self._lens_chunk(index)
-        if chunk is None:
-            return None
-        layers = self._body(chunk)["data"].get("layers")
-        if not (isinstance(layers, list) and all(isinstance(layer, dict) for layer in layers)):
-            raise self._damaged(chunk, "its layers are not a list of layers")
-        return layers
+        return None if chunk is None else self._lens_layers(chunk)
 
     def lens(self, index: int) -> tuple | None:
         """Step ``index``'s logit lens as ``LayerLens`` records (no lens logits: see
         ``trace.lens_from_list``); None when it was not recorded."""
-        data = self.lens_data(index)
-        return None if data is None else self._decoded(self._lens_chunk(index), lens_from_list, data)
+        chunk = self._lens_chunk(index)
+        return None if chunk is None else self._decoded(chunk, lens_from_list, self._lens_layers(chunk))
+
+    def _lens_layers(self, chunk: _Chunk) -> list:
+        """A ``LENS`` chunk's ``"layers"``, checked to be a list of layers."""
+        layers = self._body(chunk)["data"].get("layers")
+        if not (isinstance(layers, list) and all(isinstance(layer, dict) for layer in layers)):
+            raise self._damaged(chunk, "its layers are not a list of layers")
+        return layers
 
     def _lens_chunk(self, index: int) -> _Chunk | None:
         """The step's last ``LENS`` chunk, if any (the newest, where a lens was written twice)."""
@@ -565,12 +567,13 @@ _WHOLE, _NUMBER = (int,), (int, float)
 
 
 def _need(data: dict, names: tuple[str, ...], kinds) -> None:
+    """Each of ``names`` in ``data`` is of ``kinds`` (a type, or a tuple; :data:`_WHOLE`: a whole
+    number >= 0), else a ValueError naming it."""
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
     for name in names:
         value = data[name]
-        if type(value) not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        if not (_whole(value) if kinds is _WHOLE else type(value) in kinds):
             raise ValueError(f"{name} is {_short(value)}")
-        if type(value) is int and value < 0 and kinds is _WHOLE:
-            raise ValueError(f"{name} is {value}")
 
 
 def _need_all(values, kinds: tuple, name: str) -> None:
@@ -606,10 +609,10 @@ def _in_order(chunks: list[_Chunk]) -> list[_Chunk]:
             steps = chunk.step + 1
         elif chunk.kind in (b"NOTE", b"LENS"):
             fits = 0 <= chunk.step < steps
-        else:  # a kind a newer lmscope writes (four capitals) is skipped; a flipped byte is damage
-            fits = _LATER_KIND.fullmatch(chunk.kind) is not None
-            if fits:
-                continue
+        elif _LATER_KIND.fullmatch(chunk.kind):
+            continue  # a kind a newer lmscope writes: skipped
+        else:
+            fits = False  # a flipped byte
         if not fits:
             return chunks[:index]
     return chunks
@@ -666,9 +669,10 @@ class RecordingEngine:
         self.info = engine.info
         self._unwritten: list[StepRecord] = []
         """Steps made with ``rows_later``: written once their rows are complete."""
-        self._lenses: dict[int, int | tuple] = {}
-        """By step number: the ``top`` of the lens written for the live record of that step, or
-        the lens itself while its step waits in ``_unwritten`` (written right after the step)."""
+        self._lens_top: dict[int, int] = {}
+        """By step number: the ``top`` of the lens written for the live record of that step."""
+        self._waiting_lenses: dict[int, tuple] = {}
+        """By step number: lenses of steps still in ``_unwritten``, written right after them."""
         writer.meta(engine.info, options)
 
     @property
@@ -677,7 +681,7 @@ class RecordingEngine:
 
     def start(self) -> PromptRecord:
         self.complete_waiting()
-        self._lenses.clear()
+        self._lens_top.clear()
         record = self.engine.start()
         self.writer.prompt(record)
         return record
@@ -702,8 +706,8 @@ class RecordingEngine:
         # A run makes its steps one way (record_later or not), so the two lists never interleave.
         for record in (*self._unwritten, *made):
             self.writer.step(record)
-            lens = self._lenses.get(record.step)
-            if isinstance(lens, tuple):
+            lens = self._waiting_lenses.pop(record.step, None)
+            if lens is not None:
                 self._write_lens(record.step, lens)
         self._unwritten.clear()
         return made
@@ -714,8 +718,8 @@ class RecordingEngine:
     def rewind(self, step: int) -> None:
         self.complete_waiting()
         self.engine.rewind(step)  # the next STEP chunk's number tells a reader where it went back to
-        for later in [k for k in self._lenses if k >= step]:  # their records are gone: a new step gets its own
-            del self._lenses[later]
+        for later in [k for k in self._lens_top if k >= step]:  # their records are gone: a new step gets its own
+            del self._lens_top[later]
 
     def lens(self, step: int, top: int = 3) -> tuple:
         """The engine's logit lens of ``step``, written to the trace beside the step (once per
@@ -723,14 +727,14 @@ class RecordingEngine:
         TUI's Layers pane; a recording that never asks writes no ``LENS`` chunk."""
         lens = self.engine.lens(step, top)
         if any(record.step == step for record in self._unwritten):
-            self._lenses[step] = lens  # the step is not in the trace yet: its lens follows it there
-        elif self._lenses.get(step) != top:
+            self._waiting_lenses[step] = lens  # the step is not in the trace yet: its lens follows it there
+        elif self._lens_top.get(step) != top:
             self._write_lens(step, lens)
         return lens
 
     def _write_lens(self, step: int, lens: tuple) -> None:
         self.writer.lens(step, lens)
-        self._lenses[step] = len(lens[0].top) if lens else 0
+        self._lens_top[step] = len(lens[0].top) if lens else 0
 
     def first_token(self, text: str) -> tuple[int, str]:
         return self.engine.first_token(text)
