@@ -46,7 +46,9 @@ then the bare loop's first step straight after ``start()`` and after half a seco
 ``--ui-cpu`` times the UI thread's CPU in one short T5 continue, ``--rounds`` times (medians): in
 the frame after the key, in the frame that shows the end, and from the key to that frame. The
 engine thread waits for the interpreter while the UI thread runs Python, so this is what the
-app's drawing takes from the continue, in a figure the machine's load hardly moves.
+app's drawing takes from the continue, in a figure the machine's load hardly moves. Then, in the
+same app, the panes that frame repainted are repainted with nothing new to draw
+(``ui_repaint_cached_ms``): Textual's own share of such a frame.
 
 ``--keys`` presses history, layer and head keys during a long continue of the demo T5 and
 reports key to frame (p50, p95), then presses ``p`` and counts the steps that ended after it.
@@ -532,15 +534,55 @@ def ui_cpu_of_continue(stepper: Stepper) -> dict[str, float]:
             "key to last frame": (stamps["frame"] - stamps["key"]) * 1e3}
 
 
+REPAINTED = "#status, #tokens, #stages, #attention-plot, DebuggerFooter"
+"""The panes the last frame of a continue repaints (the View's new step and state)."""
+
+
+def ui_cpu_of_repaints(stepper: Stepper, repaints: int) -> list[float]:
+    """After one ``c`` to the end, the panes the last frame repainted (:data:`REPAINTED`) are
+    asked to repaint ``repaints`` times, showing the same: milliseconds of the UI thread's CPU
+    from the ask to the frame, each. The panes' pictures are cached (lmscope draws nothing), so
+    this is what Textual's compositor takes to put those lines on the screen: the least a frame
+    that shows a new step can cost on this machine, however fast the panes draw."""
+    from lmscope.testing import wait_until_idle
+    from lmscope.tui.app import make_app
+
+    async def drive() -> list[float]:
+        app = make_app(lambda: stepper, theme="textual-dark")
+        costs = []
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until_idle(pilot)
+            app.simulate_key("c")
+            await app.workers.wait_for_complete()
+            await wait_until_idle(pilot)
+            panes = list(app.screen.query(REPAINTED))
+            assert len(panes) == 5, panes
+            for _ in range(repaints):
+                shown, began = asyncio.Event(), time.thread_time()
+                for pane in panes:
+                    pane.refresh()
+                app.call_after_refresh(lambda: (costs.append((time.thread_time() - began) * 1e3), shown.set()))
+                await shown.wait()
+                await wait_until_idle(pilot)
+        return costs
+
+    return asyncio.run(drive())
+
+
 def main_ui_cpu(args) -> None:
-    """The UI thread's CPU time in a 64-token continue of the demo T5, ``--rounds`` times: medians."""
+    """The UI thread's CPU time in a 64-token continue of the demo T5, ``--rounds`` times, and in
+    repaints of the same panes with nothing new to draw: medians."""
     stepper, *_ = engine_thread.run(setup, "t5", T5_PROMPT, 64, args)
     runs = [ui_cpu_of_continue(stepper) for _ in range(args.rounds)]
     medians = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
     print(f"demo T5, 64 tokens, c in the app: UI thread CPU ms, medians of {args.rounds}: "
           + ", ".join(f"{name} {ms:.1f}" for name, ms in medians.items()))
+    repaint = statistics.median(ui_cpu_of_repaints(stepper, 2 * args.rounds))
+    print(f"the same panes repainted with their pictures cached (Textual's share), median of "
+          f"{2 * args.rounds}: {repaint:.1f}")
     key_frame, last_frame, whole = medians.values()
-    print(f"ui_key_frame_ms={key_frame:.2f} ui_last_frame_ms={last_frame:.2f} ui_continue_ms={whole:.2f}")
+    print(f"ui_key_frame_ms={key_frame:.2f} ui_last_frame_ms={last_frame:.2f} ui_continue_ms={whole:.2f} "
+          f"ui_repaint_cached_ms={repaint:.2f}")
 
 
 def main_rows_later(args) -> None:
