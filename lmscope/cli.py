@@ -319,7 +319,7 @@ def open_trace(
         if svg is None and not json_lines and not headless:
             from lmscope.tui.app import make_app
     if trace.tail_notice and (svg is not None or json_lines or headless):  # the TUI notifies instead
-        say(f"lmscope: warning: {file}: {trace.tail_notice}")
+        say(f"lmscope: warning: {file!r}: {trace.tail_notice}")
     if svg is not None:
         from lmscope.tui.screenshot import render_svg
 
@@ -330,7 +330,7 @@ def open_trace(
 
         notice = lens_notice(trace) if layers else ""  # no lens at all: one line, before any step
         if notice:
-            say(f"lmscope: warning: {file}: {notice}")
+            say(f"lmscope: warning: {file!r}: {notice}")
         with _printing():
             print_trace(trace, json_lines=json_lines, attention=attention, layers=layers)
         return

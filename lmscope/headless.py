@@ -105,7 +105,7 @@ def lens_notice(trace: Trace) -> str:
     if kept == steps:
         return ""
     if not kept:
-        raise UserError(f"{trace.path} keeps no logit lens: record with --json --layers, or step into steps "
+        raise UserError(f"{str(trace.path)!r} keeps no logit lens: record with --json --layers, or step into steps "
                         "(s) while the TUI records, to print layers from it")
     return (f"the logit lens was recorded for {kept} of {steps} steps (those the TUI stepped into): "
             "the other steps' lines have no \"layers\"")
