@@ -49,6 +49,28 @@ def test_flag_errors(argv, needle, capsys):
     fails(argv, capsys, needle)
 
 
+@pytest.mark.parametrize("flag", ["--temperature", "--top-p", "--min-p", "--typical-p", "--repetition-penalty"])
+@pytest.mark.parametrize("value", ["nan", "NaN", "-nan"])
+def test_a_nan_setting_says_it_is_no_number(flag, value, capsys):
+    """Python's float reads 'nan': the range checks refused it as "must be > 0", which names no
+    mistake the user made."""
+    fails(["t5", "--json", "--do-sample", flag, value], capsys, f"{flag} must be a number, not nan")
+
+
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--temperature", "inf", "--temperature must be in [1e-30, 3.4e+38]"),
+    ("--temperature", "1e400", "--temperature must be in [1e-30, 3.4e+38]"),  # read as inf
+    ("--temperature", "-inf", "--temperature must be > 0"),
+    ("--top-p", "inf", "--top-p must be in (0, 1]"),
+    ("--top-p", "-inf", "--top-p must be in (0, 1]"),
+    ("--min-p", "inf", "--min-p must be in [0, 1]"),
+    ("--typical-p", "infinity", "--typical-p must be in (0, 1]"),
+    ("--repetition-penalty", "inf", "--repetition-penalty must be in [1e-30, 1e+30]"),
+])
+def test_an_infinite_setting_is_refused_by_its_range(flag, value, needle, capsys):
+    fails(["t5", "--json", "--do-sample", flag, value], capsys, needle)
+
+
 def test_invalid_utf8_argv_in_a_real_process(tmp_path):
     import os
     import subprocess
