@@ -213,3 +213,17 @@ def test_a_usage_error_says_where_the_help_is(argv, wrong, command, no_tui, caps
     assert line.endswith(f"; try '{command} --help' for help"), line
     assert main([*command.split()[1:], "--help"]) == 0  # the help it names is there
     assert capsys.readouterr().err == ""
+
+
+# an --offload-folder whose name the OS cannot look up ended with exit 1 (Path.exists raised)
+
+def test_an_offload_folder_the_os_cannot_look_up(tmp_path, capsys):
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    argv = ["t5", "--json", "--max-new-tokens", "1", "--device-map", "auto", "--offload-folder"]
+    fails([*argv, str(tmp_path / ("y" * 300))], capsys, "--offload-folder", "File name too long")
+    fails([*argv, str(tmp_path / ("y" * 300) / "offload")], capsys, "File name too long")
+    fails([*argv, "y" * 5000], capsys, "File name too long")
+    fails([*argv, str(tmp_path / "loop1")], capsys, "--offload-folder", "symbolic links")
+    fails([*argv, str(tmp_path / "loop1" / "offload")], capsys, "--offload-folder", "symbolic links")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop1", "loop2"]
