@@ -408,7 +408,8 @@ def _open_arguments(args: list[str]) -> dict | None:
                 text = next(rest, "-")  # a value that looks like a flag is typer's to judge
                 if text.startswith("-"):
                     return None
-            if kind is int and not text.lstrip("-").isdigit():
+            # ASCII digits only: int() also reads '٣' (and isdigit() passes it), which typer refuses
+            if kind is int and not (text.lstrip("-").isdigit() and text.isascii()):
                 return None
             values[name] = True if kind is bool else kind(text)
         elif arg.startswith("-") or "file" in values:
