@@ -319,7 +319,7 @@ def open_trace(
         if svg is None and not json_lines and not headless:
             from lmscope.tui.app import make_app
     if trace.tail_notice and (svg is not None or json_lines or headless):  # the TUI notifies instead
-        say(f"lmscope: warning: {file}: {trace.tail_notice}")
+        say(f"lmscope: warning: {file!r}: {trace.tail_notice}")
     if svg is not None:
         from lmscope.tui.screenshot import render_svg
 
@@ -330,7 +330,7 @@ def open_trace(
 
         notice = lens_notice(trace) if layers else ""  # no lens at all: one line, before any step
         if notice:
-            say(f"lmscope: warning: {file}: {notice}")
+            say(f"lmscope: warning: {file!r}: {notice}")
         with _printing():
             print_trace(trace, json_lines=json_lines, attention=attention, layers=layers)
         return
@@ -408,7 +408,8 @@ def _open_arguments(args: list[str]) -> dict | None:
                 text = next(rest, "-")  # a value that looks like a flag is typer's to judge
                 if text.startswith("-"):
                     return None
-            if kind is int and not text.lstrip("-").isdigit():
+            # ASCII digits only: int() also reads '٣' (and isdigit() passes it), which typer refuses
+            if kind is int and not (text.lstrip("-").isdigit() and text.isascii()):
                 return None
             values[name] = True if kind is bool else kind(text)
         elif arg.startswith("-") or "file" in values:
@@ -429,8 +430,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    args = sys.argv[1:] if argv is None else argv
     try:
-        opening = _open_arguments(sys.argv[1:] if argv is None else argv)
+        opening = _open_arguments(args)
         if opening is not None:
             open_trace(**opening)
             code = 0
@@ -462,10 +464,33 @@ def _main(argv: list[str] | None) -> int:
                 print(error.format_message())
             return 0
         if hasattr(error, "format_message"):  # typer's usage errors (unknown flag, bad number)
-            return _fail(error.format_message() or type(error).__name__, 2)
+            return _fail(_usage_line(error, args), 2)
         if os.environ.get("LMSCOPE_DEBUG"):
             raise
         return _fail(f"{type(error).__name__}: {first_line(error)} (set LMSCOPE_DEBUG=1 for the traceback)", 1)
+
+
+def _usage_line(error, args: list[str]) -> str:
+    """click's error in one line; a usage error (an unknown flag, a bad number, a missing FILE)
+    with what to do, click's own hint: its standalone mode prints ``Try 'lmscope t5 -h' for
+    help.`` on a line of its own, which was lost here.
+
+    A usage error is told by its class's name: typer 0.29 raises its own copy of click's
+    exceptions, which are not ``click.UsageError``. Some (a flag without its value) come without
+    the context that names the command: ``args`` names it then.
+    """
+    message = error.format_message() or type(error).__name__
+    if not any(kind.__name__ == "UsageError" for kind in type(error).__mro__):
+        return message
+    ctx = getattr(error, "ctx", None)
+    command = ctx.command_path if ctx is not None else _command_path(args)
+    return f"{message.rstrip('.')}; try '{command} --help' for help"  # -h works too; --help says what it is
+
+
+def _command_path(args: list[str]) -> str:
+    """``lmscope`` and the command ``args`` start with, if they start with one."""
+    commands = {info.name for info in app.registered_commands}
+    return f"lmscope {args[0]}" if args[:1] and args[0] in commands else "lmscope"
 
 
 def _escape_what_the_terminal_cannot_show() -> None:

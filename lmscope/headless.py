@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sys
 
-from lmscope.engine.breakpoints import describe_hit, hit_message, parse, step_values
+from lmscope.engine.breakpoints import Breakpoint, describe_hit, hit_message, parse, step_values
 from lmscope.engine.errors import UserError
 from lmscope.engine.records import PromptRecord, StepRecord
 from lmscope.engine.session import SessionOptions, open_session
 from lmscope.engine.recording import RecordingEngine, Trace, TraceWriter
 from lmscope.engine.trace import lens_to_list, rows_to_dict, step_to_dict
-from lmscope.streams import print_line, takes_utf8
+from lmscope.streams import print_line, takes_utf8, terminal_safe
 
 
 def run_headless(options: SessionOptions, json_lines: bool, attention: bool = False, out=None,
@@ -55,7 +55,7 @@ def _generate(options: SessionOptions, json_lines: bool, attention: bool, out, w
         else:
             print_line(table_row(record, not takes_utf8(out)), out)
             if hit:
-                print_line(hit_message(*hit), out)
+                print_line(_hit_line(*hit), out)
         if hit and writer is not None:
             writer.note(record.step, {"breakpoint": {"expr": hit[1].expr, "values": hit[2]}, "number": hit[0]})
         if hit:
@@ -90,7 +90,7 @@ def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=Non
         else:
             print_line(table_row(trace.step(index), not takes_utf8(out)), out)
             if hit:
-                print_line(hit_message(number, parse(hit["expr"]), hit["values"]), out)
+                print_line(_hit_line(number, parse(hit["expr"]), hit["values"]), out)
 
 
 def lens_notice(trace: Trace) -> str:
@@ -105,7 +105,7 @@ def lens_notice(trace: Trace) -> str:
     if kept == steps:
         return ""
     if not kept:
-        raise UserError(f"{trace.path} keeps no logit lens: record with --json --layers, or step into steps "
+        raise UserError(f"{str(trace.path)!r} keeps no logit lens: record with --json --layers, or step into steps "
                         "(s) while the TUI records, to print layers from it")
     return (f"the logit lens was recorded for {kept} of {steps} steps (those the TUI stepped into): "
             "the other steps' lines have no \"layers\"")
@@ -127,6 +127,18 @@ def _breakpoint_hit(breakpoints, record: StepRecord, text: str):
         if breakpoint.holds(values):
             return number, breakpoint, describe_hit(breakpoint, values) | {"step": record.step}
     return None
+
+
+def _hit_line(number: int, breakpoint: Breakpoint, values: dict) -> str:
+    """The table's line for a breakpoint that held (:func:`hit_message`), safe for a terminal
+    (:func:`terminal_safe`).
+
+    The line quotes the expression as it was typed (or as a trace file holds it), and a quoted
+    string in it may hold an ESC typed through bash's ``$'...'``: written raw, it would recolour
+    the terminal. The values it read are shown with ``repr`` already. ``--json`` carries the
+    expression escaped by ``json.dumps``.
+    """
+    return terminal_safe(hit_message(number, breakpoint, values))
 
 
 def describe_prompt(prompt: PromptRecord) -> str:

@@ -131,22 +131,39 @@ def check_offload_folder(folder: str) -> None:
     """Refuse an ``--offload-folder`` that is, or lies under, something other than a folder, or
     that cannot be written (accelerate creates a missing one, and fails on a file with a bare
     errno, on a read-only place only once the weights are loading)."""
+    import stat
     from pathlib import Path
 
     if not folder.strip():
         raise PlacementError("--offload-folder is empty: name a folder (a missing one is created)")
     path = Path(folder).expanduser()
     for existing in (path, *path.parents):
-        if existing.exists() or existing.is_symlink():
+        if _stat_or_none(folder, existing, follow=False) is not None:
             break
-    if existing.is_dir():
+    found = _stat_or_none(folder, existing)  # where a link leads; None: it leads nowhere
+    if found is not None and stat.S_ISDIR(found.st_mode):
         _check_writable(folder, path, existing)
         return
-    what = "a file" if existing.exists() else "a broken link"
+    what = "a file" if found is not None else "a broken link"
     if existing == path:
         raise PlacementError(f"--offload-folder {folder} is {what}, not a folder: name a folder "
                              "(a missing one is created)")
     raise PlacementError(f"--offload-folder {folder} cannot be made: {existing} is {what}, not a folder")
+
+
+def _stat_or_none(folder: str, path, follow: bool = True) -> os.stat_result | None:
+    """``path``'s stat, or None where nothing is there (or a file stands where a folder of it
+    should be: :func:`check_offload_folder` names that file). A name the OS cannot look up (a
+    part over 255 bytes, a link loop) is one line: ``Path.exists`` raised its OSError, which
+    ended the run with exit code 1."""
+    from lmscope.engine.checks import reason
+
+    try:
+        return os.stat(path, follow_symlinks=follow)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        raise PlacementError(f"--offload-folder {folder}: {reason(error)}") from None
 
 
 def _check_writable(folder: str, path, existing) -> None:

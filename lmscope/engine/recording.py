@@ -220,19 +220,19 @@ class Trace:
         if not self._chunks or self._chunks[0].kind != b"META":
             damaged = _whole_chunk_at(self._map, _FILE_HEADER.size)
             why = "its first chunk is damaged" if damaged else "it was cut before the first chunk"
-            raise TraceError(f"{self.path} has no session in it ({why})")
+            raise TraceError(f"{str(self.path)!r} has no session in it ({why})")
         self.meta = self._body(self._chunks[0])["data"]
         self.info = self._decoded(self._chunks[0], _info, self.meta.get("info"))
         dtype = self.meta.get("rows_dtype", "float32")
         if dtype not in ROW_DTYPES:
-            raise TraceError(f"{self.path} has no session in it (its first chunk names rows of {dtype!r}, "
+            raise TraceError(f"{str(self.path)!r} has no session in it (its first chunk names rows of {dtype!r}, "
                              f"not one of {', '.join(ROW_DTYPES)})")
         self.rows_dtype = np.dtype(dtype).newbyteorder("<")
         prompts = [c for c in self._chunks if c.kind == b"PRMT"]
         if not prompts:
             if _whole_chunk_at(self._map, self._chunks[-1].end):
-                raise TraceError(f"{self.path} has a damaged chunk before its prompt: no session to show")
-            raise TraceError(f"{self.path} was cut before its prompt was recorded")
+                raise TraceError(f"{str(self.path)!r} has a damaged chunk before its prompt: no session to show")
+            raise TraceError(f"{str(self.path)!r} was cut before its prompt was recorded")
         self._prompt_chunk = prompts[0]
         self._prompt_length = 0
         """Tokens in the prompt: the keys of its rows, and of every llama step's rows after them."""
@@ -348,7 +348,7 @@ class Trace:
         have (a negative index too: it would silently read from the end)."""
         if not is_index(index) or not 0 <= index < len(self._steps):
             steps = f"steps 0 to {len(self._steps) - 1}" if self._steps else "no steps"
-            raise TraceError(f"{self.path} has no step {index!r}: it holds {steps}")
+            raise TraceError(f"{str(self.path)!r} has no step {index!r}: it holds {steps}")
         return self._steps[index]
 
     def _live_steps(self) -> list[tuple[_Chunk, list[_Chunk]]]:
@@ -394,7 +394,7 @@ class Trace:
 
     def _damaged(self, chunk: _Chunk, why: str) -> TraceError:
         what = f"step {chunk.step}'s chunk" if chunk.kind == b"STEP" else f"the {chunk.kind.decode()} chunk"
-        return TraceError(f"{self.path} is damaged: {what} at byte {chunk.body.start - _CHUNK_HEADER.size} "
+        return TraceError(f"{str(self.path)!r} is damaged: {what} at byte {chunk.body.start - _CHUNK_HEADER.size} "
                           f"passes its checksum but is not what lmscope writes: {why}")
 
     def _decoded(self, chunk: _Chunk, build, data):
@@ -440,14 +440,14 @@ def _map_file(path: Path) -> mmap.mmap | bytes:
         with open(path, "rb") as file:
             size = os.fstat(file.fileno()).st_size
             if size == 0:
-                raise TraceError(f"{path} is empty: not an lmscope trace")
+                raise TraceError(f"{str(path)!r} is empty: not an lmscope trace")
             mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
     except FileNotFoundError:
-        raise TraceError(f"{path} does not exist") from None
+        raise TraceError(f"{str(path)!r} does not exist") from None
     except PermissionError:
-        raise TraceError(f"{path} cannot be read (permission denied)") from None
+        raise TraceError(f"{str(path)!r} cannot be read (permission denied)") from None
     except OSError as error:  # a name too long, a link loop, a file where a folder should be
-        raise TraceError(f"{path} cannot be opened ({reason(error)})") from None
+        raise TraceError(f"{str(path)!r} cannot be opened ({reason(error)})") from None
     _advise(mapped, "MADV_RANDOM")
     return mapped
 
@@ -461,12 +461,12 @@ def _check_trace_file(path: Path) -> None:
     """
     mode = os.stat(path).st_mode
     if stat.S_ISDIR(mode):
-        raise TraceError(f"{path} is a folder, not an lmscope trace")
+        raise TraceError(f"{str(path)!r} is a folder, not an lmscope trace")
     if not stat.S_ISREG(mode):
-        raise TraceError(f"{path} is not a regular file (a pipe, a device or a socket), not an lmscope trace")
+        raise TraceError(f"{str(path)!r} is not a regular file (a pipe, a device or a socket), not an lmscope trace")
     place = system_place(path)
     if place:
-        raise TraceError(f"{path} {place}, where the files are the system's: not an lmscope trace")
+        raise TraceError(f"{str(path)!r} {place}, where the files are the system's: not an lmscope trace")
 
 
 def _advise(mapped: mmap.mmap, advice: str, start: int = 0, length: int | None = None) -> None:
@@ -489,12 +489,12 @@ def _advise(mapped: mmap.mmap, advice: str, start: int = 0, length: int | None =
 def _scan(data, path: Path):
     """The whole chunks in order; stops quietly at a torn one (a killed recorder's last write)."""
     if len(data) < _FILE_HEADER.size:
-        raise TraceError(f"{path} is not an lmscope trace (too short)")
+        raise TraceError(f"{str(path)!r} is not an lmscope trace (too short)")
     magic, version = _FILE_HEADER.unpack_from(data, 0)
     if magic != MAGIC:
-        raise TraceError(f"{path} is not an lmscope trace")
+        raise TraceError(f"{str(path)!r} is not an lmscope trace")
     if version > FORMAT_VERSION:
-        raise TraceError(f"{path} is a trace of format {version}; this lmscope reads format {FORMAT_VERSION} "
+        raise TraceError(f"{str(path)!r} is a trace of format {version}; this lmscope reads format {FORMAT_VERSION} "
                          "and older: upgrade lmscope")
     at = _FILE_HEADER.size
     while at + _CHUNK_HEADER.size <= len(data):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from lmscope.engine.checks import is_text
@@ -151,6 +152,7 @@ def validate(settings: GenerationSettings) -> None:
     processor's constructor when the processor list is built. These checks come first so the
     user reads the setting's flag name rather than a processor's internals.
     """
+    _refuse_nan(settings)
     checks = (
         (settings.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
         (settings.min_new_tokens is not None and settings.min_new_tokens < 0, "--min-new-tokens must be >= 0"),
@@ -188,6 +190,15 @@ def validate(settings: GenerationSettings) -> None:
         verb = "applies" if len(given) == 1 else "apply"
         raise SettingsError(f"{', '.join(given)} only {verb} when sampling: add --do-sample")
     _validate_with_transformers(settings)
+
+
+def _refuse_nan(settings: GenerationSettings) -> None:
+    """A NaN setting (``--temperature nan``: Python's float reads it) in words of its own: the
+    range checks refuse it too, since NaN compares false, but "must be > 0" for a value that is
+    no number at all leaves the user looking for a sign they never typed."""
+    for name, value in asdict(settings).items():
+        if isinstance(value, float) and math.isnan(value):
+            raise SettingsError(f"--{name.replace('_', '-')} must be a number, not nan")
 
 
 MIN_TEMPERATURE = 1e-30

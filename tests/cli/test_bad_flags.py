@@ -192,3 +192,38 @@ def test_cache_that_is_a_file(tmp_path, monkeypatch, capsys):
     fails(["llama", "--json"], capsys, "is a file, not a folder", "LMSCOPE_CACHE")
     fails(["fetch"], capsys, "is a file, not a folder", "LMSCOPE_CACHE")
     assert cache.read_text() == "not a folder"
+
+
+# click's usage errors say what to do, as click's own "Try 'lmscope t5 -h' for help." line did
+
+@pytest.mark.parametrize("argv, wrong, command", [
+    (["t5", "--bogus"], "No such option: --bogus", "lmscope t5"),
+    (["t5", "--tmperature", "1"], "(Possible options: --temperature)", "lmscope t5"),
+    (["open"], "Missing argument 'FILE'", "lmscope open"),
+    (["t5", "--max-new-tokens", "abc"], "Invalid value for '--max-new-tokens'", "lmscope t5"),
+    (["open", "x.lmscope", "--step", "abc"], "Invalid value for '--step'", "lmscope open"),
+    (["t5", "--max-new-tokens"], "Option '--max-new-tokens' requires an argument", "lmscope t5"),  # no context
+    (["llama", "--json=1"], "Option '--json' does not take a value", "lmscope llama"),
+    (["fetch", "extra"], "Got unexpected extra argument(s) (extra)", "lmscope fetch"),
+    (["bogus"], "No such command 'bogus'", "lmscope"),
+    (["--bogus"], "No such option: --bogus", "lmscope"),
+])
+def test_a_usage_error_says_where_the_help_is(argv, wrong, command, no_tui, capsys):
+    line = fails(argv, capsys, wrong)
+    assert line.endswith(f"; try '{command} --help' for help"), line
+    assert main([*command.split()[1:], "--help"]) == 0  # the help it names is there
+    assert capsys.readouterr().err == ""
+
+
+# an --offload-folder whose name the OS cannot look up ended with exit 1 (Path.exists raised)
+
+def test_an_offload_folder_the_os_cannot_look_up(tmp_path, capsys):
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    argv = ["t5", "--json", "--max-new-tokens", "1", "--device-map", "auto", "--offload-folder"]
+    fails([*argv, str(tmp_path / ("y" * 300))], capsys, "--offload-folder", "File name too long")
+    fails([*argv, str(tmp_path / ("y" * 300) / "offload")], capsys, "File name too long")
+    fails([*argv, "y" * 5000], capsys, "File name too long")
+    fails([*argv, str(tmp_path / "loop1")], capsys, "--offload-folder", "symbolic links")
+    fails([*argv, str(tmp_path / "loop1" / "offload")], capsys, "--offload-folder", "symbolic links")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop1", "loop2"]

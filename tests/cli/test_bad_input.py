@@ -49,6 +49,28 @@ def test_flag_errors(argv, needle, capsys):
     fails(argv, capsys, needle)
 
 
+@pytest.mark.parametrize("flag", ["--temperature", "--top-p", "--min-p", "--typical-p", "--repetition-penalty"])
+@pytest.mark.parametrize("value", ["nan", "NaN", "-nan"])
+def test_a_nan_setting_says_it_is_no_number(flag, value, capsys):
+    """Python's float reads 'nan': the range checks refused it as "must be > 0", which names no
+    mistake the user made."""
+    fails(["t5", "--json", "--do-sample", flag, value], capsys, f"{flag} must be a number, not nan")
+
+
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--temperature", "inf", "--temperature must be in [1e-30, 3.4e+38]"),
+    ("--temperature", "1e400", "--temperature must be in [1e-30, 3.4e+38]"),  # read as inf
+    ("--temperature", "-inf", "--temperature must be > 0"),
+    ("--top-p", "inf", "--top-p must be in (0, 1]"),
+    ("--top-p", "-inf", "--top-p must be in (0, 1]"),
+    ("--min-p", "inf", "--min-p must be in [0, 1]"),
+    ("--typical-p", "infinity", "--typical-p must be in (0, 1]"),
+    ("--repetition-penalty", "inf", "--repetition-penalty must be in [1e-30, 1e+30]"),
+])
+def test_an_infinite_setting_is_refused_by_its_range(flag, value, needle, capsys):
+    fails(["t5", "--json", "--do-sample", flag, value], capsys, needle)
+
+
 def test_invalid_utf8_argv_in_a_real_process(tmp_path):
     import os
     import subprocess
@@ -180,20 +202,22 @@ def test_a_terminal_escape_quoted_by_a_library_is_escaped_once(monkeypatch, caps
 
 
 def test_terminal_escapes_in_open_errors_and_warnings_are_escaped(tmp_path, capsys):
-    """A trace path is printed as given (unquoted) in `open`'s errors and its warning line."""
+    """A trace path is quoted with repr in `open`'s errors and its warning lines: escaped once."""
     from lmscope.testing import make_session, write_trace
 
     path = tmp_path / f"{ESC_NAME}.lmscope"
-    assert "\x1b" not in fails(["open", str(path), "--json"], capsys, "ab\\x1b[31mred.lmscope does not exist")
+    line = fails(["open", str(path), "--json"], capsys, "ab\\x1b[31mred.lmscope' does not exist")
+    assert "\x1b" not in line and "\\\\x1b" not in line
     write_trace(path, make_session("llama", steps=3))
     path.write_bytes(path.read_bytes()[:-10])  # the last step cut short: a warning names the file
     assert main(["open", str(path), "--json"]) == 0
     err = capsys.readouterr().err
-    assert err.startswith("lmscope: warning: ") and "ab\\x1b[31mred.lmscope: the last " in err and "\x1b" not in err
+    assert err.startswith("lmscope: warning: '") and "ab\\x1b[31mred.lmscope': the last " in err and "\x1b" not in err
     write_trace(path, make_session("llama", steps=3), lens_steps=(1,))  # a lens for 1 step of 3: a warning
     assert main(["open", str(path), "--json", "--layers"]) == 0
     err = capsys.readouterr().err
-    assert "ab\\x1b[31mred.lmscope: the logit lens was recorded for 1 of 3" in err and "\x1b" not in err
+    assert "ab\\x1b[31mred.lmscope': the logit lens was recorded for 1 of 3" in err and "\x1b" not in err
+    assert "\\\\x1b" not in err
 
 
 @pytest.mark.parametrize("text, shown", [
@@ -205,3 +229,29 @@ def test_terminal_safe_escapes_what_a_terminal_would_act_on(text, shown):
     from lmscope.streams import terminal_safe
 
     assert terminal_safe(text) == shown
+
+
+def _open_target(tmp_path, kind: str) -> str:
+    """A path ``lmscope open`` refuses, of ``kind``."""
+    if kind.startswith("/"):
+        return kind
+    if kind == "folder":
+        return str(tmp_path)
+    path = tmp_path / kind
+    if kind != "my run.lmscope ":  # missing; the others are files
+        path.write_text("" if kind == "empty.lmscope" else "notes " * 20)
+    return str(path)
+
+
+@pytest.mark.parametrize("kind, what", [
+    ("my run.lmscope ", "does not exist"),  # unquoted, its trailing space was invisible
+    ("folder", "is a folder, not an lmscope trace"),
+    ("empty.lmscope", "is empty"),
+    ("notes.txt", "is not an lmscope trace"),
+    ("/dev/null", "is not a regular file"),
+    ("/proc/version", "is in /proc"),
+])
+def test_open_quotes_the_path_in_its_errors(kind, what, tmp_path, capsys):
+    """As --record's and --svg's lines do (``{path!r}``): a name with spaces or a trailing space reads whole."""
+    path = _open_target(tmp_path, kind)
+    assert fails(["open", path, "--json"], capsys).startswith(f"lmscope: error: {path!r} {what}")

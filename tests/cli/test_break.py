@@ -102,3 +102,21 @@ def test_bad_break_expression_is_one_line_and_exit_2(tiny_llama_dir, capsys):
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
     assert captured.err == "lmscope: error: bad breakpoint `p < 0.3 and`: expected a value at column 12\n"
+
+
+ESC_BREAK = "step == 1 or token == '\x1b[31m'"
+"""A breakpoint whose quoted string holds a terminal escape (bash: ``--break $'... \\e[31m ...'``)."""
+
+
+def test_a_terminal_escape_in_a_headless_hit_line_is_escaped(tiny_llama_dir, tmp_path, capsys):
+    """The hit line quotes the expression: its ESC is written as ``\\x1b``, live and replayed;
+    ``--json`` keeps the expression itself (JSON escapes it)."""
+    record = tmp_path / "esc.lmscope"
+    argv = ["llama", "--model", str(tiny_llama_dir), *ARGS, "--break", ESC_BREAK]
+    live = run([*argv, "--headless", "--record", str(record)], capsys)
+    last = live.splitlines()[-1]
+    assert "\x1b" not in live and last.startswith("breakpoint 1 `step == 1 or token == '\\x1b[31m'`: step=1, token=")
+    replayed = run(["open", str(record), "--headless"], capsys)
+    assert "\x1b" not in replayed and replayed.splitlines()[-1] == last
+    hit = json.loads(run([*argv, "--json"], capsys).splitlines()[-1])["breakpoint"]
+    assert hit["expr"] == ESC_BREAK

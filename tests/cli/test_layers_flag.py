@@ -69,7 +69,7 @@ def test_open_json_layers_of_a_trace_without_a_lens_says_so_in_one_line(tiny_t5_
     capsys.readouterr()
     code, out, err = run(["open", path, "--json", "--layers"], capsys)
     assert code == 2 and out == ""
-    assert err == (f"lmscope: error: {path} keeps no logit lens: record with --json --layers, or step into steps (s) "
+    assert err == (f"lmscope: error: {path!r} keeps no logit lens: record with --json --layers, or step into steps (s) "
                    "while the TUI records, to print layers from it\n")
 
 
@@ -82,7 +82,7 @@ def test_open_json_layers_of_a_trace_with_some_lenses_warns_and_prints_those(tmp
     code, out, err = run(["open", path, "--json", "--layers"], capsys)
     assert code == 0
     assert [("layers" in json.loads(line)) for line in out.splitlines()] == [False, True, True, False]
-    assert err == (f"lmscope: warning: {path}: the logit lens was recorded for 2 of 4 steps (those the TUI stepped "
+    assert err == (f"lmscope: warning: {path!r}: the logit lens was recorded for 2 of 4 steps (those the TUI stepped "
                    "into): the other steps' lines have no \"layers\"\n")
 
 

@@ -65,6 +65,7 @@ def test_plain_arguments_are_read_as_typer_reads_them(argv):
     ["open"], ["open", "--help"], ["open", "-h"], ["open", "s.lmscope", "--help"], ["open", "a", "b"],
     ["open", "s.lmscope", "--json", "--json"], ["open", "s.lmscope", "--json=yes"], ["open", "s.lmscope", "--step"],
     ["open", "s.lmscope", "--step", "three"], ["open", "s.lmscope", "--step", "-2"], ["open", "s.lmscope", "--tab"],
+    ["open", "s.lmscope", "--step", "\u0663"], ["open", "s.lmscope", "--step=\uff13"],  # digits typer refuses
     ["open", "s.lmscope", "--svg", "--json"], ["open", "s.lmscope", "--nope"], ["open", "--", "s.lmscope"],
     ["llama", "--max-new-tokens", "3"], [],
 ])

@@ -51,9 +51,11 @@ def test_the_range_ends_are_accepted():
 
 
 def test_nan_and_zero_keep_their_messages():
-    assert refused(do_sample=True, temperature=float("nan")) == "--temperature must be > 0"
-    assert refused(repetition_penalty=float("nan")) == "--repetition-penalty must be > 0"
+    """Neither falls to the range checks' lines (about float32's range); NaN is named as no number."""
+    assert refused(do_sample=True, temperature=float("nan")) == "--temperature must be a number, not nan"
+    assert refused(repetition_penalty=float("nan")) == "--repetition-penalty must be a number, not nan"
     assert refused(repetition_penalty=0.0) == "--repetition-penalty must be > 0"
+    assert refused(do_sample=True, temperature=0.0) == "--temperature must be > 0"
 
 
 def test_special_token_bad_words(demo_t5):

@@ -157,7 +157,7 @@ def test_open_warns_on_stderr_of_a_cut_recording(output, tmp_path, capsys):
     path.write_bytes(path.read_bytes()[:-10])  # the last step's chunk torn
     assert main(["open", str(path), *output]) == 0
     out, err = capsys.readouterr()
-    assert err.startswith(f"lmscope: warning: {path}: the last ") and err.count("\n") == 1
+    assert err.startswith(f"lmscope: warning: {str(path)!r}: the last ") and err.count("\n") == 1
     assert out.splitlines() == whole.splitlines()[:-1]  # every step but the torn one, as before
 
 
@@ -166,7 +166,7 @@ def test_open_svg_warns_on_stderr_of_a_cut_recording(tmp_path, capsys):
     record_fake(path, steps=5)
     path.write_bytes(path.read_bytes()[:-10])
     assert main(["open", str(path), "--svg", str(tmp_path / "shot.svg")]) == 0
-    assert capsys.readouterr().err.startswith(f"lmscope: warning: {path}: the last ")
+    assert capsys.readouterr().err.startswith(f"lmscope: warning: {str(path)!r}: the last ")
     assert (tmp_path / "shot.svg").read_text().startswith("<svg")
 
 

@@ -71,7 +71,7 @@ def test_a_step_header_changed_outside_the_crc_is_a_damaged_chunk_not_steps_drop
     assert trace.unread == len(data) - chunks(data)[4]["at"]
     code, lines, err = json_lines(trace_file, capsys)
     assert code == 0 and lines == whole[:2]
-    assert err.startswith(f"lmscope: warning: {trace_file}: a chunk ") and err.count("\n") == 1
+    assert err.startswith(f"lmscope: warning: {str(trace_file)!r}: a chunk ") and err.count("\n") == 1
     assert "the 2 steps before it are shown" in err
 
 
@@ -449,7 +449,7 @@ def test_a_lens_that_is_not_a_list_of_layers_is_one_line(tmp_path, capsys, layer
     code, lines, err = json_lines(path, capsys, "--layers")
     warning, error = err.splitlines()  # the lens was recorded for 1 of 3 steps; then step 1's is read
     assert code == 2 and "lens was recorded for 1 of 3 steps" in warning
-    assert error.startswith(f"lmscope: error: {path} is damaged: the LENS chunk") and "not a list of layers" in error
+    assert error.startswith(f"lmscope: error: {str(path)!r} is damaged: the LENS chunk") and "not a list of layers" in error
     assert len(lines) == 1  # step 0, printed before step 1's lens was read
 
 
