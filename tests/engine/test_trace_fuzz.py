@@ -14,32 +14,9 @@ import numpy as np
 import pytest
 
 from lmscope.cli import main
-from lmscope.engine.recording import _CHUNK_HEADER, _FILE_HEADER, ReplayEngine, Trace, TraceError
+from lmscope.engine.recording import _CHUNK_HEADER, ReplayEngine, Trace, TraceError
 from lmscope.testing import make_session, write_trace
-
-
-def chunks(data: bytes) -> list[dict]:
-    """Every chunk of a whole trace: where it starts, its header fields, its JSON."""
-    found, at = [], _FILE_HEADER.size
-    while at < len(data):
-        kind, body_len, rows_len, crc, step = _CHUNK_HEADER.unpack_from(data, at)
-        body = at + _CHUNK_HEADER.size
-        found.append({"at": at, "kind": kind, "rows_len": rows_len, "step": step,
-                      "json": json.loads(data[body:body + body_len]), "rows": data[body + body_len:body + body_len + rows_len],
-                      "end": body + body_len + rows_len})
-        at = found[-1]["end"]
-    return found
-
-
-def rebuilt(data: bytes, index: int, body=None, **header) -> bytes:
-    """``data`` with chunk ``index``'s JSON replaced by ``body`` (its CRC recomputed, as a writer
-    computes it) and any header field (``kind``, ``rows_len``, ``step``) set as given."""
-    chunk = chunks(data)[index]
-    text = json.dumps(chunk["json"] if body is None else body).encode() if not isinstance(body, bytes) else body
-    text += b" " * (-len(text) % 8)
-    fields = {"kind": chunk["kind"], "rows_len": chunk["rows_len"], "step": chunk["step"], **header}
-    head = _CHUNK_HEADER.pack(fields["kind"], len(text), fields["rows_len"], zlib.crc32(text), fields["step"])
-    return data[:chunk["at"]] + head + text + chunk["rows"] + data[chunk["end"]:]
+from trace_chunks import chunks, rebuilt
 
 
 @pytest.fixture
