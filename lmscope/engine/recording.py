@@ -763,12 +763,20 @@ class ReplayEngine:
     def __init__(self, trace: Trace):
         self.trace = trace
         self.info = trace.info
-        # A file read only in part says so where it stays in view, the status bar, as well as in
-        # the notification (``warning``) that says what is missing.
-        tail = f" ({trace.tail})" if trace.tail else ""
-        self.label = f"replay of {trace.path.name}{tail}, recorded {trace.recorded} with {trace.info.model}"
+        self.label = self._label(trace.tail)
+        """The status bar's line, "replay of FILE, recorded DATE with MODEL"."""
         self.warning = trace.tail_notice
         """What of the file the replay cannot show ("" when nothing): the app shows it as a notification."""
+        self.failure: TraceError | None = None
+        """The error of the recorded step that did not read, once :meth:`recorded_steps` met one
+        (a damaged chunk whose CRC holds): the steps before it are the whole history."""
+
+    def _label(self, tail: str) -> str:
+        """The status bar's line for a file whose end is ``tail`` ("", "cut short" or "damaged")."""
+        # A file read only in part says so where it stays in view, the status bar, as well as in
+        # the notification that says what is missing (``warning``, or the step that did not read).
+        tail = f" ({tail})" if tail else ""
+        return f"replay of {self.trace.path.name}{tail}, recorded {self.trace.recorded} with {self.info.model}"
 
     @property
     def finished(self) -> bool:
@@ -780,8 +788,15 @@ class ReplayEngine:
         return self.trace.prompt()
 
     def recorded_steps(self):
-        """Every recorded step of the live branch, in order (rows mapped, not read)."""
-        return (self.trace.step(i) for i in range(len(self.trace)))
+        """Every recorded step of the live branch, in order (rows mapped, not read), up to one
+        that does not read: its TraceError ends them, and is kept in ``failure``."""
+        for index in range(len(self.trace)):
+            try:
+                record = self.trace.step(index)
+            except TraceError as error:
+                self.failure, self.label = error, self._label("damaged")
+                raise
+            yield record
 
     def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False,
              layers_later: bool | None = None, scores_in_step: bool = False) -> StepRecord:

@@ -309,7 +309,8 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.call_after_refresh(self._settle_memory)
 
     def on_engine_failed(self, message: EngineFailed) -> None:
-        """Show the error; keep the history so the steps before it stay browsable.
+        """Show the error; keep the history so the steps before it stay browsable (a replay's
+        too, when one of its recorded steps does not read: the prompt, at least, was read).
 
         A failed load leaves nothing to browse: the app exits with the error as its result
         (the CLI prints it as one line, exit 2) instead of showing "loading..." forever."""
@@ -323,10 +324,13 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.get_screen_stack_root().query_one("#panes").loading = False
         self.busy = False
         self.view = self.view.with_state("error")
+        title = f"engine failed during {message.during}"
+        if message.during == "replay":  # the status bar goes on saying the file is damaged
+            self.view = replace(self.view, notice=getattr(self.engine, "label", self.view.notice))
+            title = "part of the recording is not shown"
         self._settle_memory()
         error = message.error
-        self.notify(f"{type(error).__name__}: {error}", title=f"engine failed during {message.during}",
-                    severity="error", timeout=10, markup=False)
+        self.notify(f"{type(error).__name__}: {error}", title=title, severity="error", timeout=10, markup=False)
 
     def action_quit(self) -> None:
         """Stop a running continue at the next step boundary, then exit."""

@@ -331,9 +331,11 @@ def test_a_stage_or_cache_number_of_another_type_is_made_the_type_the_panes_form
 
 def test_an_svg_whose_app_exits_with_the_error_while_it_waits_is_still_one_error_line(
         trace_file, tmp_path, capsys, monkeypatch):
-    """The race a fuzzer met once in ~200 runs: the app exits with the failed step's error while
+    """The race a fuzzer met once in ~200 runs: the app exits with a failed load's error while
     ``--svg`` waits for its workers, whose wait then raised WorkerCancelled ("lmscope: error:
-    WorkerCancelled: ...", exit 1). Here the wait raises it once the app has its error."""
+    WorkerCancelled: ...", exit 1). Here the wait raises it once the app has its error. (A
+    recorded step that does not read no longer ends the app: it stays open on the steps before
+    it, and ``--svg`` ends with the step's error itself.)"""
     from textual.worker import WorkerCancelled
 
     from lmscope import testing
@@ -345,10 +347,13 @@ def test_an_svg_whose_app_exits_with_the_error_while_it_waits_is_still_one_error
             await pilot.pause(0.01)
         raise WorkerCancelled("Worker was cancelled, and did not complete.")
 
+    def unreadable_prompt(engine):
+        raise TraceError(f"{trace_file} is damaged: its prompt does not read")
+
     monkeypatch.setattr(testing, "wait_until_idle", cancelled)
-    trace_file.write_bytes(rebuilt(trace_file.read_bytes(), 4, step=1))
+    monkeypatch.setattr(ReplayEngine, "start", unreadable_prompt)
     assert main(["open", str(trace_file), "--svg", str(tmp_path / "s.svg")]) == 2
-    assert "header says step 1" in capsys.readouterr().err.splitlines()[-1]
+    assert "its prompt does not read" in capsys.readouterr().err.splitlines()[-1]
 
 
 @pytest.mark.parametrize("note", [
