@@ -131,6 +131,8 @@ def test_a_rows_layout_the_writer_never_writes_is_a_trace_error(trace_file, chan
     assert len(trace) == 5 and trace.tail == ""
     with pytest.raises(TraceError, match="is damaged: step 1's chunk at byte"):
         trace.step(1)
+    with pytest.raises(TraceError, match="is damaged: step 1's chunk at byte"):  # --json without --attention too
+        trace.step_data(1)
 
 
 @pytest.mark.parametrize("body", [b"[]", b'"x"', b"", b'{"data": {"a": "\xff"}, "rows": {}}', b"[" * 100000,
@@ -244,6 +246,8 @@ def test_step_rows_that_do_not_fit_the_tokens_before_them_are_refused(tmp_path, 
     trace.step(1)
     with pytest.raises(TraceError, match="is damaged: step 2's chunk"):
         trace.step(2)
+    with pytest.raises(TraceError, match="is damaged: step 2's chunk"):
+        trace.step_data(2)
 
 
 def test_the_svg_of_a_trace_with_a_step_that_does_not_read_is_one_error_line(trace_file, tmp_path, capsys):
@@ -309,13 +313,18 @@ def step_1_changed(trace_file, change):
                                     "cache layers", "cache heads", "layer bytes", "token id"])
 def test_a_step_with_a_field_of_the_wrong_type_is_a_trace_error_not_a_crash_in_a_pane(trace_file, capsys, change):
     """Step 1's fields replaced, its CRC recomputed. Before: no stages raised IndexError in the
-    table (exit 1); a string probability, a list token, a negative id went into the panes."""
+    table (exit 1); a string probability, a list token, a negative id went into the panes; and
+    ``--json``, which checked a step's keys only, printed every one of them (exit 0)."""
     step_1_changed(trace_file, change)
     with pytest.raises(TraceError, match="is damaged: step 1's chunk"):
         Trace(trace_file).step(1)
+    with pytest.raises(TraceError, match="is damaged: step 1's chunk"):
+        Trace(trace_file).step_data(1)
     assert main(["open", str(trace_file), "--headless"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lmscope: error: ") and err.count("\n") == 1
+    code, lines, json_err = json_lines(trace_file, capsys)
+    assert code == 2 and len(lines) == 1 and json_err == err  # step 0, then the same line
 
 
 @pytest.mark.parametrize("change", ["kept as a float", "heads as a string"])
@@ -327,6 +336,8 @@ def test_a_stage_or_cache_number_of_another_type_is_made_the_type_the_panes_form
     assert type(record.stages[0].kept) is int and type(record.cache.kv_heads) is int
     assert main(["open", str(trace_file), "--headless"]) == 0
     assert capsys.readouterr().err == ""
+    code, lines, err = json_lines(trace_file, capsys)  # accepted by --json too: printed as recorded
+    assert code == 0 and len(lines) == 5 and err == ""
 
 
 def test_an_svg_whose_app_exits_with_the_error_while_it_waits_is_still_one_error_line(
