@@ -306,22 +306,24 @@ class Trace:
 
     def lens_data(self, index: int) -> list | None:
         """Step ``index``'s ``"layers"`` exactly as ``--json --layers`` printed them; None when its
-        lens was not recorded."""
+        lens was not recorded. A lens :meth:`lens` refuses is refused here, with the same TraceError."""
         chunk = self._lens_chunk(index)
-        return None if chunk is None else self._lens_layers(chunk)
+        return None if chunk is None else self._read_lens(chunk)[0]
 
     def lens(self, index: int) -> tuple | None:
         """Step ``index``'s logit lens as ``LayerLens`` records (no lens logits: see
         ``trace.lens_from_list``); None when it was not recorded."""
         chunk = self._lens_chunk(index)
-        return None if chunk is None else self._decoded(chunk, lens_from_list, self._lens_layers(chunk))
+        return None if chunk is None else self._read_lens(chunk)[1]
 
-    def _lens_layers(self, chunk: _Chunk) -> list:
-        """A ``LENS`` chunk's ``"layers"``, checked to be a list of layers."""
+    def _read_lens(self, chunk: _Chunk) -> tuple[list, tuple]:
+        """A ``LENS`` chunk's ``"layers"`` and the ``LayerLens`` records built from them: checked
+        in one place, so ``--json --layers`` refuses the lens the Layers pane refuses (a word
+        where a probability goes was printed by one and refused by the other)."""
         layers = self._body(chunk)["data"].get("layers")
         if not (isinstance(layers, list) and all(isinstance(layer, dict) for layer in layers)):
             raise self._damaged(chunk, "its layers are not a list of layers")
-        return layers
+        return layers, self._decoded(chunk, lens_from_list, layers)
 
     def _lens_chunk(self, index: int) -> _Chunk | None:
         """The step's last ``LENS`` chunk, if any (the newest, where a lens was written twice)."""

@@ -454,13 +454,19 @@ def test_a_lens_for_a_step_not_yet_made_is_damaged(tmp_path, capsys):
     assert len(trace) == 2 and trace.tail == "damaged" and trace.unread == len(data) - chunks(data)[4]["at"]
 
 
-def test_a_lens_number_of_the_wrong_type_is_one_trace_error(tmp_path):
+def test_a_lens_number_of_the_wrong_type_is_one_trace_error(tmp_path, capsys):
     """A layer's probability as a word went into the Layers pane's formatting (on the UI thread);
-    the lens's numbers are made their types as it is read, like a stage's."""
+    the lens's numbers are made their types as it is read, like a stage's. ``--json --layers``
+    printed it (exit 0), where the Layers pane refused it: it says the same line now, after the
+    step before it."""
     path = lens_trace(tmp_path)
     data = path.read_bytes()
     body = chunks(data)[4]["json"]
     body["data"]["layers"][0]["chosen_prob"] = "high"
     path.write_bytes(rebuilt(data, 4, body))
-    with pytest.raises(TraceError, match="is damaged: the LENS chunk .* ValueError"):
+    with pytest.raises(TraceError, match="is damaged: the LENS chunk .* ValueError") as refused:
         Trace(path).lens(1)
+    with pytest.raises(TraceError, match="is damaged: the LENS chunk .* ValueError"):
+        Trace(path).lens_data(1)
+    code, lines, err = json_lines(path, capsys, "--layers")
+    assert code == 2 and len(lines) == 1 and err.splitlines()[-1] == f"lmscope: error: {refused.value}"
