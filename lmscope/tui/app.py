@@ -323,11 +323,11 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self._flush_steps()  # the steps before the failure, at once (a paced frame may be pending)
         self.get_screen_stack_root().query_one("#panes").loading = False
         self.busy = False
-        self.view = self.view.with_state("error")
-        title = f"engine failed during {message.during}"
-        if message.during == "replay":  # the status bar goes on saying the file is damaged
-            self.view = replace(self.view, notice=getattr(self.engine, "label", self.view.notice))
+        view, title = self.view.with_state("error"), f"engine failed during {message.during}"
+        if message.during == "replay":  # a recorded step did not read: the status bar goes on saying so
+            view = replace(view, notice=getattr(self.engine, "label", view.notice))
             title = "part of the recording is not shown"
+        self.view = view  # one View: every pane takes each one
         self._settle_memory()
         error = message.error
         self.notify(f"{type(error).__name__}: {error}", title=title, severity="error", timeout=10, markup=False)
