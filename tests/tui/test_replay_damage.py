@@ -51,3 +51,17 @@ async def test_a_first_step_that_does_not_read_leaves_the_prompt_to_browse(t5_re
         assert app.is_running and app.return_code is None
         assert app.view.steps == () and app.view.prompt is not None and app.view.state == "error"
         assert "step 0's chunk" in on_screen(app)
+
+
+async def test_the_steps_after_the_first_batch_are_kept_too(tmp_path):
+    """The history comes in batches (8 steps, then 64): the steps read in the batch the damaged
+    step was in join the history too."""
+    from lmscope.testing import make_session, write_trace
+
+    write_trace(tmp_path / "whole.lmscope", make_session("llama", steps=12))
+    path = with_step_changed(tmp_path / "whole.lmscope", tmp_path / "s.lmscope", 10, token=["a"])
+    app = replay_app(path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until_idle(pilot)
+        assert [record.step for record in app.view.steps] == list(range(10)) and app.view.state == "error"
+        assert app.view.index == 9 and app.return_code is None
