@@ -780,9 +780,9 @@ class ReplayEngine:
         """The status bar's line, "replay of FILE, recorded DATE with MODEL"."""
         self.warning = trace.tail_notice
         """What of the file the replay cannot show ("" when nothing): the app shows it as a notification."""
-        self.failure: TraceError | None = None
+        self.failure: Exception | None = None
         """The error of the recorded step that did not read, once :meth:`recorded_steps` met one
-        (a damaged chunk whose CRC holds): the steps before it are the whole history."""
+        (a TraceError: a damaged chunk whose CRC holds): the steps before it are the whole history."""
 
     def _label(self, tail: str) -> str:
         """The status bar's line for a file whose end is ``tail`` ("", "cut short" or "damaged")."""
@@ -802,11 +802,11 @@ class ReplayEngine:
 
     def recorded_steps(self):
         """Every recorded step of the live branch, in order (rows mapped, not read), up to one
-        that does not read: its TraceError ends them, and is kept in ``failure``."""
+        that does not read: its error ends them, and is kept in ``failure``."""
         for index in range(len(self.trace)):
             try:
                 record = self.trace.step(index)
-            except TraceError as error:
+            except Exception as error:  # a TraceError, or a reader's bug: either way, what --svg ends with
                 self.failure, self.label = error, self._label("damaged")
                 raise
             yield record
