@@ -53,3 +53,16 @@ def direct_fds(monkeypatch) -> set[int]:
 
     monkeypatch.setattr(row_store.os, "open", open_recorded)
     return opened
+
+
+@pytest.fixture(scope="session")
+def t5_recording(tmp_path_factory) -> Path:
+    """A real 4-step recording of the demo T5, as ``lmscope t5 --headless --record FILE`` writes it
+    (a test damages a copy of it, never the file itself)."""
+    from lmscope.cli import main
+
+    path = tmp_path_factory.mktemp("t5-recording") / "t5.lmscope"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TQDM_DISABLE", "1")  # main sets it for its process: undone after, as for every test
+        assert main(["t5", "--headless", "--max-new-tokens", "4", "--min-new-tokens", "4", "--record", str(path)]) == 0
+    return path

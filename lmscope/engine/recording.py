@@ -285,11 +285,10 @@ class Trace:
         return record if not rows else replace(record, attention=rows["attention"])
 
     def step_data(self, index: int) -> dict:
-        """Step ``index`` as ``--json`` printed it (without attention and layers), notes included."""
+        """Step ``index`` as ``--json`` printed it (without attention and layers), notes included;
+        a step :meth:`step` refuses is refused here, with the same TraceError."""
         chunk, notes = self._step_chunks(index)
-        data = dict(self._body(chunk)["data"])
-        if not _STEP_KEYS <= data.keys():  # a line without them is not a step (decoding it all would cost ~40%)
-            raise self._damaged(chunk, f"it has no {sorted(_STEP_KEYS - data.keys())[0]!r}")
+        data = dict(self._read_step(chunk)[0])
         for note in notes:
             if note.kind == b"NOTE":  # a LENS is read apart (lens_data)
                 data.update({k: v for k, v in self._decoded(note, _check_note, self._body(note)["data"]).items()
@@ -307,22 +306,24 @@ class Trace:
 
     def lens_data(self, index: int) -> list | None:
         """Step ``index``'s ``"layers"`` exactly as ``--json --layers`` printed them; None when its
-        lens was not recorded."""
+        lens was not recorded. A lens :meth:`lens` refuses is refused here, with the same TraceError."""
         chunk = self._lens_chunk(index)
-        return None if chunk is None else self._lens_layers(chunk)
+        return None if chunk is None else self._read_lens(chunk)[0]
 
     def lens(self, index: int) -> tuple | None:
         """Step ``index``'s logit lens as ``LayerLens`` records (no lens logits: see
         ``trace.lens_from_list``); None when it was not recorded."""
         chunk = self._lens_chunk(index)
-        return None if chunk is None else self._decoded(chunk, lens_from_list, self._lens_layers(chunk))
+        return None if chunk is None else self._read_lens(chunk)[1]
 
-    def _lens_layers(self, chunk: _Chunk) -> list:
-        """A ``LENS`` chunk's ``"layers"``, checked to be a list of layers."""
+    def _read_lens(self, chunk: _Chunk) -> tuple[list, tuple]:
+        """A ``LENS`` chunk's ``"layers"`` and the ``LayerLens`` records built from them: checked
+        in one place, so ``--json --layers`` refuses the lens the Layers pane refuses (a word
+        where a probability goes was printed by one and refused by the other)."""
         layers = self._body(chunk)["data"].get("layers")
         if not (isinstance(layers, list) and all(isinstance(layer, dict) for layer in layers)):
             raise self._damaged(chunk, "its layers are not a list of layers")
-        return layers
+        return layers, self._decoded(chunk, lens_from_list, layers)
 
     def _lens_chunk(self, index: int) -> _Chunk | None:
         """The step's last ``LENS`` chunk, if any (the newest, where a lens was written twice)."""
@@ -330,11 +331,23 @@ class Trace:
 
     def step(self, index: int) -> StepRecord:
         """Step ``index`` as a record; its rows are views of the mapped file (read lazily)."""
-        chunk, _ = self._step_chunks(index)
-        data, rows = self._load(chunk)
-        return replace(self._decoded(chunk, lambda d: step_from_dict(_check_step(d)), data),
-                       attention=rows.get("attention"),
-                       cross_attention=rows.get("cross_attention"))
+        _, record, rows = self._read_step(self._step_chunks(index)[0])
+        return replace(record, attention=rows.get("attention"), cross_attention=rows.get("cross_attention"))
+
+    def _read_step(self, chunk: _Chunk) -> tuple[dict, StepRecord, dict[str, AttentionRows]]:
+        """A step chunk's JSON, the record built from it (no rows) and its rows, or the TraceError
+        of a step that is not what lmscope writes.
+
+        The one place a step is checked, whatever shows it: ``--json`` prints the JSON, the TUI
+        and ``--headless`` show the record, and each refuses the same steps in the same words (a
+        step with no stages was printed by ``--json`` and refused by the others). Building the
+        record only to check it costs ``--json`` ~40 µs of CPU a demo T5 step (its loop over the
+        steps, without ``--attention``, took 1.4-1.5 times as long): the price of never printing
+        a step the other outputs refuse."""
+        data, rows = self._load(chunk)  # the rows' layout is checked too, though --json may not print them
+        if not _STEP_KEYS <= data.keys():  # before decoding: the missing field named, not a KeyError
+            raise self._damaged(chunk, f"it has no {sorted(_STEP_KEYS - data.keys())[0]!r}")
+        return data, self._decoded(chunk, lambda d: step_from_dict(_check_step(d)), data), rows
 
     def rows(self, index: int) -> dict[str, AttentionRows]:
         """Every row of step ``index``, to be read in full (``--json --attention``): asked ahead."""
@@ -763,12 +776,20 @@ class ReplayEngine:
     def __init__(self, trace: Trace):
         self.trace = trace
         self.info = trace.info
-        # A file read only in part says so where it stays in view, the status bar, as well as in
-        # the notification (``warning``) that says what is missing.
-        tail = f" ({trace.tail})" if trace.tail else ""
-        self.label = f"replay of {trace.path.name}{tail}, recorded {trace.recorded} with {trace.info.model}"
+        self.label = self._label(trace.tail)
+        """The status bar's line, "replay of FILE, recorded DATE with MODEL"."""
         self.warning = trace.tail_notice
         """What of the file the replay cannot show ("" when nothing): the app shows it as a notification."""
+        self.failure: Exception | None = None
+        """The error of the recorded step that did not read, once :meth:`recorded_steps` met one
+        (a TraceError: a damaged chunk whose CRC holds): the steps before it are the whole history."""
+
+    def _label(self, tail: str) -> str:
+        """The status bar's line for a file whose end is ``tail`` ("", "cut short" or "damaged")."""
+        # A file read only in part says so where it stays in view, the status bar, as well as in
+        # the notification that says what is missing (``warning``, or the step that did not read).
+        tail = f" ({tail})" if tail else ""
+        return f"replay of {self.trace.path.name}{tail}, recorded {self.trace.recorded} with {self.info.model}"
 
     @property
     def finished(self) -> bool:
@@ -780,8 +801,15 @@ class ReplayEngine:
         return self.trace.prompt()
 
     def recorded_steps(self):
-        """Every recorded step of the live branch, in order (rows mapped, not read)."""
-        return (self.trace.step(i) for i in range(len(self.trace)))
+        """Every recorded step of the live branch, in order (rows mapped, not read), up to one
+        that does not read: its error ends them, and is kept in ``failure``."""
+        for index in range(len(self.trace)):
+            try:
+                record = self.trace.step(index)
+            except Exception as error:  # a TraceError, or a reader's bug: either way, what --svg ends with
+                self.failure, self.label = error, self._label("damaged")
+                raise
+            yield record
 
     def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False,
              layers_later: bool | None = None, scores_in_step: bool = False) -> StepRecord:

@@ -309,7 +309,8 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.call_after_refresh(self._settle_memory)
 
     def on_engine_failed(self, message: EngineFailed) -> None:
-        """Show the error; keep the history so the steps before it stay browsable.
+        """Show the error; keep the history so the steps before it stay browsable (a replay's
+        too, when one of its recorded steps does not read: the prompt, at least, was read).
 
         A failed load leaves nothing to browse: the app exits with the error as its result
         (the CLI prints it as one line, exit 2) instead of showing "loading..." forever."""
@@ -322,11 +323,14 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self._flush_steps()  # the steps before the failure, at once (a paced frame may be pending)
         self.get_screen_stack_root().query_one("#panes").loading = False
         self.busy = False
-        self.view = self.view.with_state("error")
+        view, title = self.view.with_state("error"), f"engine failed during {message.during}"
+        if message.during == "replay":  # a recorded step did not read: the status bar goes on saying so
+            view = replace(view, notice=getattr(self.engine, "label", view.notice))
+            title = "part of the recording is not shown"
+        self.view = view  # one View: every pane takes each one
         self._settle_memory()
         error = message.error
-        self.notify(f"{type(error).__name__}: {error}", title=f"engine failed during {message.during}",
-                    severity="error", timeout=10, markup=False)
+        self.notify(f"{type(error).__name__}: {error}", title=title, severity="error", timeout=10, markup=False)
 
     def action_quit(self) -> None:
         """Stop a running continue at the next step boundary, then exit."""

@@ -89,7 +89,8 @@ class EngineFailed(Message):
 
     Attributes:
         error: the exception.
-        during: ``"load"``, ``"start"`` or ``"step"``.
+        during: ``"load"``, ``"start"``, ``"step"``, ``"rewind"``, or ``"replay"`` (a replay's
+            recorded step did not read; the steps before it were loaded).
     """
 
     error: Exception

@@ -106,20 +106,23 @@ def render_svg(engine, target: Path, step: int | None = None, tab: str = DEFAULT
             if isinstance(app.return_value, BaseException):
                 return
             raise
-        if step is not None:
-            app.view = app.view.selecting(step)
-        if tab != "attention":
-            app.action_show_tab(tab)
-        await pilot.pause()
-        await pilot.wait_for_scheduled_animations()
-        if isinstance(app.return_value, BaseException):  # a recorded step did not read: the app exits with it
-            return
-        screen.append(app.export_screenshot())
+        if engine.failure is None:  # else no screen: the step's error is the command's (below)
+            if step is not None:
+                app.view = app.view.selecting(step)
+            if tab != "attention":
+                app.action_show_tab(tab)
+            await pilot.pause()
+            await pilot.wait_for_scheduled_animations()
+            screen.append(app.export_screenshot())
         app.exit()
 
     result = app.run(headless=True, size=parse_size(size), auto_pilot=shoot)
     if isinstance(result, BaseException):  # the replay failed to load: the app gave its error back
         raise result
+    if engine.failure is not None:
+        # A recorded step did not read. The app stays open on the steps before it, for a person to
+        # browse; a picture of them would hide the error, which --json and --headless end with too.
+        raise engine.failure
     if not screen:
         raise RuntimeError("the app ended before the screen was rendered")
     try:

@@ -73,18 +73,25 @@ class EngineWorkers:
             return
         self.post_message(PromptEncoded(prompt))
         if not getattr(engine, "live", True):  # a replay: its recorded steps become the history
-            batch, size = [], 8  # a small first batch: the first frame need not wait for all
-            try:
-                for record in engine.recorded_steps():
-                    batch.append(record)
-                    if len(batch) == size:
-                        self.post_message(HistoryLoaded(tuple(batch)))
-                        batch, size = [], 64
-            except Exception as error:  # a recorded step that does not read (a damaged trace): one line
-                self.post_message(EngineFailed(error, "load"))
-                return
+            self._load_history(engine)
+
+    def _load_history(self, engine: Engine) -> None:
+        """A replay's recorded steps join the history in batches. A step that does not read (a
+        damaged chunk) ends it as a failed step ends a continue: the steps before it are the
+        history, and the app stays open on them and says why."""
+        batch, size = [], 8  # a small first batch: the first frame need not wait for all
+        try:
+            for record in engine.recorded_steps():
+                batch.append(record)
+                if len(batch) == size:
+                    self.post_message(HistoryLoaded(tuple(batch)))
+                    batch, size = [], 64
+        except Exception as error:  # the steps read before it are not lost with it
             self.post_message(HistoryLoaded(tuple(batch)))
-            self.post_message(RunStopped(finished=engine.finished, paused=not engine.finished))
+            self.post_message(EngineFailed(error, "replay"))
+            return
+        self.post_message(HistoryLoaded(tuple(batch)))
+        self.post_message(RunStopped(finished=engine.finished, paused=not engine.finished))
 
     @work(thread=True, group="io", exit_on_error=False)
     def write_session(self, path: str, info, prompt, steps, lenses: dict | None = None) -> None:

@@ -14,32 +14,9 @@ import numpy as np
 import pytest
 
 from lmscope.cli import main
-from lmscope.engine.recording import _CHUNK_HEADER, _FILE_HEADER, ReplayEngine, Trace, TraceError
+from lmscope.engine.recording import _CHUNK_HEADER, ReplayEngine, Trace, TraceError
 from lmscope.testing import make_session, write_trace
-
-
-def chunks(data: bytes) -> list[dict]:
-    """Every chunk of a whole trace: where it starts, its header fields, its JSON."""
-    found, at = [], _FILE_HEADER.size
-    while at < len(data):
-        kind, body_len, rows_len, crc, step = _CHUNK_HEADER.unpack_from(data, at)
-        body = at + _CHUNK_HEADER.size
-        found.append({"at": at, "kind": kind, "rows_len": rows_len, "step": step,
-                      "json": json.loads(data[body:body + body_len]), "rows": data[body + body_len:body + body_len + rows_len],
-                      "end": body + body_len + rows_len})
-        at = found[-1]["end"]
-    return found
-
-
-def rebuilt(data: bytes, index: int, body=None, **header) -> bytes:
-    """``data`` with chunk ``index``'s JSON replaced by ``body`` (its CRC recomputed, as a writer
-    computes it) and any header field (``kind``, ``rows_len``, ``step``) set as given."""
-    chunk = chunks(data)[index]
-    text = json.dumps(chunk["json"] if body is None else body).encode() if not isinstance(body, bytes) else body
-    text += b" " * (-len(text) % 8)
-    fields = {"kind": chunk["kind"], "rows_len": chunk["rows_len"], "step": chunk["step"], **header}
-    head = _CHUNK_HEADER.pack(fields["kind"], len(text), fields["rows_len"], zlib.crc32(text), fields["step"])
-    return data[:chunk["at"]] + head + text + chunk["rows"] + data[chunk["end"]:]
+from trace_chunks import chunks, rebuilt
 
 
 @pytest.fixture
@@ -154,6 +131,8 @@ def test_a_rows_layout_the_writer_never_writes_is_a_trace_error(trace_file, chan
     assert len(trace) == 5 and trace.tail == ""
     with pytest.raises(TraceError, match="is damaged: step 1's chunk at byte"):
         trace.step(1)
+    with pytest.raises(TraceError, match="is damaged: step 1's chunk at byte"):  # --json without --attention too
+        trace.step_data(1)
 
 
 @pytest.mark.parametrize("body", [b"[]", b'"x"', b"", b'{"data": {"a": "\xff"}, "rows": {}}', b"[" * 100000,
@@ -267,6 +246,8 @@ def test_step_rows_that_do_not_fit_the_tokens_before_them_are_refused(tmp_path, 
     trace.step(1)
     with pytest.raises(TraceError, match="is damaged: step 2's chunk"):
         trace.step(2)
+    with pytest.raises(TraceError, match="is damaged: step 2's chunk"):
+        trace.step_data(2)
 
 
 def test_the_svg_of_a_trace_with_a_step_that_does_not_read_is_one_error_line(trace_file, tmp_path, capsys):
@@ -332,13 +313,18 @@ def step_1_changed(trace_file, change):
                                     "cache layers", "cache heads", "layer bytes", "token id"])
 def test_a_step_with_a_field_of_the_wrong_type_is_a_trace_error_not_a_crash_in_a_pane(trace_file, capsys, change):
     """Step 1's fields replaced, its CRC recomputed. Before: no stages raised IndexError in the
-    table (exit 1); a string probability, a list token, a negative id went into the panes."""
+    table (exit 1); a string probability, a list token, a negative id went into the panes; and
+    ``--json``, which checked a step's keys only, printed every one of them (exit 0)."""
     step_1_changed(trace_file, change)
     with pytest.raises(TraceError, match="is damaged: step 1's chunk"):
         Trace(trace_file).step(1)
+    with pytest.raises(TraceError, match="is damaged: step 1's chunk"):
+        Trace(trace_file).step_data(1)
     assert main(["open", str(trace_file), "--headless"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lmscope: error: ") and err.count("\n") == 1
+    code, lines, json_err = json_lines(trace_file, capsys)
+    assert code == 2 and len(lines) == 1 and json_err == err  # step 0, then the same line
 
 
 @pytest.mark.parametrize("change", ["kept as a float", "heads as a string"])
@@ -350,13 +336,17 @@ def test_a_stage_or_cache_number_of_another_type_is_made_the_type_the_panes_form
     assert type(record.stages[0].kept) is int and type(record.cache.kv_heads) is int
     assert main(["open", str(trace_file), "--headless"]) == 0
     assert capsys.readouterr().err == ""
+    code, lines, err = json_lines(trace_file, capsys)  # accepted by --json too: printed as recorded
+    assert code == 0 and len(lines) == 5 and err == ""
 
 
 def test_an_svg_whose_app_exits_with_the_error_while_it_waits_is_still_one_error_line(
         trace_file, tmp_path, capsys, monkeypatch):
-    """The race a fuzzer met once in ~200 runs: the app exits with the failed step's error while
+    """The race a fuzzer met once in ~200 runs: the app exits with a failed load's error while
     ``--svg`` waits for its workers, whose wait then raised WorkerCancelled ("lmscope: error:
-    WorkerCancelled: ...", exit 1). Here the wait raises it once the app has its error."""
+    WorkerCancelled: ...", exit 1). Here the wait raises it once the app has its error. (A
+    recorded step that does not read no longer ends the app: it stays open on the steps before
+    it, and ``--svg`` ends with the step's error itself.)"""
     from textual.worker import WorkerCancelled
 
     from lmscope import testing
@@ -368,10 +358,13 @@ def test_an_svg_whose_app_exits_with_the_error_while_it_waits_is_still_one_error
             await pilot.pause(0.01)
         raise WorkerCancelled("Worker was cancelled, and did not complete.")
 
+    def unreadable_prompt(engine):
+        raise TraceError(f"{trace_file} is damaged: its prompt does not read")
+
     monkeypatch.setattr(testing, "wait_until_idle", cancelled)
-    trace_file.write_bytes(rebuilt(trace_file.read_bytes(), 4, step=1))
+    monkeypatch.setattr(ReplayEngine, "start", unreadable_prompt)
     assert main(["open", str(trace_file), "--svg", str(tmp_path / "s.svg")]) == 2
-    assert "header says step 1" in capsys.readouterr().err.splitlines()[-1]
+    assert "its prompt does not read" in capsys.readouterr().err.splitlines()[-1]
 
 
 @pytest.mark.parametrize("note", [
@@ -461,13 +454,19 @@ def test_a_lens_for_a_step_not_yet_made_is_damaged(tmp_path, capsys):
     assert len(trace) == 2 and trace.tail == "damaged" and trace.unread == len(data) - chunks(data)[4]["at"]
 
 
-def test_a_lens_number_of_the_wrong_type_is_one_trace_error(tmp_path):
+def test_a_lens_number_of_the_wrong_type_is_one_trace_error(tmp_path, capsys):
     """A layer's probability as a word went into the Layers pane's formatting (on the UI thread);
-    the lens's numbers are made their types as it is read, like a stage's."""
+    the lens's numbers are made their types as it is read, like a stage's. ``--json --layers``
+    printed it (exit 0), where the Layers pane refused it: it says the same line now, after the
+    step before it."""
     path = lens_trace(tmp_path)
     data = path.read_bytes()
     body = chunks(data)[4]["json"]
     body["data"]["layers"][0]["chosen_prob"] = "high"
     path.write_bytes(rebuilt(data, 4, body))
-    with pytest.raises(TraceError, match="is damaged: the LENS chunk .* ValueError"):
+    with pytest.raises(TraceError, match="is damaged: the LENS chunk .* ValueError") as refused:
         Trace(path).lens(1)
+    with pytest.raises(TraceError, match="is damaged: the LENS chunk .* ValueError"):
+        Trace(path).lens_data(1)
+    code, lines, err = json_lines(path, capsys, "--layers")
+    assert code == 2 and len(lines) == 1 and err.splitlines()[-1] == f"lmscope: error: {refused.value}"
