@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from lmscope.engine.breakpoints import Breakpoint, describe_hit, hit_message, parse, step_values
+from lmscope.engine.breakpoints import Breakpoint, describe_hit, hit_message, hit_note, parse, step_values
 from lmscope.engine.errors import UserError
 from lmscope.engine.records import PromptRecord, StepRecord
 from lmscope.engine.session import SessionOptions, open_session
@@ -56,9 +56,8 @@ def _generate(options: SessionOptions, json_lines: bool, attention: bool, out, w
             print_line(table_row(record, not takes_utf8(out)), out)
             if hit:
                 print_line(_hit_line(*hit), out)
-        if hit and writer is not None:
-            writer.note(record.step, {"breakpoint": {"expr": hit[1].expr, "values": hit[2]}, "number": hit[0]})
         if hit:
+            stepper.note_hit(record.step, hit_note(*hit))  # a recording keeps it beside the step
             break
 
 

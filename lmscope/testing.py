@@ -290,6 +290,8 @@ class FakeEngine:
         self.complete_calls = 0
         self.prepared_after: list[int] = []
         """For each ``prepare_next`` call, the steps made before it."""
+        self.hits_noted: list[tuple[int, dict]] = []
+        """``(step, note)`` of each ``note_hit`` call."""
         self.waiting_rows: set[int] = set()
         """Indices of steps returned with ``rows_later`` and not completed since."""
         self.writes_behind, self.written_after, self._checks_left = writes_behind, written_after, 0
@@ -372,6 +374,10 @@ class FakeEngine:
     def prepare_next(self) -> None:
         """Noted (``prepared_after``): the fake has no row store to prepare."""
         self.prepared_after.append(self._next)
+
+    def note_hit(self, step: int, note: dict) -> None:
+        """Noted (``hits_noted``): the fake records nothing."""
+        self.hits_noted.append((step, note))
 
     def rows_written(self, wait: bool = False) -> bool:
         """True once the steps written behind are done (``wait``: at once)."""

@@ -117,6 +117,13 @@ def describe_hit(breakpoint: Breakpoint, values: Mapping[str, object]) -> dict[s
     return {field: values[field] for field in breakpoint.fields}
 
 
+def hit_note(number: int, breakpoint: Breakpoint, values: Mapping[str, object]) -> dict:
+    """A hit as a recording keeps it beside its step (a ``NOTE`` chunk), live from the TUI or
+    ``--headless``: the expression, the values it read and the step, and its number."""
+    return {"breakpoint": {"expr": breakpoint.expr, "values": describe_hit(breakpoint, values) | {"step": values["step"]}},
+            "number": number}
+
+
 def hit_message(number: int, breakpoint: Breakpoint, values: Mapping[str, object]) -> str:
     """One line for the status bar and ``--headless``: ``breakpoint 2 `p < 0.3`: p=0.21 at step 14``."""
     shown = ", ".join(f"{field}={_show(value)}" for field, value in describe_hit(breakpoint, values).items())

@@ -69,6 +69,11 @@ class Engine(Protocol):
         """Go back to just before ``step``: the next ``step()`` returns that step again."""
         ...
 
+    def note_hit(self, step: int, note: dict) -> None:
+        """A breakpoint held at ``step`` (``breakpoints.hit_note``): a recording keeps it beside
+        the step; an engine that records nothing does nothing."""
+        ...
+
     def first_token(self, text: str) -> tuple[int, str]:
         """The id and display text of the first token of ``text``, for forcing it."""
         ...

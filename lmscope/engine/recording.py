@@ -295,6 +295,18 @@ class Trace:
                              if k != "step"})
         return data
 
+    def hit(self, index: int) -> str | None:
+        """The status line of the breakpoint that held at step ``index`` (``hit_message``), as the
+        live TUI showed it; None where no hit was recorded. A note ``--json`` refuses is refused here."""
+        from lmscope.engine.breakpoints import hit_message, parse
+
+        notes = [note for note in self._step_chunks(index)[1] if note.kind == b"NOTE"]
+        if not notes:
+            return None
+        data = self._decoded(notes[-1], _check_note, self._body(notes[-1])["data"])  # the last, as step_data keeps it
+        hit = data["breakpoint"]
+        return hit_message(data["number"], parse(hit["expr"]), hit["values"])
+
     def has_lens(self, index: int) -> bool:
         """Whether step ``index`` has a recorded logit lens (no JSON read)."""
         return self._lens_chunk(index) is not None
@@ -686,6 +698,8 @@ class RecordingEngine:
         """By step number: the ``top`` of the lens written for the live record of that step."""
         self._waiting_lenses: dict[int, tuple] = {}
         """By step number: lenses of steps still in ``_unwritten``, written right after them."""
+        self._waiting_hits: dict[int, dict] = {}
+        """By step number: breakpoint hits of steps still in ``_unwritten``, written right after them."""
         writer.meta(engine.info, options)
 
     @property
@@ -719,6 +733,9 @@ class RecordingEngine:
         # A run makes its steps one way (record_later or not), so the two lists never interleave.
         for record in (*self._unwritten, *made):
             self.writer.step(record)
+            hit = self._waiting_hits.pop(record.step, None)
+            if hit is not None:
+                self.writer.note(record.step, hit)
             lens = self._waiting_lenses.pop(record.step, None)
             if lens is not None:
                 self._write_lens(record.step, lens)
@@ -733,6 +750,14 @@ class RecordingEngine:
         self.engine.rewind(step)  # the next STEP chunk's number tells a reader where it went back to
         for later in [k for k in self._lens_top if k >= step]:  # their records are gone: a new step gets its own
             del self._lens_top[later]
+
+    def note_hit(self, step: int, note: dict) -> None:
+        """A breakpoint hit at ``step``, written beside the step as ``--headless`` writes it (the
+        TUI's continue finds hits in steps whose rows wait: the hit then follows its step)."""
+        if any(record.step == step for record in self._unwritten):
+            self._waiting_hits[step] = note
+        else:
+            self.writer.note(step, note)
 
     def lens(self, step: int, top: int = 3) -> tuple:
         """The engine's logit lens of ``step``, written to the trace beside the step (once per
@@ -801,15 +826,16 @@ class ReplayEngine:
         return self.trace.prompt()
 
     def recorded_steps(self):
-        """Every recorded step of the live branch, in order (rows mapped, not read), up to one
-        that does not read: its error ends them, and is kept in ``failure``."""
+        """``(record, hit)`` of every recorded step of the live branch, in order (rows mapped, not
+        read; ``hit``: the status line of a breakpoint that held there, or None), up to one that
+        does not read: its error ends them, and is kept in ``failure``."""
         for index in range(len(self.trace)):
             try:
-                record = self.trace.step(index)
+                step = self.trace.step(index), self.trace.hit(index)
             except Exception as error:  # a TraceError, or a reader's bug: either way, what --svg ends with
                 self.failure, self.label = error, self._label("damaged")
                 raise
-            yield record
+            yield step
 
     def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False,
              layers_later: bool | None = None, scores_in_step: bool = False) -> StepRecord:
@@ -824,6 +850,9 @@ class ReplayEngine:
 
     def prepare_next(self) -> None:
         """Nothing to prepare: a replayed session makes no steps."""
+
+    def note_hit(self, step: int, note: dict) -> None:
+        """Nothing to write: a replay makes no steps, and its hits are recorded already."""
 
     def rewind(self, step: int) -> None:
         raise UserError("a replayed session cannot rewind")

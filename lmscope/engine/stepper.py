@@ -223,6 +223,9 @@ class Stepper:
         made, self._made_later = tuple(self._made_later), []
         return made
 
+    def note_hit(self, step: int, note: dict) -> None:
+        """Nothing to keep: a Stepper records nothing (``RecordingEngine`` writes hits)."""
+
     def prepare_next(self) -> None:
         """Between engine calls (the TUI calls it once a call's steps are handed over): give
         the row store's next step its pages now (``RowStore.prepare``), sized by the rows

@@ -274,11 +274,14 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         gc.enable()  # held since the engine call ended (on_run_stopped)
 
     def on_history_loaded(self, message) -> None:
-        """A batch of a replay's steps joins the history in one View update; the newest is selected."""
-        for record in message.records:
+        """A batch of a replay's steps joins the history in one View update; the newest is
+        selected. The steps where a breakpoint held are marked, as they were live; the status bar
+        keeps the replay's label (each hit's line is in ``lmscope open FILE --headless``)."""
+        records = tuple(record for record, _ in message.steps)
+        for record in records:
             self.branch_tree.append(record)
-        steps = self.view.steps + message.records
-        self.view = self.view.showing(0, steps, live=True, notice=self.view.notice, marks=self.view.marks)
+        marks = self.view.marks | {record.step for record, hit in message.steps if hit}
+        self.view = self.view.showing(0, self.view.steps + records, live=True, notice=self.view.notice, marks=marks)
         gc.freeze()
 
     def _rate(self, steps: int) -> float | None:

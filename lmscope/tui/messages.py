@@ -123,9 +123,10 @@ class SessionNotWritten(Message):
 
 @dataclass
 class HistoryLoaded(Message):
-    """A replayed session's recorded steps, all at once (one View update, not one per step)."""
+    """A replayed session's recorded steps, many at once (one View update, not one per step):
+    ``(record, breakpoint hit or None)`` pairs, in order."""
 
-    records: tuple[StepRecord, ...]
+    steps: tuple
 
 
 @dataclass

@@ -18,7 +18,7 @@ import time
 from textual import work
 
 from lmscope.engine import engine_thread
-from lmscope.engine.breakpoints import Breakpoint, hit_message, step_values
+from lmscope.engine.breakpoints import Breakpoint, hit_message, hit_note, step_values
 from lmscope.engine.cores import spare_core
 from lmscope.engine.errors import UserError
 from lmscope.engine.protocol import Engine, EngineFactory
@@ -81,8 +81,8 @@ class EngineWorkers:
         history, and the app stays open on them and says why."""
         batch, size = [], 8  # a small first batch: the first frame need not wait for all
         try:
-            for record in engine.recorded_steps():
-                batch.append(record)
+            for step in engine.recorded_steps():
+                batch.append(step)
                 if len(batch) == size:
                     self.post_message(HistoryLoaded(tuple(batch)))
                     batch, size = [], 64
@@ -150,7 +150,7 @@ class EngineWorkers:
                                      scores_in_step=limit == 1)
                 if record is not None:
                     text += record.token
-                    hit = _first_hit(breakpoints, record, text)  # breakpoints read no attention rows
+                    hit = _first_hit(engine, breakpoints, record, text)  # breakpoints read no attention rows
                     batch.append((record, hit))
                 done += 1
                 # One message per frame, not per step: each message wakes the UI thread, and
@@ -241,12 +241,14 @@ def _unhit(records) -> list:
     return [(record, None) for record in records]
 
 
-def _first_hit(breakpoints, record, text: str) -> str | None:
-    """The status line of the first breakpoint that holds at ``record``, or None."""
+def _first_hit(engine: Engine, breakpoints, record, text: str) -> str | None:
+    """The status line of the first breakpoint that holds at ``record``, or None; the engine
+    keeps the hit beside the step (a recording writes it, as ``--headless`` does)."""
     if not breakpoints:
         return None
     values = step_values(record, text)
     for number, breakpoint in breakpoints:
         if breakpoint.holds(values):
+            engine.note_hit(record.step, hit_note(number, breakpoint, values))
             return hit_message(number, breakpoint, values)
     return None
