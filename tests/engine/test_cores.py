@@ -22,3 +22,12 @@ def test_a_core_is_spare_off_the_cpu_or_with_fewer_torch_threads_than_cores(monk
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
     assert cores.spare_core(device) is expected
+
+
+def test_without_torch_in_the_process_a_core_is_spare_and_torch_stays_out(monkeypatch):
+    """A replay has no model and no OpenMP team: its load asks, and torch is not imported to answer."""
+    import sys
+
+    monkeypatch.delitem(sys.modules, "torch")
+    assert cores.spare_core("cpu") is True
+    assert "torch" not in sys.modules

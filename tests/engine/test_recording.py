@@ -209,14 +209,21 @@ def test_a_bad_file_is_one_line_and_exit_2(case, tmp_path, capsys):
         assert err.startswith("lmscope: error: ") and message in err and err.count("\n") == 1
 
 
-def test_open_never_imports_torch(tmp_path):
+@pytest.mark.parametrize("how", [["--json"], ["--headless"], ["--svg", "shot.svg"]])
+def test_open_never_imports_torch(how, tmp_path):
+    """No output of a replay imports torch or transformers: ``--svg`` runs the replay TUI (its
+    load asked torch how many threads it runs, for the frame pacing: 1.3 s more to the first
+    frame and 180 MiB more, in bench_replay)."""
     path = tmp_path / "s.lmscope"
     record_fake(path)
-    code = ("import sys; from lmscope.cli import main; rc = main(['open', sys.argv[1], '--json']); "
+    code = ("import sys; from lmscope.cli import main; rc = main(['open', *sys.argv[1:]]); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'; sys.exit(rc)")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code, str(path), *how], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert len(done.stdout.splitlines()) == 5
+    if how == ["--json"]:
+        assert len(done.stdout.splitlines()) == 5
+    if how[0] == "--svg":
+        assert (tmp_path / "shot.svg").stat().st_size > 0
 
 
 def test_open_svg_renders_one_screen(tmp_path, capsys):
