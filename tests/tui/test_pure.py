@@ -67,6 +67,14 @@ def test_token_text_makes_whitespace_and_controls_visible():
     assert is_special("<s>") and is_special("[/INST]") and is_special("<|im_end|>") and not is_special("[x")
 
 
+def test_token_text_writes_every_other_character_that_is_not_printable_as_repr_does():
+    assert token_text("\x1b[31m") == "\\x1b[31m" and token_text("a\x7f") == "a\\x7f"
+    assert token_text("\x9b31m") == "\\x9b31m"  # a C1 control: CSI on many terminals
+    assert token_text("abc\u202edef") == "abc\\u202edef" and token_text("\u200b") == "\\u200b"
+    assert token_text("\r\n\x00\u00a0") == "␍⏎␀⍽"  # stand-ins first
+    assert token_text(" Paris 北京 é") == " Paris 北京 é"
+
+
 def test_percent_and_stage_label_fit_their_cells():
     assert [percent(p) for p in (1.0, 0.41, 0.042, 0.001)] == ["100%", " 41%", "4.2%", " <1%"]
     assert stage_label("TopPLogitsWarper") == "TopP" and stage_label("logits") == "logits"

@@ -22,7 +22,9 @@ _LOW, _MID, _HIGH = Color.parse("#e5534b"), Color.parse("#d4a72c"), Color.parse(
 
 
 def token_text(token: str) -> str:
-    """A token's text with newlines, tabs and control characters made visible.
+    """A token's text with newlines, tabs and every other character that is not printable made
+    visible: a stand-in (``⏎`` ``⇥`` ``␍`` ``⍽`` ``␀``) where there is one, else written as
+    ``repr`` writes it (ESC as ``\\x1b``, U+009B as ``\\x9b``, a bidi override as ``\\u202e``).
 
     Spaces are kept, except that a token made only of spaces shows them as ``·``; an empty
     token (a special token decoded to nothing) shows as ``∅``.
@@ -31,11 +33,13 @@ def token_text(token: str) -> str:
         return "∅"
     if token.strip(" ") == "":
         return "·" * len(token)
+    if token.isprintable():  # most tokens (each stand-in is for a character that is not printable)
+        return token
     out = []
     for char in token:
         if char in _VISIBLE:
             out.append(_VISIBLE[char])
-        elif ord(char) < 32 or ord(char) == 127:
+        elif not char.isprintable():  # C0 and C1 controls, DEL, bidi and other format characters
             out.append(repr(char)[1:-1])
         else:
             out.append(char)

@@ -1,0 +1,82 @@
+"""Text from outside lmscope (a breakpoint, a setting, a model or file name, an error, a token)
+reaches the screen with no character that is not printable: an ESC, a C1 control or a bidi
+override is drawn escaped (``\\x1b``), never handed to the terminal to act on."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+from lmscope.testing import FakeEngine, engine_factory, make_session, screen_text, unprintable_on_screen
+from lmscope.tui.app import make_app
+from tui_harness import settle
+
+ESCAPE = "\x1b[31mRED"
+"""Would turn the rest of the screen red if it reached the terminal raw."""
+C1_AND_BIDI = "\x9b31m\u202e"
+"""CSI as one C1 character, then a right-to-left override."""
+
+
+@asynccontextmanager
+async def showing(recording, engine=None, **app_kwargs):
+    """The app on ``recording`` at 120x40 with notifications shown; yields ``(app, pilot)``."""
+    engine = engine or FakeEngine(recording)
+    app = make_app(engine_factory(engine), theme="textual-dark", **app_kwargs)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await settle(app, pilot)
+        yield app, pilot
+        app.pause_requested.set()
+
+
+async def press(app, pilot, *keys) -> None:
+    """Press ``keys``, waiting for the engine after each."""
+    for key in keys:
+        await pilot.press(key)
+        await settle(app, pilot)
+
+
+def assert_drawn_escaped(app, *shown: str) -> None:
+    """Nothing on screen is unprintable, and each of ``shown`` (an escaped text) is on it."""
+    assert unprintable_on_screen(app) == []
+    text = screen_text(app)
+    for escaped in shown:
+        assert escaped in text
+
+
+def with_token_text(recording, old: str, new: str):
+    """``recording`` with the token text ``old`` written as ``new`` wherever a token shows: the
+    prompt, the chosen tokens and every stage's candidates (the lens takes the logits stage's)."""
+    def text(token: str) -> str:
+        return new if token == old else token
+
+    def stage(s):
+        return replace(s, top=tuple(replace(c, token=text(c.token)) for c in s.top))
+
+    prompt = replace(recording.prompt, input_tokens=tuple(map(text, recording.prompt.input_tokens)))
+    steps = tuple(replace(s, token=text(s.token), stages=tuple(map(stage, s.stages))) for s in recording.steps)
+    return replace(recording, prompt=prompt, steps=steps)
+
+
+async def test_a_token_with_c1_and_bidi_controls_is_drawn_escaped_in_every_pane():
+    token = f" Pa{C1_AND_BIDI}ris"
+    session = with_token_text(make_session(steps=8), " Paris", token)
+    assert session.steps[5].token == token
+    async with showing(with_token_text(session, " France", f" Fr{C1_AND_BIDI}")) as (app, pilot):
+        assert_drawn_escaped(app, " Fr\\x9b31m\\u202e")  # the prompt's token: tokens pane, heatmap
+        await press(app, pilot, "c", "home", *["right"] * 6)  # step 6 chose it: stages, its title
+        assert app.view.selected.token == token
+        assert_drawn_escaped(app, "Pa\\x9b31m\\u202eris")
+        for tab in "345":  # KV cache, variables, layers (the lens's top tokens)
+            await press(app, pilot, tab)
+            await pilot.pause()
+            assert_drawn_escaped(app)
+        await press(app, pilot, "u", "t")  # the rewound steps, a branch, in the branches view
+        assert_drawn_escaped(app, "Pa\\x9b31m\\u202eris")
+
+
+async def test_a_t5_token_with_c1_and_bidi_controls_is_drawn_escaped_in_cross_attention():
+    session = with_token_text(make_session("t5", steps=5), "house", f"ho{C1_AND_BIDI}use")
+    async with showing(session) as (app, pilot):
+        await press(app, pilot, "c", "2")
+        await pilot.pause()
+        assert_drawn_escaped(app, "ho\\x9b31m\\u202e")
