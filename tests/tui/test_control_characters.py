@@ -7,7 +7,10 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
-from lmscope.testing import FakeEngine, engine_factory, make_session, screen_text, unprintable_on_screen
+from lmscope.engine.breakpoints import parse
+from lmscope.engine.recording import ReplayEngine, Trace
+from lmscope.testing import (FakeEngine, engine_factory, make_session, screen_text, unprintable_on_screen,
+                             write_trace)
 from lmscope.tui.app import make_app
 from tui_harness import settle
 
@@ -80,3 +83,35 @@ async def test_a_t5_token_with_c1_and_bidi_controls_is_drawn_escaped_in_cross_at
         await press(app, pilot, "c", "2")
         await pilot.pause()
         assert_drawn_escaped(app, "ho\\x9b31m\\u202e")
+
+
+async def test_a_breakpoint_expression_is_drawn_escaped_where_it_holds_and_in_the_list():
+    expr = f"step >= 0 or token == '{ESCAPE}'"
+    async with showing(make_session(steps=6), breakpoints=(parse(expr),)) as (app, pilot):
+        await press(app, pilot, "n")  # breakpoint 1 holds: its line is the status bar's notice
+        assert ESCAPE in app.view.notice
+        assert_drawn_escaped(app, "`step >= 0 or token == '\\x1b[31mRED'`")
+        await press(app, pilot, "B")
+        assert_drawn_escaped(app, "step >= 0 or token == '\\x1b[31mRED'")
+
+
+async def test_settings_are_drawn_escaped_in_the_status_bar():
+    session = make_session(steps=4)
+    settings = (("bad_words", f"ok,{ESCAPE}"), ("stop_strings", f"end{C1_AND_BIDI}"))
+    async with showing(replace(session, info=replace(session.info, settings=settings))) as (app, pilot):
+        assert_drawn_escaped(app, "bad_words=ok,\\x1b[31mRED stop_strings=end\\x9b31m\\u202e")
+
+
+async def test_a_model_name_is_drawn_escaped_in_the_status_bar():
+    session = make_session(steps=4)
+    async with showing(replace(session, info=replace(session.info, model=f"./a{ESCAPE}"))) as (app, pilot):
+        assert_drawn_escaped(app, "./a\\x1b[31mRED · llama")
+
+
+async def test_a_replay_file_name_is_drawn_escaped_in_the_replay_label(tmp_path):
+    path = tmp_path / f"a{ESCAPE}.lmscope"
+    session = make_session(steps=4)
+    write_trace(path, replace(session, info=replace(session.info, model=f"m{C1_AND_BIDI}")))
+    engine = ReplayEngine(Trace(path))
+    async with showing(session, engine=engine) as (app, pilot):
+        assert_drawn_escaped(app, "replay of a\\x1b[31mRED.lmscope, recorded ", "m\\x9b31m\\u202e · llama")

@@ -2,6 +2,12 @@
 
 Token texts go into ``rich.text.Text`` objects, never into markup strings, so a token such as
 ``[INST]`` or ``[/bold]`` is shown as typed instead of being parsed as Rich markup.
+
+Nothing from outside lmscope reaches the screen with a character that is not printable: a token
+goes through :func:`token_text`, any other text from a record, a setting, a path or an error
+through :func:`printable`. Textual writes a Strip's text to the terminal as it is (and Rich's
+Text drops only BEL, BS, VT, FF and CR), so a raw ESC, a C1 control such as U+009B or a bidi
+override there would recolour the screen, move the cursor or reorder what follows it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from rich.style import Style
 from rich.text import Text
 from textual.color import Color
 from textual.strip import Strip
+
+from lmscope.streams import terminal_safe
 
 # Whitespace and control characters get a visible stand-in, like repr() but readable in a line.
 _VISIBLE = {"\n": "⏎", "\r": "␍", "\t": "⇥", "\u00a0": "⍽", "\x00": "␀"}
@@ -44,6 +52,20 @@ def token_text(token: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def printable(text: str) -> str:
+    """``text`` (a setting, a model or file name, a breakpoint, an error's message, a name read
+    from a recording) safe to draw on one line: each character that is not printable written as
+    ``repr`` writes it, ``\\x1b``, the same rule as the CLI's error lines
+    (:func:`lmscope.streams.terminal_safe`). Printable text comes back as it was."""
+    return terminal_safe(text)
+
+
+def plain_text(text: str, style: str = "") -> Text:
+    """A Rich Text of :func:`printable` ``text`` for a table cell or a label: never parsed as
+    markup, so a name such as ``[bold]`` shows as it is."""
+    return Text(printable(text), style=style)
 
 
 def is_special(token: str) -> bool:
