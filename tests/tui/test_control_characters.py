@@ -115,3 +115,12 @@ async def test_a_replay_file_name_is_drawn_escaped_in_the_replay_label(tmp_path)
     engine = ReplayEngine(Trace(path))
     async with showing(session, engine=engine) as (app, pilot):
         assert_drawn_escaped(app, "replay of a\\x1b[31mRED.lmscope, recorded ", "m\\x9b31m\\u202e · llama")
+
+
+async def test_an_error_quoting_text_is_notified_escaped_with_its_lines():
+    error = RuntimeError(f"no file named '{ESCAPE}'\nsee {C1_AND_BIDI}")
+    engine = FakeEngine(make_session(steps=4), fail_at=0, error=error)
+    async with showing(engine.recording, engine=engine) as (app, pilot):
+        await press(app, pilot, "n")
+        await pilot.pause()
+        assert_drawn_escaped(app, "RuntimeError: no file named '\\x1b[31mRED'", "see \\x9b31m\\u202e")

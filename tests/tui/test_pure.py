@@ -13,7 +13,7 @@ from lmscope.engine.records import AttentionRows
 from lmscope.testing import make_session
 from lmscope.tui.draw.attention_rows import self_attention
 from lmscope.tui.draw.heatmap import LEVELS, fit, pooled_rows, window
-from lmscope.tui.draw.render import is_special, percent, printable, stage_label, token_text
+from lmscope.tui.draw.render import is_special, percent, printable, printable_lines, stage_label, token_text
 from lmscope.tui.view import View
 from lmscope.tui.draw.stage_table import stage_table
 
@@ -79,6 +79,7 @@ def test_printable_escapes_other_text_as_the_cli_does_and_keeps_printable_text()
     assert printable("./a\x1b[31mRED") == "./a\\x1b[31mRED" and printable("m\u202e\x9b") == "m\\u202e\\x9b"
     assert printable("a\tb\nc") == "a\\tb\\nc"  # one line: a line break would push the next line away
     assert printable("temperature=0.7 [bold] C:\\x") == "temperature=0.7 [bold] C:\\x"
+    assert printable_lines("one \x1b\ntwo\x9b") == "one \\x1b\ntwo\\x9b"
 
 
 def test_percent_and_stage_label_fit_their_cells():

@@ -62,6 +62,12 @@ def printable(text: str) -> str:
     return terminal_safe(text)
 
 
+def printable_lines(text: str) -> str:
+    """``text`` made :func:`printable` line by line, its line breaks kept: for a notification,
+    which breaks its lines itself (a library's error can span several)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def plain_text(text: str, style: str = "") -> Text:
     """A Rich Text of :func:`printable` ``text`` for a table cell or a label: never parsed as
     markup, so a name such as ``[bold]`` shows as it is."""
