@@ -7,6 +7,10 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
+import pytest
+from textual import events
+from textual.widgets import Input
+
 from lmscope.engine.breakpoints import parse
 from lmscope.engine.recording import ReplayEngine, Trace
 from lmscope.testing import (FakeEngine, engine_factory, make_session, screen_text, unprintable_on_screen,
@@ -124,3 +128,14 @@ async def test_an_error_quoting_text_is_notified_escaped_with_its_lines():
         await press(app, pilot, "n")
         await pilot.pause()
         assert_drawn_escaped(app, "RuntimeError: no file named '\\x1b[31mRED'", "see \\x9b31m\\u202e")
+
+
+@pytest.mark.parametrize("key", ["b", "f"])
+async def test_a_pasted_control_character_is_not_echoed_by_the_input(key):
+    async with showing(make_session(steps=6)) as (app, pilot):
+        await press(app, pilot, "n", key)
+        field = app.screen.query_one(Input)
+        field.post_message(events.Paste(f"p < 0.3{ESCAPE}\u009b\nsecond line"))
+        await pilot.pause()
+        assert field.value == "p < 0.3[31mRED"  # what a key would have typed: printable characters
+        assert_drawn_escaped(app, "p < 0.3[31mRED")
