@@ -139,3 +139,41 @@ async def test_a_pasted_control_character_is_not_echoed_by_the_input(key):
         await pilot.pause()
         assert field.value == "p < 0.3[31mRED"  # what a key would have typed: printable characters
         assert_drawn_escaped(app, "p < 0.3[31mRED")
+
+
+async def test_names_read_from_a_recording_are_drawn_escaped():
+    """A recording's file holds any string: a stage's, a tensor's or a cache layer's name, how a
+    token was chosen, why generation ended."""
+    session = make_session(steps=4)
+
+    def renamed(step):
+        stages = (step.stages[0], *(replace(s, name=f"Top{ESCAPE}") for s in step.stages[1:]))
+        tensors = tuple(replace(t, name=f"ids{ESCAPE}") for t in step.tensors)
+        cache = replace(step.cache, cache_class=f"Dyn{ESCAPE}",
+                        layers=tuple(replace(e, kind=f"k{ESCAPE}") for e in step.cache.layers))
+        reason = f"eos{ESCAPE}" if step.finish_reason else None
+        return replace(step, stages=stages, tensors=tensors, cache=cache, chosen_by=f"s{ESCAPE}",
+                       finish_reason=reason)
+
+    async with showing(replace(session, steps=tuple(map(renamed, session.steps)))) as (app, pilot):
+        await press(app, pilot, "c")
+        assert_drawn_escaped(app, "ended by eos\\x1b[31mRED", "Top\\x1b", "· s\\x1b[31mRED ·")
+        for tab in "34":
+            await press(app, pilot, tab)
+            await pilot.pause()
+            assert_drawn_escaped(app, "ids\\x1b[31mRED" if tab == "4" else "Dyn\\x1b[31mRED")
+        await press(app, pilot, "left", "u", "t")  # the steps set aside, ended as recorded, a branch
+        assert_drawn_escaped(app, "· eos\\x1b[31mRED")
+
+
+async def test_a_lens_error_quoting_text_is_drawn_escaped_in_the_layers_pane(monkeypatch):
+    engine = FakeEngine(make_session(steps=4))
+
+    def failing_lens(step, top=3):
+        raise RuntimeError(f"no layer named {ESCAPE}")
+
+    monkeypatch.setattr(engine, "lens", failing_lens)
+    async with showing(engine.recording, engine=engine) as (app, pilot):
+        await press(app, pilot, "n", "5")
+        await settle(app, pilot)
+        assert_drawn_escaped(app, "lens failed: RuntimeError: no layer named \\x1b[31mRED")

@@ -80,6 +80,7 @@ def test_printable_escapes_other_text_as_the_cli_does_and_keeps_printable_text()
     assert printable("a\tb\nc") == "a\\tb\\nc"  # one line: a line break would push the next line away
     assert printable("temperature=0.7 [bold] C:\\x") == "temperature=0.7 [bold] C:\\x"
     assert printable_lines("one \x1b\ntwo\x9b") == "one \\x1b\ntwo\\x9b"
+    assert stage_label("Top\x1bLogitsWarper") == "Top\\x1b"
 
 
 def test_percent_and_stage_label_fit_their_cells():

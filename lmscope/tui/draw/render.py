@@ -119,11 +119,12 @@ def percent(prob: float) -> str:
 
 
 def stage_label(name: str) -> str:
-    """Short stage name: ``TopPLogitsWarper`` becomes ``TopP``."""
+    """Short stage name: ``TopPLogitsWarper`` becomes ``TopP`` (:func:`printable`: a recording's
+    file holds any name)."""
     for suffix in ("LogitsProcessor", "LogitsWarper", "Processor", "Warper"):
         if name.endswith(suffix) and name != suffix:
-            return name[: -len(suffix)]
-    return name
+            return printable(name[: -len(suffix)])
+    return printable(name)
 
 
 def human_bytes(count: int) -> str:
