@@ -471,6 +471,15 @@ def screen_text(app) -> str:
     return console.export_text(styles=False)
 
 
+def unprintable_on_screen(app) -> list[str]:
+    """Every text on the running app's screen (panes, dialogs, notifications) holding a character
+    that is not printable: what the terminal would be handed raw. Textual's own control
+    segments (its cursor moves) are not text and are left out."""
+    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    return [segment.text for line in update.strips for strip in line for segment in strip
+            if not segment.control and not segment.text.isprintable()]
+
+
 async def wait_until_idle(pilot, timeout_s: float = 120.0) -> None:
     """Wait until the app's engine call has finished and its message has been handled.
 

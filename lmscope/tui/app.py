@@ -23,6 +23,7 @@ from lmscope.engine.branches import BranchTree
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.actions import BrowseActions
 from lmscope.tui.control import CONTROL_ACTIONS, ControlActions
+from lmscope.tui.draw.render import printable, printable_lines
 from lmscope.tui.messages import EngineFailed, ModelLoaded, PromptEncoded, RunStopped, StepCompleted
 from lmscope.tui.pacing import FramePacer, frame_duty
 from lmscope.tui.palette import PaletteCommands
@@ -74,6 +75,18 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self._run_began: tuple[float, int] | None = None
         self._pacer = FramePacer()
         self._footer_widget: DebuggerFooter | None = None
+
+    def notify(self, message: str, *, title: str = "", **kwargs) -> None:
+        """Textual's notification with its message and title :func:`printable` (line breaks
+        kept): they quote paths, breakpoints and errors, whose text is the user's or a library's,
+        and a toast hands its text to the terminal as it is. Every pane's notification comes here.
+
+        Args:
+            message: the notification's text.
+            title: its heading, "" for none.
+            **kwargs: ``severity``, ``timeout``, ``markup``, as Textual takes them.
+        """
+        super().notify(printable_lines(message), title=printable(title), **kwargs)
 
     def get_default_screen(self) -> Screen:
         """The debugger screen."""

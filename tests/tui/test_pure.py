@@ -13,7 +13,7 @@ from lmscope.engine.records import AttentionRows
 from lmscope.testing import make_session
 from lmscope.tui.draw.attention_rows import self_attention
 from lmscope.tui.draw.heatmap import LEVELS, fit, pooled_rows, window
-from lmscope.tui.draw.render import is_special, percent, stage_label, token_text
+from lmscope.tui.draw.render import is_special, percent, printable, printable_lines, stage_label, token_text
 from lmscope.tui.view import View
 from lmscope.tui.draw.stage_table import stage_table
 
@@ -65,6 +65,22 @@ def test_token_text_makes_whitespace_and_controls_visible():
     assert token_text("  ") == "··" and token_text("\x01a") == "\\x01a"
     assert token_text("[INST]") == "[INST]"  # literal: callers append it to Text, never markup
     assert is_special("<s>") and is_special("[/INST]") and is_special("<|im_end|>") and not is_special("[x")
+
+
+def test_token_text_writes_every_other_character_that_is_not_printable_as_repr_does():
+    assert token_text("\x1b[31m") == "\\x1b[31m" and token_text("a\x7f") == "a\\x7f"
+    assert token_text("\x9b31m") == "\\x9b31m"  # a C1 control: CSI on many terminals
+    assert token_text("abc\u202edef") == "abc\\u202edef" and token_text("\u200b") == "\\u200b"
+    assert token_text("\r\n\x00\u00a0") == "␍⏎␀⍽"  # stand-ins first
+    assert token_text(" Paris 北京 é") == " Paris 北京 é"
+
+
+def test_printable_escapes_other_text_as_the_cli_does_and_keeps_printable_text():
+    assert printable("./a\x1b[31mRED") == "./a\\x1b[31mRED" and printable("m\u202e\x9b") == "m\\u202e\\x9b"
+    assert printable("a\tb\nc") == "a\\tb\\nc"  # one line: a line break would push the next line away
+    assert printable("temperature=0.7 [bold] C:\\x") == "temperature=0.7 [bold] C:\\x"
+    assert printable_lines("one \x1b\ntwo\x9b") == "one \\x1b\ntwo\\x9b"
+    assert stage_label("Top\x1bLogitsWarper") == "Top\\x1b"
 
 
 def test_percent_and_stage_label_fit_their_cells():

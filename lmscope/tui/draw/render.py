@@ -2,6 +2,12 @@
 
 Token texts go into ``rich.text.Text`` objects, never into markup strings, so a token such as
 ``[INST]`` or ``[/bold]`` is shown as typed instead of being parsed as Rich markup.
+
+Nothing from outside lmscope reaches the screen with a character that is not printable: a token
+goes through :func:`token_text`, any other text from a record, a setting, a path or an error
+through :func:`printable`. Textual writes a Strip's text to the terminal as it is (and Rich's
+Text drops only BEL, BS, VT, FF and CR), so a raw ESC, a C1 control such as U+009B or a bidi
+override there would recolour the screen, move the cursor or reorder what follows it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from rich.text import Text
 from textual.color import Color
 from textual.strip import Strip
 
+from lmscope.streams import terminal_safe
+
 # Whitespace and control characters get a visible stand-in, like repr() but readable in a line.
 _VISIBLE = {"\n": "⏎", "\r": "␍", "\t": "⇥", "\u00a0": "⍽", "\x00": "␀"}
 _SPECIAL = re.compile(r"<[^<>\s]{1,20}>|\[/?[A-Z_]{2,12}\]|<\|[^|]{1,30}\|>")
@@ -22,7 +30,9 @@ _LOW, _MID, _HIGH = Color.parse("#e5534b"), Color.parse("#d4a72c"), Color.parse(
 
 
 def token_text(token: str) -> str:
-    """A token's text with newlines, tabs and control characters made visible.
+    """A token's text with newlines, tabs and every other character that is not printable made
+    visible: a stand-in (``⏎`` ``⇥`` ``␍`` ``⍽`` ``␀``) where there is one, else written as
+    ``repr`` writes it (ESC as ``\\x1b``, U+009B as ``\\x9b``, a bidi override as ``\\u202e``).
 
     Spaces are kept, except that a token made only of spaces shows them as ``·``; an empty
     token (a special token decoded to nothing) shows as ``∅``.
@@ -31,15 +41,37 @@ def token_text(token: str) -> str:
         return "∅"
     if token.strip(" ") == "":
         return "·" * len(token)
+    if token.isprintable():  # most tokens (each stand-in is for a character that is not printable)
+        return token
     out = []
     for char in token:
         if char in _VISIBLE:
             out.append(_VISIBLE[char])
-        elif ord(char) < 32 or ord(char) == 127:
+        elif not char.isprintable():  # C0 and C1 controls, DEL, bidi and other format characters
             out.append(repr(char)[1:-1])
         else:
             out.append(char)
     return "".join(out)
+
+
+def printable(text: str) -> str:
+    """``text`` (a setting, a model or file name, a breakpoint, an error's message, a name read
+    from a recording) safe to draw on one line: each character that is not printable written as
+    ``repr`` writes it, ``\\x1b``, the same rule as the CLI's error lines
+    (:func:`lmscope.streams.terminal_safe`). Printable text comes back as it was."""
+    return terminal_safe(text)
+
+
+def printable_lines(text: str) -> str:
+    """``text`` made :func:`printable` line by line, its line breaks kept: for a notification,
+    which breaks its lines itself (a library's error can span several)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def plain_text(text: str, style: str = "") -> Text:
+    """A Rich Text of :func:`printable` ``text`` for a table cell or a label: never parsed as
+    markup, so a name such as ``[bold]`` shows as it is."""
+    return Text(printable(text), style=style)
 
 
 def is_special(token: str) -> bool:
@@ -87,11 +119,12 @@ def percent(prob: float) -> str:
 
 
 def stage_label(name: str) -> str:
-    """Short stage name: ``TopPLogitsWarper`` becomes ``TopP``."""
+    """Short stage name: ``TopPLogitsWarper`` becomes ``TopP`` (:func:`printable`: a recording's
+    file holds any name)."""
     for suffix in ("LogitsProcessor", "LogitsWarper", "Processor", "Warper"):
         if name.endswith(suffix) and name != suffix:
-            return name[: -len(suffix)]
-    return name
+            return printable(name[: -len(suffix)])
+    return printable(name)
 
 
 def human_bytes(count: int) -> str:

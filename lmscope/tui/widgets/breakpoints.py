@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
 from lmscope.engine.breakpoints import Breakpoint
+from lmscope.tui.draw.render import plain_text
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class BreakpointsScreen(ModalScreen[tuple[BreakpointEntry, ...]]):
         row = table.cursor_row
         table.clear()
         for entry in self.entries:
-            table.add_row(str(entry.number), "●" if entry.enabled else "○", Text(entry.breakpoint.expr))
+            table.add_row(str(entry.number), "●" if entry.enabled else "○", plain_text(entry.breakpoint.expr))
         if not self.entries:
             table.add_row("", "", Text("no breakpoints: press b in the debugger to add one", style="dim"))
         table.move_cursor(row=min(row, max(0, len(self.entries) - 1)))

@@ -16,7 +16,7 @@ from textual.widgets import Sparkline, Static
 
 from lmscope.engine.records import CacheStats, LayerCache
 from lmscope.tui.identity import Same
-from lmscope.tui.draw.render import human_bytes
+from lmscope.tui.draw.render import human_bytes, plain_text, printable
 from lmscope.tui.view import View
 from lmscope.tui.widgets.tab_pane import CatchUpWhenShown
 
@@ -33,7 +33,7 @@ def heads_line(stats: CacheStats) -> str:
 
 def summary(stats: CacheStats, where: str) -> Text:
     """Totals by kind and the head layout."""
-    text = Text.assemble((f"{stats.cache_class or 'cache'}", "bold"), f" after {where}\n")
+    text = Text.assemble((printable(stats.cache_class or "cache"), "bold"), f" after {where}\n")
     kinds = (("self", "self-attention (grows)"), ("cross", "cross-attention (fixed)"))
     for kind, label in kinds:
         if any(entry.kind == kind for entry in stats.layers):
@@ -42,7 +42,7 @@ def summary(stats: CacheStats, where: str) -> Text:
     by_device = stats.bytes_by_device()
     if len(by_device) > 1:  # a device map spread the layers (and so their caches) over devices
         for device, size in by_device.items():
-            text.append(f"{'  on ' + (device or '?'):<24}{human_bytes(size):>10}\n")
+            text.append(f"{'  on ' + printable(device or '?'):<24}{human_bytes(size):>10}\n")
     text.append(heads_line(stats), style="dim")
     return text
 
@@ -60,7 +60,7 @@ def layer_table(stats: CacheStats) -> Table:
         layers = [entry.layer for entry in run]
         span = str(layers[0]) if len(layers) == 1 else f"{layers[0]}-{layers[-1]}"
         cells = (span, kind, str(list(key)), str(list(value)), dtype, human_bytes(size))
-        table.add_row(*(Text(cell) for cell in cells))
+        table.add_row(*(plain_text(cell) for cell in cells))  # a recording's file holds any kind
     return table
 
 

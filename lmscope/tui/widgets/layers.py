@@ -24,7 +24,7 @@ from textual_plotext import PlotextPlot
 
 from lmscope.engine.recording import NO_LAYER_CAPTURES, NO_LAYER_TENSORS
 from lmscope.engine.records import TensorInfo
-from lmscope.tui.draw.render import token_text, truncate
+from lmscope.tui.draw.render import printable, token_text, truncate
 from lmscope.tui.view import View
 from lmscope.tui.workers import on_engine_thread
 from lmscope.tui.widgets.tab_pane import CatchUpWhenShown
@@ -187,7 +187,7 @@ class LayersPane(CatchUpWhenShown, Vertical):
         """Keep the lens; show it if its step is still the selected one."""
         message.stop()
         if message.error is not None:
-            self._title(f"lens failed: {type(message.error).__name__}: {message.error}")
+            self._title(printable(f"lens failed: {type(message.error).__name__}: {message.error}"))
             return
         if len(self._lenses) >= KEEP:
             self._lenses.pop(next(iter(self._lenses)))

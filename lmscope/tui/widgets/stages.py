@@ -14,7 +14,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from lmscope.engine.records import StepRecord
-from lmscope.tui.draw.render import base_style, text_strips, token_text
+from lmscope.tui.draw.render import base_style, printable, text_strips, token_text
 from lmscope.tui.draw.stage_table import stage_table
 from lmscope.tui.view import View
 
@@ -51,7 +51,7 @@ class StagesPane(Widget):
             prob = f" p={chosen.prob:.2f}" if chosen else " (not in top)"
             entropy = f"H {abs(record.entropy):.2f} nats"
             # a Text: a str border title is parsed as markup, where a token like [/INST] breaks it
-            self.border_subtitle = Text(f"▸ {token_text(record.token)}{prob} · {record.chosen_by} · {entropy}")
+            self.border_subtitle = Text(f"▸ {token_text(record.token)}{prob} · {printable(record.chosen_by)} · {entropy}")
         else:
             self.border_subtitle = ""
         self.refresh()

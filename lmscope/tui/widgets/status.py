@@ -1,6 +1,8 @@
 """Status: state, step counter, time per step and settings on the first line; the model below.
 
-At one row of height (small terminals) only the first line is shown.
+At one row of height (small terminals) only the first line is shown. The settings, the notice
+(a breakpoint's expression, a replay's file name) and the model's facts are the user's or a
+recording's text: they are drawn :func:`printable`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from lmscope.tui.identity import Same
-from lmscope.tui.draw.render import base_style, text_strips
+from lmscope.tui.draw.render import base_style, printable, text_strips
 from lmscope.tui.view import View
 
 STATE_STYLES = {
@@ -34,14 +36,14 @@ def progress_line(view: View) -> Text:
     if record is not None:
         text.append(f"  {record.elapsed_s * 1000:.1f} ms/step")
         if record.finish_reason:
-            text.append(f"  ended by {record.finish_reason}", style="bold")
+            text.append(f"  ended by {printable(record.finish_reason)}", style="bold")
     elif view.prompt is not None:
         text.append(f"  prefill {view.prompt.elapsed_s * 1000:.1f} ms")
     if view.notice:
-        text.append(f"  {view.notice}", style="bold #d4a72c")
+        text.append(f"  {printable(view.notice)}", style="bold #d4a72c")
     if view.info is not None:
         settings = " ".join(f"{key}={value}" for key, value in view.info.settings) or "greedy"
-        text.append(f"  │ {settings}", style="dim")
+        text.append(f"  │ {printable(settings)}", style="dim")
     return text
 
 
@@ -50,10 +52,11 @@ def model_line(view: View) -> Text:
     info = view.info
     if info is None:
         return Text("loading the model…", style="dim")
-    text = Text.assemble((info.model, "bold"), f" · {info.family}/{info.model_type} · {info.device} · {info.dtype}")
+    facts = printable(f" · {info.family}/{info.model_type} · {info.device} · {info.dtype}")
+    text = Text.assemble((printable(info.model), "bold"), facts)
     text.append(f" · {info.layers} layers · {info.query_heads} q / {info.kv_heads} kv heads", style="dim")
     if getattr(info, "placement", ""):  # a device map or tensor parallel (older recordings lack it)
-        text.append(f" · {info.placement}", style="bold #d4a72c")
+        text.append(f" · {printable(info.placement)}", style="bold #d4a72c")
     return text
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
 from lmscope.engine.records import TensorInfo
+from lmscope.tui.draw.render import plain_text
 from lmscope.tui.identity import Same
 from lmscope.tui.view import View
 from lmscope.tui.widgets.tab_pane import CatchUpWhenShown
@@ -49,5 +49,5 @@ class VariablesPane(CatchUpWhenShown, DataTable):
         self.clear()
         for info in source.tensors:
             cells = (info.name, str(list(info.shape)), info.dtype, preview(info))
-            self.add_row(*(Text(cell) for cell in cells))  # Text: never parsed as markup
+            self.add_row(*(plain_text(cell) for cell in cells))  # a recording's file holds any name
         self.border_subtitle = f"step {view.index + 1}" if record is not None else "prefill / encoder pass"
