@@ -186,3 +186,13 @@ def test_frame_pacer_spaces_a_continues_first_frame_by_the_last_measured_frame()
     pacer.measured(0.2)
     pacer.begin()
     assert pacer.interval == 1.0  # bounded, as every frame's wait is
+
+
+def test_a_quoted_token_escapes_once():
+    """A token named inside a line (the Layers pane's title, a branch's forced token) is quoted
+    around token_text, not repr'd: an ESC shows as one ``\\x1b``, a newline as its stand-in."""
+    from lmscope.tui.draw.render import quoted_token
+
+    assert quoted_token(" Paris") == "' Paris'"
+    assert quoted_token("a\x1b") == "'a" + "\\" + "x1b'"
+    assert quoted_token("\n") == "'⏎'"

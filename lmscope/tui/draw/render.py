@@ -54,6 +54,12 @@ def token_text(token: str) -> str:
     return "".join(out)
 
 
+def quoted_token(token: str) -> str:
+    """``'Paris'``: :func:`token_text` in quotes, for a token named inside a line of text (not
+    ``repr`` of it, which would write the backslash of an escape that token_text made twice)."""
+    return f"'{token_text(token)}'"
+
+
 def printable(text: str) -> str:
     """``text`` (a setting, a model or file name, a breakpoint, an error's message, a name read
     from a recording) safe to draw on one line: each character that is not printable written as

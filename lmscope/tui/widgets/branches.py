@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, Tree
 
 from lmscope.engine.branches import Branch, BranchTree
-from lmscope.tui.draw.render import printable, token_text, truncate
+from lmscope.tui.draw.render import printable, quoted_token, token_text, truncate
 
 
 def branch_label(tree: BranchTree, branch: Branch, shown: int) -> Text:
@@ -25,7 +25,7 @@ def branch_label(tree: BranchTree, branch: Branch, shown: int) -> Text:
         text.append(f" · fork at step {branch.fork_step}")
     for step in branch.steps:
         if step.chosen_by == "forced":
-            text.append(f" · forced {token_text(step.token)!r} at {step.step}", style="#d4a72c")
+            text.append(f" · forced {quoted_token(step.token)} at {step.step}", style="#d4a72c")
     words = "".join(step.token for step in branch.steps[branch.fork_step:])
     text.append(f' · "{truncate(token_text(words), 40)}"', style="dim")
     text.append(f" · {printable(branch.finish_reason or f'{len(branch.steps)} steps')}")

@@ -24,7 +24,7 @@ from textual_plotext import PlotextPlot
 
 from lmscope.engine.recording import NO_LAYER_CAPTURES, NO_LAYER_TENSORS
 from lmscope.engine.records import TensorInfo
-from lmscope.tui.draw.render import printable, token_text, truncate
+from lmscope.tui.draw.render import printable, quoted_token, token_text, truncate
 from lmscope.tui.view import View
 from lmscope.tui.workers import on_engine_thread
 from lmscope.tui.widgets.tab_pane import CatchUpWhenShown
@@ -211,7 +211,7 @@ class LayersPane(CatchUpWhenShown, Vertical):
         layer = min(view.layer, len(lens) - 1)
         if table.cursor_row != layer:
             table.move_cursor(row=layer)
-        self._title(f"step {view.index + 1} · chose {token_text(view.selected.token)!r} · "
+        self._title(f"step {view.index + 1} · chose {quoted_token(view.selected.token)} · "
                     f"layer {layer}/{len(lens) - 1} · [ ] layer · "
                     + ("enter: its tensors" if tensors else "the recorded lens"))
         self.query_one("#layer-tensors", Static).update(
@@ -225,7 +225,7 @@ class LayersPane(CatchUpWhenShown, Vertical):
         layers = [entry.layer for entry in lens]
         plt.plot(layers, [entry.chosen_prob for entry in lens], label="p(chosen)", marker="braille")
         plt.plot(layers, [entry.entropy for entry in lens], label="entropy", yside="right", marker="braille")
-        plt.title(f"p({token_text(token)!r}) and entropy by layer")
+        plt.title(f"p({quoted_token(token)}) and entropy by layer")
         plt.xlabel("layer")
         plot.refresh()
 
