@@ -63,8 +63,24 @@ def _generate(options: SessionOptions, json_lines: bool, attention: bool, out, w
 
 def json_line(data: dict, out) -> str:
     """One ``--json`` line: characters as they are where ``out`` takes UTF-8, ``\\u`` escapes
-    (the same JSON) where it does not (``PYTHONIOENCODING=latin-1``, a C locale without UTF-8 mode)."""
-    return json.dumps(data, ensure_ascii=not takes_utf8(out))
+    (the same JSON) where it does not (``PYTHONIOENCODING=latin-1``, a C locale without UTF-8 mode).
+    A character that is not printable is a ``\\u`` escape either way: ``json.dumps`` escapes C0
+    controls only, and a token's C1 control (U+009B, CSI) or bidi override would act on the
+    terminal the line is read on."""
+    line = json.dumps(data, ensure_ascii=not takes_utf8(out))
+    return line if line.isprintable() else "".join(map(_json_char, line))
+
+
+def _json_char(char: str) -> str:
+    """``char`` of a JSON line, or its ``\\u`` escape if it is not printable (outside the JSON's
+    strings every character is printable ASCII, so only characters inside them change)."""
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if code > 0xFFFF:  # JSON escapes a character beyond the BMP as its UTF-16 surrogate pair
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
 
 def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=None, layers: bool = False) -> None:
