@@ -323,7 +323,9 @@ def open_trace(
     if svg is not None:
         from lmscope.tui.screenshot import render_svg
 
-        print(render_svg(ReplayEngine(trace), target, step=step, tab=tab, size=size))
+        written = render_svg(ReplayEngine(trace), target, step=step, tab=tab, size=size)
+        if written is not None:  # with --svg -, stdout holds the SVG and nothing else
+            print(written)
         return
     if json_lines or headless:
         from lmscope.headless import lens_notice, print_trace

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
 
 from lmscope.engine.checks import check_overwrite, stat_or_none
 from lmscope.engine.errors import UserError
+from lmscope.streams import print_line
 
 TABS = ("attention", "cross", "kv", "variables")
 
@@ -31,7 +33,7 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def check_svg_options(out: str, trace_file: str, tab: str = DEFAULT_TAB, size: str = DEFAULT_SIZE) -> Path:
+def check_svg_options(out: str, trace_file: str, tab: str = DEFAULT_TAB, size: str = DEFAULT_SIZE) -> Path | None:
     """Refuse a bad ``--svg`` path, ``--tab`` or ``--size`` before the trace is read or the screen rendered.
 
     The path must be a new file, an empty one or an SVG (re-running a screenshot writes over the
@@ -39,10 +41,13 @@ def check_svg_options(out: str, trace_file: str, tab: str = DEFAULT_TAB, size: s
     (:func:`~lmscope.engine.checks.check_overwrite`).
 
     Returns:
-        the SVG file to write.
+        the SVG file to write; None for ``-``, stdout.
     """
     if not out.strip():
         raise UserError("--svg needs a file name, such as step.svg: it was given empty")
+    if out == "-":  # stdout, as for most tools: ``lmscope open F --svg - > step.svg``, or a pipe
+        _check_view(tab, size)
+        return None
     target = Path(out).expanduser()
     folder = target.parent
     found = stat_or_none(folder, f"--svg {out!r}")
@@ -54,10 +59,15 @@ def check_svg_options(out: str, trace_file: str, tab: str = DEFAULT_TAB, size: s
     check_overwrite(target, f"--svg {out!r}", "an SVG", is_svg_start, "step.svg")
     if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise UserError(f"--svg {out!r} cannot be written (permission denied): give another path")
+    _check_view(tab, size)
+    return target
+
+
+def _check_view(tab: str, size: str) -> None:
+    """Refuse a ``--tab`` or ``--size`` the screen cannot be rendered with."""
     if tab not in TABS:
         raise UserError(f"--tab must be one of {', '.join(TABS)}")
     parse_size(size)
-    return target
 
 
 def is_svg_start(start: bytes) -> bool:
@@ -76,9 +86,10 @@ def _same_file(target: Path, trace_file: str) -> bool:
         return False
 
 
-def render_svg(engine, target: Path, step: int | None = None, tab: str = DEFAULT_TAB,
-               size: str = DEFAULT_SIZE) -> Path:
-    """Open the app on ``engine`` (a replay) without a terminal and save the screen to ``target``.
+def render_svg(engine, target: Path | None, step: int | None = None, tab: str = DEFAULT_TAB,
+               size: str = DEFAULT_SIZE) -> Path | None:
+    """Open the app on ``engine`` (a replay) without a terminal and save the screen to ``target``
+    (None: write it to stdout, for ``--svg -``). Returns ``target``.
 
     Args:
         engine: a ReplayEngine.
@@ -125,6 +136,9 @@ def render_svg(engine, target: Path, step: int | None = None, tab: str = DEFAULT
         raise engine.failure
     if not screen:
         raise RuntimeError("the app ended before the screen was rendered")
+    if target is None:
+        print_line(screen[0].rstrip("\n"), sys.stdout)
+        return None
     try:
         target.write_text(screen[0], encoding="utf-8")
     except OSError as error:

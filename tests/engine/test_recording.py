@@ -236,6 +236,22 @@ def test_open_svg_renders_one_screen(tmp_path, capsys):
     assert "--size '10x3'" in capsys.readouterr().err
 
 
+def test_open_svg_dash_writes_the_svg_to_stdout(tmp_path, capsys, monkeypatch):
+    """``--svg -`` is stdout, as for most tools: the SVG and nothing else there, no file named
+    ``-``; its --tab and --size are checked as for a file."""
+    path = tmp_path / "s.lmscope"
+    record_fake(path, family="t5")
+    monkeypatch.chdir(tmp_path)
+    assert main(["open", str(path), "--svg", "-", "--step", "2", "--tab", "cross"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("<svg") and out.rstrip().endswith("</svg>") and out.count("<svg") == 1
+    assert "Cross-attention" in out.replace("&#160;", " ")
+    assert not (tmp_path / "-").exists()
+    assert main(["open", str(path), "--svg", "-", "--size", "10x3"]) == 2
+    captured = capsys.readouterr()
+    assert "--size '10x3'" in captured.err and captured.out == ""
+
+
 def svg_text(path) -> str:
     """The screen's text in an SVG Textual saved (one ``<text>`` element per run of a style)."""
     import html
