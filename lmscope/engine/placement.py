@@ -146,9 +146,9 @@ def check_offload_folder(folder: str) -> None:
         return
     what = "a file" if found is not None else "a broken link"
     if existing == path:
-        raise PlacementError(f"--offload-folder {folder} is {what}, not a folder: name a folder "
+        raise PlacementError(f"--offload-folder {folder!r} is {what}, not a folder: name a folder "
                              "(a missing one is created)")
-    raise PlacementError(f"--offload-folder {folder} cannot be made: {existing} is {what}, not a folder")
+    raise PlacementError(f"--offload-folder {folder!r} cannot be made: {str(existing)!r} is {what}, not a folder")
 
 
 def _stat_or_none(folder: str, path, follow: bool = True) -> os.stat_result | None:
@@ -163,7 +163,7 @@ def _stat_or_none(folder: str, path, follow: bool = True) -> os.stat_result | No
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as error:
-        raise PlacementError(f"--offload-folder {folder}: {reason(error)}") from None
+        raise PlacementError(f"--offload-folder {folder!r}: {reason(error)}") from None
 
 
 def _check_writable(folder: str, path, existing) -> None:
@@ -175,8 +175,8 @@ def _check_writable(folder: str, path, existing) -> None:
     try:
         shutil.rmtree(tempfile.mkdtemp(prefix=".lmscope-probe-", dir=existing))
     except OSError as error:
-        where = "cannot be written" if existing == path else f"cannot be made in {existing}"
-        raise PlacementError(f"--offload-folder {folder} {where} ({error.strerror or error}): "
+        where = "cannot be written" if existing == path else f"cannot be made in {str(existing)!r}"
+        raise PlacementError(f"--offload-folder {folder!r} {where} ({error.strerror or error}): "
                              "name a folder you can write to") from error
 
 

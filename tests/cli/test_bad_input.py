@@ -43,7 +43,7 @@ def fails(argv, capsys, *needles):
     (["t5", "--json", "--break", "token ~ 'a\udcff'"], "--break is not valid UTF-8"),
     (["llama", "--json", "--device-map", "auto", "--offload-folder", ""], "--offload-folder is empty"),
     (["llama", "--json", "--device-map", "auto", "--offload-folder", "/proc/lmscope-offload"],
-     "--offload-folder /proc/lmscope-offload cannot be made in /proc"),
+     "--offload-folder '/proc/lmscope-offload' cannot be made in '/proc'"),
 ])
 def test_flag_errors(argv, needle, capsys):
     fails(argv, capsys, needle)

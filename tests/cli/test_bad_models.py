@@ -137,8 +137,8 @@ def test_an_offload_folder_that_is_a_file_says_so(tiny_llama_dir, tmp_path, caps
     precious.write_text("keep me")
     argv = ["llama", "--json", "--max-new-tokens", "1", "-p", "hi", "--model", str(tiny_llama_dir),
             "--device-map", "auto", "--max-memory", "cpu=40KB", "--offload-folder"]
-    fails([*argv, str(precious)], capsys, f"--offload-folder {precious} is a file, not a folder")
-    fails([*argv, str(precious / "offload")], capsys, f"{precious} is a file, not a folder")
+    fails([*argv, str(precious)], capsys, f"--offload-folder {str(precious)!r} is a file, not a folder")
+    fails([*argv, str(precious / "offload")], capsys, f"{str(precious)!r} is a file, not a folder")
     assert precious.read_text() == "keep me"
 
 
