@@ -124,6 +124,12 @@ def hit_note(number: int, breakpoint: Breakpoint, values: Mapping[str, object]) 
             "number": number}
 
 
+def note_message(note: dict) -> str:
+    """The status line (:func:`hit_message`) of a hit kept as :func:`hit_note` keeps it."""
+    hit = note["breakpoint"]
+    return hit_message(note["number"], parse(hit["expr"]), hit["values"])
+
+
 def hit_message(number: int, breakpoint: Breakpoint, values: Mapping[str, object]) -> str:
     """One line for the status bar and ``--headless``: ``breakpoint 2 `p < 0.3`: p=0.21 at step 14``."""
     shown = ", ".join(f"{field}={_show(value)}" for field, value in describe_hit(breakpoint, values).items())

@@ -185,16 +185,19 @@ class _Chunk:
 
 
 def write_session(path: str | os.PathLike, info: SessionInfo, prompt: PromptRecord, steps,
-                  rows_dtype: str = "float32", lenses: dict | None = None) -> None:
+                  rows_dtype: str = "float32", lenses: dict | None = None, hits: dict | None = None) -> None:
     """A whole session at once, as ``--record`` writes it step by step: meta, prompt, every step
-    (and its logit lens, where ``lenses`` has one by step number)."""
+    (and its breakpoint hit and its logit lens, where ``hits`` and ``lenses`` have one by step
+    number; a hit as ``breakpoints.hit_note`` keeps it)."""
     writer = TraceWriter(path, rows_dtype)
-    lenses = lenses or {}
+    lenses, hits = lenses or {}, hits or {}
     try:
         writer.meta(info, {})
         writer.prompt(prompt)
         for record in steps:
             writer.step(record)
+            if record.step in hits:
+                writer.note(record.step, hits[record.step])
             if record.step in lenses:
                 writer.lens(record.step, lenses[record.step])
     finally:
@@ -295,17 +298,14 @@ class Trace:
                              if k != "step"})
         return data
 
-    def hit(self, index: int) -> str | None:
-        """The status line of the breakpoint that held at step ``index`` (``hit_message``), as the
-        live TUI showed it; None where no hit was recorded. A note ``--json`` refuses is refused here."""
-        from lmscope.engine.breakpoints import hit_message, parse
-
+    def hit(self, index: int) -> dict | None:
+        """The breakpoint hit recorded at step ``index`` (``breakpoints.hit_note``: its number,
+        expression and values), None where none was. A note ``--json`` refuses is refused here."""
         notes = [note for note in self._step_chunks(index)[1] if note.kind == b"NOTE"]
         if not notes:
             return None
         data = self._decoded(notes[-1], _check_note, self._body(notes[-1])["data"])  # the last, as step_data keeps it
-        hit = data["breakpoint"]
-        return hit_message(data["number"], parse(hit["expr"]), hit["values"])
+        return {key: value for key, value in data.items() if key != "step"}
 
     def has_lens(self, index: int) -> bool:
         """Whether step ``index`` has a recorded logit lens (no JSON read)."""
@@ -827,8 +827,8 @@ class ReplayEngine:
 
     def recorded_steps(self):
         """``(record, hit)`` of every recorded step of the live branch, in order (rows mapped, not
-        read; ``hit``: the status line of a breakpoint that held there, or None), up to one that
-        does not read: its error ends them, and is kept in ``failure``."""
+        read; ``hit``: the breakpoint hit recorded there, as ``breakpoints.hit_note`` keeps it, or
+        None), up to one that does not read: its error ends them, and is kept in ``failure``."""
         for index in range(len(self.trace)):
             try:
                 step = self.trace.step(index), self.trace.hit(index)

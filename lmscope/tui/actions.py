@@ -84,9 +84,11 @@ class BrowseActions:
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", self.view.info.model.split("/")[-1].split(" ")[0])
         from lmscope.tui.widgets.layers import LayersPane
 
-        # the lens of each step the Layers pane shows or keeps goes with it, as --record keeps it
+        # the lens of each step the Layers pane shows or keeps, and each breakpoint hit, go with
+        # it, as --record keeps them
         lenses = self.get_screen_stack_root().query_one(LayersPane).lenses_of(self.view.prompt, self.view.steps)
-        self.write_session(f"{name}-{stamp}.lmscope", self.view.info, self.view.prompt, self.view.steps, lenses)
+        self.write_session(f"{name}-{stamp}.lmscope", self.view.info, self.view.prompt, self.view.steps, lenses,
+                           self.hits_of(self.view.steps))
 
     def on_session_written(self, message) -> None:
         self.notify(f"wrote {message.steps} steps to {message.path} (lmscope open {message.path})", markup=False)

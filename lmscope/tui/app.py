@@ -70,6 +70,8 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.branch_tree = BranchTree()
         """The live branch and every continuation a rewind or a force set aside."""
         self._branch_marks = {}
+        self._hit_notes: dict[int, tuple] = {}
+        """``id(record)``: ``(record, note)`` of each step a breakpoint held at (:meth:`hits_of`)."""
         self._pending_steps: list = []
         self._flush_timer = None
         self._run_began: tuple[float, int] | None = None
@@ -189,6 +191,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self.busy = False
         self.branch_tree = BranchTree()
         self._branch_marks = {}
+        self._hit_notes = {}
         self.view = self.view.started(message.prompt)
         label = getattr(self.engine, "label", "")
         if label:
@@ -285,6 +288,17 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         gc.collect()
         gc.freeze()
         gc.enable()  # held since the engine call ended (on_run_stopped)
+
+    def on_hit_noted(self, message) -> None:
+        """A breakpoint held at a step: kept by the record's identity (every branch that has the
+        record has the hit), for ``w`` to write beside the step."""
+        self._hit_notes[id(message.record)] = (message.record, message.note)
+
+    def hits_of(self, steps) -> dict[int, dict]:
+        """The breakpoint hits of ``steps``, by step number, as ``w`` writes them."""
+        kept = self._hit_notes
+        return {record.step: kept[id(record)][1] for record in steps
+                if id(record) in kept and kept[id(record)][0] is record}
 
     def on_history_loaded(self, message) -> None:
         """A batch of a replay's steps joins the history in one View update; the newest is

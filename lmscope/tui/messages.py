@@ -130,6 +130,15 @@ class HistoryLoaded(Message):
 
 
 @dataclass
+class HitNoted(Message):
+    """A breakpoint held at ``record`` (live, or recorded in a replay): ``note`` as
+    ``breakpoints.hit_note`` keeps it, for ``w`` to write beside the step."""
+
+    record: StepRecord
+    note: dict
+
+
+@dataclass
 class StepsCompleted(Message):
     """Several steps of a continue at once: ``(record, breakpoint hit or None)`` pairs, in order."""
 

@@ -18,13 +18,13 @@ import time
 from textual import work
 
 from lmscope.engine import engine_thread
-from lmscope.engine.breakpoints import Breakpoint, hit_message, hit_note, step_values
+from lmscope.engine.breakpoints import Breakpoint, hit_message, hit_note, note_message, step_values
 from lmscope.engine.cores import spare_core
 from lmscope.engine.errors import UserError
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.messages import (
-    BranchResumed, EngineFailed, ForceRefused, HistoryLoaded, ModelLoaded, PromptEncoded, Rewound, RunStopped,
-    SessionNotWritten, SessionWritten, StepCompleted, StepsCompleted,
+    BranchResumed, EngineFailed, ForceRefused, HistoryLoaded, HitNoted, ModelLoaded, PromptEncoded, Rewound,
+    RunStopped, SessionNotWritten, SessionWritten, StepCompleted, StepsCompleted,
 )
 
 STEPS_MESSAGE_S = 1 / 4
@@ -81,8 +81,10 @@ class EngineWorkers:
         history, and the app stays open on them and says why."""
         batch, size = [], 8  # a small first batch: the first frame need not wait for all
         try:
-            for step in engine.recorded_steps():
-                batch.append(step)
+            for record, note in engine.recorded_steps():
+                if note is not None:  # marked as live; ``w`` writes it again
+                    self.post_message(HitNoted(record, note))
+                batch.append((record, note_message(note) if note is not None else None))
                 if len(batch) == size:
                     self.post_message(HistoryLoaded(tuple(batch)))
                     batch, size = [], 64
@@ -94,13 +96,14 @@ class EngineWorkers:
         self.post_message(RunStopped(finished=engine.finished, paused=not engine.finished))
 
     @work(thread=True, group="io", exit_on_error=False)
-    def write_session(self, path: str, info, prompt, steps, lenses: dict | None = None) -> None:
+    def write_session(self, path: str, info, prompt, steps, lenses: dict | None = None,
+                      hits: dict | None = None) -> None:
         """Write the history so far to a trace file (``w``), off the UI thread (with ``lenses``,
-        the logit lens of those steps, by step number)."""
+        the logit lens of those steps, and ``hits``, their breakpoint hits, by step number)."""
         from lmscope.engine.recording import write_session
 
         try:
-            write_session(path, info, prompt, steps, lenses=lenses)
+            write_session(path, info, prompt, steps, lenses=lenses, hits=hits)
         except Exception as error:
             self.post_message(SessionNotWritten(path, error))
             return
@@ -150,7 +153,7 @@ class EngineWorkers:
                                      scores_in_step=limit == 1)
                 if record is not None:
                     text += record.token
-                    hit = _first_hit(engine, breakpoints, record, text)  # breakpoints read no attention rows
+                    hit = self._first_hit(engine, breakpoints, record, text)  # breakpoints read no attention rows
                     batch.append((record, hit))
                 done += 1
                 # One message per frame, not per step: each message wakes the UI thread, and
@@ -180,6 +183,21 @@ class EngineWorkers:
         self.post_message(RunStopped(finished=finished, paused=pause.is_set() and not finished,
                                      steps=(*handed, *batch)))
         _prepare_quietly(engine)  # while the UI shows these steps: the next one's row pages
+
+    def _first_hit(self, engine: Engine, breakpoints, record, text: str) -> str | None:
+        """The status line of the first breakpoint that holds at ``record``, or None. The hit is
+        kept beside the step: by the engine (a recording writes it, as ``--headless`` does) and
+        by the app (``w`` writes it), from the engine thread."""
+        if not breakpoints:
+            return None
+        values = step_values(record, text)
+        for number, breakpoint in breakpoints:
+            if breakpoint.holds(values):
+                note = hit_note(number, breakpoint, values)
+                engine.note_hit(record.step, note)
+                self.post_message(HitNoted(record, note))
+                return hit_message(number, breakpoint, values)
+        return None
 
     @on_engine_thread
     def control(self, engine: Engine, rewind_to: int, force: int | str | None = None,
@@ -241,14 +259,4 @@ def _unhit(records) -> list:
     return [(record, None) for record in records]
 
 
-def _first_hit(engine: Engine, breakpoints, record, text: str) -> str | None:
-    """The status line of the first breakpoint that holds at ``record``, or None; the engine
-    keeps the hit beside the step (a recording writes it, as ``--headless`` does)."""
-    if not breakpoints:
-        return None
-    values = step_values(record, text)
-    for number, breakpoint in breakpoints:
-        if breakpoint.holds(values):
-            engine.note_hit(record.step, hit_note(number, breakpoint, values))
-            return hit_message(number, breakpoint, values)
-    return None
+

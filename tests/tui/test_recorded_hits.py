@@ -8,7 +8,7 @@ import json
 from test_control_keys import add_breakpoint
 from tui_harness import running, settle
 
-from lmscope.engine.breakpoints import parse
+from lmscope.engine.breakpoints import note_message, parse
 
 
 async def test_a_hit_in_a_continue_is_handed_to_the_engine():
@@ -84,7 +84,9 @@ def test_a_recorded_tui_hit_is_in_the_trace_and_marked_in_the_replay(tmp_path, t
     assert notice in capsys.readouterr().out
 
     trace = Trace(path)
-    assert [trace.hit(index) for index in range(len(trace))] == [None] * 3 + [notice] + [None] * 4
+    note = {"breakpoint": {"expr": "step == 3", "values": {"step": 3}}, "number": 1}
+    assert [trace.hit(index) for index in range(len(trace))] == [None] * 3 + [note] + [None] * 4
+    assert note_message(note) == notice
     app = make_app(lambda: ReplayEngine(trace), theme="textual-dark")
 
     async def replay():
@@ -118,3 +120,43 @@ def test_a_hit_waits_for_its_step_in_the_trace(tmp_path, tiny_llama_dir):
     trace = Trace(path)
     assert len(trace) == 2
     assert trace.step_data(1)["breakpoint"] == note["breakpoint"] and "breakpoint" not in trace.step_data(0)
+
+
+async def test_w_writes_the_hits_of_the_steps_it_writes(tmp_path, monkeypatch):
+    """``w`` keeps a breakpoint hit beside its step, as ``--record`` does: ``open --json`` shows
+    it on that step's line, and the replay marks the step."""
+    from lmscope.engine.recording import Trace
+
+    monkeypatch.chdir(tmp_path)
+    async with running(steps=8) as (app, pilot, engine):
+        await add_breakpoint(app, pilot, "step == 2")
+        await pilot.press("c")
+        await settle(app, pilot)
+        await pilot.press("w")
+        await settle(app, pilot)
+    trace = Trace(next(tmp_path.glob("*.lmscope")))
+    assert len(trace) == 3
+    assert [trace.hit(index) for index in range(3)] == [
+        None, None, {"breakpoint": {"expr": "step == 2", "values": {"step": 2}}, "number": 1}]
+    assert trace.step_data(2)["breakpoint"] == {"expr": "step == 2", "values": {"step": 2}}
+
+
+async def test_w_during_a_replay_keeps_its_recorded_hits(tmp_path, monkeypatch):
+    """A replay's ``w`` writes the recorded hits again (the steps it marks)."""
+    from lmscope.engine.recording import ReplayEngine, Trace, write_session
+    from lmscope.testing import make_session
+    from lmscope.tui.app import make_app
+
+    session = make_session("llama", steps=5)
+    note = {"breakpoint": {"expr": "step >= 3", "values": {"step": 3}}, "number": 2}
+    write_session(tmp_path / "hit.lmscope", session.info, session.prompt, session.steps, hits={3: note})
+    monkeypatch.chdir(tmp_path)
+    app = make_app(lambda: ReplayEngine(Trace(tmp_path / "hit.lmscope")), theme="textual-dark")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert app.view.marks == {3}
+        await pilot.press("w")
+        await settle(app, pilot)
+    written = [path for path in tmp_path.glob("*.lmscope") if path.name != "hit.lmscope"]
+    trace = Trace(written[0])
+    assert [trace.hit(index) for index in range(5)] == [None, None, None, note, None]
