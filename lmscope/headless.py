@@ -90,22 +90,25 @@ def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=Non
     if not json_lines:
         print_line(describe_prompt(trace.prompt()), out)
     for index in range(len(trace)):
-        data = trace.step_data(index)
-        hit, number = data.pop("breakpoint", None), data.pop("number", 1)
-        if json_lines:
-            if attention:
-                rows = trace.rows(index)
-                data["attention"] = rows_to_dict(rows.get("attention"))
-                data["cross_attention"] = rows_to_dict(rows.get("cross_attention"))
-            if layers and trace.has_lens(index):
-                data["layers"] = trace.lens_data(index)
-            if hit:
-                data["breakpoint"] = hit
-            print_line(json_line(data, out), out)
-        else:
+        if not json_lines:  # the record and its hit: each step decoded once
             print_line(table_row(trace.step(index), not takes_utf8(out)), out)
-            if hit:
-                print_line(_hit_line(number, parse(hit["expr"]), hit["values"]), out)
+            note = trace.hit(index)
+            if note is not None:
+                hit = note["breakpoint"]
+                print_line(_hit_line(note["number"], parse(hit["expr"]), hit["values"]), out)
+            continue
+        data = trace.step_data(index)
+        hit = data.pop("breakpoint", None)
+        data.pop("number", None)
+        if attention:
+            rows = trace.rows(index)
+            data["attention"] = rows_to_dict(rows.get("attention"))
+            data["cross_attention"] = rows_to_dict(rows.get("cross_attention"))
+        if layers and trace.has_lens(index):
+            data["layers"] = trace.lens_data(index)
+        if hit:
+            data["breakpoint"] = hit
+        print_line(json_line(data, out), out)
 
 
 def lens_notice(trace: Trace) -> str:

@@ -301,11 +301,11 @@ class Trace:
     def hit(self, index: int) -> dict | None:
         """The breakpoint hit recorded at step ``index`` (``breakpoints.hit_note``: its number,
         expression and values), None where none was. A note ``--json`` refuses is refused here."""
-        notes = [note for note in self._step_chunks(index)[1] if note.kind == b"NOTE"]
-        if not notes:
-            return None
-        data = self._decoded(notes[-1], _check_note, self._body(notes[-1])["data"])  # the last, as step_data keeps it
-        return {key: value for key, value in data.items() if key != "step"}
+        hit = None
+        for note in self._step_chunks(index)[1]:
+            if note.kind == b"NOTE":  # each checked, the last kept, as step_data does
+                hit = self._decoded(note, _check_note, self._body(note)["data"])
+        return None if hit is None else {key: value for key, value in hit.items() if key != "step"}
 
     def has_lens(self, index: int) -> bool:
         """Whether step ``index`` has a recorded logit lens (no JSON read)."""
