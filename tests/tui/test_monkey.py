@@ -2,8 +2,9 @@
 
 Every binding, the command palette, help, Escape/Enter and resizes down to 40x10, with the
 FakeEngine injecting a failure and delays. After every key: no exception, never two engine
-calls at once, no step lost or duplicated, the status bar's label equals the app's state; at
-the end `q` exits cleanly.
+calls at once, no step lost or duplicated, the status bar's label equals the app's state; every
+tenth key, nothing on the screen the terminal would act on (the fake's tokens include an ESC
+sequence, a C1 control and a bidi override); at the end `q` exits cleanly.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import random
 
 import pytest
 
-from lmscope.testing import FakeEngine, engine_factory, make_session
+from dataclasses import replace
+
+from lmscope.testing import FakeEngine, Recording, engine_factory, make_session, unprintable_on_screen
 from lmscope.tui.app import make_app
 from lmscope.tui.keys import BINDINGS
 from lmscope.tui.widgets.status import StatusBar
@@ -39,6 +42,8 @@ async def monkey(app, engine, recording, keys: int, seed: int) -> None:
                 await app.workers.wait_for_complete()
             await pilot.pause()
             labels_checked += check(app, engine, recording, f"key {n} (seed {seed})")
+            if n % 10 == 0:  # a whole screen rendered: every tenth key
+                assert unprintable_on_screen(app) == [], f"key {n} (seed {seed})"
         await app.workers.wait_for_complete()
         await pilot.pause()
         check(app, engine, recording, "end")
@@ -75,8 +80,14 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+UNPRINTABLE = {1: " \x1b[2J", 2: "\x9b31m", 4: " a\u202eb"}
+"""Tokens of the fake's steps that a terminal would act on if drawn raw (ESC, CSI, a bidi override)."""
+
+
 def fake(steps: int = 40):
-    recording = make_session("llama", steps=steps)
+    session = make_session("llama", steps=steps)
+    recording = Recording(session.info, session.prompt, tuple(
+        replace(record, token=UNPRINTABLE.get(record.step, record.token)) for record in session.steps))
     engine = FakeEngine(recording, delay_s=0.002, fail_at=steps // 3)
     return make_app(engine_factory(engine), theme="textual-dark"), engine, recording
 
