@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from lmscope.engine.breakpoints import Breakpoint, describe_hit, hit_message, hit_note, parse, step_values
+from lmscope.engine.breakpoints import Breakpoint, first_hit, hit_message, hit_note, note_message
 from lmscope.engine.errors import UserError
 from lmscope.engine.records import PromptRecord, StepRecord
 from lmscope.engine.session import SessionOptions, open_session
@@ -40,24 +40,25 @@ def _generate(options: SessionOptions, json_lines: bool, attention: bool, out, w
     prompt = stepper.start()
     if not json_lines:
         print_line(describe_prompt(prompt), out)
-    text = ""
+    text, numbered = "", tuple(enumerate(breakpoints or (), start=1))
     while not stepper.finished:
         record = stepper.step()
         text += record.token
-        hit = _breakpoint_hit(breakpoints, record, text)
+        hit = first_hit(numbered, record, text)
+        note = hit_note(*hit) if hit else None
         if json_lines:
             data = step_to_dict(record, attention)
             if layers:  # the lens costs one matmul per step over all layers: only when asked
                 data["layers"] = lens_to_list(stepper.lens(record.step))
-            if hit:
-                data["breakpoint"] = {"expr": hit[1].expr, "values": hit[2]}
+            if note:
+                data["breakpoint"] = note["breakpoint"]
             print_line(json_line(data, out), out)
         else:
             print_line(table_row(record, not takes_utf8(out)), out)
             if hit:
                 print_line(_hit_line(*hit), out)
-        if hit:
-            stepper.note_hit(record.step, hit_note(*hit))  # a recording keeps it beside the step
+        if note:
+            stepper.note_hit(record.step, note)  # a recording keeps it beside the step
             break
 
 
@@ -94,8 +95,7 @@ def print_trace(trace: Trace, json_lines: bool, attention: bool = False, out=Non
             print_line(table_row(trace.step(index), not takes_utf8(out)), out)
             note = trace.hit(index)
             if note is not None:
-                hit = note["breakpoint"]
-                print_line(_hit_line(note["number"], parse(hit["expr"]), hit["values"]), out)
+                print_line(terminal_safe(note_message(note)), out)
             continue
         data = trace.step_data(index)
         hit = data.pop("breakpoint", None)
@@ -134,17 +134,6 @@ def options_dict(options: SessionOptions) -> dict:
     from dataclasses import asdict
 
     return asdict(options)
-
-
-def _breakpoint_hit(breakpoints, record: StepRecord, text: str):
-    """``(number, breakpoint, values it read)`` of the first breakpoint that holds, numbered from 1."""
-    if not breakpoints:
-        return None
-    values = step_values(record, text)
-    for number, breakpoint in enumerate(breakpoints, start=1):
-        if breakpoint.holds(values):
-            return number, breakpoint, describe_hit(breakpoint, values) | {"step": record.step}
-    return None
 
 
 def _hit_line(number: int, breakpoint: Breakpoint, values: dict) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from lmscope.engine.errors import UserError
 from lmscope.engine.records import StepRecord
@@ -107,9 +107,15 @@ def step_values(record: StepRecord, text: str) -> dict[str, object]:
     }
 
 
-def first_hit(breakpoints: list[Breakpoint], values: Mapping[str, object]) -> Breakpoint | None:
-    """The first of ``breakpoints`` that holds for ``values``, if any."""
-    return next((b for b in breakpoints if b.holds(values)), None)
+def first_hit(numbered: Sequence[tuple[int, Breakpoint]], record: StepRecord,
+              text: str) -> tuple[int, Breakpoint, dict[str, object]] | None:
+    """``(number, breakpoint, values)`` of the first of the ``numbered`` breakpoints that holds at
+    ``record`` (``text``: the generated text up to it; ``values``: :func:`step_values`), or None.
+    ``--headless`` and the TUI's continue both stop at it."""
+    if not numbered:
+        return None
+    values = step_values(record, text)
+    return next(((number, breakpoint, values) for number, breakpoint in numbered if breakpoint.holds(values)), None)
 
 
 def describe_hit(breakpoint: Breakpoint, values: Mapping[str, object]) -> dict[str, object]:

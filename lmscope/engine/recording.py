@@ -290,12 +290,8 @@ class Trace:
     def step_data(self, index: int) -> dict:
         """Step ``index`` as ``--json`` printed it (without attention and layers), notes included;
         a step :meth:`step` refuses is refused here, with the same TraceError."""
-        chunk, notes = self._step_chunks(index)
-        data = dict(self._read_step(chunk)[0])
-        for note in notes:
-            if note.kind == b"NOTE":  # a LENS is read apart (lens_data)
-                data.update({k: v for k, v in self._decoded(note, _check_note, self._body(note)["data"]).items()
-                             if k != "step"})
+        data = dict(self._read_step(self._step_chunks(index)[0])[0])
+        data.update(self.hit(index) or {})  # its breakpoint hit; a lens is read apart (lens_data)
         return data
 
     def hit(self, index: int) -> dict | None:
@@ -303,7 +299,7 @@ class Trace:
         expression and values), None where none was. A note ``--json`` refuses is refused here."""
         hit = None
         for note in self._step_chunks(index)[1]:
-            if note.kind == b"NOTE":  # each checked, the last kept, as step_data does
+            if note.kind == b"NOTE":  # each checked, the last kept
                 hit = self._decoded(note, _check_note, self._body(note)["data"])
         return None if hit is None else {key: value for key, value in hit.items() if key != "step"}
 
@@ -754,7 +750,7 @@ class RecordingEngine:
     def note_hit(self, step: int, note: dict) -> None:
         """A breakpoint hit at ``step``, written beside the step as ``--headless`` writes it (the
         TUI's continue finds hits in steps whose rows wait: the hit then follows its step)."""
-        if any(record.step == step for record in self._unwritten):
+        if self._waiting(step):
             self._waiting_hits[step] = note
         else:
             self.writer.note(step, note)
@@ -764,11 +760,15 @@ class RecordingEngine:
         record and ``top``). Only who asks for the lens pays for it: ``--json --layers``, the
         TUI's Layers pane; a recording that never asks writes no ``LENS`` chunk."""
         lens = self.engine.lens(step, top)
-        if any(record.step == step for record in self._unwritten):
+        if self._waiting(step):
             self._waiting_lenses[step] = lens  # the step is not in the trace yet: its lens follows it there
         elif self._lens_top.get(step) != top:
             self._write_lens(step, lens)
         return lens
+
+    def _waiting(self, step: int) -> bool:
+        """Whether ``step`` is not in the trace yet (its rows are still being made)."""
+        return any(record.step == step for record in self._unwritten)
 
     def _write_lens(self, step: int, lens: tuple) -> None:
         self.writer.lens(step, lens)

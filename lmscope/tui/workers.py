@@ -18,7 +18,7 @@ import time
 from textual import work
 
 from lmscope.engine import engine_thread
-from lmscope.engine.breakpoints import Breakpoint, hit_message, hit_note, note_message, step_values
+from lmscope.engine.breakpoints import Breakpoint, first_hit, hit_message, hit_note, note_message
 from lmscope.engine.cores import spare_core
 from lmscope.engine.errors import UserError
 from lmscope.engine.protocol import Engine, EngineFactory
@@ -188,16 +188,13 @@ class EngineWorkers:
         """The status line of the first breakpoint that holds at ``record``, or None. The hit is
         kept beside the step: by the engine (a recording writes it, as ``--headless`` does) and
         by the app (``w`` writes it), from the engine thread."""
-        if not breakpoints:
+        hit = first_hit(breakpoints, record, text)
+        if hit is None:
             return None
-        values = step_values(record, text)
-        for number, breakpoint in breakpoints:
-            if breakpoint.holds(values):
-                note = hit_note(number, breakpoint, values)
-                engine.note_hit(record.step, note)
-                self.post_message(HitNoted(record, note))
-                return hit_message(number, breakpoint, values)
-        return None
+        note = hit_note(*hit)
+        engine.note_hit(record.step, note)
+        self.post_message(HitNoted(record, note))
+        return hit_message(*hit)
 
     @on_engine_thread
     def control(self, engine: Engine, rewind_to: int, force: int | str | None = None,
@@ -257,6 +254,3 @@ def _complete_quietly(engine: Engine) -> tuple:
 def _unhit(records) -> list:
     """``(record, None)`` pairs: records made after their steps, which no breakpoint read."""
     return [(record, None) for record in records]
-
-
-
