@@ -4,6 +4,8 @@ the steps before it, as the app stays open after a live step that failed, and sa
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 from lmscope.engine.recording import ReplayEngine, Trace
 from lmscope.testing import screen_text, wait_until_idle
 from lmscope.tui.app import make_app
@@ -14,6 +16,18 @@ def replay_app(path):
     return make_app(lambda: ReplayEngine(Trace(path)), theme="textual-dark")
 
 
+@asynccontextmanager
+async def replaying_damaged(t5_recording, tmp_path, step: int):
+    """The replay of ``t5_recording`` with step ``step``'s stages emptied, loaded and still
+    running, its notification drawn; yields ``(app, pilot)``."""
+    app = replay_app(with_step_changed(t5_recording, tmp_path / "t5.lmscope", step, stages=[]))
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:  # drawn, as in a terminal
+        await wait_until_idle(pilot)
+        await pilot.pause()  # the notification is drawn in the next refresh
+        assert app.is_running and app.return_code is None
+        yield app, pilot
+
+
 def on_screen(app) -> str:
     """The screen's words in one line: a notification wraps its text over several rows."""
     return " ".join(word for line in screen_text(app).splitlines() for word in line.strip("▌▐ ").split())
@@ -22,12 +36,7 @@ def on_screen(app) -> str:
 async def test_the_steps_before_a_damaged_step_stay_browsable(t5_recording, tmp_path):
     """The 3rd step has no stages. Before: the app exited with the error (exit 2), its two
     steps before it gone with it."""
-    path = with_step_changed(t5_recording, tmp_path / "t5.lmscope", 2, stages=[])
-    app = replay_app(path)
-    async with app.run_test(size=(120, 40), notifications=True) as pilot:  # drawn, as in a terminal
-        await wait_until_idle(pilot)
-        await pilot.pause()  # the notification is drawn in the next refresh
-        assert app.is_running and app.return_code is None
+    async with replaying_damaged(t5_recording, tmp_path, 2) as (app, pilot):
         assert [record.step for record in app.view.steps] == [0, 1] and app.view.state == "error"
         text = on_screen(app)
         assert "step 2's chunk" in text and "stages is []" in text, text
@@ -43,12 +52,7 @@ async def test_the_steps_before_a_damaged_step_stay_browsable(t5_recording, tmp_
 async def test_a_first_step_that_does_not_read_leaves_the_prompt_to_browse(t5_recording, tmp_path):
     """Nothing of the history reads, but the prompt did (its tokens, encoder attention, cache):
     the app stays open on it, as it does on a recording cut before its first step."""
-    path = with_step_changed(t5_recording, tmp_path / "t5.lmscope", 0, stages=[])
-    app = replay_app(path)
-    async with app.run_test(size=(120, 40), notifications=True) as pilot:  # drawn, as in a terminal
-        await wait_until_idle(pilot)
-        await pilot.pause()  # the notification is drawn in the next refresh
-        assert app.is_running and app.return_code is None
+    async with replaying_damaged(t5_recording, tmp_path, 0) as (app, pilot):
         assert app.view.steps == () and app.view.prompt is not None and app.view.state == "error"
         assert "step 0's chunk" in on_screen(app)
 
