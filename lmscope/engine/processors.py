@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from lmscope.engine.errors import UserError
+from lmscope.engine.host_copy import HostCopy
 from lmscope.engine.records import Candidate, LazyTuple, Stage
 
 
@@ -75,26 +76,56 @@ def stage_scores(processors, input_ids: torch.Tensor, logits: torch.Tensor) -> t
 
 
 def sample(probs: torch.Tensor, *, step: int, processors, input_ids: torch.Tensor, logits: torch.Tensor,
-           settings) -> torch.Tensor:
+           settings, host_copy: HostCopy | None = None) -> torch.Tensor:
     """``[1]`` the id ``_sample`` draws from ``probs [1, d_vocab]``: ``torch.multinomial``, as there.
 
-    Nothing is checked before the draw: ``torch.multinomial`` checks ``probs`` itself and raises
-    where they are no distribution (inf or nan), as it does in ``generate``. Only then are the
-    step's scores looked at again, to say why in one line (on the CPU: see ``_NO_DISTRIBUTION``).
+    On the CPU nothing is checked before the draw: ``torch.multinomial`` checks ``probs`` itself
+    and raises where they are no distribution (inf or nan), as it does in ``generate``. Only then
+    are the step's scores looked at again, to say why in one line (see ``_NO_DISTRIBUTION``).
+
+    On a GPU that check is a device-side assert, which leaves the process's CUDA context unusable:
+    the session, its history and any recording could not go on or be written. So there the draw
+    reads ``probs`` where they are a distribution and a stand-in (all ones) where they are not,
+    which draws the same id from the same generator wherever ``probs`` is valid, and the step's
+    one copy (``host_copy``) brings back whether it was: if not, ``host_copy.copy()`` raises the
+    same error the CPU raises. No synchronisation is added.
 
     Args:
         step: the step being chosen (its record's number).
         processors, input_ids, logits: what the step's stages came from (:func:`stage_scores`).
         settings: the session's ``GenerationSettings``, for the flags to name.
+        host_copy: the step's copy (None: check at once, as on the CPU). ``HostCopy.join_on_host``
+            takes the device's path on a CPU too (tests).
     Raises:
-        NoDistributionError: the processors (or the model) left inf or nan scores.
+        NoDistributionError: the processors (or the model) left inf or nan scores (from
+            ``host_copy.copy()`` on the device's path).
     """
+    if host_copy is not None and (probs.device.type != "cpu" or host_copy.join_on_host):
+        return _sample_checked_later(probs, host_copy, lambda: NoDistributionError(
+            _no_distribution(step, processors, input_ids, logits, settings)))
     try:
         return torch.multinomial(probs, num_samples=1).squeeze(1)
     except RuntimeError as error:
         if not any(text in str(error) for text in _NO_DISTRIBUTION):
             raise
         raise NoDistributionError(_no_distribution(step, processors, input_ids, logits, settings)) from error
+
+
+def _sample_checked_later(probs: torch.Tensor, host_copy: HostCopy, error: Callable[[], Exception]) -> torch.Tensor:
+    """:func:`sample`'s draw on a device: no device-side assert, the check read with the step's copy.
+
+    ``probs`` come from a softmax: each is in [0, 1] or nan, so their sum is positive exactly
+    where ``torch.multinomial`` would accept them (a nan makes the sum nan, and nan > 0 is False).
+    """
+    drawable = probs.sum(dim=-1, keepdim=True) > 0  # [1, 1]
+    next_tokens = torch.multinomial(torch.where(drawable, probs, 1.0), num_samples=1).squeeze(1)
+
+    def check(array) -> None:
+        if not array.all():
+            raise error()
+
+    host_copy.add(drawable, on_copied=check)
+    return next_tokens
 
 
 _NO_DISTRIBUTION = ("probability tensor contains", "invalid multinomial distribution")

@@ -416,7 +416,8 @@ class Stepper:
             next_tokens, chosen_by = torch.tensor([force], device=scores.device), "forced"
         elif state.config.do_sample:
             next_tokens = sample(probs, step=state.generated, processors=state.processors,
-                                 input_ids=state.input_ids, logits=logits, settings=self.settings)
+                                 input_ids=state.input_ids, logits=logits, settings=self.settings,
+                                 host_copy=host_copy)
             chosen_by = "sample"
         else:
             next_tokens, chosen_by = torch.argmax(scores, dim=-1), "argmax"

@@ -13,6 +13,7 @@ import torch
 from lmscope.cli import main
 from lmscope.engine import defaults, models
 from lmscope.engine.errors import UserError
+from lmscope.engine.host_copy import HostCopy
 from lmscope.engine.processors import NoDistributionError, sample
 from lmscope.engine.settings import GenerationSettings, SettingsError, bad_words_ids, validate
 from lmscope.engine.stepper import Stepper
@@ -95,7 +96,35 @@ def test_sample_names_the_flags_only_when_it_fails():
     assert not isinstance(other.value, UserError)
 
 
-def test_stepper_fails_where_generate_fails(demo_t5):
+def test_sample_on_the_device_path_checks_with_the_step_copy(monkeypatch):
+    """The device's path draws without checking (no device-side assert) and the step's copy
+    raises the CPU's error; where the probabilities are a distribution it draws the CPU's id."""
+    monkeypatch.setattr(HostCopy, "join_on_host", True)
+    logits = torch.tensor([[1.0, 2.0, 3.0, 0.5]])
+    ids = torch.tensor([[0]])
+    probs = torch.softmax(logits, dim=-1)
+    settings = GenerationSettings(**OVERFLOWING)
+    drawn = []
+    for host_copy in (None, HostCopy()):
+        torch.manual_seed(7)
+        drawn.append([sample(probs, step=3, processors=[], input_ids=ids, logits=logits, settings=settings,
+                             host_copy=host_copy).item() for _ in range(20)])
+        if host_copy is not None:
+            host_copy.copy()  # every draw was a distribution: nothing raised
+    assert drawn[0] == drawn[1] and len(set(drawn[0])) > 1
+    for bad in (float("nan"), float("-inf")):  # softmax of a nan, or of scores all -inf
+        host_copy = HostCopy()
+        nan_probs = torch.softmax(torch.tensor([[bad, bad, bad, bad]]), dim=-1)
+        token = sample(nan_probs, step=0, processors=[], input_ids=ids, logits=torch.tensor([[bad] * 4]),
+                       settings=settings, host_copy=host_copy)
+        assert token.shape == (1,)  # drawn from the stand-in: nothing checked yet
+        with pytest.raises(NoDistributionError, match="at step 0: the model's own logits are inf or nan"):
+            host_copy.copy()
+
+
+@pytest.mark.parametrize("join_on_host", [False, True], ids=["host path", "device path"])
+def test_stepper_fails_where_generate_fails(demo_t5, join_on_host, monkeypatch):
+    monkeypatch.setattr(HostCopy, "join_on_host", join_on_host)
     settings = GenerationSettings(max_new_tokens=2, **OVERFLOWING)
     validate(settings)
     prompt_ids = demo_t5.tokenizer("the man opens the door", return_tensors="pt").input_ids

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from lmscope.engine import models
+from lmscope.engine.host_copy import HostCopy
+from lmscope.engine.processors import NoDistributionError
 from lmscope.engine.settings import GenerationSettings, bad_words_ids
 from lmscope.engine.stepper import Stepper
 
@@ -78,6 +80,28 @@ def test_tokens_equal_generate(loaded, name):
     _, expected = run_generate(loaded, settings)
     assert [s.token_id for s in steps] == expected
     assert steps[-1].finished and all(not s.finished for s in steps[:-1])
+
+
+@pytest.mark.parametrize("name", ["sample-warpers", "sample-everything"])
+def test_sampled_tokens_equal_generate_on_the_device_path(loaded, name, monkeypatch):
+    """On a GPU the draw reads a stand-in where the probabilities are no distribution (so that a
+    sampling failure is no device-side assert): where they are one it draws generate's ids."""
+    monkeypatch.setattr(HostCopy, "join_on_host", True)
+    settings = SETTINGS[name]
+    _, steps = run_stepper(loaded, settings)
+    assert [s.token_id for s in steps] == run_generate(loaded, settings)[1]
+
+
+def test_a_sampling_failure_leaves_the_device_usable(loaded):
+    """Scores a processor leaves nan end the step with one line; on a GPU that is no
+    device-side assert, so the same process starts and steps the session again."""
+    stepper = Stepper(loaded, PROMPT, SETTINGS["sample-warpers"])
+    stepper.start()
+    stepper._state.processors.append(lambda input_ids, scores: scores * float("nan"))
+    with pytest.raises(NoDistributionError, match="sampling failed at step 0: the processors left no valid"):
+        stepper.step()
+    _, steps = run_stepper(loaded, SETTINGS["sample-warpers"])
+    assert [s.token_id for s in steps] == run_generate(loaded, SETTINGS["sample-warpers"])[1]
 
 
 @pytest.mark.parametrize("name", ["greedy-penalties", "sample-everything"])
