@@ -187,3 +187,24 @@ def test_the_default_llamas_end_of_turn_is_refused_as_a_bad_word():
     with pytest.raises(SettingsError, match="is the end-of-sequence token"):
         bad_words_ids(tokenizer, ("<|im_end|>",))
     assert bad_words_ids(tokenizer, ("Paris",))  # a word is banned as before
+
+
+@pytest.mark.parametrize("join_on_host", [False, True], ids=["host path", "device path"])
+def test_a_failed_sampling_step_rewinds_to_the_same_tokens(demo_t5, join_on_host, monkeypatch):
+    """After a sampling failure (at once on the CPU, with the step's copy on a GPU) the session
+    goes on: rewinding to the failed step draws what an unbroken run draws."""
+    monkeypatch.setattr(HostCopy, "join_on_host", join_on_host)
+    settings = GenerationSettings(max_new_tokens=8, do_sample=True, seed=3)
+    unbroken = Stepper(demo_t5, "the man opens the door", settings)
+    unbroken.start()
+    expected = [unbroken.step().token_id for _ in range(6)]
+    stepper = Stepper(demo_t5, "the man opens the door", settings)
+    stepper.start()
+    tokens = [stepper.step().token_id for _ in range(3)]
+    nan_scores = lambda input_ids, scores: scores * float("nan")  # noqa: E731
+    stepper._state.processors.append(nan_scores)
+    with pytest.raises(NoDistributionError, match="sampling failed at step 3"):
+        stepper.step()
+    stepper._state.processors.remove(nan_scores)
+    stepper.rewind(3)
+    assert tokens + [stepper.step().token_id for _ in range(3)] == expected
