@@ -177,3 +177,21 @@ async def test_a_lens_error_quoting_text_is_drawn_escaped_in_the_layers_pane(mon
         await press(app, pilot, "n", "5")
         await settle(app, pilot)
         assert_drawn_escaped(app, "lens failed: RuntimeError: no layer named \\x1b[31mRED")
+
+
+async def test_a_layer_tensor_name_is_drawn_escaped_in_the_layers_pane(monkeypatch):
+    """A layer's tensor names come from the model's own modules (remote code may name them anything)."""
+    engine = FakeEngine(make_session(steps=4))
+    made = engine.layer_tensors
+
+    def renamed(step, layer):
+        return tuple(replace(info, name=f"q{ESCAPE}") for info in made(step, layer))
+
+    monkeypatch.setattr(engine, "layer_tensors", renamed)
+    async with showing(engine.recording, engine=engine) as (app, pilot):
+        await press(app, pilot, "n", "5")
+        await pilot.pause()
+        app.query_one("LayersPane DataTable").focus()
+        await press(app, pilot, "enter")  # the selected layer's tensors
+        await pilot.pause()
+        assert_drawn_escaped(app, "q\\x1b[31mRED")

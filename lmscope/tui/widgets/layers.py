@@ -71,7 +71,7 @@ def tensor_text(layer: int, tensors: tuple[TensorInfo, ...]) -> Text:
     text = Text(f"layer {layer} at this step (values at [0, …, -1, :4])\n", style="bold")
     for info in tensors:
         values = preview(TensorInfo(info.name, info.shape, info.dtype, tuple(round(v, 4) for v in info.preview)))
-        text.append(f"{info.name:<18}{str(list(info.shape)):<18}{info.dtype:<10}")
+        text.append(f"{printable(info.name):<18}{str(list(info.shape)):<18}{printable(info.dtype):<10}")
         text.append(values + "\n", style="dim")
     return text
 
