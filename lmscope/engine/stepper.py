@@ -77,6 +77,7 @@ class Stepper:
                  layer_capture: str = "full"):
         self.model, self.tokenizer, self.family = loaded.model, loaded.tokenizer, loaded.family
         self.prompt, self.settings, self.top, self.chat = prompt, settings, top, chat
+        self._prompt_ids: torch.Tensor | None = None
         self.prefill_rows = prefill_rows
         self._labels = label_modules(self.model) if capture_attention else {}
         self._decoder = Decoder(self.tokenizer)
@@ -440,14 +441,17 @@ class Stepper:
 
     def encode_prompt(self) -> torch.Tensor:
         """``[1, prompt_tokens]`` the ids the model reads first: the prompt, in the chat template
-        when the session applies it (on the CPU)."""
-        if not self.chat:
-            return self.tokenizer(self.prompt, return_tensors="pt").input_ids
-        messages = [{"role": "user", "content": self.prompt}]
-        encoded = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        return encoded["input_ids"]
+        when the session applies it (on the CPU). Encoded once: the session's check that the
+        prompt fits and every start (a restart included) read the same ids."""
+        if self._prompt_ids is None:
+            if not self.chat:
+                self._prompt_ids = self.tokenizer(self.prompt, return_tensors="pt").input_ids
+            else:
+                messages = [{"role": "user", "content": self.prompt}]
+                self._prompt_ids = self.tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                )["input_ids"]
+        return self._prompt_ids.clone()  # the caller's own: nothing it does reaches the next start
 
     def _prompt_record(self, prompt_ids, recorder, elapsed: float) -> PromptRecord:
         ids = prompt_ids[0].tolist()
