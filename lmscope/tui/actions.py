@@ -84,14 +84,20 @@ class BrowseActions:
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", self.view.info.model.split("/")[-1].split(" ")[0])
         from lmscope.tui.widgets.layers import LayersPane
 
-        # the lens of each step the Layers pane shows or keeps, and each breakpoint hit, go with
-        # it, as --record keeps them
-        lenses = self.get_screen_stack_root().query_one(LayersPane).lenses_of(self.view.prompt, self.view.steps)
+        # each breakpoint hit goes with its step, as --record keeps them, and so does each lens:
+        # live, those the Layers pane shows or keeps; in a replay, every lens the recording kept
+        # for the steps (the worker reads them from the file, not only those the pane loaded)
+        replay = None if getattr(self.engine, "live", True) else self.engine
+        lenses = {} if replay is not None else \
+            self.get_screen_stack_root().query_one(LayersPane).lenses_of(self.view.prompt, self.view.steps)
         self.write_session(f"{name}-{stamp}.lmscope", self.view.info, self.view.prompt, self.view.steps, lenses,
-                           self.hits_of(self.view.steps))
+                           self.hits_of(self.view.steps), replay)
 
     def on_session_written(self, message) -> None:
         self.notify(f"wrote {message.steps} steps to {message.path} (lmscope open {message.path})", markup=False)
+        if message.lenses_left_out:  # a replay's recorded lens that did not read: the rest were written
+            self.notify("\n".join(message.lenses_left_out), title=f"left out of {message.path}",
+                        severity="warning", timeout=10, markup=False)
 
     def on_session_not_written(self, message) -> None:
         """A failed ``w`` is one line; a continue it came during runs on (nothing in the engine failed)."""

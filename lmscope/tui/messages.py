@@ -99,10 +99,12 @@ class EngineFailed(Message):
 
 @dataclass
 class SessionWritten(Message):
-    """``w`` wrote the session so far to ``path``."""
+    """``w`` wrote the session so far to ``path`` (``lenses_left_out``: a line for each lens a
+    replay's recording kept that did not read, so was not written)."""
 
     path: str
     steps: int
+    lenses_left_out: tuple[str, ...] = ()
 
 
 @dataclass

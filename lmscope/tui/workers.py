@@ -14,6 +14,7 @@ import asyncio
 import functools
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from textual import work
 
@@ -26,6 +27,9 @@ from lmscope.tui.messages import (
     BranchResumed, EngineFailed, ForceRefused, HistoryLoaded, HitNoted, ModelLoaded, PromptEncoded, Rewound,
     RunStopped, SessionNotWritten, SessionWritten, StepCompleted, StepsCompleted,
 )
+
+if TYPE_CHECKING:
+    from lmscope.engine.recording import ReplayEngine
 
 STEPS_MESSAGE_S = 1 / 4
 """A continue hands its steps to the UI thread at most this often; the last ones (a breakpoint's
@@ -97,17 +101,24 @@ class EngineWorkers:
 
     @work(thread=True, group="io", exit_on_error=False)
     def write_session(self, path: str, info, prompt, steps, lenses: dict | None = None,
-                      hits: dict | None = None) -> None:
+                      hits: dict | None = None, replay: ReplayEngine | None = None) -> None:
         """Write the history so far to a trace file (``w``), off the UI thread (with ``lenses``,
-        the logit lens of those steps, and ``hits``, their breakpoint hits, by step number)."""
+        the logit lens of those steps, and ``hits``, their breakpoint hits, by step number).
+
+        ``replay``: the replay engine the steps come from; every lens its recording kept for
+        them is read here, from the file, and written with them (a replay's lens is a read of
+        the file, no model work, so it need not wait for the engine thread)."""
         from lmscope.engine.recording import write_session
 
+        left_out = ()
+        if replay is not None:
+            lenses, left_out = recorded_lenses(replay, steps)
         try:
             write_session(path, info, prompt, steps, lenses=lenses, hits=hits)
         except Exception as error:
             self.post_message(SessionNotWritten(path, error))
             return
-        self.post_message(SessionWritten(path, len(steps)))
+        self.post_message(SessionWritten(path, len(steps), left_out))
 
     @on_engine_thread
     def start_engine(self, engine: Engine) -> None:
@@ -254,3 +265,17 @@ def _complete_quietly(engine: Engine) -> tuple:
 def _unhit(records) -> list:
     """``(record, None)`` pairs: records made after their steps, which no breakpoint read."""
     return [(record, None) for record in records]
+
+
+def recorded_lenses(replay: ReplayEngine, steps) -> tuple[dict[int, tuple], tuple[str, ...]]:
+    """Every logit lens ``replay``'s recording kept for ``steps``, by step number, and a line for
+    each one that does not read (a damaged chunk): ``w`` writes the steps and the other lenses."""
+    lenses, left_out = {}, []
+    for record in steps:
+        if not replay.has_lens(record.step):
+            continue
+        try:
+            lenses[record.step] = replay.lens(record.step)
+        except Exception as error:  # noqa: BLE001 - said in the notification; the rest is written
+            left_out.append(f"step {record.step + 1}'s lens: {type(error).__name__}: {error}")
+    return lenses, tuple(left_out)

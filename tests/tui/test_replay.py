@@ -66,6 +66,77 @@ async def test_w_writes_the_lens_of_the_steps_stepped_into(tmp_path, monkeypatch
         assert trace.lens_data(1) == lens_to_list(engine.lens(1))
 
 
+def _record_lenses(loaded, path, lens_steps) -> None:
+    """A real tiny-model session of 6 steps recorded to ``path`` as the TUI records it, the lens
+    of each of ``lens_steps`` asked for after the steps (as stepping into them, ``s``, asks)."""
+    from lmscope.engine.recording import RecordingEngine, TraceWriter
+    from lmscope.engine.settings import GenerationSettings
+    from lmscope.engine.stepper import Stepper
+
+    settings = GenerationSettings(max_new_tokens=6, min_new_tokens=6)
+    engine = RecordingEngine(Stepper(loaded, "the quick brown fox", settings), TraceWriter(path), {})
+    try:
+        engine.start()
+        while not engine.finished:
+            engine.step()
+        for step in lens_steps:
+            engine.lens(step)
+    finally:
+        engine.writer.close()
+
+
+async def _replay_and_write(path) -> list:
+    """``path`` opened in the replay TUI and ``w`` pressed at once (the Layers pane never shown);
+    returns the notifications."""
+    app, engine = replay_app(path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert len(app.view.steps) == len(engine.trace)
+        await pilot.press("w")
+        await settle(app, pilot)
+        return list(app._notifications)
+
+
+async def test_w_during_a_replay_writes_every_recorded_lens(tmp_path, monkeypatch, tiny_llama_dir):
+    """A replay's ``w`` writes every lens its recording kept, read from the file, not only the
+    lenses the Layers pane happened to load: the written file has the same lens on the same
+    steps, value for value, and none where none was recorded."""
+    from lmscope.engine import models
+
+    loaded = models.load(str(tiny_llama_dir), "llama", device="cpu", dtype="float32")
+    source = tmp_path / "source.lmscope"
+    _record_lenses(loaded, source, (1, 2, 4))
+    original = Trace(source)
+    assert [original.has_lens(i) for i in range(6)] == [False, True, True, False, True, False]
+    monkeypatch.chdir(tmp_path)
+    notes = await _replay_and_write(source)
+    written = Trace(next(path for path in tmp_path.glob("*.lmscope") if path != source))
+    assert len(written) == 6 and written.lens_steps == 3
+    assert [written.lens_data(i) for i in range(6)] == [original.lens_data(i) for i in range(6)]
+    assert [written.step_data(i) for i in range(6)] == [original.step_data(i) for i in range(6)]
+    assert not [note for note in notes if note.severity != "information"]
+
+
+async def test_w_during_a_replay_leaves_out_a_lens_that_does_not_read(tmp_path, monkeypatch):
+    """A recorded lens that does not read (a damaged chunk) is left out of what ``w`` writes,
+    and a warning says which: the steps and the other lenses are written."""
+    from trace_chunks import chunks, rebuilt
+
+    source = tmp_path / "source.lmscope"
+    testing.write_trace(source, make_session("llama", steps=5), lens_steps=(1, 3))
+    data = source.read_bytes()
+    index = [i for i, chunk in enumerate(chunks(data)) if chunk["kind"] == b"LENS"][0]
+    source.write_bytes(rebuilt(data, index, body={"data": {"step": 1, "layers": "x"}, "rows": {}}))
+    monkeypatch.chdir(tmp_path)
+    notes = await _replay_and_write(source)
+    written = Trace(next(path for path in tmp_path.glob("*.lmscope") if path != source))
+    assert len(written) == 5 and [written.has_lens(i) for i in range(5)] == [False, False, False, True, False]
+    assert written.lens_data(3) == Trace(source).lens_data(3)
+    warnings = [note for note in notes if note.severity == "warning"]
+    assert len(warnings) == 1 and "step 2's lens" in warnings[0].message
+    assert "not a list of layers" in warnings[0].message
+
+
 async def test_ctrl_s_saves_an_svg_screenshot(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from tui_harness import running
