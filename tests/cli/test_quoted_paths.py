@@ -6,6 +6,7 @@ model's messages printed it bare (``/tmp/my model  has no config.json``)."""
 from __future__ import annotations
 
 import json
+import struct
 import zipfile
 
 import pytest
@@ -93,7 +94,7 @@ def test_the_default_models_gguf_and_wheel_are_quoted(name, tmp_path, cache):
     gguf = where / f"{name}.gguf"
     gguf.write_bytes(b"not a gguf")
     assert f"{GGUF_ENV}={quoted(gguf)} is not a GGUF file" in refusal(gguf)
-    gguf.write_bytes(b"GGUF" + bytes(60))  # the magic, then nothing a reader can use
+    gguf.write_bytes(struct.pack("<4sIQQ", b"GGUF", 3, 1, 1) + bytes(60))  # a header, then nothing a reader can use
     assert refusal(gguf).startswith(f"{quoted(gguf)} cannot be converted")
     wheel = where / f"{name}.whl"
     wheel.write_bytes(b"not a zip")
@@ -106,7 +107,7 @@ def test_the_default_models_gguf_and_wheel_are_quoted(name, tmp_path, cache):
 def test_the_first_runs_lines_quote_their_paths(tmp_path, cache, monkeypatch):
     """``using 'PATH'`` and ``ready in N s: 'FOLDER'``, as the errors quote them."""
     gguf = tmp_path / "model .gguf"
-    gguf.write_bytes(b"GGUF bytes")
+    gguf.write_bytes(struct.pack("<4sIQQ", b"GGUF", 3, 1, 1))
     monkeypatch.setenv(GGUF_ENV, str(gguf))
 
     def convert(source, out, progress):
