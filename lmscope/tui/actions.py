@@ -72,7 +72,7 @@ class BrowseActions:
     def action_write_session(self) -> None:
         """Write the session so far to a trace file (``w``): ``lmscope open FILE`` reopens it."""
         if self.record_path:
-            self.notify(f"the session is being recorded to {self.record_path} as it runs", markup=False)
+            self.notify(f"the session is being recorded to {str(self.record_path)!r} as it runs", markup=False)
             return
         if self.view.prompt is None or self.view.info is None:
             self.notify("nothing to write yet: the model is still loading")
@@ -94,20 +94,21 @@ class BrowseActions:
                            self.hits_of(self.view.steps), replay)
 
     def on_session_written(self, message) -> None:
-        self.notify(f"wrote {message.steps} steps to {message.path} (lmscope open {message.path})", markup=False)
+        path = repr(str(message.path))  # as the command line quotes paths
+        self.notify(f"wrote {message.steps} steps to {path} (lmscope open {path})", markup=False)
         if message.lenses_left_out:  # a replay's recorded lens that did not read: the rest were written
-            self.notify("\n".join(message.lenses_left_out), title=f"left out of {message.path}",
+            self.notify("\n".join(message.lenses_left_out), title=f"left out of {path}",
                         severity="warning", timeout=10, markup=False)
 
     def on_session_not_written(self, message) -> None:
         """A failed ``w`` is one line; a continue it came during runs on (nothing in the engine failed)."""
-        self.notify(f"{type(message.error).__name__}: {message.error}", title=f"could not write {message.path}",
+        self.notify(f"{type(message.error).__name__}: {message.error}", title=f"could not write {str(message.path)!r}",
                     severity="error", timeout=10, markup=False)
 
     def action_screenshot(self) -> None:
         """Save an SVG of the screen (``ctrl+s``), Textual's own screenshot."""
         path = self.save_screenshot()
-        self.notify(f"screenshot saved to {path}", markup=False)
+        self.notify(f"screenshot saved to {str(path)!r}", markup=False)
 
     def action_help(self) -> None:
         """Open the key list (``?``)."""

@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import TabbedContent
 
 from lmscope.engine.branches import BranchTree
+from lmscope.engine.errors import exit_code
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.actions import BrowseActions
 from lmscope.tui.control import CONTROL_ACTIONS, ControlActions
@@ -77,6 +78,9 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self._run_began: tuple[float, int] | None = None
         self._pacer = FramePacer()
         self._footer_widget: DebuggerFooter | None = None
+        self._failure: Exception | None = None
+        """The error of the last engine call that failed; the exit's result while the session
+        stays in the error state (:meth:`action_quit`)."""
 
     def notify(self, message: str, *, title: str = "", **kwargs) -> None:
         """Textual's notification with its message and title :func:`printable` (line breaks
@@ -343,9 +347,11 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         too, when one of its recorded steps does not read: the prompt, at least, was read).
 
         A failed load leaves nothing to browse: the app exits with the error as its result
-        (the CLI prints it as one line, exit 2) instead of showing "loading..." forever."""
+        (the CLI prints it as one line, exit 2 for bad input) instead of showing "loading..."
+        forever. Otherwise the error is the result of the exit to come, if the session is still
+        in the error state then."""
         if message.during == "load":
-            self.exit(result=message.error, return_code=2)
+            self.exit(result=message.error, return_code=exit_code(message.error))
             return
         if getattr(message.error, "ends_session", False):  # tensor parallel: the ranks left lockstep
             self.exit(result=message.error, return_code=1)
@@ -359,13 +365,22 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
             title = "part of the recording is not shown"
         self.view = view  # one View: every pane takes each one
         self._settle_memory()
-        error = message.error
+        error = self._failure = message.error
         self.notify(f"{type(error).__name__}: {error}", title=title, severity="error", timeout=10, markup=False)
 
     def action_quit(self) -> None:
-        """Stop a running continue at the next step boundary, then exit."""
+        """Stop a running continue at the next step boundary, then exit.
+
+        A session that ends with a failed engine call (a step, a rewind, a restart, a replay's
+        step that does not read) exits with that error as its result and the exit code
+        ``--headless`` gives it (2 for bad input, else 1): the CLI prints its one line, which
+        the notification took away with the screen. A later call that worked clears it."""
         self.pause_requested.set()
-        self.exit()
+        failure = self._failure if self.view.state == "error" else None
+        if failure is None:
+            self.exit()
+        else:
+            self.exit(result=failure, return_code=exit_code(failure))
 
     def on_unmount(self) -> None:
         """However the app ends: the engine thread outlives it, so a continue still stepping

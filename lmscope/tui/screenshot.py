@@ -22,9 +22,10 @@ textual widget per cell row and a span per run), so a larger size would only tak
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``120x40`` -> (120, 40); at least 40x10, at most 500x200."""
+    """``120x40`` -> (120, 40); at least 40x10, at most 500x200, in ASCII digits (as ``--step``:
+    ``isdigit`` also passes ``１２０``, which ``int`` reads as 120, and ``¹²⁰``, which it refuses)."""
     width, _, height = text.lower().partition("x")
-    if not (width.isdigit() and height.isdigit()):
+    if not (width.isdigit() and height.isdigit() and text.isascii()):
         raise UserError(f"--size {text!r}: use COLUMNSxROWS, e.g. {DEFAULT_SIZE}")
     (low_w, low_h), (high_w, high_h) = MIN_SIZE, MAX_SIZE
     if not (low_w <= int(width) <= high_w and low_h <= int(height) <= high_h):

@@ -117,6 +117,15 @@ def test_svg_size_has_an_upper_bound(trace, tmp_path, no_tui, capsys):
     assert not (tmp_path / "o.svg").exists()
 
 
+@pytest.mark.parametrize("size", ["\uff11\uff12\uff10x40", "120x\u0664\u0660", "\u00b9\u00b2\u2070x40"])
+def test_svg_size_takes_ascii_digits_only(size, trace, tmp_path, no_tui, capsys):
+    """As --step does: full-width (１２０x40) and Arabic-Indic digits were read as 120 and 40, and
+    superscript ones (¹²⁰, which isdigit() passes and int() refuses) ended in a ValueError, exit 1."""
+    for svg in (str(tmp_path / "o.svg"), "-"):
+        fails(["open", str(trace), "--svg", svg, "--size", size], capsys, f"--size {size!r}", "COLUMNSxROWS")
+    assert not (tmp_path / "o.svg").exists()
+
+
 def test_empty_svg(trace, tmp_path, monkeypatch, no_tui, capsys):
     monkeypatch.chdir(tmp_path)
     fails(["open", str(trace), "--svg", ""], capsys, "--svg needs a file name")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 
 import pytest
 
@@ -129,9 +130,15 @@ def test_garbage_gguf(tmp_path, monkeypatch, capsys):
 
 def test_damaged_gguf(tmp_path, monkeypatch, capsys):
     gguf = tmp_path / "model.gguf"
-    gguf.write_bytes(b"GGUF" + bytes(60))  # the magic, then nothing a reader can use
+    gguf.write_bytes(b"GGUF" + bytes(60))  # the magic, then a header no reader takes
     monkeypatch.setenv("LMSCOPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("LMSCOPE_SMOLLM2_GGUF", str(gguf))
+    code = main(["llama", "--json"])
+    err = capsys.readouterr().err
+    # the error alone: before, "using" and "dequantising" came first, for work that never began
+    assert code == 2 and err.count("\n") == 1, err
+    assert "is GGUF version 0, which transformers does not read" in err and "LMSCOPE_SMOLLM2_GGUF" in err
+    gguf.write_bytes(struct.pack("<4sIQQ", b"GGUF", 3, 1, 1) + bytes(60))  # a header, then nothing usable
     fails(["llama", "--json"], capsys, "cannot be converted", "LMSCOPE_SMOLLM2_GGUF")
 
 

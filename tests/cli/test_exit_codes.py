@@ -59,6 +59,49 @@ def test_the_tui_without_a_terminal_is_one_line_and_exit_2(capsys):
     assert "the TUI needs a terminal" in one_error_line(capsys)
 
 
+OVERFLOWING = ["--do-sample", "--temperature", "1e-30", "--repetition-penalty", "1e-9", "--seed", "1"]
+"""Each value passes its own check; together the demo T5's first step overflows float32 (bad input)."""
+
+
+def step_then_quit(monkeypatch) -> None:
+    """The TUI runs headless, steps once (``n``) and quits (``q``) once that step has ended."""
+    from lmscope.testing import wait_until_idle
+    from lmscope.tui.app import LmscopeApp
+
+    async def step_once(pilot):
+        await wait_until_idle(pilot)
+        await pilot.press("n")
+        await wait_until_idle(pilot)
+        assert pilot.app.view.state == "error"
+        await pilot.press("q")
+
+    run = LmscopeApp.run
+    monkeypatch.setattr(LmscopeApp, "run",
+                        lambda self, **kwargs: run(self, headless=True, size=(100, 30), auto_pilot=step_once))
+
+
+def broken_step(monkeypatch) -> None:
+    """Every step of the Stepper fails as a model's own error would (not bad input)."""
+    def step(self, *args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered (fake)")
+
+    monkeypatch.setattr("lmscope.engine.stepper.Stepper.step", step)
+
+
+@pytest.mark.parametrize(("flags", "break_it", "code"), [(OVERFLOWING, None, 2), ([], broken_step, 1)])
+def test_a_failed_step_ends_the_tui_as_it_ends_headless(flags, break_it, code, monkeypatch, capsys, terminal):
+    """A step that fails: ``--headless`` ends with the error's line and its exit code (bad input
+    2, anything else 1); the TUI stays open on it, and once quit, ends with the same line and code.
+    Before: the TUI quit with exit code 0 and said nothing (the notification left with the screen)."""
+    if break_it is not None:
+        break_it(monkeypatch)
+    assert main([*T5, *flags, "--headless"]) == code
+    headless_line = one_error_line(capsys)
+    step_then_quit(monkeypatch)
+    assert main([*T5, *flags]) == code
+    assert one_error_line(capsys) == headless_line
+
+
 @pytest.mark.parametrize("command", [
     ["t5", "--json", "--max-new-tokens", "24"],
     ["llama", "--help"],  # printed by rich, which exits 1 on a closed pipe itself

@@ -255,7 +255,7 @@ def test_record_flag_records_what_the_tui_runs(tiny_t5_dir, tmp_path, monkeypatc
     assert main(["t5", "--model", str(tiny_t5_dir), "--prompt", PROMPT, "--max-new-tokens", "5",
                  "--min-new-tokens", "5", "--record", str(path)]) == 0
     assert seen["steps"] == 5 and seen["state"] == "finished"
-    assert f"the session is being recorded to {path} as it runs" in seen["notes"]
+    assert f"the session is being recorded to {str(path)!r} as it runs" in seen["notes"]
     trace = Trace(path)
     assert len(trace) == 5 and trace.step(4).finish_reason == "max_new_tokens"
     assert trace.step(0).cross_attention is not None

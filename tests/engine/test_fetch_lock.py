@@ -3,6 +3,7 @@ are cleaned by the next one (issue 12 item 4)."""
 
 from __future__ import annotations
 
+import struct
 import threading
 
 import pytest
@@ -10,12 +11,15 @@ import pytest
 from lmscope.engine import defaults
 from lmscope.engine.defaults import GGUF_ENV, GGUF_NAME, REQUIRED_FILES
 
+FAKE_GGUF = struct.pack("<4sIQQ", b"GGUF", 3, 1, 1) + b" bytes"
+"""A GGUF as far as its header goes (a fake conversion takes it)."""
+
 
 @pytest.fixture
 def user_gguf(monkeypatch, tmp_path):
     monkeypatch.setenv("LMSCOPE_CACHE", str(tmp_path / "cache"))
     gguf = tmp_path / "model.gguf"
-    gguf.write_bytes(b"GGUF bytes")
+    gguf.write_bytes(FAKE_GGUF)
     monkeypatch.setenv(GGUF_ENV, str(gguf))
     monkeypatch.setattr(defaults.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
     return gguf

@@ -46,7 +46,23 @@ async def test_w_writes_the_session_so_far(tmp_path, monkeypatch):
         await settle(app, pilot)
         written = list(tmp_path.glob("*.lmscope"))
         assert len(written) == 1 and len(Trace(written[0])) == 3
-        assert any(str(written[0].name) in n.message for n in app._notifications)
+        name = repr(written[0].name)  # quoted, as the command line quotes paths
+        assert any(f"to {name} (lmscope open {name})" in n.message for n in app._notifications)
+
+
+async def test_w_during_a_recording_quotes_its_path():
+    """``w`` while ``--record`` writes: the notification names the file as the command line does,
+    its trailing space seen. Before: ``recorded to my run .lmscope  as it runs``."""
+    from lmscope.testing import FakeEngine, engine_factory
+
+    app = make_app(engine_factory(FakeEngine(make_session(steps=2))), theme="textual-dark",
+                   record_path="my run.lmscope ")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("w")
+        await pilot.pause()
+        assert [n.message for n in app._notifications] == [
+            "the session is being recorded to 'my run.lmscope ' as it runs"]
 
 
 async def test_w_writes_the_lens_of_the_steps_stepped_into(tmp_path, monkeypatch):

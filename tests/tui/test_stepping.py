@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from lmscope.engine.errors import UserError
 from lmscope.tui.widgets.tokens import TokensPane
 from tui_harness import running, settle
 
@@ -149,3 +152,32 @@ async def test_q_quits_with_exit_code_0():
         await pilot.press("q")
         await pilot.pause()
         assert not app.is_running and app.return_code == 0
+
+
+@pytest.mark.parametrize(("error", "code"), [(RuntimeError("CUDA out of memory (fake)"), 1),
+                                             (UserError("sampling failed at step 1 (fake)"), 2)])
+async def test_q_after_a_failed_step_exits_with_the_code_headless_gives_it(error, code):
+    """The session ended with a failed step: the exit code says so, as ``--headless`` says it for
+    the same error (an error of lmscope or the model 1, bad input 2), and the error is the app's
+    result, for the command line to print as its one line. Before: exit code 0."""
+    async with running(steps=6, fail_at=1, error=error) as (app, pilot, engine):
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert app.view.state == "error" and app.is_running
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == code and app.return_value is error
+
+
+async def test_q_after_a_failed_step_and_a_good_one_exits_0():
+    """A step that failed and a later one that did not: the session did not end with a failure."""
+    async with running(steps=6, fail_at=1) as (app, pilot, engine):
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert app.view.state == "error"
+        await pilot.press("n")  # the fake fails once
+        await settle(app, pilot)
+        assert app.view.state == "ready"
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0 and app.return_value is None
