@@ -132,3 +132,37 @@ def test_rows_made_later_add_one_copy_per_kind_for_all_the_waiting_steps(family,
     assert [c.copies for c in copies] == [1] * 6, "one copy a step, and one for completing them all"
     assert all(read[1].startswith("host_copy.py") for read in counter.reads), counter.reads
     assert sum(name == "cpu" for name, _ in counter.reads) == 6
+
+
+def device_path_session(folder, family: str, dtype: str) -> list:
+    """What a session shows across the engine's calls (steps, a continue's waiting records, a
+    lens, a layer's tensors, a rewind and a forced id), as plain values to compare."""
+    loaded = models.load(str(folder), family, device="cpu", dtype=dtype)
+    settings = GenerationSettings(max_new_tokens=12, do_sample=True, top_k=20, seed=0)
+    stepper = Stepper(loaded, "the quick brown fox", settings)
+    stepper.start()
+    records = [stepper.step() for _ in range(3)]
+    stepper.step(rows_later=True)
+    stepper.step(record_later=True)
+    records += stepper.complete_waiting()
+    lens = stepper.lens(3)
+    tensors = stepper.layer_tensors(3, 0)
+    stepper.rewind(2)
+    records += [stepper.step(force=5), stepper.step()]
+    shown = [(r.step, r.token_id, r.chosen_by, [[(c.token_id, c.score) for c in s.top] for s in r.stages],
+              r.attention.probs.tolist()) for r in records]
+    return [shown, [(row.layer, [c.token_id for c in row.top]) for row in lens],
+            [(t.name, t.shape, t.preview) for t in tensors]]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("family", ["llama", "t5"])
+def test_the_device_path_shows_what_the_host_path_shows_in_half_precision(family, dtype, tiny_llama_dir,
+                                                                        tiny_t5_dir, monkeypatch):
+    """A GPU session in bfloat16 or float16 joins parts of several dtypes into its one copy
+    (float32 rows and stages, int64 ids, bool flags, the model's dtype where a tensor keeps it):
+    each comes back with its own values, as the CPU reads them in place."""
+    folder = tiny_llama_dir if family == "llama" else tiny_t5_dir
+    on_host = device_path_session(folder, family, dtype)
+    monkeypatch.setattr(HostCopy, "join_on_host", True)
+    assert device_path_session(folder, family, dtype) == on_host
