@@ -17,11 +17,12 @@ and shows everything but the lens.
 
 Why this and not SQLite or numpy files: a 500-step session of SmolLM2 at 2k context holds about
 a gigabyte of attention rows, and ``open`` must show its first frame in a second within 300 MB.
-Rows here are mapped read-only straight from the file (the operating system pages in what a pane
-shows), which SQLite's blobs cannot be; and appending a chunk, then flushing it to the operating
-system before the next step, leaves a file that a killed process cannot corrupt: a reader stops
-at the first chunk that is cut short or whose CRC is wrong, and says so (``Trace.tail_notice``).
-Nothing here imports torch.
+Rows here are mapped read-only straight from the file and read where a pane shows them (only
+those bytes), which SQLite's blobs cannot be; and appending a chunk, then flushing it to the
+operating system before the next step, leaves a file that a killed process cannot corrupt: a
+reader stops at the first chunk that is cut short or whose CRC is wrong, and says so
+(``Trace.tail_notice``). Every byte is read with ``os.pread``, never through the mapping, which
+only lends records their rows as views (see :class:`_TraceFile`). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import numpy as np
 from lmscope import __version__
 from lmscope.engine.checks import check_overwrite, reason, system_place
 from lmscope.engine.errors import UserError, first_line, is_index
+from lmscope.engine.mapped_rows import RowMapping, read_ahead, read_values
 from lmscope.engine.records import AttentionRows, PromptRecord, SessionInfo, StepRecord
 from lmscope.engine.trace import (
     lens_from_list, lens_to_list, prompt_from_dict, prompt_to_dict, step_from_dict, step_to_dict,
@@ -57,7 +59,8 @@ _CHUNK_HEADER = struct.Struct("<4sIQIi")
 ROW_DTYPES = ("float32", "float16")
 ROW_KINDS = ("attention", "cross_attention")
 _SCAN_AHEAD = 16384
-"""Bytes read at once at each chunk while scanning: its header and, as a rule, its JSON part."""
+"""Bytes read at once at each chunk while scanning: its header and, as a rule, its JSON part (a
+longer JSON part: the rest in a second read)."""
 
 
 class TraceError(UserError):
@@ -163,7 +166,8 @@ class TraceWriter:
         for name, row in (rows or {}).items():
             if row is None:
                 continue
-            array = np.ascontiguousarray(row.probs, dtype=self.rows_dtype)
+            # read_ahead: a replay's rows (``w``) are read from its trace, which may have been truncated
+            array = np.ascontiguousarray(read_ahead(row.probs), dtype=self.rows_dtype)
             layout[name] = {"kind": row.kind, "query_start": row.query_start, "shape": list(array.shape),
                             "offset": offset}
             blob = array.tobytes()
@@ -218,10 +222,11 @@ class Trace:
         if not os.fspath(path):  # Path("") is ".", which would be refused as a folder
             raise TraceError("the trace to open was given as an empty path: name a file written by --record")
         self.path = Path(path)
-        self._map = _map_file(self.path)
-        self._chunks = _in_order(list(_scan(self._map, self.path)))
+        self._file = _TraceFile(self.path)
+        self._bytes = self._file.mapped()
+        self._chunks = _in_order(list(_scan(self._file)))
         if not self._chunks or self._chunks[0].kind != b"META":
-            damaged = _whole_chunk_at(self._map, _FILE_HEADER.size)
+            damaged = _whole_chunk_at(self._file, _FILE_HEADER.size)
             why = "its first chunk is damaged" if damaged else "it was cut before the first chunk"
             raise TraceError(f"{str(self.path)!r} has no session in it ({why})")
         self.meta = self._body(self._chunks[0])["data"]
@@ -233,7 +238,7 @@ class Trace:
         self.rows_dtype = np.dtype(dtype).newbyteorder("<")
         prompts = [c for c in self._chunks if c.kind == b"PRMT"]
         if not prompts:
-            if _whole_chunk_at(self._map, self._chunks[-1].end):
+            if _whole_chunk_at(self._file, self._chunks[-1].end):
                 raise TraceError(f"{str(self.path)!r} has a damaged chunk before its prompt: no session to show")
             raise TraceError(f"{str(self.path)!r} was cut before its prompt was recorded")
         self._prompt_chunk = prompts[0]
@@ -241,13 +246,19 @@ class Trace:
         """Tokens in the prompt: the keys of its rows, and of every llama step's rows after them."""
         self._prompt = self._read_prompt()
         self._steps = self._live_steps()
-        self.unread = len(self._map) - self._chunks[-1].end
+        self.unread = self._file.size - self._chunks[-1].end
         """Bytes after the last whole chunk: a chunk cut short or a damaged one, and what follows."""
-        self.damaged = self.unread > 0 and _whole_chunk_at(self._map, self._chunks[-1].end)
+        self.damaged = self.unread > 0 and _whole_chunk_at(self._file, self._chunks[-1].end)
         """Whether the chunk the reading stopped at is whole but fails its checksum (changed, not cut)."""
 
     def __len__(self) -> int:
         return len(self._steps)
+
+    @property
+    def truncated(self) -> TraceError | None:
+        """The error of the first read that found the file shorter than it was when it opened
+        (truncated while open: what it held is gone), else None."""
+        return self._file.truncated
 
     @property
     def recorded(self) -> str:
@@ -338,7 +349,9 @@ class Trace:
         return next((c for c in reversed(self._step_chunks(index)[1]) if c.kind == b"LENS"), None)
 
     def step(self, index: int) -> StepRecord:
-        """Step ``index`` as a record; its rows are views of the mapped file (read lazily)."""
+        """Step ``index`` as a record; its rows are views of the mapped file, to be read through
+        ``mapped_rows.read_ahead`` (as the panes read them: only the bytes shown, and a file
+        truncated since it opened is a TraceError there, not SIGBUS)."""
         _, record, rows = self._read_step(self._step_chunks(index)[0])
         return replace(record, attention=rows.get("attention"), cross_attention=rows.get("cross_attention"))
 
@@ -358,11 +371,9 @@ class Trace:
         return data, self._decoded(chunk, lambda d: step_from_dict(_check_step(d)), data), rows
 
     def rows(self, index: int) -> dict[str, AttentionRows]:
-        """Every row of step ``index``, to be read in full (``--json --attention``): asked ahead."""
-        chunk = self._step_chunks(index)[0]
-        if chunk.end > chunk.rows_at:
-            _advise(self._map, "MADV_WILLNEED", chunk.rows_at, chunk.end - chunk.rows_at)
-        return self._load(chunk)[1]
+        """Every row of step ``index``, read in full (``--json --attention``): arrays of their own."""
+        rows = self._load(self._step_chunks(index)[0])[1]
+        return {name: replace(row, probs=read_ahead(row.probs)) for name, row in rows.items()}
 
     def _step_chunks(self, index: int) -> tuple[_Chunk, list[_Chunk]]:
         """Step ``index``'s chunk and its notes; a TraceError for a step the recording does not
@@ -387,8 +398,9 @@ class Trace:
     def _body(self, chunk: _Chunk) -> dict:
         """A chunk's JSON part. Its CRC held, but a buggy or hostile writer computes CRCs too:
         anything lmscope does not write is a TraceError, not a KeyError further on."""
+        text = self._file.read(chunk.body.start, chunk.body.stop - chunk.body.start)  # a TraceError is a ValueError
         try:
-            body = json.loads(self._map[chunk.body])
+            body = json.loads(text)
         except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, nested too deep
             raise self._damaged(chunk, f"its JSON does not parse ({type(error).__name__})") from None
         if not (isinstance(body, dict) and isinstance(body.get("data"), dict) and isinstance(body.get("rows"), dict)):
@@ -430,8 +442,8 @@ class Trace:
         rows = {}
         for name, spec in body["rows"].items():
             shape, offset = self._row_span(chunk, name, spec)
-            array = np.frombuffer(self._map, dtype=self.rows_dtype, count=math.prod(shape),
-                                  offset=chunk.rows_at + offset)
+            start = chunk.rows_at + offset
+            array = self._bytes[start:start + math.prod(shape) * self.rows_dtype.itemsize].view(self.rows_dtype)
             # float16 rows stay float16 and mapped: a pane converts only what it paints
             rows[name] = AttentionRows(spec["kind"], array.reshape(shape), spec["query_start"])
         return body["data"], rows
@@ -455,22 +467,81 @@ class Trace:
         return shape, offset
 
 
-def _map_file(path: Path) -> mmap.mmap | bytes:
-    try:
-        _check_trace_file(path)
-        with open(path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            if size == 0:
-                raise TraceError(f"{str(path)!r} is empty: not an lmscope trace")
-            mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    except FileNotFoundError:
-        raise TraceError(f"{str(path)!r} does not exist") from None
-    except PermissionError:
-        raise TraceError(f"{str(path)!r} cannot be read (permission denied)") from None
-    except OSError as error:  # a name too long, a link loop, a file where a folder should be
-        raise TraceError(f"{str(path)!r} cannot be opened ({reason(error)})") from None
-    _advise(mapped, "MADV_RANDOM")
-    return mapped
+class _TraceMapping(RowMapping):
+    """A trace mapped read-only: its arrays' values are read from the file (:meth:`values`)."""
+
+    file: _TraceFile
+
+    def values(self, array: np.ndarray, start: int, length: int) -> np.ndarray:
+        return read_values(self.file.read, array, start)
+
+
+class _TraceFile:
+    """A trace file, open read-only: its size when it opened, its reads, and a mapping of it.
+
+    Every byte lmscope reads from a trace comes with ``os.pread``, which returns what the file
+    still holds. A trace truncated while open (``cp`` or ``truncate`` onto its path, a copy
+    still being made) is then one TraceError (:attr:`truncated`), where reading a mapped page
+    past the file's new end ended the process with SIGBUS, which Python cannot catch; checking
+    the size before touching the mapping would still race a truncation between the two (and a
+    private mapping faults the same way on a page it has not copied). The mapping only lends
+    records their rows as views (:meth:`mapped`: they take no memory until read), whose values
+    the panes read through ``mapped_rows.read_ahead``, which reads them here.
+
+    Raises:
+        TraceError: missing, empty, not a regular file, or unreadable.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.truncated: TraceError | None = None
+        try:
+            _check_trace_file(path)
+            self.fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise TraceError(f"{str(path)!r} does not exist") from None
+        except PermissionError:
+            raise TraceError(f"{str(path)!r} cannot be read (permission denied)") from None
+        except OSError as error:  # a name too long, a link loop, a file where a folder should be
+            raise TraceError(f"{str(path)!r} cannot be opened ({reason(error)})") from None
+        weakref.finalize(self, os.close, self.fd)  # with the last record whose rows are views of it
+        self.size = os.fstat(self.fd).st_size
+        if self.size == 0:
+            raise TraceError(f"{str(path)!r} is empty: not an lmscope trace")
+        if hasattr(os, "posix_fadvise"):  # a few KiB here and there: nothing to read ahead around them
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
+
+    def mapped(self) -> np.ndarray:
+        """The whole file, mapped read-only, as a uint8 array: records' rows are views of it (read
+        through :meth:`read`, never through it). The mapping refers to this file, not the other
+        way round: the file closes with the last view."""
+        try:
+            mapping = _TraceMapping(self.fd, self.size, access=mmap.ACCESS_READ)
+        except OSError as error:
+            raise TraceError(f"{str(self.path)!r} cannot be opened ({reason(error)})") from None
+        mapping.file = self
+        return np.frombuffer(mapping, dtype=np.uint8)
+
+    def read(self, at: int, size: int) -> bytes:
+        """``size`` bytes from byte ``at``, or a TraceError where the file holds fewer now."""
+        parts, wanted = [], size
+        try:
+            while wanted:
+                part = os.pread(self.fd, wanted, at + size - wanted)
+                if not part:
+                    break
+                parts.append(part)
+                wanted -= len(part)
+        except OSError as error:  # a failing disk, a network file system gone
+            raise TraceError(f"{str(self.path)!r} cannot be read at byte {at} ({reason(error)})") from None
+        if wanted:
+            if self.truncated is None:
+                now = os.fstat(self.fd).st_size
+                self.truncated = TraceError(
+                    f"{str(self.path)!r} was truncated while it was open (it now holds {now} of its {self.size} "
+                    "bytes): the rest of the session cannot be read")
+            raise TraceError(str(self.truncated))  # a new one: the first keeps its own traceback
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _check_trace_file(path: Path) -> None:
@@ -490,40 +561,29 @@ def _check_trace_file(path: Path) -> None:
         raise TraceError(f"{str(path)!r} {place}, where the files are the system's: not an lmscope trace")
 
 
-def _advise(mapped: mmap.mmap, advice: str, start: int = 0, length: int | None = None) -> None:
-    """Tell the OS how the mapping will be read, where it can be told (not on Windows).
-
-    A trace is mostly attention rows, of which a pane reads a few KiB a step: with the
-    default readahead (8 MiB a fault on the reference machine) opening a 1.2 GiB trace that
-    was not in the page cache read all of it (0.95 s) just to scan the chunk headers;
-    ``MADV_RANDOM`` reads only the pages touched (7 MiB, 0.12 s).
-    """
-    if not hasattr(mapped, "madvise") or not hasattr(mmap, advice):
-        return
-    if length is None:
-        mapped.madvise(getattr(mmap, advice))
-    else:  # the start of a range must be on a page boundary
-        aligned = start - start % mmap.PAGESIZE
-        mapped.madvise(getattr(mmap, advice), aligned, length + start - aligned)
-
-
-def _scan(data, path: Path):
+def _scan(file: _TraceFile):
     """The whole chunks in order; stops quietly at a torn one (a killed recorder's last write)."""
-    if len(data) < _FILE_HEADER.size:
+    size, path = file.size, file.path
+    if size < _FILE_HEADER.size:
         raise TraceError(f"{str(path)!r} is not an lmscope trace (too short)")
-    magic, version = _FILE_HEADER.unpack_from(data, 0)
+    magic, version = _FILE_HEADER.unpack(file.read(0, _FILE_HEADER.size))
     if magic != MAGIC:
         raise TraceError(f"{str(path)!r} is not an lmscope trace")
     if version > FORMAT_VERSION:
         raise TraceError(f"{str(path)!r} is a trace of format {version}; this lmscope reads format {FORMAT_VERSION} "
                          "and older: upgrade lmscope")
     at = _FILE_HEADER.size
-    while at + _CHUNK_HEADER.size <= len(data):
-        _advise(data, "MADV_WILLNEED", at, _SCAN_AHEAD)  # header and JSON in one read, not a fault a page
-        kind, body_len, rows_len, crc, step = _CHUNK_HEADER.unpack_from(data, at)
+    while at + _CHUNK_HEADER.size <= size:
+        ahead = file.read(at, min(_SCAN_AHEAD, size - at))  # header and JSON in one read, as a rule
+        kind, body_len, rows_len, crc, step = _CHUNK_HEADER.unpack_from(ahead)
         body = slice(at + _CHUNK_HEADER.size, at + _CHUNK_HEADER.size + body_len)
         end = body.stop + rows_len
-        if end > len(data) or zlib.crc32(data[body]) != crc:
+        if end > size:
+            return
+        text = ahead[_CHUNK_HEADER.size:_CHUNK_HEADER.size + body_len]
+        if len(text) < body_len:
+            text += file.read(at + len(ahead), body_len - len(text))
+        if zlib.crc32(text) != crc:
             return
         yield _Chunk(kind, body, body.stop, step, end)
         at = end
@@ -649,13 +709,13 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _whole_chunk_at(data, at: int) -> bool:
+def _whole_chunk_at(file: _TraceFile, at: int) -> bool:
     """Whether the file holds all the bytes the header of the chunk at ``at`` says it has (then a
     chunk that :func:`_scan` did not take failed its checksum: the file was changed, not cut)."""
-    if at + _CHUNK_HEADER.size > len(data):
+    if at + _CHUNK_HEADER.size > file.size:
         return False
-    _, body_len, rows_len, _, _ = _CHUNK_HEADER.unpack_from(data, at)
-    return at + _CHUNK_HEADER.size + body_len + rows_len <= len(data)
+    _, body_len, rows_len, _, _ = _CHUNK_HEADER.unpack(file.read(at, _CHUNK_HEADER.size))
+    return at + _CHUNK_HEADER.size + body_len + rows_len <= file.size
 
 
 _INFO_TYPES = {"model": str, "family": str, "model_type": str, "device": str, "dtype": str, "layers": int,
@@ -801,13 +861,33 @@ class ReplayEngine:
     def __init__(self, trace: Trace):
         self.trace = trace
         self.info = trace.info
-        self.label = self._label(trace.tail)
-        """The status bar's line, "replay of FILE, recorded DATE with MODEL"."""
+        self._shown_label: str | None = None
         self.warning = trace.tail_notice
         """What of the file the replay cannot show ("" when nothing): the app shows it as a notification."""
-        self.failure: Exception | None = None
+        self._failure: Exception | None = None
+        self._finished: bool | None = None
+
+    @property
+    def failure(self) -> Exception | None:
         """The error of the recorded step that did not read, once :meth:`recorded_steps` met one
-        (a TraceError: a damaged chunk whose CRC holds): the steps before it are the whole history."""
+        (a TraceError: a damaged chunk whose CRC holds): the steps before it are the whole
+        history. Or the error of any read that found the trace truncated since it opened (a
+        pane's rows too): what it held is gone, and ``--svg`` ends with that error."""
+        return self._failure if self._failure is not None else self.trace.truncated
+
+    @property
+    def label(self) -> str:
+        """The status bar's line, "replay of FILE, recorded DATE with MODEL" (a screenshot may
+        set another)."""
+        if self._shown_label is not None:
+            return self._shown_label
+        if self.trace.truncated is not None:
+            return self._label("truncated while open")
+        return self._label("damaged" if self._failure is not None else self.trace.tail)
+
+    @label.setter
+    def label(self, text: str) -> None:
+        self._shown_label = text
 
     def _label(self, tail: str) -> str:
         """The status bar's line for a file whose end is ``tail`` ("", "cut short" or "damaged")."""
@@ -820,7 +900,9 @@ class ReplayEngine:
     def finished(self) -> bool:
         """Whether the recorded session's generation ended (its last step says why); a session
         recorded before it ended replays as paused there."""
-        return len(self.trace) > 0 and self.trace.step(len(self.trace) - 1).finish_reason is not None
+        if self._finished is None:  # else known from the last step recorded_steps read
+            self._finished = len(self.trace) > 0 and self.trace.step(len(self.trace) - 1).finish_reason is not None
+        return self._finished
 
     def start(self) -> PromptRecord:
         return self.trace.prompt()
@@ -833,8 +915,10 @@ class ReplayEngine:
             try:
                 step = self.trace.step(index), self.trace.hit(index)
             except Exception as error:  # a TraceError, or a reader's bug: either way, what --svg ends with
-                self.failure, self.label = error, self._label("damaged")
+                self._failure = error
                 raise
+            if index == len(self.trace) - 1:
+                self._finished = step[0].finish_reason is not None
             yield step
 
     def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False,
