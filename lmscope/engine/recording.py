@@ -226,8 +226,9 @@ class Trace:
         self._bytes = self._file.mapped()
         self._chunks = _in_order(list(_scan(self._file)))
         if not self._chunks or self._chunks[0].kind != b"META":
-            damaged = _whole_chunk_at(self._file, _FILE_HEADER.size)
-            why = "its first chunk is damaged" if damaged else "it was cut before the first chunk"
+            damage = _damage_at(self._file, _FILE_HEADER.size)
+            why = ("it was cut before the first chunk" if damage is None else
+                   f"its first chunk is damaged: {damage}" if damage else "its first chunk is damaged")
             raise TraceError(f"{str(self.path)!r} has no session in it ({why})")
         self.meta = self._body(self._chunks[0])["data"]
         self.info = self._decoded(self._chunks[0], _info, self.meta.get("info"))
@@ -238,8 +239,10 @@ class Trace:
         self.rows_dtype = np.dtype(dtype).newbyteorder("<")
         prompts = [c for c in self._chunks if c.kind == b"PRMT"]
         if not prompts:
-            if _whole_chunk_at(self._file, self._chunks[-1].end):
-                raise TraceError(f"{str(self.path)!r} has a damaged chunk before its prompt: no session to show")
+            damage = _damage_at(self._file, self._chunks[-1].end, self.rows_dtype.itemsize)
+            if damage is not None:
+                raise TraceError(f"{str(self.path)!r} has a damaged chunk before its prompt{_said(damage)}: "
+                                 "no session to show")
             raise TraceError(f"{str(self.path)!r} was cut before its prompt was recorded")
         self._prompt_chunk = prompts[0]
         self._prompt_length = 0
@@ -248,8 +251,10 @@ class Trace:
         self._steps = self._live_steps()
         self.unread = self._file.size - self._chunks[-1].end
         """Bytes after the last whole chunk: a chunk cut short or a damaged one, and what follows."""
-        self.damaged = self.unread > 0 and _whole_chunk_at(self._file, self._chunks[-1].end)
-        """Whether the chunk the reading stopped at is whole but fails its checksum (changed, not cut)."""
+        damage = _damage_at(self._file, self._chunks[-1].end, self.rows_dtype.itemsize) if self.unread else None
+        self.damaged = damage is not None
+        """Whether the chunk the reading stopped at was changed, not cut (:func:`_damage_at`)."""
+        self._damage = damage or ""
 
     def __len__(self) -> int:
         return len(self._steps)
@@ -274,7 +279,7 @@ class Trace:
         """What of the file is not shown, in a sentence; "" when every byte was read."""
         shown = "step before it is shown" if len(self) == 1 else "steps before it are shown"
         if self.tail == "damaged":
-            return (f"a chunk {self.unread} bytes before the end is damaged: "
+            return (f"a chunk {self.unread} bytes before the end is damaged{_said(self._damage)}: "
                     f"the {len(self)} {shown}, none recorded after it")
         if self.tail == "cut short":
             return (f"the last {self.unread} bytes are a chunk cut short (the recorder stopped while writing it, "
@@ -709,13 +714,50 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _whole_chunk_at(file: _TraceFile, at: int) -> bool:
-    """Whether the file holds all the bytes the header of the chunk at ``at`` says it has (then a
-    chunk that :func:`_scan` did not take failed its checksum: the file was changed, not cut)."""
+def _damage_at(file: _TraceFile, at: int, itemsize: int = 4) -> str | None:
+    """Why the chunk at ``at``, where the reading stopped, was changed, in words ("" where there
+    is nothing more to say than that it was); None where it is cut short, as a recorder
+    stopped while writing it leaves it (the file ends inside it, its header and JSON as written).
+
+    A whole chunk (the file holds every byte its header says it has) failed its checksum or came
+    out of order: "". Where the file ends inside the rows its header says it has, but its JSON is
+    whole, the JSON tells: a recorder writes the header, the JSON and the rows it lays out at
+    once, so a JSON that fails its checksum, or lays out rows of another length, was changed (a
+    header whose rows length is past the end of the file is damaged, not cut). Where the file ends
+    inside the JSON, nothing tells a recorder stopped from a JSON length changed: cut short."""
     if at + _CHUNK_HEADER.size > file.size:
-        return False
-    _, body_len, rows_len, _, _ = _CHUNK_HEADER.unpack(file.read(at, _CHUNK_HEADER.size))
-    return at + _CHUNK_HEADER.size + body_len + rows_len <= file.size
+        return None
+    _, body_len, rows_len, crc, _ = _CHUNK_HEADER.unpack(file.read(at, _CHUNK_HEADER.size))
+    rows_at = at + _CHUNK_HEADER.size + body_len
+    if rows_at + rows_len <= file.size:
+        return ""
+    if rows_at > file.size:
+        return None
+    text = file.read(at + _CHUNK_HEADER.size, body_len)
+    if zlib.crc32(text) != crc:
+        return "its JSON, whole, fails its checksum"
+    laid_out = _rows_laid_out(text, itemsize)
+    if laid_out is None:
+        return "its JSON, whole, lays out no rows as lmscope writes them"
+    if laid_out != rows_len:
+        return f"its header says {rows_len} bytes of rows, past the end of the file, where its JSON lays out {laid_out}"
+    return None
+
+
+def _said(why: str) -> str:
+    """Why a chunk is damaged (:func:`_damage_at`), put after "damaged" in a sentence."""
+    return f" ({why})" if why else ""
+
+
+def _rows_laid_out(text: bytes, itemsize: int) -> int | None:
+    """The length of the rows part that a chunk's JSON lays out (each array padded to 8 bytes,
+    as :meth:`TraceWriter._chunk` writes them), or None where it lays out none that lmscope writes."""
+    try:
+        rows = json.loads(text)["rows"]
+        ends = [spec["offset"] + _padded(math.prod(spec["shape"]) * itemsize) for spec in rows.values()]
+    except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
+        return None
+    return max(ends, default=0) if all(_whole(end) for end in ends) else None
 
 
 _INFO_TYPES = {"model": str, "family": str, "model_type": str, "device": str, "dtype": str, "layers": int,
