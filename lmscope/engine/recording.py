@@ -390,7 +390,14 @@ class Trace:
 
     def _live_steps(self) -> list[tuple[_Chunk, list[_Chunk]]]:
         """The steps of the branch that was live at the end: a rewind restarts the numbering
-        (:func:`_in_order` has checked every step number and note against the steps before it)."""
+        (:func:`_in_order` has checked every step number and note against the steps before it).
+
+        A rewind writes nothing: the next STEP's number is all that says it. A STEP chunk written
+        twice reads as a rewind to it and the step made again, which it cannot be told from: a
+        rewind and a step again without a force (greedy, or sampled with the generator put back)
+        records a chunk that differs from the one it replaces only in ``elapsed_s``, a clock's
+        reading, that nothing keeps from being equal. Either way the same steps show, once each;
+        a NOTE or LENS between the two goes with the first, as a rewound record's do."""
         steps: list[tuple[_Chunk, list[_Chunk]]] = []
         for chunk in self._chunks:
             if chunk.kind == b"STEP":
