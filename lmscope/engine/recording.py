@@ -186,6 +186,7 @@ class _Chunk:
     rows_at: int
     step: int
     end: int
+    crc: int
 
 
 def write_session(path: str | os.PathLike, info: SessionInfo, prompt: PromptRecord, steps,
@@ -224,7 +225,9 @@ class Trace:
         self.path = Path(path)
         self._file = _TraceFile(self.path)
         self._bytes = self._file.mapped()
-        self._chunks = _in_order(list(_scan(self._file)))
+        self._texts: dict[int, bytes] = {}
+        """The JSON part of each chunk the scan read and checked, by where it starts, until it is read."""
+        self._chunks = _in_order(list(_scan(self._file, self._texts)))
         if not self._chunks or self._chunks[0].kind != b"META":
             damage = _damage_at(self._file, _FILE_HEADER.size)
             why = ("it was cut before the first chunk" if damage is None else
@@ -249,6 +252,8 @@ class Trace:
         """Tokens in the prompt: the keys of its rows, and of every llama step's rows after them."""
         self._prompt = self._read_prompt()
         self._steps = self._live_steps()
+        live = {chunk.body.start for step, notes in self._steps for chunk in (step, *notes)}
+        self._texts = {at: text for at, text in self._texts.items() if at in live}  # not a rewound step's
         self.unread = self._file.size - self._chunks[-1].end
         """Bytes after the last whole chunk: a chunk cut short or a damaged one, and what follows."""
         damage = _damage_at(self._file, self._chunks[-1].end, self.rows_dtype.itemsize) if self.unread else None
@@ -410,7 +415,7 @@ class Trace:
     def _body(self, chunk: _Chunk) -> dict:
         """A chunk's JSON part. Its CRC held, but a buggy or hostile writer computes CRCs too:
         anything lmscope does not write is a TraceError, not a KeyError further on."""
-        text = self._file.read(chunk.body.start, chunk.body.stop - chunk.body.start)  # a TraceError is a ValueError
+        text = self._text(chunk)  # outside the try: a TraceError is a ValueError
         try:
             body = json.loads(text)
         except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, nested too deep
@@ -421,6 +426,20 @@ class Trace:
                                                      and body["data"]["step"] == chunk.step):
             raise self._damaged(chunk, f"its header says step {chunk.step}, its JSON {body['data'].get('step')!r}")
         return body
+
+    def _text(self, chunk: _Chunk) -> bytes:
+        """A chunk's JSON part: the first time, the bytes the scan read and checked (the worker
+        that loads a replay's history read each step's with a ``pread`` of its own, which lets
+        the GIL go: it then waited for the UI thread's switch interval at each step, and the
+        first frame came 0.1 s later in ``bench_replay.py``); after that, read again and checked
+        again (a trace written over in place since, its length kept, is a TraceError)."""
+        text = self._texts.pop(chunk.body.start, None)
+        if text is None:
+            text = self._file.read(chunk.body.start, chunk.body.stop - chunk.body.start)
+            if zlib.crc32(text) != chunk.crc:
+                raise TraceError(f"{str(self.path)!r} was written over while it was open: the chunk at byte "
+                                 f"{chunk.body.start - _CHUNK_HEADER.size} no longer passes its checksum")
+        return text
 
     def _rows_fit(self, chunk: _Chunk, name: str, kind: str, shape: list[int], query_start: int) -> bool:
         """Whether rows ``[layer, head, query, key]`` are the ones the recorder writes for this
@@ -573,8 +592,9 @@ def _check_trace_file(path: Path) -> None:
         raise TraceError(f"{str(path)!r} {place}, where the files are the system's: not an lmscope trace")
 
 
-def _scan(file: _TraceFile):
-    """The whole chunks in order; stops quietly at a torn one (a killed recorder's last write)."""
+def _scan(file: _TraceFile, texts: dict[int, bytes]):
+    """The whole chunks in order; stops quietly at a torn one (a killed recorder's last write).
+    Each chunk's JSON part, read to check its CRC, is kept in ``texts`` by where it starts."""
     size, path = file.size, file.path
     if size < _FILE_HEADER.size:
         raise TraceError(f"{str(path)!r} is not an lmscope trace (too short)")
@@ -597,7 +617,8 @@ def _scan(file: _TraceFile):
             text += file.read(at + len(ahead), body_len - len(text))
         if zlib.crc32(text) != crc:
             return
-        yield _Chunk(kind, body, body.stop, step, end)
+        texts[body.start] = text
+        yield _Chunk(kind, body, body.stop, step, end, crc)
         at = end
 
 

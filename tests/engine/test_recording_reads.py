@@ -13,7 +13,7 @@ import pytest
 
 from lmscope.engine import recording
 from lmscope.engine.mapped_rows import byte_bounds, read_ahead, read_values
-from lmscope.engine.recording import Trace
+from lmscope.engine.recording import Trace, TraceError
 from lmscope.testing import make_session, write_trace
 
 
@@ -53,13 +53,17 @@ def test_the_scan_reads_each_chunks_header_and_json_at_once(tmp_path, preads):
                                       (at_each[1] + recording._SCAN_AHEAD, rest), *scan[2:]]
 
 
-def test_a_step_reads_its_json_and_its_rows_only_when_they_are_read(tmp_path, preads):
+def test_a_step_reads_its_json_from_the_scan_then_from_the_file_and_its_rows_when_they_are_read(tmp_path, preads):
+    """The scan read every chunk's JSON to check it: the first read of a step takes that (a
+    ``pread`` a step made the worker that loads the history wait for the UI thread at each one)."""
     session = write(tmp_path / "s.lmscope")
     trace = Trace(tmp_path / "s.lmscope")
     chunk = trace._steps[1][0]
     preads.clear()
     record = trace.step(1)
-    assert preads == [(chunk.body.start, chunk.body.stop - chunk.body.start)]  # the rows stay mapped, unread
+    assert preads == []  # its JSON as the scan read it; its rows stay mapped, unread
+    trace.step(1)
+    assert preads == [(chunk.body.start, chunk.body.stop - chunk.body.start)]  # read again
     preads.clear()
     rows = trace.rows(1)["attention"]  # --json --attention: all of them, in one read
     assert preads[1:] == [(chunk.rows_at, rows.probs.nbytes)] and rows.probs.base is not record.attention.probs.base
@@ -69,6 +73,41 @@ def test_a_step_reads_its_json_and_its_rows_only_when_they_are_read(tmp_path, pr
     start = chunk.rows_at + record.attention.probs[2, 1].ctypes.data - record.attention.probs.ctypes.data
     assert preads == [(start, head.nbytes)]
     np.testing.assert_array_equal(head, session.steps[1].attention.probs[2, 1])
+
+
+def test_a_json_read_again_is_checked_again(tmp_path):
+    """A trace written over in place while open, its length kept (a file copied onto it): a step
+    read again is refused, not decoded from another session's bytes."""
+    from trace_chunks import chunks, rebuilt
+
+    write(tmp_path / "s.lmscope")
+    trace = Trace(tmp_path / "s.lmscope")
+    trace.step(1)
+    data = (tmp_path / "s.lmscope").read_bytes()
+    body = chunks(data)[3]["json"]
+    body["data"]["token"] = body["data"]["token"][::-1]
+    changed = rebuilt(data, 3, body)
+    assert len(changed) == len(data)
+    with open(tmp_path / "s.lmscope", "r+b") as file:  # in place, as cp writes
+        file.write(changed)
+    trace.step(2)  # read once only: the JSON the scan checked
+    with pytest.raises(TraceError, match="was written over while it was open: the chunk at byte"):
+        trace.step(1)
+
+
+def test_only_the_live_branchs_json_is_kept(tmp_path):
+    """The JSON of a rewound step is never read: it is not kept."""
+    from lmscope.engine.recording import TraceWriter
+
+    session = make_session("llama", steps=4)
+    writer = TraceWriter(tmp_path / "r.lmscope")
+    writer.meta(session.info, {})
+    writer.prompt(session.prompt)
+    for record in (*session.steps, *session.steps[2:]):  # rewound to step 2, stepped again
+        writer.step(record)
+    writer.close()
+    trace = Trace(tmp_path / "r.lmscope")
+    assert sorted(trace._texts) == [step.body.start for step, _ in trace._steps]
 
 
 def test_a_prompt_querys_row_of_every_head_is_read_a_head_at_a_time_not_the_span(tmp_path, preads):

@@ -2,6 +2,7 @@
 copy in progress, a tool that rewrites files in place). Its mapped pages past the new end are
 gone: touching one ended the process with SIGBUS, which Python cannot catch. Every read of the
 file is now an ``os.pread`` that returns what is left, and a short read is one TraceError line.
+What the trace read and checked as it opened (each chunk's JSON) is kept until it is read once.
 
 Each test runs in a process of its own, so that a SIGBUS fails the test instead of ending pytest.
 """
@@ -41,11 +42,11 @@ READER = """
     trace = Trace(path)
     records = [trace.step(i) for i in range(len(trace))]  # the TUI's history: rows mapped, not read
     os.truncate(path, 100)
+    print("lens", len(trace.lens(1)))  # its JSON, read and checked as the trace opened, is not read again
     reads = {
-        "step_data": lambda: trace.step_data(3),
+        "step_data": lambda: trace.step_data(3),  # read once already: read again from the file
         "step": lambda: trace.step(3),
         "rows": lambda: trace.rows(2),
-        "lens": lambda: trace.lens(1),
         "prompt rows": lambda: read_ahead(trace.prompt().attention.probs[0, 0]),
         "step rows": lambda: read_ahead(records[4].attention.probs[1][:, 0]),
         "written again": lambda: write_session(path + ".copy", trace.info, trace.prompt(), records),
@@ -63,8 +64,8 @@ def test_reads_of_a_trace_truncated_while_open_are_one_error_each_not_sigbus(tmp
     """Before: SIGBUS at the first read (the step's JSON, through the mapping), exit -7."""
     path = trace_file(tmp_path)
     done = run(READER, path)
-    lines = done.stdout.splitlines()
-    assert done.returncode == 0 and len(lines) == 7, done.stderr
+    lens, *lines = done.stdout.splitlines()
+    assert done.returncode == 0 and lens == "lens 4" and len(lines) == 6, done.stderr
     for line in lines:
         assert " refused: " in line and SHRUNK in line and "(it now holds 100 of its " in line, line
     assert str(path) in lines[0] and "\n" not in lines[0]
@@ -105,15 +106,23 @@ OPEN = """
 
 
 def test_open_of_a_trace_truncated_while_open_is_one_line_and_exit_2(tmp_path):
+    """What reads rows ends with the line; ``--json`` and ``--headless`` print every step, from
+    the JSON the trace read and checked as it opened. Before: SIGBUS, each of them."""
     path = trace_file(tmp_path)
     whole = path.read_bytes()
-    for flags in (["--json"], ["--json", "--attention"], ["--headless"], ["--svg", "shot.svg"]):
+    for flags in (["--json", "--attention"], ["--svg", "shot.svg"]):
         path.write_bytes(whole)
         done = run(OPEN, path, *flags, cwd=tmp_path)
         assert done.returncode == 2, (flags, done.stderr)
         assert done.stderr.startswith("lmscope: error: ") and done.stderr.count("\n") == 1, (flags, done.stderr)
         assert SHRUNK in done.stderr, (flags, done.stderr)
     assert not (tmp_path / "shot.svg").exists()
+    for flags in (["--json"], ["--headless"]):
+        path.write_bytes(whole)
+        printed = run("import sys, lmscope.cli; sys.exit(lmscope.cli.main(['open', *sys.argv[1:]]))", path, *flags)
+        done = run(OPEN, path, *flags, cwd=tmp_path)
+        assert done.returncode == 0 and done.stderr == "" and done.stdout == printed.stdout, done.stderr
+        assert len(printed.stdout.splitlines()) >= 6
 
 
 TUI = """
