@@ -17,11 +17,12 @@ and shows everything but the lens.
 
 Why this and not SQLite or numpy files: a 500-step session of SmolLM2 at 2k context holds about
 a gigabyte of attention rows, and ``open`` must show its first frame in a second within 300 MB.
-Rows here are mapped read-only straight from the file (the operating system pages in what a pane
-shows), which SQLite's blobs cannot be; and appending a chunk, then flushing it to the operating
-system before the next step, leaves a file that a killed process cannot corrupt: a reader stops
-at the first chunk that is cut short or whose CRC is wrong, and says so (``Trace.tail_notice``).
-Nothing here imports torch.
+Rows here are mapped read-only straight from the file and read where a pane shows them (only
+those bytes), which SQLite's blobs cannot be; and appending a chunk, then flushing it to the
+operating system before the next step, leaves a file that a killed process cannot corrupt: a
+reader stops at the first chunk that is cut short or whose CRC is wrong, and says so
+(``Trace.tail_notice``). Every byte is read with ``os.pread``, never through the mapping, which
+only lends records their rows as views (see :class:`_TraceFile`). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import numpy as np
 from lmscope import __version__
 from lmscope.engine.checks import check_overwrite, reason, system_place
 from lmscope.engine.errors import UserError, first_line, is_index
+from lmscope.engine.mapped_rows import RowMapping, read_ahead, read_values
 from lmscope.engine.records import AttentionRows, PromptRecord, SessionInfo, StepRecord
 from lmscope.engine.trace import (
     lens_from_list, lens_to_list, prompt_from_dict, prompt_to_dict, step_from_dict, step_to_dict,
@@ -57,7 +59,8 @@ _CHUNK_HEADER = struct.Struct("<4sIQIi")
 ROW_DTYPES = ("float32", "float16")
 ROW_KINDS = ("attention", "cross_attention")
 _SCAN_AHEAD = 16384
-"""Bytes read at once at each chunk while scanning: its header and, as a rule, its JSON part."""
+"""Bytes read at once at each chunk while scanning: its header and, as a rule, its JSON part (a
+longer JSON part: the rest in a second read)."""
 
 
 class TraceError(UserError):
@@ -163,7 +166,8 @@ class TraceWriter:
         for name, row in (rows or {}).items():
             if row is None:
                 continue
-            array = np.ascontiguousarray(row.probs, dtype=self.rows_dtype)
+            # read_ahead: a replay's rows (``w``) are read from its trace, which may have been truncated
+            array = np.ascontiguousarray(read_ahead(row.probs), dtype=self.rows_dtype)
             layout[name] = {"kind": row.kind, "query_start": row.query_start, "shape": list(array.shape),
                             "offset": offset}
             blob = array.tobytes()
@@ -182,6 +186,7 @@ class _Chunk:
     rows_at: int
     step: int
     end: int
+    crc: int
 
 
 def write_session(path: str | os.PathLike, info: SessionInfo, prompt: PromptRecord, steps,
@@ -218,11 +223,15 @@ class Trace:
         if not os.fspath(path):  # Path("") is ".", which would be refused as a folder
             raise TraceError("the trace to open was given as an empty path: name a file written by --record")
         self.path = Path(path)
-        self._map = _map_file(self.path)
-        self._chunks = _in_order(list(_scan(self._map, self.path)))
+        self._file = _TraceFile(self.path)
+        self._bytes = self._file.mapped()
+        self._texts: dict[int, bytes] = {}
+        """The JSON part of each chunk the scan read and checked, by where it starts, until it is read."""
+        self._chunks = _in_order(list(_scan(self._file, self._texts)))
         if not self._chunks or self._chunks[0].kind != b"META":
-            damaged = _whole_chunk_at(self._map, _FILE_HEADER.size)
-            why = "its first chunk is damaged" if damaged else "it was cut before the first chunk"
+            damage = _damage_at(self._file, _FILE_HEADER.size)
+            why = ("it was cut before the first chunk" if damage is None else
+                   f"its first chunk is damaged: {damage}" if damage else "its first chunk is damaged")
             raise TraceError(f"{str(self.path)!r} has no session in it ({why})")
         self.meta = self._body(self._chunks[0])["data"]
         self.info = self._decoded(self._chunks[0], _info, self.meta.get("info"))
@@ -233,21 +242,33 @@ class Trace:
         self.rows_dtype = np.dtype(dtype).newbyteorder("<")
         prompts = [c for c in self._chunks if c.kind == b"PRMT"]
         if not prompts:
-            if _whole_chunk_at(self._map, self._chunks[-1].end):
-                raise TraceError(f"{str(self.path)!r} has a damaged chunk before its prompt: no session to show")
+            damage = _damage_at(self._file, self._chunks[-1].end, self.rows_dtype.itemsize)
+            if damage is not None:
+                raise TraceError(f"{str(self.path)!r} has a damaged chunk before its prompt{_said(damage)}: "
+                                 "no session to show")
             raise TraceError(f"{str(self.path)!r} was cut before its prompt was recorded")
         self._prompt_chunk = prompts[0]
         self._prompt_length = 0
         """Tokens in the prompt: the keys of its rows, and of every llama step's rows after them."""
         self._prompt = self._read_prompt()
         self._steps = self._live_steps()
-        self.unread = len(self._map) - self._chunks[-1].end
+        live = {chunk.body.start for step, notes in self._steps for chunk in (step, *notes)}
+        self._texts = {at: text for at, text in self._texts.items() if at in live}  # not a rewound step's
+        self.unread = self._file.size - self._chunks[-1].end
         """Bytes after the last whole chunk: a chunk cut short or a damaged one, and what follows."""
-        self.damaged = self.unread > 0 and _whole_chunk_at(self._map, self._chunks[-1].end)
-        """Whether the chunk the reading stopped at is whole but fails its checksum (changed, not cut)."""
+        damage = _damage_at(self._file, self._chunks[-1].end, self.rows_dtype.itemsize) if self.unread else None
+        self.damaged = damage is not None
+        """Whether the chunk the reading stopped at was changed, not cut (:func:`_damage_at`)."""
+        self._damage = damage or ""
 
     def __len__(self) -> int:
         return len(self._steps)
+
+    @property
+    def truncated(self) -> TraceError | None:
+        """The error of the first read that found the file shorter than it was when it opened
+        (truncated while open: what it held is gone), else None."""
+        return self._file.truncated
 
     @property
     def recorded(self) -> str:
@@ -263,7 +284,7 @@ class Trace:
         """What of the file is not shown, in a sentence; "" when every byte was read."""
         shown = "step before it is shown" if len(self) == 1 else "steps before it are shown"
         if self.tail == "damaged":
-            return (f"a chunk {self.unread} bytes before the end is damaged: "
+            return (f"a chunk {self.unread} bytes before the end is damaged{_said(self._damage)}: "
                     f"the {len(self)} {shown}, none recorded after it")
         if self.tail == "cut short":
             return (f"the last {self.unread} bytes are a chunk cut short (the recorder stopped while writing it, "
@@ -338,7 +359,9 @@ class Trace:
         return next((c for c in reversed(self._step_chunks(index)[1]) if c.kind == b"LENS"), None)
 
     def step(self, index: int) -> StepRecord:
-        """Step ``index`` as a record; its rows are views of the mapped file (read lazily)."""
+        """Step ``index`` as a record; its rows are views of the mapped file, to be read through
+        ``mapped_rows.read_ahead`` (as the panes read them: only the bytes shown, and a file
+        truncated since it opened is a TraceError there, not SIGBUS)."""
         _, record, rows = self._read_step(self._step_chunks(index)[0])
         return replace(record, attention=rows.get("attention"), cross_attention=rows.get("cross_attention"))
 
@@ -358,11 +381,9 @@ class Trace:
         return data, self._decoded(chunk, lambda d: step_from_dict(_check_step(d)), data), rows
 
     def rows(self, index: int) -> dict[str, AttentionRows]:
-        """Every row of step ``index``, to be read in full (``--json --attention``): asked ahead."""
-        chunk = self._step_chunks(index)[0]
-        if chunk.end > chunk.rows_at:
-            _advise(self._map, "MADV_WILLNEED", chunk.rows_at, chunk.end - chunk.rows_at)
-        return self._load(chunk)[1]
+        """Every row of step ``index``, read in full (``--json --attention``): arrays of their own."""
+        rows = self._load(self._step_chunks(index)[0])[1]
+        return {name: replace(row, probs=read_ahead(row.probs)) for name, row in rows.items()}
 
     def _step_chunks(self, index: int) -> tuple[_Chunk, list[_Chunk]]:
         """Step ``index``'s chunk and its notes; a TraceError for a step the recording does not
@@ -374,7 +395,14 @@ class Trace:
 
     def _live_steps(self) -> list[tuple[_Chunk, list[_Chunk]]]:
         """The steps of the branch that was live at the end: a rewind restarts the numbering
-        (:func:`_in_order` has checked every step number and note against the steps before it)."""
+        (:func:`_in_order` has checked every step number and note against the steps before it).
+
+        A rewind writes nothing: the next STEP's number is all that says it. A STEP chunk written
+        twice reads as a rewind to it and the step made again, which it cannot be told from: a
+        rewind and a step again without a force (greedy, or sampled with the generator put back)
+        records a chunk that differs from the one it replaces only in ``elapsed_s``, a clock's
+        reading, that nothing keeps from being equal. Either way the same steps show, once each;
+        a NOTE or LENS between the two goes with the first, as a rewound record's do."""
         steps: list[tuple[_Chunk, list[_Chunk]]] = []
         for chunk in self._chunks:
             if chunk.kind == b"STEP":
@@ -387,8 +415,9 @@ class Trace:
     def _body(self, chunk: _Chunk) -> dict:
         """A chunk's JSON part. Its CRC held, but a buggy or hostile writer computes CRCs too:
         anything lmscope does not write is a TraceError, not a KeyError further on."""
+        text = self._text(chunk)  # outside the try: a TraceError is a ValueError
         try:
-            body = json.loads(self._map[chunk.body])
+            body = json.loads(text)
         except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, nested too deep
             raise self._damaged(chunk, f"its JSON does not parse ({type(error).__name__})") from None
         if not (isinstance(body, dict) and isinstance(body.get("data"), dict) and isinstance(body.get("rows"), dict)):
@@ -397,6 +426,20 @@ class Trace:
                                                      and body["data"]["step"] == chunk.step):
             raise self._damaged(chunk, f"its header says step {chunk.step}, its JSON {body['data'].get('step')!r}")
         return body
+
+    def _text(self, chunk: _Chunk) -> bytes:
+        """A chunk's JSON part: the first time, the bytes the scan read and checked (the worker
+        that loads a replay's history read each step's with a ``pread`` of its own, which lets
+        the GIL go: it then waited for the UI thread's switch interval at each step, and the
+        first frame came 0.1 s later in ``bench_replay.py``); after that, read again and checked
+        again (a trace written over in place since, its length kept, is a TraceError)."""
+        text = self._texts.pop(chunk.body.start, None)
+        if text is None:
+            text = self._file.read(chunk.body.start, chunk.body.stop - chunk.body.start)
+            if zlib.crc32(text) != chunk.crc:
+                raise TraceError(f"{str(self.path)!r} was written over while it was open: the chunk at byte "
+                                 f"{chunk.body.start - _CHUNK_HEADER.size} no longer passes its checksum")
+        return text
 
     def _rows_fit(self, chunk: _Chunk, name: str, kind: str, shape: list[int], query_start: int) -> bool:
         """Whether rows ``[layer, head, query, key]`` are the ones the recorder writes for this
@@ -430,8 +473,8 @@ class Trace:
         rows = {}
         for name, spec in body["rows"].items():
             shape, offset = self._row_span(chunk, name, spec)
-            array = np.frombuffer(self._map, dtype=self.rows_dtype, count=math.prod(shape),
-                                  offset=chunk.rows_at + offset)
+            start = chunk.rows_at + offset
+            array = self._bytes[start:start + math.prod(shape) * self.rows_dtype.itemsize].view(self.rows_dtype)
             # float16 rows stay float16 and mapped: a pane converts only what it paints
             rows[name] = AttentionRows(spec["kind"], array.reshape(shape), spec["query_start"])
         return body["data"], rows
@@ -455,22 +498,81 @@ class Trace:
         return shape, offset
 
 
-def _map_file(path: Path) -> mmap.mmap | bytes:
-    try:
-        _check_trace_file(path)
-        with open(path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            if size == 0:
-                raise TraceError(f"{str(path)!r} is empty: not an lmscope trace")
-            mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    except FileNotFoundError:
-        raise TraceError(f"{str(path)!r} does not exist") from None
-    except PermissionError:
-        raise TraceError(f"{str(path)!r} cannot be read (permission denied)") from None
-    except OSError as error:  # a name too long, a link loop, a file where a folder should be
-        raise TraceError(f"{str(path)!r} cannot be opened ({reason(error)})") from None
-    _advise(mapped, "MADV_RANDOM")
-    return mapped
+class _TraceMapping(RowMapping):
+    """A trace mapped read-only: its arrays' values are read from the file (:meth:`values`)."""
+
+    file: _TraceFile
+
+    def values(self, array: np.ndarray, start: int, length: int) -> np.ndarray:
+        return read_values(self.file.read, array, start)
+
+
+class _TraceFile:
+    """A trace file, open read-only: its size when it opened, its reads, and a mapping of it.
+
+    Every byte lmscope reads from a trace comes with ``os.pread``, which returns what the file
+    still holds. A trace truncated while open (``cp`` or ``truncate`` onto its path, a copy
+    still being made) is then one TraceError (:attr:`truncated`), where reading a mapped page
+    past the file's new end ended the process with SIGBUS, which Python cannot catch; checking
+    the size before touching the mapping would still race a truncation between the two (and a
+    private mapping faults the same way on a page it has not copied). The mapping only lends
+    records their rows as views (:meth:`mapped`: they take no memory until read), whose values
+    the panes read through ``mapped_rows.read_ahead``, which reads them here.
+
+    Raises:
+        TraceError: missing, empty, not a regular file, or unreadable.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.truncated: TraceError | None = None
+        try:
+            _check_trace_file(path)
+            self.fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise TraceError(f"{str(path)!r} does not exist") from None
+        except PermissionError:
+            raise TraceError(f"{str(path)!r} cannot be read (permission denied)") from None
+        except OSError as error:  # a name too long, a link loop, a file where a folder should be
+            raise TraceError(f"{str(path)!r} cannot be opened ({reason(error)})") from None
+        weakref.finalize(self, os.close, self.fd)  # with the last record whose rows are views of it
+        self.size = os.fstat(self.fd).st_size
+        if self.size == 0:
+            raise TraceError(f"{str(path)!r} is empty: not an lmscope trace")
+        if hasattr(os, "posix_fadvise"):  # a few KiB here and there: nothing to read ahead around them
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
+
+    def mapped(self) -> np.ndarray:
+        """The whole file, mapped read-only, as a uint8 array: records' rows are views of it (read
+        through :meth:`read`, never through it). The mapping refers to this file, not the other
+        way round: the file closes with the last view."""
+        try:
+            mapping = _TraceMapping(self.fd, self.size, access=mmap.ACCESS_READ)
+        except OSError as error:
+            raise TraceError(f"{str(self.path)!r} cannot be opened ({reason(error)})") from None
+        mapping.file = self
+        return np.frombuffer(mapping, dtype=np.uint8)
+
+    def read(self, at: int, size: int) -> bytes:
+        """``size`` bytes from byte ``at``, or a TraceError where the file holds fewer now."""
+        parts, wanted = [], size
+        try:
+            while wanted:
+                part = os.pread(self.fd, wanted, at + size - wanted)
+                if not part:
+                    break
+                parts.append(part)
+                wanted -= len(part)
+        except OSError as error:  # a failing disk, a network file system gone
+            raise TraceError(f"{str(self.path)!r} cannot be read at byte {at} ({reason(error)})") from None
+        if wanted:
+            if self.truncated is None:
+                now = os.fstat(self.fd).st_size
+                self.truncated = TraceError(
+                    f"{str(self.path)!r} was truncated while it was open (it now holds {now} of its {self.size} "
+                    "bytes): the rest of the session cannot be read")
+            raise TraceError(str(self.truncated))  # a new one: the first keeps its own traceback
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _check_trace_file(path: Path) -> None:
@@ -490,42 +592,33 @@ def _check_trace_file(path: Path) -> None:
         raise TraceError(f"{str(path)!r} {place}, where the files are the system's: not an lmscope trace")
 
 
-def _advise(mapped: mmap.mmap, advice: str, start: int = 0, length: int | None = None) -> None:
-    """Tell the OS how the mapping will be read, where it can be told (not on Windows).
-
-    A trace is mostly attention rows, of which a pane reads a few KiB a step: with the
-    default readahead (8 MiB a fault on the reference machine) opening a 1.2 GiB trace that
-    was not in the page cache read all of it (0.95 s) just to scan the chunk headers;
-    ``MADV_RANDOM`` reads only the pages touched (7 MiB, 0.12 s).
-    """
-    if not hasattr(mapped, "madvise") or not hasattr(mmap, advice):
-        return
-    if length is None:
-        mapped.madvise(getattr(mmap, advice))
-    else:  # the start of a range must be on a page boundary
-        aligned = start - start % mmap.PAGESIZE
-        mapped.madvise(getattr(mmap, advice), aligned, length + start - aligned)
-
-
-def _scan(data, path: Path):
-    """The whole chunks in order; stops quietly at a torn one (a killed recorder's last write)."""
-    if len(data) < _FILE_HEADER.size:
+def _scan(file: _TraceFile, texts: dict[int, bytes]):
+    """The whole chunks in order; stops quietly at a torn one (a killed recorder's last write).
+    Each chunk's JSON part, read to check its CRC, is kept in ``texts`` by where it starts."""
+    size, path = file.size, file.path
+    if size < _FILE_HEADER.size:
         raise TraceError(f"{str(path)!r} is not an lmscope trace (too short)")
-    magic, version = _FILE_HEADER.unpack_from(data, 0)
+    magic, version = _FILE_HEADER.unpack(file.read(0, _FILE_HEADER.size))
     if magic != MAGIC:
         raise TraceError(f"{str(path)!r} is not an lmscope trace")
     if version > FORMAT_VERSION:
         raise TraceError(f"{str(path)!r} is a trace of format {version}; this lmscope reads format {FORMAT_VERSION} "
                          "and older: upgrade lmscope")
     at = _FILE_HEADER.size
-    while at + _CHUNK_HEADER.size <= len(data):
-        _advise(data, "MADV_WILLNEED", at, _SCAN_AHEAD)  # header and JSON in one read, not a fault a page
-        kind, body_len, rows_len, crc, step = _CHUNK_HEADER.unpack_from(data, at)
+    while at + _CHUNK_HEADER.size <= size:
+        ahead = file.read(at, min(_SCAN_AHEAD, size - at))  # header and JSON in one read, as a rule
+        kind, body_len, rows_len, crc, step = _CHUNK_HEADER.unpack_from(ahead)
         body = slice(at + _CHUNK_HEADER.size, at + _CHUNK_HEADER.size + body_len)
         end = body.stop + rows_len
-        if end > len(data) or zlib.crc32(data[body]) != crc:
+        if end > size:
             return
-        yield _Chunk(kind, body, body.stop, step, end)
+        text = ahead[_CHUNK_HEADER.size:_CHUNK_HEADER.size + body_len]
+        if len(text) < body_len:
+            text += file.read(at + len(ahead), body_len - len(text))
+        if zlib.crc32(text) != crc:
+            return
+        texts[body.start] = text
+        yield _Chunk(kind, body, body.stop, step, end, crc)
         at = end
 
 
@@ -649,13 +742,50 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _whole_chunk_at(data, at: int) -> bool:
-    """Whether the file holds all the bytes the header of the chunk at ``at`` says it has (then a
-    chunk that :func:`_scan` did not take failed its checksum: the file was changed, not cut)."""
-    if at + _CHUNK_HEADER.size > len(data):
-        return False
-    _, body_len, rows_len, _, _ = _CHUNK_HEADER.unpack_from(data, at)
-    return at + _CHUNK_HEADER.size + body_len + rows_len <= len(data)
+def _damage_at(file: _TraceFile, at: int, itemsize: int = 4) -> str | None:
+    """Why the chunk at ``at``, where the reading stopped, was changed, in words ("" where there
+    is nothing more to say than that it was); None where it is cut short, as a recorder
+    stopped while writing it leaves it (the file ends inside it, its header and JSON as written).
+
+    A whole chunk (the file holds every byte its header says it has) failed its checksum or came
+    out of order: "". Where the file ends inside the rows its header says it has, but its JSON is
+    whole, the JSON tells: a recorder writes the header, the JSON and the rows it lays out at
+    once, so a JSON that fails its checksum, or lays out rows of another length, was changed (a
+    header whose rows length is past the end of the file is damaged, not cut). Where the file ends
+    inside the JSON, nothing tells a recorder stopped from a JSON length changed: cut short."""
+    if at + _CHUNK_HEADER.size > file.size:
+        return None
+    _, body_len, rows_len, crc, _ = _CHUNK_HEADER.unpack(file.read(at, _CHUNK_HEADER.size))
+    rows_at = at + _CHUNK_HEADER.size + body_len
+    if rows_at + rows_len <= file.size:
+        return ""
+    if rows_at > file.size:
+        return None
+    text = file.read(at + _CHUNK_HEADER.size, body_len)
+    if zlib.crc32(text) != crc:
+        return "its JSON, whole, fails its checksum"
+    laid_out = _rows_laid_out(text, itemsize)
+    if laid_out is None:
+        return "its JSON, whole, lays out no rows as lmscope writes them"
+    if laid_out != rows_len:
+        return f"its header says {rows_len} bytes of rows, past the end of the file, where its JSON lays out {laid_out}"
+    return None
+
+
+def _said(why: str) -> str:
+    """Why a chunk is damaged (:func:`_damage_at`), put after "damaged" in a sentence."""
+    return f" ({why})" if why else ""
+
+
+def _rows_laid_out(text: bytes, itemsize: int) -> int | None:
+    """The length of the rows part that a chunk's JSON lays out (each array padded to 8 bytes,
+    as :meth:`TraceWriter._chunk` writes them), or None where it lays out none that lmscope writes."""
+    try:
+        rows = json.loads(text)["rows"]
+        ends = [spec["offset"] + _padded(math.prod(spec["shape"]) * itemsize) for spec in rows.values()]
+    except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
+        return None
+    return max(ends, default=0) if all(_whole(end) for end in ends) else None
 
 
 _INFO_TYPES = {"model": str, "family": str, "model_type": str, "device": str, "dtype": str, "layers": int,
@@ -801,13 +931,33 @@ class ReplayEngine:
     def __init__(self, trace: Trace):
         self.trace = trace
         self.info = trace.info
-        self.label = self._label(trace.tail)
-        """The status bar's line, "replay of FILE, recorded DATE with MODEL"."""
+        self._shown_label: str | None = None
         self.warning = trace.tail_notice
         """What of the file the replay cannot show ("" when nothing): the app shows it as a notification."""
-        self.failure: Exception | None = None
+        self._failure: Exception | None = None
+        self._finished: bool | None = None
+
+    @property
+    def failure(self) -> Exception | None:
         """The error of the recorded step that did not read, once :meth:`recorded_steps` met one
-        (a TraceError: a damaged chunk whose CRC holds): the steps before it are the whole history."""
+        (a TraceError: a damaged chunk whose CRC holds): the steps before it are the whole
+        history. Or the error of any read that found the trace truncated since it opened (a
+        pane's rows too): what it held is gone, and ``--svg`` ends with that error."""
+        return self._failure if self._failure is not None else self.trace.truncated
+
+    @property
+    def label(self) -> str:
+        """The status bar's line, "replay of FILE, recorded DATE with MODEL" (a screenshot may
+        set another)."""
+        if self._shown_label is not None:
+            return self._shown_label
+        if self.trace.truncated is not None:
+            return self._label("truncated while open")
+        return self._label("damaged" if self._failure is not None else self.trace.tail)
+
+    @label.setter
+    def label(self, text: str) -> None:
+        self._shown_label = text
 
     def _label(self, tail: str) -> str:
         """The status bar's line for a file whose end is ``tail`` ("", "cut short" or "damaged")."""
@@ -820,7 +970,9 @@ class ReplayEngine:
     def finished(self) -> bool:
         """Whether the recorded session's generation ended (its last step says why); a session
         recorded before it ended replays as paused there."""
-        return len(self.trace) > 0 and self.trace.step(len(self.trace) - 1).finish_reason is not None
+        if self._finished is None:  # else known from the last step recorded_steps read
+            self._finished = len(self.trace) > 0 and self.trace.step(len(self.trace) - 1).finish_reason is not None
+        return self._finished
 
     def start(self) -> PromptRecord:
         return self.trace.prompt()
@@ -833,8 +985,10 @@ class ReplayEngine:
             try:
                 step = self.trace.step(index), self.trace.hit(index)
             except Exception as error:  # a TraceError, or a reader's bug: either way, what --svg ends with
-                self.failure, self.label = error, self._label("damaged")
+                self._failure = error
                 raise
+            if index == len(self.trace) - 1:
+                self._finished = step[0].finish_reason is not None
             yield step
 
     def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False,

@@ -7,6 +7,7 @@ chunk's bytes, or steps dropped in silence."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 import zlib
 
@@ -110,6 +111,55 @@ def test_rows_said_to_be_longer_than_the_chunk_holds_are_refused_not_read_from_t
     trace.rows(0)
     with pytest.raises(TraceError, match="run past its 0 bytes of rows"):
         trace.rows(1)
+
+
+@pytest.mark.parametrize("index, extra", [(4, 2 ** 40), (6, 8)], ids=["middle", "last"])
+def test_a_header_whose_rows_run_past_the_file_is_a_damaged_header_not_a_chunk_cut_short(trace_file, capsys,
+                                                                                        index, extra):
+    """Step 2's header (outside the CRC) says 2**40 bytes of rows, step 4's (the last) 8 more than
+    it has: the file ends inside what the header claims, which is how a chunk a recorder stopped
+    writing looks, and was reported so ("the last N bytes are a chunk cut short (the recorder
+    stopped while writing it, or is still writing)"), though every byte was written. Its JSON is
+    whole and passes its checksum, and lays out the rows the recorder wrote: the header is what
+    is wrong, and the warning says so."""
+    code, whole, _ = json_lines(trace_file, capsys)
+    data = trace_file.read_bytes()
+    chunk = chunks(data)[index]
+    data = rebuilt(data, index, rows_len=chunk["rows_len"] + extra)
+    trace_file.write_bytes(data)
+    trace = Trace(trace_file)
+    assert len(trace) == index - 2 and trace.tail == "damaged" and trace.unread == len(data) - chunk["at"]
+    said = (f"its header says {chunk['rows_len'] + extra} bytes of rows, past the end of the file, "
+            f"where its JSON lays out {chunk['rows_len']}")
+    assert said in trace.tail_notice and "cut short" not in trace.tail_notice
+    code, lines, err = json_lines(trace_file, capsys)
+    assert code == 0 and lines == whole[:index - 2] and err.count("\n") == 1 and said in err
+
+
+@pytest.mark.parametrize("index, said", [
+    (0, "has no session in it (its first chunk is damaged: its header says 1099511627776 bytes of rows, past the "
+        "end of the file, where its JSON lays out 0)"),
+    (1, "has a damaged chunk before its prompt (its header says 1099511627776 bytes of rows, past the end of the "
+        "file, where its JSON lays out "),
+], ids=["META", "PRMT"])
+def test_a_session_or_prompt_header_whose_rows_run_past_the_file_is_damaged_not_cut(trace_file, index, said):
+    """Before: "has no session in it (it was cut before the first chunk)", "was cut before its
+    prompt was recorded"."""
+    trace_file.write_bytes(rebuilt(trace_file.read_bytes(), index, rows_len=2 ** 40))
+    with pytest.raises(TraceError, match=re.escape(said)):
+        Trace(trace_file)
+
+
+def test_a_chunk_cut_in_its_json_or_its_rows_is_still_cut_short(trace_file):
+    """What a recorder stopped while writing leaves: the file ends in the last chunk's JSON or
+    in its rows (its header and JSON as written)."""
+    data = trace_file.read_bytes()
+    last = chunks(data)[6]
+    json_end = last["end"] - last["rows_len"]
+    for cut in (last["at"] + 10, last["at"] + 40, json_end - 1, json_end + 1, last["end"] - 1):
+        trace_file.write_bytes(data[:cut])
+        trace = Trace(trace_file)
+        assert len(trace) == 4 and trace.tail == "cut short" and "cut short" in trace.tail_notice, cut
 
 
 @pytest.mark.parametrize("change", [

@@ -12,7 +12,9 @@ from textual.strip import Strip
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 
+from lmscope.engine.errors import UserError, first_line
 from lmscope.tui.identity import Same
+from lmscope.tui.messages import EngineFailed
 from lmscope.tui.draw.attention_rows import Matrix, self_attention
 from lmscope.tui.draw.heatmap import fit
 from lmscope.tui.draw.plot_canvas import Frame, build_frame, draw
@@ -39,6 +41,7 @@ class HeatmapPlot(PlotextPlot):
         self._frame: tuple[tuple, Frame] | None = None
         self._rows: dict = {}
         self._cells: dict = {}
+        self._told = False
 
     def matrix(self, view: View) -> Matrix | None:
         """The rows this pane shows (subclasses pick self- or cross-attention)."""
@@ -100,7 +103,14 @@ class HeatmapPlot(PlotextPlot):
         if width < 24 or height < 5:
             return [self._message("too small: press z to zoom", width)]
         frame = self.frame(width, height)
-        grid = fit(matrix, view.layer, view.head, frame.rows, frame.cols, self._rows)
+        try:
+            grid = fit(matrix, view.layer, view.head, frame.rows, frame.cols, self._rows)
+        except UserError as error:  # a replay's trace truncated while open: these rows are gone from it
+            if not self._told:  # once: the app says why, as for a recorded step that does not read
+                self._told = True
+                # to the app itself: drawn for the screen, a message from here stops bubbling there
+                self.app.post_message(EngineFailed(error, "replay"))
+            return [self._message(first_line(error), width)]
         return draw(frame, grid, matrix.keys, self.title(matrix, grid.keys, frame.cols), self._cells)
 
     def _message(self, text: str, width: int) -> Strip:
