@@ -155,11 +155,12 @@ def test_the_replay_tui_says_the_trace_was_truncated_and_stays_open(tmp_path):
     """The replay's panes read the rows of a step, layer or head when they first show them: a
     trace truncated after it was loaded ended the app with SIGBUS at the next such key. Now the
     pane that cannot read its rows says so, as a step that does not read says so (an error
-    notification, the status bar's "truncated while open"), and the history stays browsable."""
+    notification, the status bar's "truncated while open"), and the history stays browsable;
+    quitting then exits 2, as the error's one line does elsewhere."""
     path = trace_file(tmp_path)
     done = run(TUI, path)
     state, error, notice, code = done.stdout.splitlines()
     assert state == "True 6 6 error 1", done.stderr
     assert SHRUNK in error and str(path) in error
     assert notice.startswith("replay of s.lmscope (truncated while open), recorded ")
-    assert code == "exit 0"
+    assert code == "exit 2"  # quit in the error state: as the one line of --svg or --json --attention
