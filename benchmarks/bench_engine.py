@@ -112,6 +112,16 @@ class BareLoop:
         next_id.item()
 
 
+def in_turn(items: tuple, index: int) -> tuple:
+    """``items`` in the order the ``index``-th round times them: rotated by one a round, so each
+    comes first (and last) equally often. The second of two steps timed back to back took
+    0.5-1% longer here (a sampling step with and without its generator state kept, timed in
+    both orders, read 1.0144, 1.0018 and 1.0192 with the state second, 0.9936 and 1.0036 with
+    it first), a bias of the order, not of what is measured."""
+    turn = index % len(items)
+    return items[turn:] + items[:turn]
+
+
 def timed(step, device: str) -> float:
     sync(device)
     began = time.perf_counter()
@@ -137,10 +147,10 @@ def measure_steps(loaded, bare_model, prompt: str, settings, args, in_continue: 
     ``in place``: ``Stepper.step()``, its rows, record and full layer capture made in the step
     (a forced token's step in the TUI; ``--headless`` steps so with its lighter layer capture).
     Each has its own Stepper, so all three contexts grow alike. Single steps alternate one by
-    one, so whatever else the machine does hits all of them alike. The continue's steps
-    alternate in blocks of CONTINUE_BLOCK with as many bare steps: the block's rows wait and
-    are completed at its end, as at a continue's hand-over, and a step's time is the block's
-    over its steps.
+    one, so whatever else the machine does hits all of them alike, and each of a pair goes
+    first in every other round (:func:`in_turn`). The continue's steps alternate in blocks of
+    CONTINUE_BLOCK with as many bare steps: the block's rows wait and are completed at its end,
+    as at a continue's hand-over, and a step's time is the block's over its steps.
     """
     key_stepper, in_place = Stepper(loaded, prompt, settings), Stepper(loaded, prompt, settings)
     for stepper in (key_stepper, in_place):
@@ -151,17 +161,19 @@ def measure_steps(loaded, bare_model, prompt: str, settings, args, in_continue: 
     bare = BareLoop(bare_model, ids, processors)
     seconds = {"bare": [], "key": [], "in place": [], "bare block": [], "continue": []}
     singles = (("key", key_stepper, lambda: single_step(key_stepper)), ("in place", in_place, in_place.step))
-    for _ in range(args.steps * args.rounds):
+    for index in range(args.steps * args.rounds):
         for name, stepper, step in singles:
-            seconds["bare"].append(timed(bare.step, args.device))
-            seconds[name].append(timed(step, args.device))
+            for which in in_turn(("bare", name), index):
+                seconds[which].append(timed(bare.step if which == "bare" else step, args.device))
             if not args.unprepared:
                 stepper.prepare_next()  # untimed: the app calls it once the step is handed over
     segment = CONTINUE_BLOCK * HAND_OVERS
-    for _ in range(max(3, 2 * args.steps * args.rounds // segment) if in_continue else 0):
-        seconds["bare block"].append(timed(lambda: [bare.step() for _ in range(segment)], args.device) / segment)
-        seconds["continue"].append(
-            timed(lambda: continue_segment(key_stepper, CONTINUE_BLOCK, HAND_OVERS), args.device) / segment)
+    blocks = {"bare block": lambda: [bare.step() for _ in range(segment)],
+              "continue": lambda: continue_segment(key_stepper, CONTINUE_BLOCK, HAND_OVERS)}
+    rounds = max(4, 2 * args.steps * args.rounds // segment) if in_continue else 0
+    for index in range(rounds + rounds % 2):  # as many in each order
+        for which in in_turn(tuple(blocks), index):
+            seconds[which].append(timed(blocks[which], args.device) / segment)
     return {name: statistics.median(values) for name, values in seconds.items() if values}
 
 
@@ -176,11 +188,11 @@ def measure_rng(loaded, prompt: str, args) -> tuple[float, float]:
     for stepper in (without, with_state):
         stepper.start()
         stepper.step()
-    without_s, with_s = [], []
-    for _ in range(args.steps * args.rounds):
-        without_s.append(timed(without.step, args.device))
-        with_s.append(timed(with_state.step, args.device))
-    return statistics.median(without_s), statistics.median(with_s)
+    seconds = {without: [], with_state: []}
+    for index in range(args.steps * args.rounds):
+        for stepper in in_turn((without, with_state), index):
+            seconds[stepper].append(timed(stepper.step, args.device))
+    return statistics.median(seconds[without]), statistics.median(seconds[with_state])
 
 
 ROW_PARTS = ("no rows", "rows computed", "rows computed and stored")
@@ -202,8 +214,8 @@ def measure_rows(loaded, prompt: str, args) -> dict[str, float]:
         stepper.start()
         stepper.step()
         seconds = {name: [] for name in ROW_PARTS}
-        for _ in range(args.steps * args.rounds):
-            for name in ROW_PARTS:
+        for index in range(args.steps * args.rounds):
+            for name in in_turn(ROW_PARTS, index):
                 part[0] = name
                 seconds[name].append(timed(stepper.step, args.device))
     finally:
@@ -231,9 +243,9 @@ def measure_continue(loaded, bare_model, prompt: str, args) -> tuple[dict[str, f
             "in hand-over": lambda: continue_segment(inline, CONTINUE_BLOCK, HAND_OVERS)}
     seconds = {name: [] for name in runs}
     segments, written = max(3, 2 * args.steps * args.rounds // segment), inline._rows.bytes_written
-    for _ in range(segments):
-        for name, run in runs.items():
-            seconds[name].append(timed(run, args.device) / segment)
+    for index in range(segments):
+        for name in in_turn(tuple(runs), index):
+            seconds[name].append(timed(runs[name], args.device) / segment)
     hand_over_bytes = (inline._rows.bytes_written - written) // (segments * HAND_OVERS)
     chooses_behind = writing_behind_pays(behind._rows, torch.device(args.device), hand_over_bytes)
     return {name: statistics.median(values) for name, values in seconds.items()}, chooses_behind
@@ -356,7 +368,7 @@ def measure_layers(loaded, prompt, args) -> dict:
 
     Three greedy Steppers at ``--context`` (``off``: no hooks at all; ``residual``: what the
     logit lens reads; ``full``: that and the tensors every layer saw, as the TUI runs), stepped
-    in turn (attention capture on in all, as in the TUI); the heap is traced over ``--steps``
+    in turn, each first in every third round (attention capture on in all, as in the TUI); the heap is traced over ``--steps``
     steps of each, the history kept.
     """
     steppers = {mode: Stepper(loaded, prompt, GREEDY, layer_capture=mode) for mode in ("off", "residual", "full")}
@@ -365,9 +377,9 @@ def measure_layers(loaded, prompt, args) -> dict:
         stepper.start()
         stepper.step()
     seconds = {mode: [] for mode in steppers}
-    for _ in range(args.steps * args.rounds):
-        for mode, stepper in steppers.items():
-            seconds[mode].append(timed_mode(stepper, args.device))
+    for index in range(args.steps * args.rounds):
+        for mode in in_turn(tuple(steppers), index):
+            seconds[mode].append(timed_mode(steppers[mode], args.device))
     heap = {}
     for mode, stepper in steppers.items():
         stepper._layers._hooks.use(mode)

@@ -278,10 +278,15 @@ def measure(family: str, prompt: str, tokens: int, args) -> tuple[tuple[float, .
     ends = StepEnds(stepper)
     best = [0.0] * 7
     stepper_ratios, tui_ratios, paused_ratios = [], [], []
-    for _ in range(args.rounds):
-        generate = tokens_per_s(generate_run(plain, ids, settings), tokens)
+    for index in range(args.rounds):
+        # generate() and the bare loop each go first in every other round: the second of two
+        # runs back to back can be slower for being second (bench_engine.in_turn)
+        if index % 2 == 0:
+            generate = tokens_per_s(generate_run(plain, ids, settings), tokens)
         whole, after_start = bare_loop_seconds(stepper)
         stepping = ends.rate()
+        if index % 2 == 1:
+            generate = tokens_per_s(generate_run(plain, ids, settings), tokens)
         seconds, pause = tui_run(stepper)()
         tui, tui_stepping = tokens / seconds, ends.rate()
         paused_rate = tokens / bare_loop_seconds(stepper, pause)[1]
