@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import re
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -175,6 +176,8 @@ def capture_attention_forward(module, query, key, value, attention_mask, scaling
     Returns:
         ``(attn_output [batch, query_pos, head, head_dim], None)`` as transformers expects.
     """
+    if kwargs.get("softcap") is not None:
+        return _softcapped_attention_forward(module, query, key, value, attention_mask, scaling, dropout, kwargs)
     recorder = _RECORDER.get()
     deferred = False
     if recorder is not None and id(module) in recorder.kinds:
@@ -198,6 +201,29 @@ def capture_attention_forward(module, query, key, value, attention_mask, scaling
         # step, against 1.100-1.114x with every product made at the call's end).
         kind, layer = recorder.kinds[id(module)]
         recorder.deferred.add_products((kind, layer), query, key, scaling, recorder.layers(kind))
+    tap = _TAP.get()
+    if tap is not None:
+        tap(module, query, key, value, kwargs)
+    return output, None
+
+
+def _softcapped_attention_forward(module, query, key, value, attention_mask, scaling, dropout, kwargs):
+    """Attention whose scores are soft-capped (Gemma 2: ``tanh(scores / cap) * cap``), which SDPA
+    cannot compute: the model's own eager function makes the output and the weights, as
+    ``generate`` does for such a model (its default implementation is eager), and the kept rows
+    are those weights. Never deferred: a continue's later rows know no soft cap.
+
+    lmscope's mask builder is SDPA's (None for plain causal, or boolean), and the eager function
+    adds its mask to the scores, so the mask is handed over additive, the causal part included.
+    """
+    eager = sys.modules[type(module).__module__].eager_attention_forward
+    additive = _apply_mask(module, query.new_zeros((query.shape[0], 1, query.shape[2], key.shape[2])),
+                           attention_mask, query.shape[2], kwargs)
+    output, weights = eager(module, query, key, value, additive, dropout=dropout, scaling=scaling, **kwargs)
+    recorder = _RECORDER.get()
+    if recorder is not None and id(module) in recorder.kinds:
+        rows = recorder.rows_to_keep(query.shape[2], key.shape[2])
+        recorder.keep(module, gather_heads(weights[:, :, -rows:].float()))
     tap = _TAP.get()
     if tap is not None:
         tap(module, query, key, value, kwargs)

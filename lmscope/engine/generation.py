@@ -10,6 +10,7 @@ re-implemented here, so the stepping loop starts from exactly what ``generate`` 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -53,6 +54,30 @@ def prepare(model, prompt_ids: torch.Tensor, generate_kwargs: dict) -> PreparedG
         return input_ids
 
     kwargs = dict(generate_kwargs)
+    if not model.config.is_encoder_decoder:
+        kwargs[_cache_kwarg(model)] = full_cache()
     with torch.no_grad():
         model.generate(prompt_ids, custom_generate=capture, **kwargs)
     return captured[0]
+
+
+def full_cache():
+    """A ``DynamicCache`` whose every layer keeps all its keys and values.
+
+    ``generate`` builds its cache from the config, where a sliding-window layer (Gemma 2 and 3,
+    Qwen2 with ``use_sliding_window``) keeps only the window's last keys: its key axis then no
+    longer matches the other layers' (the step's rows could not be stacked), a rewind past the
+    window could not be cropped back, and a continue's rows could not be made later from the
+    cache. With every key kept, the window is applied by the attention mask alone, as
+    transformers' mask functions build it for those layers: the same keys are attended with the
+    same weights, and the rows show zeros outside the window.
+    """
+    from transformers import DynamicCache
+
+    return DynamicCache()
+
+
+def _cache_kwarg(model) -> str:
+    """What ``generate`` calls a cache it is handed: ``cache`` from transformers 5.24 (the older
+    name still works there, with a deprecation warning), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

@@ -27,7 +27,11 @@ def lens_logits(model, residual: torch.Tensor) -> torch.Tensor:
         hidden = norm(residual.to(execution_device(head), head.weight.dtype))  # not meta: a device map may offload it
         if getattr(model.config, "scale_decoder_outputs", False):  # T5 with tied embeddings
             hidden = hidden * (model.config.d_model**-0.5)
-        return head(hidden).float()
+        logits = head(hidden)
+        cap = getattr(model.config, "final_logit_softcapping", None)
+        if cap is not None:  # Gemma 2 caps its logits after the head, in the head's dtype
+            logits = torch.tanh(logits / cap) * cap
+        return logits.float()
 
 
 def logit_lens(model, residual: np.ndarray, chosen_id: int, token: Callable[[int], str], top: int = 3
@@ -39,8 +43,11 @@ def logit_lens(model, residual: np.ndarray, chosen_id: int, token: Callable[[int
     probs = logp.exp()
     entropy = -(probs * logp).nan_to_num().sum(-1)
     chosen = probs[:, chosen_id]
-    ranks = (probs > chosen[:, None]).sum(-1)
-    top_p, top_i = probs.topk(top, dim=-1)
+    # Ranked by logits, not probabilities: the order is the same wherever the probabilities
+    # differ, and a confident layer's runners-up whose probabilities underflow to 0 keep theirs.
+    ranks = (logits > logits[:, chosen_id, None]).sum(-1)
+    top_i = logits.topk(top, dim=-1).indices
+    top_p = probs.gather(-1, top_i)
     norms = hidden.norm(dim=-1)
     return tuple(
         LayerLens(

@@ -68,7 +68,7 @@ SUPPORTED = ("lmscope steps decoder-only causal LMs built like Llama (llama, mis
 """What every refusal of an architecture says is supported (the README's Models section)."""
 
 
-LLAMA_LIKE_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"})
+LLAMA_LIKE_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3"})
 """Types built like Llama, taken without building one on the meta device first: that check
 imports the type's modeling code before the TUI opens (2.2 s for the default Llama on the 2-core
 machine, where the app is otherwise up at once and loads the model in its worker). The loaded

@@ -108,9 +108,10 @@ def test_steps_wait_only_up_to_their_byte_budget(loaded, monkeypatch):
     stepper.complete_waiting()
 
 
-def test_a_sliding_window_cache_never_defers(tiny_llama_dir):
-    """A sliding window drops the first keys, so later steps' keys no longer hold earlier steps':
-    those rows are made in the step."""
+def test_a_sliding_window_model_defers_and_its_window_comes_as_a_mask(tiny_llama_dir):
+    """A sliding-window model's session cache keeps every key (``generation.full_cache``), so its
+    rows may wait like any other's: where the window bites, the layer's call has a mask and its
+    rows are made in the step; before, they wait. Both equal the rows made in every step."""
     import torch
     from transformers import AutoModelForCausalLM, MistralConfig
 
@@ -119,11 +120,15 @@ def test_a_sliding_window_cache_never_defers(tiny_llama_dir):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, attn_implementation=attention.ATTENTION_NAME).eval()
     tiny = models.load(str(tiny_llama_dir), "llama", device="cpu", dtype="float32")
-    stepper = Stepper(models.LoadedModel(model, tiny.tokenizer, "llama", "mistral"), PROMPT, SETTINGS)
+    mistral = models.LoadedModel(model, tiny.tokenizer, "llama", "mistral")
+    stepper = Stepper(mistral, PROMPT, SETTINGS)
     stepper.start()
-    assert not stepper._can_defer
-    record = stepper.step(rows_later=True)
-    assert stepper._deferred.pending == 0 and float(record.attention.probs.sum()) > 0
+    assert stepper._can_defer
+    waited = [stepper.step(rows_later=True) for _ in range(SETTINGS.max_new_tokens)]
+    stepper.complete_waiting()
+    assert_same_rows(immediate_steps(mistral), waited)
+    last = waited[-1].attention.probs
+    assert not last[..., : last.shape[-1] - 4].any() and last[..., -4:].all(), "the window of 4 keys, zeros before"
 
 
 def test_waiting_records_get_their_rows_from_one_slot_a_kind(loaded, monkeypatch):

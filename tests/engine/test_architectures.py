@@ -1,0 +1,158 @@
+"""Every architecture lmscope names as supported, stepped against transformers' own generate().
+
+The README and the refusal line name Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Phi-3 and mT5
+besides Llama and T5. Each is built here tiny and random (no downloads), with the features that
+set it apart from Llama: sliding-window layers mixed with full ones (Gemma 2 and 3, Mistral and
+Qwen2 with ``layer_types``), soft-capped attention scores and logits (Gemma 2), q/k norms (Qwen3,
+Gemma 3), a fused qkv projection (Phi-3). The prompt plus the steps run past every window, so the
+window's mask is in play. Checked for each: the tokens and raw logits equal ``generate``'s, the
+attention rows equal eager attention's weights (in the step and made later, as a continue makes
+them), the last layer's lens is the logits stage, and a rewind past the window gives the steps
+an unbroken run gave.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lmscope.engine import models
+from lmscope.engine.settings import GenerationSettings
+from lmscope.engine.stepper import Stepper
+
+from test_fidelity import run_generate, run_stepper  # tests/engine is on sys.path
+from tiny_models import build_llama, build_t5
+
+WINDOW = 4
+"""Every sliding window here: the fidelity tests' 4-token prompt and 12 steps run well past it."""
+
+SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=256, bos_token_id=1, eos_token_id=2,
+             pad_token_id=None, tie_word_embeddings=False)
+MIXED = dict(sliding_window=WINDOW, layer_types=["sliding_attention", "full_attention"])
+
+ARCHITECTURES = {
+    "mistral": ("MistralConfig", "MistralForCausalLM", dict(sliding_window=WINDOW)),
+    "mistral-mixed": ("MistralConfig", "MistralForCausalLM", MIXED),
+    "qwen2-mixed": ("Qwen2Config", "Qwen2ForCausalLM",
+                    dict(use_sliding_window=True, sliding_window=WINDOW, max_window_layers=1)),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", dict(head_dim=16)),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", dict(head_dim=16)),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM",
+               dict(head_dim=16, query_pre_attn_scalar=16, attn_logit_softcapping=5.0, final_logit_softcapping=3.0,
+                    **MIXED)),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", dict(head_dim=16, **MIXED)),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {}),
+}
+
+
+def build_causal(folder, name: str, tokenizer_from):
+    """A tiny ``name`` model (see ARCHITECTURES) with the tiny Llama's tokenizer."""
+    import transformers
+
+    config_name, model_name, extra = ARCHITECTURES[name]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_from)
+    torch.manual_seed(0)
+    config = getattr(transformers, config_name)(vocab_size=len(tokenizer), **{**SMALL, **extra})
+    model = getattr(transformers, model_name)(config)
+    with torch.no_grad():  # sharper logits than the default init, as the tiny Llama's
+        model.lm_head.weight.mul_(30)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_mt5(folder, tokenizer_from):
+    """A tiny mT5 (untied head, gated GELU) with the tiny T5's tokenizer."""
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_from)
+    torch.manual_seed(0)
+    config = transformers.MT5Config(vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=2,
+                                    num_decoder_layers=2, num_heads=4, decoder_start_token_id=0, pad_token_id=0,
+                                    eos_token_id=1)
+    model = transformers.MT5ForConditionalGeneration(config)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(30)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module", params=[*ARCHITECTURES, "mt5"])
+def loaded(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(request.param)
+    if request.param == "mt5":
+        build_mt5(folder, build_t5(tmp_path_factory.mktemp("t5-tokenizer")))
+        return models.load(str(folder), "t5", device="cpu", dtype="float32")
+    build_causal(folder, request.param, build_llama(tmp_path_factory.mktemp("llama-tokenizer")))
+    return models.load(str(folder), "llama", device="cpu", dtype="float32")
+
+
+GREEDY = GenerationSettings(max_new_tokens=12)
+SAMPLED = GenerationSettings(max_new_tokens=12, do_sample=True, temperature=1.3, top_k=40, top_p=0.95,
+                             repetition_penalty=1.2, seed=5)
+
+
+@pytest.mark.parametrize("settings", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+def test_tokens_and_logits_equal_generate(loaded, settings):
+    _, steps = run_stepper(loaded, settings)
+    out, tokens = run_generate(loaded, settings)
+    assert [step.token_id for step in steps] == tokens
+    for step, logits in zip(steps, out.logits):
+        top = [candidate.token_id for candidate in step.stages[0].top]
+        np.testing.assert_allclose([c.score for c in step.stages[0].top], logits[0, top].numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("complete_every", [None, 4], ids=["in-the-step", "rows-later"])
+def test_attention_rows_equal_eager_weights(loaded, complete_every):
+    """Each layer's rows against eager's weights for the keys that layer attends: a sliding
+    layer's eager weights cover the window's keys only (its cache keeps no more), and lmscope's
+    rows, over every key position, hold exactly zero before the window."""
+    prompt, steps = run_stepper(loaded, GREEDY, complete_every)
+    eager_model = type(loaded.model).from_pretrained(loaded.source, attn_implementation="eager").eval()
+    eager = models.LoadedModel(eager_model, loaded.tokenizer, loaded.family, loaded.source)
+    out, tokens = run_generate(eager, GREEDY, output_attentions=True)
+    assert [step.token_id for step in steps] == tokens
+    if loaded.family == "t5":
+        pairs = [(step.attention.probs, rows) for step, rows in zip(steps, out.decoder_attentions)]
+        pairs += [(step.cross_attention.probs, rows) for step, rows in zip(steps, out.cross_attentions)]
+    else:
+        pairs = [(step.attention.probs, rows) for step, rows in zip(steps[1:], out.attentions[1:])]
+    windowed = 0
+    for probs, per_layer in pairs:
+        probs = np.asarray(probs)
+        for layer, weights in enumerate(per_layer):
+            keys = weights.shape[-1]
+            np.testing.assert_allclose(probs[layer][..., -keys:], weights[0].numpy(), atol=1e-5)
+            assert not probs[layer][..., :-keys].any()
+            windowed += keys < probs.shape[-1]
+    config = loaded.model.config
+    sliding = getattr(config, "sliding_window", None) is not None and "sliding_attention" in (
+        getattr(config, "layer_types", None) or {"sliding_attention"})  # no layer types: every layer slides
+    assert bool(windowed) == sliding, "the steps run past the window exactly when there is one"
+
+
+def test_the_last_layers_lens_is_the_logits_stage(loaded):
+    stepper = Stepper(loaded, "the quick brown fox", GREEDY)
+    stepper.start()
+    steps = [stepper.step() for _ in range(8)]
+    for record in (steps[0], steps[-1]):
+        last = stepper.lens(record.step, top=5)[-1]
+        stage = record.stages[0].top[:5]
+        assert [c.token_id for c in last.top] == [c.token_id for c in stage]
+        np.testing.assert_allclose([c.score for c in last.top], [c.score for c in stage], atol=1e-4)
+
+
+def test_a_rewind_past_the_window_steps_again_as_before(loaded):
+    """The cache keeps every key, so cropping it back past a sliding window restores the state
+    the window had then: the steps after the rewind are the unbroken run's."""
+    stepper = Stepper(loaded, "the quick brown fox", SAMPLED)
+    stepper.start()
+    first = [stepper.step() for _ in range(10)]
+    stepper.rewind(3)
+    again = [stepper.step() for _ in range(7)]
+    assert [s.token_id for s in again] == [s.token_id for s in first[3:]]
+    np.testing.assert_allclose(np.asarray(again[-1].attention.probs), np.asarray(first[-1].attention.probs),
+                               atol=1e-6)
