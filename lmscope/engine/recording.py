@@ -1,29 +1,5 @@
-"""Recorded sessions: one append-only file that a later ``lmscope open`` reads lazily, anywhere.
-
-Layout: a 16-byte header (``LMSCOPE-TRACE`` magic, then the format version as a little-endian
-``uint16`` and a reserved byte), then chunks. Each chunk is a 24-byte header (``kind``: 4 ASCII
-bytes; the JSON part's length; the rows part's length; the JSON part's CRC-32; the step number,
--1 for none, so opening a file reads no JSON to index it), the JSON part,
-and the rows part: the attention rows of a record as raw little-endian arrays, each starting on
-an 8-byte boundary. Kinds: ``META`` (version, date, session info and options), ``PRMT`` (the
-prompt), ``STEP`` (one step exactly as ``--json`` prints it, rows apart), ``NOTE`` (a breakpoint
-hit added to a step), ``LENS`` (the logit lens of a step, its ``"layers"`` exactly as ``--json
---layers`` prints them; written only where the lens was computed: ``--json --layers``, or a step
-the TUI stepped into while recording).
-
-A reader skips a kind it does not know, and lmscope's readers always have (format 1): the
-``LENS`` kind came without a new format version, so an older lmscope opens a file that has it
-and shows everything but the lens.
-
-Why this and not SQLite or numpy files: a 500-step session of SmolLM2 at 2k context holds about
-a gigabyte of attention rows, and ``open`` must show its first frame in a second within 300 MB.
-Rows here are mapped read-only straight from the file and read where a pane shows them (only
-those bytes), which SQLite's blobs cannot be; and appending a chunk, then flushing it to the
-operating system before the next step, leaves a file that a killed process cannot corrupt: a
-reader stops at the first chunk that is cut short or whose CRC is wrong, and says so
-(``Trace.tail_notice``). Every byte is read with ``os.pread``, never through the mapping, which
-only lends records their rows as views (see :class:`_TraceFile`). Nothing here imports torch.
-"""
+"""Recorded sessions: the trace file (its format: :mod:`lmscope.engine.trace_format`), and the
+engines that record a session to it and replay one from it."""
 
 from __future__ import annotations
 
@@ -35,7 +11,6 @@ import os
 import re
 import secrets
 import stat
-import struct
 import weakref
 import zlib
 from dataclasses import asdict, dataclass, replace
@@ -51,24 +26,13 @@ from lmscope.engine.records import AttentionRows, PromptRecord, SessionInfo, Ste
 from lmscope.engine.trace import (
     lens_from_list, lens_to_list, prompt_from_dict, prompt_to_dict, step_from_dict, step_to_dict,
 )
+from lmscope.engine.trace_format import (
+    CHUNK_HEADER, FILE_HEADER, FORMAT_VERSION, MAGIC, ROW_DTYPES, ROW_KINDS, TraceError, padded,
+)
 
-MAGIC = b"LMSCOPE-TRACE"
-FORMAT_VERSION = 1
-_FILE_HEADER = struct.Struct("<13sHx")
-_CHUNK_HEADER = struct.Struct("<4sIQIi")
-ROW_DTYPES = ("float32", "float16")
-ROW_KINDS = ("attention", "cross_attention")
 _SCAN_AHEAD = 16384
 """Bytes read at once at each chunk while scanning: its header and, as a rule, its JSON part (a
 longer JSON part: the rest in a second read)."""
-
-
-class TraceError(UserError):
-    """A file that cannot be opened as a trace; the message is one line for the user."""
-
-
-def _padded(size: int) -> int:
-    return (size + 7) // 8 * 8
 
 
 def check_record_path(path: str | os.PathLike) -> None:
@@ -113,7 +77,7 @@ class TraceWriter:
         # Whoever never closes the writer (the TUI's, when the model fails to load): the new file
         # goes when the writer does, or when the process exits.
         self._discard = weakref.finalize(self, self._pending.unlink, missing_ok=True)
-        self._write(_FILE_HEADER.pack(MAGIC, FORMAT_VERSION))
+        self._write(FILE_HEADER.pack(MAGIC, FORMAT_VERSION))
 
     def meta(self, info: SessionInfo, options: dict) -> None:
         """The session: model, settings, when, and the options it ran with."""
@@ -171,11 +135,11 @@ class TraceWriter:
             layout[name] = {"kind": row.kind, "query_start": row.query_start, "shape": list(array.shape),
                             "offset": offset}
             blob = array.tobytes()
-            blobs.append(blob + b"\0" * (_padded(len(blob)) - len(blob)))
-            offset += _padded(len(blob))
+            blobs.append(blob + b"\0" * (padded(len(blob)) - len(blob)))
+            offset += padded(len(blob))
         body = json.dumps({"data": data, "rows": layout}, ensure_ascii=False).encode()
-        body += b" " * (_padded(len(body)) - len(body))  # rows start on an 8-byte boundary
-        header = _CHUNK_HEADER.pack(kind, len(body), offset, zlib.crc32(body), step)
+        body += b" " * (padded(len(body)) - len(body))  # rows start on an 8-byte boundary
+        header = CHUNK_HEADER.pack(kind, len(body), offset, zlib.crc32(body), step)
         self._write(header + body + b"".join(blobs))  # flushed: a killed process loses at most its step
 
 
@@ -229,7 +193,7 @@ class Trace:
         """The JSON part of each chunk the scan read and checked, by where it starts, until it is read."""
         self._chunks = _in_order(list(_scan(self._file, self._texts)))
         if not self._chunks or self._chunks[0].kind != b"META":
-            damage = _damage_at(self._file, _FILE_HEADER.size)
+            damage = _damage_at(self._file, FILE_HEADER.size)
             why = ("it was cut before the first chunk" if damage is None else
                    f"its first chunk is damaged: {damage}" if damage else "its first chunk is damaged")
             raise TraceError(f"{str(self.path)!r} has no session in it ({why})")
@@ -438,7 +402,7 @@ class Trace:
             text = self._file.read(chunk.body.start, chunk.body.stop - chunk.body.start)
             if zlib.crc32(text) != chunk.crc:
                 raise TraceError(f"{str(self.path)!r} was written over while it was open: the chunk at byte "
-                                 f"{chunk.body.start - _CHUNK_HEADER.size} no longer passes its checksum")
+                                 f"{chunk.body.start - CHUNK_HEADER.size} no longer passes its checksum")
         return text
 
     def _rows_fit(self, chunk: _Chunk, name: str, kind: str, shape: list[int], query_start: int) -> bool:
@@ -458,7 +422,7 @@ class Trace:
 
     def _damaged(self, chunk: _Chunk, why: str) -> TraceError:
         what = f"step {chunk.step}'s chunk" if chunk.kind == b"STEP" else f"the {chunk.kind.decode()} chunk"
-        return TraceError(f"{str(self.path)!r} is damaged: {what} at byte {chunk.body.start - _CHUNK_HEADER.size} "
+        return TraceError(f"{str(self.path)!r} is damaged: {what} at byte {chunk.body.start - CHUNK_HEADER.size} "
                           f"passes its checksum but is not what lmscope writes: {why}")
 
     def _decoded(self, chunk: _Chunk, build, data):
@@ -596,23 +560,23 @@ def _scan(file: _TraceFile, texts: dict[int, bytes]):
     """The whole chunks in order; stops quietly at a torn one (a killed recorder's last write).
     Each chunk's JSON part, read to check its CRC, is kept in ``texts`` by where it starts."""
     size, path = file.size, file.path
-    if size < _FILE_HEADER.size:
+    if size < FILE_HEADER.size:
         raise TraceError(f"{str(path)!r} is not an lmscope trace (too short)")
-    magic, version = _FILE_HEADER.unpack(file.read(0, _FILE_HEADER.size))
+    magic, version = FILE_HEADER.unpack(file.read(0, FILE_HEADER.size))
     if magic != MAGIC:
         raise TraceError(f"{str(path)!r} is not an lmscope trace")
     if version > FORMAT_VERSION:
         raise TraceError(f"{str(path)!r} is a trace of format {version}; this lmscope reads format {FORMAT_VERSION} "
                          "and older: upgrade lmscope")
-    at = _FILE_HEADER.size
-    while at + _CHUNK_HEADER.size <= size:
+    at = FILE_HEADER.size
+    while at + CHUNK_HEADER.size <= size:
         ahead = file.read(at, min(_SCAN_AHEAD, size - at))  # header and JSON in one read, as a rule
-        kind, body_len, rows_len, crc, step = _CHUNK_HEADER.unpack_from(ahead)
-        body = slice(at + _CHUNK_HEADER.size, at + _CHUNK_HEADER.size + body_len)
+        kind, body_len, rows_len, crc, step = CHUNK_HEADER.unpack_from(ahead)
+        body = slice(at + CHUNK_HEADER.size, at + CHUNK_HEADER.size + body_len)
         end = body.stop + rows_len
         if end > size:
             return
-        text = ahead[_CHUNK_HEADER.size:_CHUNK_HEADER.size + body_len]
+        text = ahead[CHUNK_HEADER.size:CHUNK_HEADER.size + body_len]
         if len(text) < body_len:
             text += file.read(at + len(ahead), body_len - len(text))
         if zlib.crc32(text) != crc:
@@ -753,15 +717,15 @@ def _damage_at(file: _TraceFile, at: int, itemsize: int = 4) -> str | None:
     once, so a JSON that fails its checksum, or lays out rows of another length, was changed (a
     header whose rows length is past the end of the file is damaged, not cut). Where the file ends
     inside the JSON, nothing tells a recorder stopped from a JSON length changed: cut short."""
-    if at + _CHUNK_HEADER.size > file.size:
+    if at + CHUNK_HEADER.size > file.size:
         return None
-    _, body_len, rows_len, crc, _ = _CHUNK_HEADER.unpack(file.read(at, _CHUNK_HEADER.size))
-    rows_at = at + _CHUNK_HEADER.size + body_len
+    _, body_len, rows_len, crc, _ = CHUNK_HEADER.unpack(file.read(at, CHUNK_HEADER.size))
+    rows_at = at + CHUNK_HEADER.size + body_len
     if rows_at + rows_len <= file.size:
         return ""
     if rows_at > file.size:
         return None
-    text = file.read(at + _CHUNK_HEADER.size, body_len)
+    text = file.read(at + CHUNK_HEADER.size, body_len)
     if zlib.crc32(text) != crc:
         return "its JSON, whole, fails its checksum"
     laid_out = _rows_laid_out(text, itemsize)
@@ -782,7 +746,7 @@ def _rows_laid_out(text: bytes, itemsize: int) -> int | None:
     as :meth:`TraceWriter._chunk` writes them), or None where it lays out none that lmscope writes."""
     try:
         rows = json.loads(text)["rows"]
-        ends = [spec["offset"] + _padded(math.prod(spec["shape"]) * itemsize) for spec in rows.values()]
+        ends = [spec["offset"] + padded(math.prod(spec["shape"]) * itemsize) for spec in rows.values()]
     except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
         return None
     return max(ends, default=0) if all(_whole(end) for end in ends) else None

@@ -9,7 +9,8 @@ import pytest
 
 from lmscope.cli import main
 from lmscope.engine.errors import UserError
-from lmscope.engine.recording import MAGIC, Trace, TraceError, TraceWriter
+from lmscope.engine.recording import Trace, TraceWriter
+from lmscope.engine.trace_format import MAGIC, TraceError
 from lmscope.testing import make_session
 
 PROMPT = "the quick brown fox"

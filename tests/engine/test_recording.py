@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from lmscope.cli import main
-from lmscope.engine.recording import FORMAT_VERSION, Trace, TraceError, TraceWriter
+from lmscope.engine.recording import Trace, TraceWriter
 from lmscope.engine.trace import prompt_to_dict, step_to_dict
+from lmscope.engine.trace_format import FORMAT_VERSION, TraceError
 from lmscope.testing import make_session
 
 

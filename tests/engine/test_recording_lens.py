@@ -9,8 +9,9 @@ import math
 import pytest
 
 from lmscope.engine.errors import UserError
-from lmscope.engine.recording import FORMAT_VERSION, RecordingEngine, ReplayEngine, Trace, TraceWriter
+from lmscope.engine.recording import RecordingEngine, ReplayEngine, Trace, TraceWriter
 from lmscope.engine.trace import lens_to_list
+from lmscope.engine.trace_format import FORMAT_VERSION
 from lmscope.testing import FakeEngine, make_lens, make_session, write_trace
 
 

@@ -11,9 +11,10 @@ import os
 import numpy as np
 import pytest
 
-from lmscope.engine import recording
+from lmscope.engine import recording, trace_format
 from lmscope.engine.mapped_rows import byte_bounds, read_ahead, read_values
-from lmscope.engine.recording import Trace, TraceError
+from lmscope.engine.recording import Trace
+from lmscope.engine.trace_format import TraceError
 from lmscope.testing import make_session, write_trace
 
 
@@ -46,10 +47,10 @@ def test_the_scan_reads_each_chunks_header_and_json_at_once(tmp_path, preads):
     trace = Trace(tmp_path / "s.lmscope")
     prompt = trace._prompt_chunk
     assert prompt.body.stop - prompt.body.start > recording._SCAN_AHEAD
-    at_each = [(chunk.body.start - recording._CHUNK_HEADER.size) for chunk in trace._chunks]
+    at_each = [(chunk.body.start - trace_format.CHUNK_HEADER.size) for chunk in trace._chunks]
     scan = [(at, min(recording._SCAN_AHEAD, size - at)) for at in at_each]
     rest = prompt.body.stop - (at_each[1] + recording._SCAN_AHEAD)
-    assert preads[:len(scan) + 2] == [(0, recording._FILE_HEADER.size), scan[0], scan[1],
+    assert preads[:len(scan) + 2] == [(0, trace_format.FILE_HEADER.size), scan[0], scan[1],
                                       (at_each[1] + recording._SCAN_AHEAD, rest), *scan[2:]]
 
 

@@ -36,7 +36,8 @@ def run(code: str, *args, cwd=None) -> subprocess.CompletedProcess:
 READER = """
     import os, sys
     from lmscope.engine.mapped_rows import read_ahead
-    from lmscope.engine.recording import Trace, TraceError, write_session
+    from lmscope.engine.recording import Trace, write_session
+    from lmscope.engine.trace_format import TraceError
 
     path = sys.argv[1]
     trace = Trace(path)
