@@ -141,7 +141,8 @@ def run_tui(options: SessionOptions, record: str | None = None, record_dtype: st
 
 def _recording_factory(factory, options: SessionOptions, record: str, record_dtype: str):
     """The factory, recording what its engine produces (the file is created now: a bad path fails here)."""
-    from lmscope.engine.recording import RecordingEngine, TraceWriter
+    from lmscope.engine.recording import RecordingEngine
+    from lmscope.engine.trace_writer import TraceWriter
     from lmscope.headless import options_dict
 
     writer = TraceWriter(record, record_dtype)

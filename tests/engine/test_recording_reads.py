@@ -98,7 +98,7 @@ def test_a_json_read_again_is_checked_again(tmp_path):
 
 def test_only_the_live_branchs_json_is_kept(tmp_path):
     """The JSON of a rewound step is never read: it is not kept."""
-    from lmscope.engine.recording import TraceWriter
+    from lmscope.engine.trace_writer import TraceWriter
 
     session = make_session("llama", steps=4)
     writer = TraceWriter(tmp_path / "r.lmscope")

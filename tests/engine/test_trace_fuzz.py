@@ -322,7 +322,7 @@ def test_every_step_of_a_good_trace_still_reads_with_its_rows(trace_file):
 def test_a_restarted_session_and_a_rewind_still_read(tmp_path):
     """What a recorder does write: a second prompt (a restart) numbers steps from 0 again; a
     rewind numbers a step lower; a note follows its step."""
-    from lmscope.engine.recording import TraceWriter
+    from lmscope.engine.trace_writer import TraceWriter
 
     session = make_session("llama", steps=4)
     writer = TraceWriter(tmp_path / "s.lmscope")

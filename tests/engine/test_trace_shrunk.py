@@ -36,8 +36,9 @@ def run(code: str, *args, cwd=None) -> subprocess.CompletedProcess:
 READER = """
     import os, sys
     from lmscope.engine.mapped_rows import read_ahead
-    from lmscope.engine.recording import Trace, write_session
+    from lmscope.engine.recording import Trace
     from lmscope.engine.trace_format import TraceError
+    from lmscope.engine.trace_writer import write_session
 
     path = sys.argv[1]
     trace = Trace(path)

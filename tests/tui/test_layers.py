@@ -254,8 +254,9 @@ async def test_a_replay_shows_the_lens_recorded_with_a_step(tmp_path):
 
 async def test_a_step_stepped_into_while_recording_keeps_its_lens_in_the_trace(tmp_path):
     """The TUI's lens of a step goes into the recording, and its replay shows it."""
-    from lmscope.engine.recording import RecordingEngine, ReplayEngine, Trace, TraceWriter
+    from lmscope.engine.recording import RecordingEngine, ReplayEngine, Trace
     from lmscope.engine.trace import lens_to_list
+    from lmscope.engine.trace_writer import TraceWriter
     from lmscope.testing import FakeEngine, make_session
     from lmscope.tui.app import make_app
 
