@@ -19,8 +19,11 @@ import numpy as np
 from lmscope.engine.checks import reason, system_place
 from lmscope.engine.errors import UserError, first_line, is_index
 from lmscope.engine.mapped_rows import RowMapping, read_ahead, read_values
-from lmscope.engine.records import AttentionRows, PromptRecord, SessionInfo, StepRecord
+from lmscope.engine.records import AttentionRows, PromptRecord, StepRecord
 from lmscope.engine.trace import lens_from_list, prompt_from_dict, step_from_dict
+from lmscope.engine.trace_checks import (
+    STEP_KEYS, check_note, check_prompt, check_step, info_from_dict, is_whole, short_json,
+)
 from lmscope.engine.trace_format import (
     CHUNK_HEADER, FILE_HEADER, FORMAT_VERSION, MAGIC, ROW_DTYPES, ROW_KINDS, TraceError, padded,
 )
@@ -66,7 +69,7 @@ class Trace:
                    f"its first chunk is damaged: {damage}" if damage else "its first chunk is damaged")
             raise TraceError(f"{str(self.path)!r} has no session in it ({why})")
         self.meta = self._body(self._chunks[0])["data"]
-        self.info = self._decoded(self._chunks[0], _info, self.meta.get("info"))
+        self.info = self._decoded(self._chunks[0], info_from_dict, self.meta.get("info"))
         dtype = self.meta.get("rows_dtype", "float32")
         if dtype not in ROW_DTYPES:
             raise TraceError(f"{str(self.path)!r} has no session in it (its first chunk names rows of {dtype!r}, "
@@ -130,10 +133,10 @@ class Trace:
         """The prompt, read (and checked) once, when the trace opens: a damaged one is a TraceError there."""
         chunk = self._prompt_chunk
         body = self._body(chunk)
-        record = self._decoded(chunk, lambda data: prompt_from_dict(_check_prompt(data)), body["data"])
+        record = self._decoded(chunk, lambda data: prompt_from_dict(check_prompt(data)), body["data"])
         ids, tokens = record.input_ids, record.input_tokens
         if not (record.family == self.info.family and 0 < len(ids) == len(tokens)
-                and all(_whole(i) for i in ids) and all(type(t) is str for t in tokens)):
+                and all(is_whole(i) for i in ids) and all(type(t) is str for t in tokens)):
             raise self._damaged(chunk, f"its {len(ids)} input ids and {len(tokens)} tokens are not "
                                        f"a {self.info.family} prompt")
         self._prompt_length = len(ids)
@@ -153,7 +156,7 @@ class Trace:
         hit = None
         for note in self._step_chunks(index)[1]:
             if note.kind == b"NOTE":  # each checked, the last kept
-                hit = self._decoded(note, _check_note, self._body(note)["data"])
+                hit = self._decoded(note, check_note, self._body(note)["data"])
         return None if hit is None else {key: value for key, value in hit.items() if key != "step"}
 
     def has_lens(self, index: int) -> bool:
@@ -208,9 +211,9 @@ class Trace:
         steps, without ``--attention``, took 1.4-1.5 times as long): the price of never printing
         a step the other outputs refuse."""
         data, rows = self._load(chunk)  # the rows' layout is checked too, though --json may not print them
-        if not _STEP_KEYS <= data.keys():  # before decoding: the missing field named, not a KeyError
-            raise self._damaged(chunk, f"it has no {sorted(_STEP_KEYS - data.keys())[0]!r}")
-        return data, self._decoded(chunk, lambda d: step_from_dict(_check_step(d)), data), rows
+        if not STEP_KEYS <= data.keys():  # before decoding: the missing field named, not a KeyError
+            raise self._damaged(chunk, f"it has no {sorted(STEP_KEYS - data.keys())[0]!r}")
+        return data, self._decoded(chunk, lambda d: step_from_dict(check_step(d)), data), rows
 
     def rows(self, index: int) -> dict[str, AttentionRows]:
         """Every row of step ``index``, read in full (``--json --attention``): arrays of their own."""
@@ -318,9 +321,9 @@ class Trace:
         if not isinstance(spec, dict) or name not in names:
             raise self._damaged(chunk, f"it has rows named {name!r}")
         shape, offset = spec.get("shape"), spec.get("offset")
-        if not (isinstance(shape, list) and len(shape) == 4 and all(_whole(n) for n in shape) and _whole(offset)
-                and offset % 8 == 0 and isinstance(spec.get("kind"), str) and _whole(spec.get("query_start"))):
-            raise self._damaged(chunk, f"its {name} rows are described as {_short(spec)}")
+        if not (isinstance(shape, list) and len(shape) == 4 and all(is_whole(n) for n in shape) and is_whole(offset)
+                and offset % 8 == 0 and isinstance(spec.get("kind"), str) and is_whole(spec.get("query_start"))):
+            raise self._damaged(chunk, f"its {name} rows are described as {short_json(spec)}")
         if not self._rows_fit(chunk, name, spec["kind"], shape, spec["query_start"]):
             raise self._damaged(chunk, f"its {name} rows {shape} from query {spec['query_start']} do not fit "
                                        f"its tokens")
@@ -454,84 +457,6 @@ def _scan(file: _TraceFile, texts: dict[int, bytes]):
         at = end
 
 
-def _check_step(data: dict) -> dict:
-    """``data`` if its fields are of the types ``--json`` prints, else a ValueError that names
-    the first that is not: panes and the table format them without asking (a string where a
-    probability goes, no stage at all, raised deep in a pane before). The stages, tensors and
-    cache are made of the right types as they are built (``trace.step_from_dict``)."""
-    chosen = data["chosen"]
-    _need(data, ("step", "token_id"), _WHOLE)
-    _need(data, ("token",), str)
-    _need(data, ("entropy", "elapsed_s"), _NUMBER)
-    _need(data, ("finished",), bool)
-    _need(data, ("finish_reason",), (str, type(None)))
-    _need(chosen, ("by",), str)
-    _need(chosen, ("prob",), (*_NUMBER, type(None)))
-    _need(chosen, ("raw_rank",), (*_WHOLE, type(None)))
-    if not isinstance(data["stages"], list) or not data["stages"]:
-        raise ValueError(f"stages is {_short(data['stages'])}")
-    _check_parts(data)
-    return data
-
-
-def _check_prompt(data: dict) -> dict:
-    """``data`` if its fields are of the types ``prompt_to_dict`` writes, else a ValueError."""
-    _need(data, ("family", "prompt"), str)
-    _need(data, ("elapsed_s",), _NUMBER)
-    _need(data, ("decoder_start_id",), (*_WHOLE, type(None)))
-    _need(data, ("decoder_start_token",), (str, type(None)))
-    _check_parts(data)
-    return data
-
-
-def _check_parts(data: dict) -> None:
-    """What a step and a prompt share that is not made of the right type as it is built."""
-    for tensor in data["tensors"]:
-        _need_all(tensor["preview"], _NUMBER, "a tensor's preview")
-
-
-def _check_note(data: dict) -> dict:
-    """``data`` if it is a breakpoint hit as ``TraceWriter.note`` writes it, else a ValueError: a
-    note's fields replace the step's in ``--json``, and ``--headless`` parses its breakpoint."""
-    from lmscope.engine.breakpoints import parse
-
-    hit = data.get("breakpoint")
-    if set(data) != {"step", "breakpoint", "number"} or type(data["number"]) is not int or data["number"] < 1 \
-            or not isinstance(hit, dict) or type(hit.get("expr")) is not str or not isinstance(hit.get("values"), dict):
-        raise ValueError(f"it is not a breakpoint hit: {_short(data)}")
-    try:
-        fields = parse(hit["expr"]).fields
-    except UserError as error:
-        raise ValueError(first_line(error)) from None
-    if not {"step", *fields} <= hit["values"].keys():
-        raise ValueError(f"its values {_short(hit['values'])} do not hold what `{hit['expr']}` reads")
-    return data
-
-
-_WHOLE, _NUMBER = (int,), (int, float)
-"""JSON's whole numbers, and its numbers (a bool is neither, though Python's bool is an int)."""
-
-
-def _need(data: dict, names: tuple[str, ...], kinds) -> None:
-    """Each of ``names`` in ``data`` is of ``kinds`` (a type, or a tuple; :data:`_WHOLE`: a whole
-    number >= 0), else a ValueError naming it."""
-    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
-    for name in names:
-        value = data[name]
-        if not (_whole(value) if kinds is _WHOLE else type(value) in kinds):
-            raise ValueError(f"{name} is {_short(value)}")
-
-
-def _need_all(values, kinds: tuple, name: str) -> None:
-    if not isinstance(values, list) or not all(type(value) in kinds for value in values):
-        raise ValueError(f"{name} is {_short(values)}")
-
-
-_STEP_KEYS = frozenset(("step", "token_id", "token", "chosen", "entropy", "stages", "finished", "finish_reason",
-                        "cache", "tensors", "elapsed_s"))
-"""What every ``--json`` line of a step has (``trace.step_to_dict``)."""
-
-
 _LATER_KIND = re.compile(rb"[A-Z]{4}")
 """A chunk kind as lmscope names them: one this reader does not know comes from a newer lmscope
 (which adds kinds without a new format version, as ``LENS`` came) and is skipped."""
@@ -562,16 +487,6 @@ def _in_order(chunks: list[_Chunk]) -> list[_Chunk]:
         if not fits:
             return chunks[:index]
     return chunks
-
-
-def _whole(value) -> bool:
-    """A JSON whole number >= 0 (not a bool, not a float)."""
-    return type(value) is int and value >= 0
-
-
-def _short(value) -> str:
-    text = json.dumps(value, default=repr)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _damage_at(file: _TraceFile, at: int, itemsize: int = 4) -> str | None:
@@ -617,28 +532,7 @@ def _rows_laid_out(text: bytes, itemsize: int) -> int | None:
         ends = [spec["offset"] + padded(math.prod(spec["shape"]) * itemsize) for spec in rows.values()]
     except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
         return None
-    return max(ends, default=0) if all(_whole(end) for end in ends) else None
-
-
-_INFO_TYPES = {"model": str, "family": str, "model_type": str, "device": str, "dtype": str, "layers": int,
-               "query_heads": int, "kv_heads": int, "max_new_tokens": int, "placement": str}
-
-
-def _info(data: dict) -> SessionInfo:
-    """The session info of a META chunk; a field of the wrong type is a ValueError (panes format
-    them without asking), a missing or unknown one a TypeError."""
-    data = dict(data)
-    data["settings"] = tuple(tuple(pair) for pair in data.get("settings", ()))
-    wrong = [name for name, kind in _INFO_TYPES.items() if name in data and type(data[name]) is not kind]
-    wrong += [name for name in ("layers", "query_heads", "kv_heads", "max_new_tokens") if name in data
-              and name not in wrong and data[name] < 0]
-    if data.get("family") not in (None, "llama", "t5"):
-        wrong.append("family")
-    if not all(len(pair) == 2 and all(type(text) is str for text in pair) for pair in data["settings"]):
-        wrong.append("settings")
-    if wrong:
-        raise ValueError(f"its session info has {wrong[0]} = {_short(data[wrong[0]])}")
-    return SessionInfo(**data)
+    return max(ends, default=0) if all(is_whole(end) for end in ends) else None
 
 
 class RecordingEngine:
