@@ -5,44 +5,23 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
-import re
-import stat
-import weakref
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from lmscope.engine.checks import reason, system_place
 from lmscope.engine.errors import UserError, first_line, is_index
-from lmscope.engine.mapped_rows import RowMapping, read_ahead, read_values
+from lmscope.engine.mapped_rows import read_ahead
 from lmscope.engine.records import AttentionRows, PromptRecord, StepRecord
 from lmscope.engine.trace import lens_from_list, prompt_from_dict, step_from_dict
 from lmscope.engine.trace_checks import (
     STEP_KEYS, check_note, check_prompt, check_step, info_from_dict, is_whole, short_json,
 )
-from lmscope.engine.trace_format import (
-    CHUNK_HEADER, FILE_HEADER, FORMAT_VERSION, MAGIC, ROW_DTYPES, ROW_KINDS, TraceError, padded,
-)
+from lmscope.engine.trace_file import Chunk, TraceFile, damage_at, in_order, scan
+from lmscope.engine.trace_format import CHUNK_HEADER, FILE_HEADER, ROW_DTYPES, ROW_KINDS, TraceError
 from lmscope.engine.trace_writer import TraceWriter
-
-_SCAN_AHEAD = 16384
-"""Bytes read at once at each chunk while scanning: its header and, as a rule, its JSON part (a
-longer JSON part: the rest in a second read)."""
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    kind: bytes
-    body: slice
-    rows_at: int
-    step: int
-    end: int
-    crc: int
-
 
 class Trace:
     """A recorded session, opened read-only: records are built on demand, rows mapped lazily.
@@ -58,13 +37,13 @@ class Trace:
         if not os.fspath(path):  # Path("") is ".", which would be refused as a folder
             raise TraceError("the trace to open was given as an empty path: name a file written by --record")
         self.path = Path(path)
-        self._file = _TraceFile(self.path)
+        self._file = TraceFile(self.path)
         self._bytes = self._file.mapped()
         self._texts: dict[int, bytes] = {}
         """The JSON part of each chunk the scan read and checked, by where it starts, until it is read."""
-        self._chunks = _in_order(list(_scan(self._file, self._texts)))
+        self._chunks = in_order(list(scan(self._file, self._texts)))
         if not self._chunks or self._chunks[0].kind != b"META":
-            damage = _damage_at(self._file, FILE_HEADER.size)
+            damage = damage_at(self._file, FILE_HEADER.size)
             why = ("it was cut before the first chunk" if damage is None else
                    f"its first chunk is damaged: {damage}" if damage else "its first chunk is damaged")
             raise TraceError(f"{str(self.path)!r} has no session in it ({why})")
@@ -77,7 +56,7 @@ class Trace:
         self.rows_dtype = np.dtype(dtype).newbyteorder("<")
         prompts = [c for c in self._chunks if c.kind == b"PRMT"]
         if not prompts:
-            damage = _damage_at(self._file, self._chunks[-1].end, self.rows_dtype.itemsize)
+            damage = damage_at(self._file, self._chunks[-1].end, self.rows_dtype.itemsize)
             if damage is not None:
                 raise TraceError(f"{str(self.path)!r} has a damaged chunk before its prompt{_said(damage)}: "
                                  "no session to show")
@@ -91,9 +70,9 @@ class Trace:
         self._texts = {at: text for at, text in self._texts.items() if at in live}  # not a rewound step's
         self.unread = self._file.size - self._chunks[-1].end
         """Bytes after the last whole chunk: a chunk cut short or a damaged one, and what follows."""
-        damage = _damage_at(self._file, self._chunks[-1].end, self.rows_dtype.itemsize) if self.unread else None
+        damage = damage_at(self._file, self._chunks[-1].end, self.rows_dtype.itemsize) if self.unread else None
         self.damaged = damage is not None
-        """Whether the chunk the reading stopped at was changed, not cut (:func:`_damage_at`)."""
+        """Whether the chunk the reading stopped at was changed, not cut (:func:`damage_at`)."""
         self._damage = damage or ""
 
     def __len__(self) -> int:
@@ -180,7 +159,7 @@ class Trace:
         chunk = self._lens_chunk(index)
         return None if chunk is None else self._read_lens(chunk)[1]
 
-    def _read_lens(self, chunk: _Chunk) -> tuple[list, tuple]:
+    def _read_lens(self, chunk: Chunk) -> tuple[list, tuple]:
         """A ``LENS`` chunk's ``"layers"`` and the ``LayerLens`` records built from them: checked
         in one place, so ``--json --layers`` refuses the lens the Layers pane refuses (a word
         where a probability goes was printed by one and refused by the other)."""
@@ -189,7 +168,7 @@ class Trace:
             raise self._damaged(chunk, "its layers are not a list of layers")
         return layers, self._decoded(chunk, lens_from_list, layers)
 
-    def _lens_chunk(self, index: int) -> _Chunk | None:
+    def _lens_chunk(self, index: int) -> Chunk | None:
         """The step's last ``LENS`` chunk, if any (the newest, where a lens was written twice)."""
         return next((c for c in reversed(self._step_chunks(index)[1]) if c.kind == b"LENS"), None)
 
@@ -200,7 +179,7 @@ class Trace:
         _, record, rows = self._read_step(self._step_chunks(index)[0])
         return replace(record, attention=rows.get("attention"), cross_attention=rows.get("cross_attention"))
 
-    def _read_step(self, chunk: _Chunk) -> tuple[dict, StepRecord, dict[str, AttentionRows]]:
+    def _read_step(self, chunk: Chunk) -> tuple[dict, StepRecord, dict[str, AttentionRows]]:
         """A step chunk's JSON, the record built from it (no rows) and its rows, or the TraceError
         of a step that is not what lmscope writes.
 
@@ -220,7 +199,7 @@ class Trace:
         rows = self._load(self._step_chunks(index)[0])[1]
         return {name: replace(row, probs=read_ahead(row.probs)) for name, row in rows.items()}
 
-    def _step_chunks(self, index: int) -> tuple[_Chunk, list[_Chunk]]:
+    def _step_chunks(self, index: int) -> tuple[Chunk, list[Chunk]]:
         """Step ``index``'s chunk and its notes; a TraceError for a step the recording does not
         have (a negative index too: it would silently read from the end)."""
         if not is_index(index) or not 0 <= index < len(self._steps):
@@ -228,9 +207,9 @@ class Trace:
             raise TraceError(f"{str(self.path)!r} has no step {index!r}: it holds {steps}")
         return self._steps[index]
 
-    def _live_steps(self) -> list[tuple[_Chunk, list[_Chunk]]]:
+    def _live_steps(self) -> list[tuple[Chunk, list[Chunk]]]:
         """The steps of the branch that was live at the end: a rewind restarts the numbering
-        (:func:`_in_order` has checked every step number and note against the steps before it).
+        (:func:`in_order` has checked every step number and note against the steps before it).
 
         A rewind writes nothing: the next STEP's number is all that says it. A STEP chunk written
         twice reads as a rewind to it and the step made again, which it cannot be told from: a
@@ -238,7 +217,7 @@ class Trace:
         records a chunk that differs from the one it replaces only in ``elapsed_s``, a clock's
         reading, that nothing keeps from being equal. Either way the same steps show, once each;
         a NOTE or LENS between the two goes with the first, as a rewound record's do."""
-        steps: list[tuple[_Chunk, list[_Chunk]]] = []
+        steps: list[tuple[Chunk, list[Chunk]]] = []
         for chunk in self._chunks:
             if chunk.kind == b"STEP":
                 del steps[chunk.step:]
@@ -247,7 +226,7 @@ class Trace:
                 steps[chunk.step][1].append(chunk)
         return steps
 
-    def _body(self, chunk: _Chunk) -> dict:
+    def _body(self, chunk: Chunk) -> dict:
         """A chunk's JSON part. Its CRC held, but a buggy or hostile writer computes CRCs too:
         anything lmscope does not write is a TraceError, not a KeyError further on."""
         text = self._text(chunk)  # outside the try: a TraceError is a ValueError
@@ -262,7 +241,7 @@ class Trace:
             raise self._damaged(chunk, f"its header says step {chunk.step}, its JSON {body['data'].get('step')!r}")
         return body
 
-    def _text(self, chunk: _Chunk) -> bytes:
+    def _text(self, chunk: Chunk) -> bytes:
         """A chunk's JSON part: the first time, the bytes the scan read and checked (the worker
         that loads a replay's history read each step's with a ``pread`` of its own, which lets
         the GIL go: it then waited for the UI thread's switch interval at each step, and the
@@ -276,7 +255,7 @@ class Trace:
                                  f"{chunk.body.start - CHUNK_HEADER.size} no longer passes its checksum")
         return text
 
-    def _rows_fit(self, chunk: _Chunk, name: str, kind: str, shape: list[int], query_start: int) -> bool:
+    def _rows_fit(self, chunk: Chunk, name: str, kind: str, shape: list[int], query_start: int) -> bool:
         """Whether rows ``[layer, head, query, key]`` are the ones the recorder writes for this
         chunk: the panes label queries and keys with the prompt's tokens and the steps'."""
         queries, keys = shape[2], shape[3]
@@ -291,19 +270,19 @@ class Trace:
             return kind == "self" and queries == 1 and keys == chunk.step + 1 and query_start == chunk.step
         return kind == "self" and queries == 1 and keys == prompt + chunk.step and query_start == keys - 1
 
-    def _damaged(self, chunk: _Chunk, why: str) -> TraceError:
+    def _damaged(self, chunk: Chunk, why: str) -> TraceError:
         what = f"step {chunk.step}'s chunk" if chunk.kind == b"STEP" else f"the {chunk.kind.decode()} chunk"
         return TraceError(f"{str(self.path)!r} is damaged: {what} at byte {chunk.body.start - CHUNK_HEADER.size} "
                           f"passes its checksum but is not what lmscope writes: {why}")
 
-    def _decoded(self, chunk: _Chunk, build, data):
+    def _decoded(self, chunk: Chunk, build, data):
         """``build(data)``, a record from a chunk's JSON; what lmscope never writes is a TraceError."""
         try:
             return build(data)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as error:
             raise self._damaged(chunk, f"{type(error).__name__}: {first_line(error)}") from None
 
-    def _load(self, chunk: _Chunk, body: dict | None = None) -> tuple[dict, dict[str, AttentionRows]]:
+    def _load(self, chunk: Chunk, body: dict | None = None) -> tuple[dict, dict[str, AttentionRows]]:
         body = self._body(chunk) if body is None else body
         rows = {}
         for name, spec in body["rows"].items():
@@ -314,7 +293,7 @@ class Trace:
             rows[name] = AttentionRows(spec["kind"], array.reshape(shape), spec["query_start"])
         return body["data"], rows
 
-    def _row_span(self, chunk: _Chunk, name: str, spec) -> tuple[list[int], int]:
+    def _row_span(self, chunk: Chunk, name: str, spec) -> tuple[list[int], int]:
         """``(shape, offset)`` of one row array, checked to lie on an 8-byte boundary inside the
         chunk's own rows part (never in the next chunk's bytes, never past the file's end)."""
         names = ("attention",) if chunk.kind == b"PRMT" else ROW_KINDS
@@ -333,206 +312,9 @@ class Trace:
         return shape, offset
 
 
-class _TraceMapping(RowMapping):
-    """A trace mapped read-only: its arrays' values are read from the file (:meth:`values`)."""
-
-    file: _TraceFile
-
-    def values(self, array: np.ndarray, start: int, length: int) -> np.ndarray:
-        return read_values(self.file.read, array, start)
-
-
-class _TraceFile:
-    """A trace file, open read-only: its size when it opened, its reads, and a mapping of it.
-
-    Every byte lmscope reads from a trace comes with ``os.pread``, which returns what the file
-    still holds. A trace truncated while open (``cp`` or ``truncate`` onto its path, a copy
-    still being made) is then one TraceError (:attr:`truncated`), where reading a mapped page
-    past the file's new end ended the process with SIGBUS, which Python cannot catch; checking
-    the size before touching the mapping would still race a truncation between the two (and a
-    private mapping faults the same way on a page it has not copied). The mapping only lends
-    records their rows as views (:meth:`mapped`: they take no memory until read), whose values
-    the panes read through ``mapped_rows.read_ahead``, which reads them here.
-
-    Raises:
-        TraceError: missing, empty, not a regular file, or unreadable.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.truncated: TraceError | None = None
-        try:
-            _check_trace_file(path)
-            self.fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise TraceError(f"{str(path)!r} does not exist") from None
-        except PermissionError:
-            raise TraceError(f"{str(path)!r} cannot be read (permission denied)") from None
-        except OSError as error:  # a name too long, a link loop, a file where a folder should be
-            raise TraceError(f"{str(path)!r} cannot be opened ({reason(error)})") from None
-        weakref.finalize(self, os.close, self.fd)  # with the last record whose rows are views of it
-        self.size = os.fstat(self.fd).st_size
-        if self.size == 0:
-            raise TraceError(f"{str(path)!r} is empty: not an lmscope trace")
-        if hasattr(os, "posix_fadvise"):  # a few KiB here and there: nothing to read ahead around them
-            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
-
-    def mapped(self) -> np.ndarray:
-        """The whole file, mapped read-only, as a uint8 array: records' rows are views of it (read
-        through :meth:`read`, never through it). The mapping refers to this file, not the other
-        way round: the file closes with the last view."""
-        try:
-            mapping = _TraceMapping(self.fd, self.size, access=mmap.ACCESS_READ)
-        except OSError as error:
-            raise TraceError(f"{str(self.path)!r} cannot be opened ({reason(error)})") from None
-        mapping.file = self
-        return np.frombuffer(mapping, dtype=np.uint8)
-
-    def read(self, at: int, size: int) -> bytes:
-        """``size`` bytes from byte ``at``, or a TraceError where the file holds fewer now."""
-        parts, wanted = [], size
-        try:
-            while wanted:
-                part = os.pread(self.fd, wanted, at + size - wanted)
-                if not part:
-                    break
-                parts.append(part)
-                wanted -= len(part)
-        except OSError as error:  # a failing disk, a network file system gone
-            raise TraceError(f"{str(self.path)!r} cannot be read at byte {at} ({reason(error)})") from None
-        if wanted:
-            if self.truncated is None:
-                now = os.fstat(self.fd).st_size
-                self.truncated = TraceError(
-                    f"{str(self.path)!r} was truncated while it was open (it now holds {now} of its {self.size} "
-                    "bytes): the rest of the session cannot be read")
-            raise TraceError(str(self.truncated))  # a new one: the first keeps its own traceback
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _check_trace_file(path: Path) -> None:
-    """Refuse what is not a regular file before opening it: opening a pipe waits for a writer.
-
-    The "regular files" of /proc and /sys are the kernel's: their size reads 0 (or a page)
-    whatever they hold, so they are not "empty" and cannot be mapped, and some wait for data
-    when read (/proc/kmsg). None is a trace: they are refused by where they are, unread.
-    """
-    mode = os.stat(path).st_mode
-    if stat.S_ISDIR(mode):
-        raise TraceError(f"{str(path)!r} is a folder, not an lmscope trace")
-    if not stat.S_ISREG(mode):
-        raise TraceError(f"{str(path)!r} is not a regular file (a pipe, a device or a socket), not an lmscope trace")
-    place = system_place(path)
-    if place:
-        raise TraceError(f"{str(path)!r} {place}, where the files are the system's: not an lmscope trace")
-
-
-def _scan(file: _TraceFile, texts: dict[int, bytes]):
-    """The whole chunks in order; stops quietly at a torn one (a killed recorder's last write).
-    Each chunk's JSON part, read to check its CRC, is kept in ``texts`` by where it starts."""
-    size, path = file.size, file.path
-    if size < FILE_HEADER.size:
-        raise TraceError(f"{str(path)!r} is not an lmscope trace (too short)")
-    magic, version = FILE_HEADER.unpack(file.read(0, FILE_HEADER.size))
-    if magic != MAGIC:
-        raise TraceError(f"{str(path)!r} is not an lmscope trace")
-    if version > FORMAT_VERSION:
-        raise TraceError(f"{str(path)!r} is a trace of format {version}; this lmscope reads format {FORMAT_VERSION} "
-                         "and older: upgrade lmscope")
-    at = FILE_HEADER.size
-    while at + CHUNK_HEADER.size <= size:
-        ahead = file.read(at, min(_SCAN_AHEAD, size - at))  # header and JSON in one read, as a rule
-        kind, body_len, rows_len, crc, step = CHUNK_HEADER.unpack_from(ahead)
-        body = slice(at + CHUNK_HEADER.size, at + CHUNK_HEADER.size + body_len)
-        end = body.stop + rows_len
-        if end > size:
-            return
-        text = ahead[CHUNK_HEADER.size:CHUNK_HEADER.size + body_len]
-        if len(text) < body_len:
-            text += file.read(at + len(ahead), body_len - len(text))
-        if zlib.crc32(text) != crc:
-            return
-        texts[body.start] = text
-        yield _Chunk(kind, body, body.stop, step, end, crc)
-        at = end
-
-
-_LATER_KIND = re.compile(rb"[A-Z]{4}")
-"""A chunk kind as lmscope names them: one this reader does not know comes from a newer lmscope
-(which adds kinds without a new format version, as ``LENS`` came) and is skipped."""
-
-
-def _in_order(chunks: list[_Chunk]) -> list[_Chunk]:
-    """The chunks up to the first that a recorder never writes where it is: the META first and
-    only there, PRMTs after it, a STEP numbered at most one past the steps before it (a rewind
-    numbers it lower), a NOTE or LENS for a step before it; a kind of a newer lmscope is skipped
-    (:data:`_LATER_KIND`). The header is outside the CRC, so a flipped kind or step number is
-    caught here (a STEP whose kind flipped to capitals shows as the gap before the next step's
-    number), and the reading stops at that chunk as at a damaged one."""
-    steps = prompts = 0
-    for index, chunk in enumerate(chunks):
-        if chunk.kind == b"META":
-            fits = index == 0 and chunk.step == -1
-        elif chunk.kind == b"PRMT":
-            fits, steps, prompts = index > 0 and chunk.step == -1, 0, prompts + 1
-        elif chunk.kind == b"STEP":
-            fits = prompts > 0 and 0 <= chunk.step <= steps
-            steps = chunk.step + 1
-        elif chunk.kind in (b"NOTE", b"LENS"):
-            fits = 0 <= chunk.step < steps
-        elif _LATER_KIND.fullmatch(chunk.kind):
-            continue  # a kind a newer lmscope writes: skipped
-        else:
-            fits = False  # a flipped byte
-        if not fits:
-            return chunks[:index]
-    return chunks
-
-
-def _damage_at(file: _TraceFile, at: int, itemsize: int = 4) -> str | None:
-    """Why the chunk at ``at``, where the reading stopped, was changed, in words ("" where there
-    is nothing more to say than that it was); None where it is cut short, as a recorder
-    stopped while writing it leaves it (the file ends inside it, its header and JSON as written).
-
-    A whole chunk (the file holds every byte its header says it has) failed its checksum or came
-    out of order: "". Where the file ends inside the rows its header says it has, but its JSON is
-    whole, the JSON tells: a recorder writes the header, the JSON and the rows it lays out at
-    once, so a JSON that fails its checksum, or lays out rows of another length, was changed (a
-    header whose rows length is past the end of the file is damaged, not cut). Where the file ends
-    inside the JSON, nothing tells a recorder stopped from a JSON length changed: cut short."""
-    if at + CHUNK_HEADER.size > file.size:
-        return None
-    _, body_len, rows_len, crc, _ = CHUNK_HEADER.unpack(file.read(at, CHUNK_HEADER.size))
-    rows_at = at + CHUNK_HEADER.size + body_len
-    if rows_at + rows_len <= file.size:
-        return ""
-    if rows_at > file.size:
-        return None
-    text = file.read(at + CHUNK_HEADER.size, body_len)
-    if zlib.crc32(text) != crc:
-        return "its JSON, whole, fails its checksum"
-    laid_out = _rows_laid_out(text, itemsize)
-    if laid_out is None:
-        return "its JSON, whole, lays out no rows as lmscope writes them"
-    if laid_out != rows_len:
-        return f"its header says {rows_len} bytes of rows, past the end of the file, where its JSON lays out {laid_out}"
-    return None
-
-
 def _said(why: str) -> str:
-    """Why a chunk is damaged (:func:`_damage_at`), put after "damaged" in a sentence."""
+    """Why a chunk is damaged (:func:`damage_at`), put after "damaged" in a sentence."""
     return f" ({why})" if why else ""
-
-
-def _rows_laid_out(text: bytes, itemsize: int) -> int | None:
-    """The length of the rows part that a chunk's JSON lays out (each array padded to 8 bytes,
-    as :meth:`TraceWriter._chunk` writes them), or None where it lays out none that lmscope writes."""
-    try:
-        rows = json.loads(text)["rows"]
-        ends = [spec["offset"] + padded(math.prod(spec["shape"]) * itemsize) for spec in rows.values()]
-    except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
-        return None
-    return max(ends, default=0) if all(is_whole(end) for end in ends) else None
 
 
 class RecordingEngine:
