@@ -316,7 +316,8 @@ def open_trace(
         tab, size = DEFAULT_TAB if tab is None else tab, DEFAULT_SIZE if size is None else size
         target = check_svg_options(svg, file, tab, size)  # before the trace is read and the screen rendered
     with _no_collections():
-        from lmscope.engine.recording import ReplayEngine, Trace
+        from lmscope.engine.recording import ReplayEngine
+        from lmscope.engine.trace_reader import Trace
 
         trace = Trace(file)
         if svg is None and not json_lines and not headless:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from lmscope.cli import main
-from lmscope.engine.recording import Trace
 from lmscope.engine.trace import prompt_to_dict, step_to_dict
 from lmscope.engine.trace_format import FORMAT_VERSION, TraceError
+from lmscope.engine.trace_reader import Trace
 from lmscope.engine.trace_writer import TraceWriter
 from lmscope.testing import make_session
 

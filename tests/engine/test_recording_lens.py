@@ -9,9 +9,10 @@ import math
 import pytest
 
 from lmscope.engine.errors import UserError
-from lmscope.engine.recording import RecordingEngine, ReplayEngine, Trace
+from lmscope.engine.recording import RecordingEngine, ReplayEngine
 from lmscope.engine.trace import lens_to_list
 from lmscope.engine.trace_format import FORMAT_VERSION
+from lmscope.engine.trace_reader import Trace
 from lmscope.engine.trace_writer import TraceWriter
 from lmscope.testing import FakeEngine, make_lens, make_session, write_trace
 

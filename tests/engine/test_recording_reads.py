@@ -13,8 +13,8 @@ import pytest
 
 from lmscope.engine import trace_file, trace_format
 from lmscope.engine.mapped_rows import byte_bounds, read_ahead, read_values
-from lmscope.engine.recording import Trace
 from lmscope.engine.trace_format import TraceError
+from lmscope.engine.trace_reader import Trace
 from lmscope.testing import make_session, write_trace
 
 

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from lmscope.cli import main
-from lmscope.engine.recording import ReplayEngine, Trace
+from lmscope.engine.recording import ReplayEngine
 from lmscope.engine.trace_format import CHUNK_HEADER, TraceError
+from lmscope.engine.trace_reader import Trace
 from lmscope.testing import make_session, write_trace
 from trace_chunks import chunks, rebuilt
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from lmscope import testing
-from lmscope.engine.recording import ReplayEngine, Trace
+from lmscope.engine.recording import ReplayEngine
+from lmscope.engine.trace_reader import Trace
 from lmscope.testing import make_session, screen_text
 from lmscope.tui.app import make_app
 from tui_harness import settle
