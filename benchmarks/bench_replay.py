@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lmscope.engine.recording import TraceWriter
+from lmscope.engine.trace_writer import TraceWriter
 from lmscope.testing import make_prompt, make_session, make_step
 
 SHAPE = dict(layers=30, heads=9, kv_heads=3)

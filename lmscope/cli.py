@@ -141,7 +141,8 @@ def run_tui(options: SessionOptions, record: str | None = None, record_dtype: st
 
 def _recording_factory(factory, options: SessionOptions, record: str, record_dtype: str):
     """The factory, recording what its engine produces (the file is created now: a bad path fails here)."""
-    from lmscope.engine.recording import RecordingEngine, TraceWriter
+    from lmscope.engine.recording import RecordingEngine
+    from lmscope.engine.trace_writer import TraceWriter
     from lmscope.headless import options_dict
 
     writer = TraceWriter(record, record_dtype)
@@ -315,7 +316,8 @@ def open_trace(
         tab, size = DEFAULT_TAB if tab is None else tab, DEFAULT_SIZE if size is None else size
         target = check_svg_options(svg, file, tab, size)  # before the trace is read and the screen rendered
     with _no_collections():
-        from lmscope.engine.recording import ReplayEngine, Trace
+        from lmscope.engine.recording import ReplayEngine
+        from lmscope.engine.trace_reader import Trace
 
         trace = Trace(file)
         if svg is None and not json_lines and not headless:

@@ -7,10 +7,12 @@ import sys
 
 from lmscope.engine.breakpoints import Breakpoint, first_hit, hit_message, hit_note, note_message
 from lmscope.engine.errors import UserError
+from lmscope.engine.recording import RecordingEngine
 from lmscope.engine.records import PromptRecord, StepRecord
 from lmscope.engine.session import SessionOptions, open_session
-from lmscope.engine.recording import RecordingEngine, Trace, TraceWriter
 from lmscope.engine.trace import lens_to_list, rows_to_dict, step_to_dict
+from lmscope.engine.trace_reader import Trace
+from lmscope.engine.trace_writer import TraceWriter
 from lmscope.streams import print_line, takes_utf8, terminal_safe
 
 

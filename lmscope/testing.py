@@ -437,7 +437,7 @@ class FakeEngine:
 def write_trace(path, session: Recording, rows_dtype: str = "float32", lens_steps=()) -> Recording:
     """Write ``session`` to ``path`` as ``--record`` would (meta, prompt, every step, and the
     :func:`make_lens` of each step in ``lens_steps``, as a recorder asked for it); returns it."""
-    from lmscope.engine.recording import write_session
+    from lmscope.engine.trace_writer import write_session
 
     lenses = {step: make_lens(session.steps[step], session.info.layers) for step in lens_steps}
     write_session(path, session.info, session.prompt, session.steps, rows_dtype, lenses)

@@ -73,7 +73,8 @@ def render(shot: Shot) -> Path:
     with tempfile.TemporaryDirectory() as folder:
         trace = str(Path(folder) / f"{shot.name}.lmscope")
         stepper = open_session(shot.options)
-        from lmscope.engine.recording import RecordingEngine, TraceWriter
+        from lmscope.engine.recording import RecordingEngine
+        from lmscope.engine.trace_writer import TraceWriter
         from lmscope.headless import options_dict
 
         engine = RecordingEngine(stepper, TraceWriter(trace), options_dict(shot.options))

@@ -11,15 +11,15 @@ import json
 import zlib
 from pathlib import Path
 
-from lmscope.engine.recording import _CHUNK_HEADER, _FILE_HEADER
+from lmscope.engine.trace_format import CHUNK_HEADER, FILE_HEADER
 
 
 def chunks(data: bytes) -> list[dict]:
     """Every chunk of a whole trace: where it starts, its header fields, its JSON."""
-    found, at = [], _FILE_HEADER.size
+    found, at = [], FILE_HEADER.size
     while at < len(data):
-        kind, body_len, rows_len, crc, step = _CHUNK_HEADER.unpack_from(data, at)
-        body = at + _CHUNK_HEADER.size
+        kind, body_len, rows_len, crc, step = CHUNK_HEADER.unpack_from(data, at)
+        body = at + CHUNK_HEADER.size
         found.append({"at": at, "kind": kind, "rows_len": rows_len, "step": step,
                       "json": json.loads(data[body:body + body_len]), "rows": data[body + body_len:body + body_len + rows_len],
                       "end": body + body_len + rows_len})
@@ -34,7 +34,7 @@ def rebuilt(data: bytes, index: int, body=None, **header) -> bytes:
     text = json.dumps(chunk["json"] if body is None else body).encode() if not isinstance(body, bytes) else body
     text += b" " * (-len(text) % 8)
     fields = {"kind": chunk["kind"], "rows_len": chunk["rows_len"], "step": chunk["step"], **header}
-    head = _CHUNK_HEADER.pack(fields["kind"], len(text), fields["rows_len"], zlib.crc32(text), fields["step"])
+    head = CHUNK_HEADER.pack(fields["kind"], len(text), fields["rows_len"], zlib.crc32(text), fields["step"])
     return data[:chunk["at"]] + head + text + chunk["rows"] + data[chunk["end"]:]
 
 

@@ -36,7 +36,8 @@ def check_output_flags(json_lines: bool, headless: bool, attention: bool, layers
 def check_record_flags(record: str | None, record_dtype: str) -> None:
     """Refuse an empty file name, a row dtype that is not one, or one given without ``--record``,
     before any model loads."""
-    from lmscope.engine.recording import ROW_DTYPES, check_record_path
+    from lmscope.engine.trace_format import ROW_DTYPES
+    from lmscope.engine.trace_writer import check_record_path
 
     if record is not None:
         check_record_path(record)  # no name, a folder, a device, a file that is not a trace

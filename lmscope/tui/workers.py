@@ -108,7 +108,7 @@ class EngineWorkers:
         ``replay``: the replay engine the steps come from; every lens its recording kept for
         them is read here, from the file, and written with them (a replay's lens is a read of
         the file, no model work, so it need not wait for the engine thread)."""
-        from lmscope.engine.recording import write_session
+        from lmscope.engine.trace_writer import write_session
 
         left_out = ()
         if replay is not None:

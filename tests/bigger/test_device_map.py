@@ -71,7 +71,7 @@ def test_the_device_map_flags_place_the_layers_where_the_budget_says(device_map,
     """``--device-map MAP --max-memory BUDGET`` from the command line: with a CPU budget smaller
     than a layer every layer goes to disk, with a large one every layer stays on the CPU (the
     recording keeps the status bar's summary of the map); the output is the plain model's."""
-    from lmscope.engine.recording import Trace
+    from lmscope.engine.trace_reader import Trace
 
     plain = run_json(["llama", "--model", str(tiny_llama_dir), *ARGS], capsys)
     for budget, placed in (("cpu=40KB", "layers 2 disk"), ("cpu=1GB", "layers 2 cpu")):

@@ -246,7 +246,7 @@ def test_record_flag_records_what_the_tui_runs(tiny_t5_dir, tmp_path, monkeypatc
     """``lmscope t5 --record FILE`` without ``--json``: the TUI runs, and every step it made is in
     the file; ``w`` says where the recording already is."""
     from lmscope import cli
-    from lmscope.engine.recording import Trace
+    from lmscope.engine.trace_reader import Trace
 
     seen: dict = {}
     monkeypatch.setenv("TQDM_DISABLE", "1")  # the command sets it for the app's sake

@@ -9,7 +9,7 @@ import pytest
 import typer
 
 from lmscope import cli
-from lmscope.engine.recording import TraceWriter
+from lmscope.engine.trace_writer import TraceWriter
 from lmscope.testing import make_session
 
 

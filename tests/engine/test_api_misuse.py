@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from lmscope.engine.errors import UserError
-from lmscope.engine.recording import ReplayEngine, Trace, TraceWriter
+from lmscope.engine.recording import ReplayEngine
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
+from lmscope.engine.trace_reader import Trace
+from lmscope.engine.trace_writer import TraceWriter
 from lmscope.testing import make_session, write_trace
 
 PROMPT = "the quick brown fox"

@@ -9,7 +9,9 @@ import pytest
 
 from lmscope.cli import main
 from lmscope.engine.errors import UserError
-from lmscope.engine.recording import MAGIC, Trace, TraceError, TraceWriter, check_record_path
+from lmscope.engine.trace_format import MAGIC, TraceError
+from lmscope.engine.trace_reader import Trace
+from lmscope.engine.trace_writer import TraceWriter, check_record_path
 from lmscope.testing import make_session, write_trace
 
 LONG_NAME = "a" * 300

@@ -9,7 +9,9 @@ import pytest
 
 from lmscope.cli import main
 from lmscope.engine.errors import UserError
-from lmscope.engine.recording import MAGIC, Trace, TraceError, TraceWriter
+from lmscope.engine.trace_format import MAGIC, TraceError
+from lmscope.engine.trace_reader import Trace
+from lmscope.engine.trace_writer import TraceWriter
 from lmscope.testing import make_session
 
 PROMPT = "the quick brown fox"

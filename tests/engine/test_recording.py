@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from lmscope.cli import main
-from lmscope.engine.recording import FORMAT_VERSION, Trace, TraceError, TraceWriter
 from lmscope.engine.trace import prompt_to_dict, step_to_dict
+from lmscope.engine.trace_format import FORMAT_VERSION, TraceError
+from lmscope.engine.trace_reader import Trace
+from lmscope.engine.trace_writer import TraceWriter
 from lmscope.testing import make_session
 
 
@@ -92,7 +94,7 @@ def test_open_headless_prints_the_live_table(tiny_t5_dir, tmp_path, capsys):
 
 RECORDER = """
 import sys, time
-from lmscope.engine.recording import TraceWriter
+from lmscope.engine.trace_writer import TraceWriter
 from lmscope.testing import make_session
 session = make_session("llama", steps=40)
 writer = TraceWriter(sys.argv[1])

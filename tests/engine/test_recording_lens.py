@@ -9,8 +9,11 @@ import math
 import pytest
 
 from lmscope.engine.errors import UserError
-from lmscope.engine.recording import FORMAT_VERSION, RecordingEngine, ReplayEngine, Trace, TraceWriter
+from lmscope.engine.recording import RecordingEngine, ReplayEngine
 from lmscope.engine.trace import lens_to_list
+from lmscope.engine.trace_format import FORMAT_VERSION
+from lmscope.engine.trace_reader import Trace
+from lmscope.engine.trace_writer import TraceWriter
 from lmscope.testing import FakeEngine, make_lens, make_session, write_trace
 
 

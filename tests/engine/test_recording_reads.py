@@ -11,9 +11,10 @@ import os
 import numpy as np
 import pytest
 
-from lmscope.engine import recording
+from lmscope.engine import trace_file, trace_format
 from lmscope.engine.mapped_rows import byte_bounds, read_ahead, read_values
-from lmscope.engine.recording import Trace, TraceError
+from lmscope.engine.trace_format import TraceError
+from lmscope.engine.trace_reader import Trace
 from lmscope.testing import make_session, write_trace
 
 
@@ -45,12 +46,12 @@ def test_the_scan_reads_each_chunks_header_and_json_at_once(tmp_path, preads):
     size = (tmp_path / "s.lmscope").stat().st_size
     trace = Trace(tmp_path / "s.lmscope")
     prompt = trace._prompt_chunk
-    assert prompt.body.stop - prompt.body.start > recording._SCAN_AHEAD
-    at_each = [(chunk.body.start - recording._CHUNK_HEADER.size) for chunk in trace._chunks]
-    scan = [(at, min(recording._SCAN_AHEAD, size - at)) for at in at_each]
-    rest = prompt.body.stop - (at_each[1] + recording._SCAN_AHEAD)
-    assert preads[:len(scan) + 2] == [(0, recording._FILE_HEADER.size), scan[0], scan[1],
-                                      (at_each[1] + recording._SCAN_AHEAD, rest), *scan[2:]]
+    assert prompt.body.stop - prompt.body.start > trace_file._SCAN_AHEAD
+    at_each = [(chunk.body.start - trace_format.CHUNK_HEADER.size) for chunk in trace._chunks]
+    scan = [(at, min(trace_file._SCAN_AHEAD, size - at)) for at in at_each]
+    rest = prompt.body.stop - (at_each[1] + trace_file._SCAN_AHEAD)
+    assert preads[:len(scan) + 2] == [(0, trace_format.FILE_HEADER.size), scan[0], scan[1],
+                                      (at_each[1] + trace_file._SCAN_AHEAD, rest), *scan[2:]]
 
 
 def test_a_step_reads_its_json_from_the_scan_then_from_the_file_and_its_rows_when_they_are_read(tmp_path, preads):
@@ -97,7 +98,7 @@ def test_a_json_read_again_is_checked_again(tmp_path):
 
 def test_only_the_live_branchs_json_is_kept(tmp_path):
     """The JSON of a rewound step is never read: it is not kept."""
-    from lmscope.engine.recording import TraceWriter
+    from lmscope.engine.trace_writer import TraceWriter
 
     session = make_session("llama", steps=4)
     writer = TraceWriter(tmp_path / "r.lmscope")

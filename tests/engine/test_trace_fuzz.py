@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from lmscope.cli import main
-from lmscope.engine.recording import _CHUNK_HEADER, ReplayEngine, Trace, TraceError
+from lmscope.engine.recording import ReplayEngine
+from lmscope.engine.trace_format import CHUNK_HEADER, TraceError
+from lmscope.engine.trace_reader import Trace
 from lmscope.testing import make_session, write_trace
 from trace_chunks import chunks, rebuilt
 
@@ -62,7 +64,7 @@ def test_a_later_lmscopes_kind_is_skipped_and_a_step_flipped_to_one_shows_as_the
     at = chunks(data)[4]["at"]
     text = b'{"data": {"step": 1}, "rows": {}}'
     text += b" " * (-len(text) % 8)  # chunks keep the 8-byte alignment of their rows
-    later = _CHUNK_HEADER.pack(b"ZZZZ", len(text), 0, zlib.crc32(text), 1) + text
+    later = CHUNK_HEADER.pack(b"ZZZZ", len(text), 0, zlib.crc32(text), 1) + text
     trace_file.write_bytes(data[:at] + later + data[at:])
     code, lines, err = json_lines(trace_file, capsys)
     assert code == 0 and lines == whole and err == ""
@@ -81,7 +83,7 @@ def test_a_note_for_a_step_not_yet_made_is_damaged(trace_file):
     text = json.dumps(note).encode()
     text += b" " * (-len(text) % 8)
     at = chunks(data)[4]["at"]  # before step 2: steps 0 and 1 made
-    data = data[:at] + _CHUNK_HEADER.pack(b"NOTE", len(text), 0, zlib.crc32(text), 3) + text + data[at:]
+    data = data[:at] + CHUNK_HEADER.pack(b"NOTE", len(text), 0, zlib.crc32(text), 3) + text + data[at:]
     trace_file.write_bytes(data)
     trace = Trace(trace_file)
     assert len(trace) == 2 and trace.tail == "damaged"
@@ -321,7 +323,7 @@ def test_every_step_of_a_good_trace_still_reads_with_its_rows(trace_file):
 def test_a_restarted_session_and_a_rewind_still_read(tmp_path):
     """What a recorder does write: a second prompt (a restart) numbers steps from 0 again; a
     rewind numbers a step lower; a note follows its step."""
-    from lmscope.engine.recording import TraceWriter
+    from lmscope.engine.trace_writer import TraceWriter
 
     session = make_session("llama", steps=4)
     writer = TraceWriter(tmp_path / "s.lmscope")
@@ -432,7 +434,7 @@ def test_a_note_that_is_not_a_breakpoint_hit_is_a_trace_error(trace_file, capsys
     data = trace_file.read_bytes()
     text = json.dumps({"data": note, "rows": {}}).encode()
     text += b" " * (-len(text) % 8)
-    trace_file.write_bytes(data + _CHUNK_HEADER.pack(b"NOTE", len(text), 0, zlib.crc32(text), 1) + text)
+    trace_file.write_bytes(data + CHUNK_HEADER.pack(b"NOTE", len(text), 0, zlib.crc32(text), 1) + text)
     with pytest.raises(TraceError, match="is damaged: the NOTE chunk at byte"):
         Trace(trace_file).step_data(1)
     for output in ("--json", "--headless"):
@@ -445,7 +447,7 @@ def test_a_breakpoint_hit_still_reads(trace_file, capsys):
     note = {"step": 1, "breakpoint": {"expr": "step == 1", "values": {"step": 1}}, "number": 1}
     text = json.dumps({"data": note, "rows": {}}).encode()
     text += b" " * (-len(text) % 8)
-    trace_file.write_bytes(data + _CHUNK_HEADER.pack(b"NOTE", len(text), 0, zlib.crc32(text), 1) + text)
+    trace_file.write_bytes(data + CHUNK_HEADER.pack(b"NOTE", len(text), 0, zlib.crc32(text), 1) + text)
     assert Trace(trace_file).step_data(1)["breakpoint"] == note["breakpoint"]
     assert main(["open", str(trace_file), "--headless"]) == 0
     assert "breakpoint 1 `step == 1`: step=1 at step 1" in capsys.readouterr().out

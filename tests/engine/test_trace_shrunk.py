@@ -36,7 +36,9 @@ def run(code: str, *args, cwd=None) -> subprocess.CompletedProcess:
 READER = """
     import os, sys
     from lmscope.engine.mapped_rows import read_ahead
-    from lmscope.engine.recording import Trace, TraceError, write_session
+    from lmscope.engine.trace_format import TraceError
+    from lmscope.engine.trace_reader import Trace
+    from lmscope.engine.trace_writer import write_session
 
     path = sys.argv[1]
     trace = Trace(path)
@@ -78,7 +80,7 @@ def test_a_trace_recorded_again_to_its_path_while_open_still_reads_as_it_was(tmp
     done = run("""
         import sys
         from lmscope.engine.mapped_rows import read_ahead
-        from lmscope.engine.recording import Trace
+        from lmscope.engine.trace_reader import Trace
         from lmscope.testing import make_session, write_trace
 
         trace = Trace(sys.argv[1])
@@ -127,7 +129,8 @@ def test_open_of_a_trace_truncated_while_open_is_one_line_and_exit_2(tmp_path):
 
 TUI = """
     import asyncio, os, sys
-    from lmscope.engine.recording import ReplayEngine, Trace
+    from lmscope.engine.recording import ReplayEngine
+    from lmscope.engine.trace_reader import Trace
     from lmscope.testing import wait_until_idle
     from lmscope.tui.app import make_app
 

@@ -9,10 +9,12 @@ import dataclasses
 import pytest
 
 from lmscope.engine import stepper as stepper_module
-from lmscope.engine.recording import RecordingEngine, Trace, TraceWriter
+from lmscope.engine.recording import RecordingEngine
 from lmscope.engine.records import LazyTuple
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import MAX_WAITING_BYTES, Stepper
+from lmscope.engine.trace_reader import Trace
+from lmscope.engine.trace_writer import TraceWriter
 from test_deferred_rows import assert_same_rows
 
 PROMPT = "the quick brown fox"

@@ -69,7 +69,8 @@ def test_llama_branches_view(snap_compare):
 
 def test_replay_of_a_recorded_t5_session(snap_compare, tmp_path):
     """``lmscope open``: the status bar names the file; browsing works, stepping is greyed."""
-    from lmscope.engine.recording import ReplayEngine, Trace
+    from lmscope.engine.recording import ReplayEngine
+    from lmscope.engine.trace_reader import Trace
 
     write_trace(tmp_path / "demo.lmscope", make_session("t5", steps=5))
     engine = ReplayEngine(Trace(tmp_path / "demo.lmscope"))

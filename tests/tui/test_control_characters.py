@@ -12,7 +12,8 @@ from textual import events
 from textual.widgets import Input
 
 from lmscope.engine.breakpoints import parse
-from lmscope.engine.recording import ReplayEngine, Trace
+from lmscope.engine.recording import ReplayEngine
+from lmscope.engine.trace_reader import Trace
 from lmscope.testing import (FakeEngine, engine_factory, make_session, screen_text, unprintable_on_screen,
                              write_trace)
 from lmscope.tui.app import make_app

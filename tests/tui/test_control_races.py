@@ -113,12 +113,12 @@ async def test_a_force_typed_while_a_continue_runs_waits_for_nothing():
 
 
 async def test_a_write_that_fails_during_a_continue_leaves_it_running(monkeypatch, tmp_path):
-    import lmscope.engine.recording as recording
+    import lmscope.engine.trace_writer as trace_writer
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(recording, "write_session", full_disk)
+    monkeypatch.setattr(trace_writer, "write_session", full_disk)
     monkeypatch.chdir(tmp_path)
     async with running(steps=40, delay_s=0.02) as (app, pilot, engine):
         await pilot.press("w")  # idle: the state stays

@@ -169,9 +169,11 @@ async def test_a_recorded_continue_writes_each_steps_real_rows(tmp_path, tiny_ll
     import numpy as np
 
     from lmscope.engine import models
-    from lmscope.engine.recording import RecordingEngine, Trace, TraceWriter
+    from lmscope.engine.recording import RecordingEngine
     from lmscope.engine.settings import GenerationSettings
     from lmscope.engine.stepper import Stepper
+    from lmscope.engine.trace_reader import Trace
+    from lmscope.engine.trace_writer import TraceWriter
     from lmscope.tui.app import make_app
 
     loaded = models.load(str(tiny_llama_dir), "llama", device="cpu", dtype="float32")

@@ -209,7 +209,8 @@ async def test_a_step_forced_in_place_of_another_shows_its_own_lens(tiny_llama_d
 
 async def test_a_recorded_session_says_it_keeps_no_layers(tmp_path):
     from lmscope import testing
-    from lmscope.engine.recording import ReplayEngine, Trace
+    from lmscope.engine.recording import ReplayEngine
+    from lmscope.engine.trace_reader import Trace
     from lmscope.testing import make_session
     from lmscope.tui.app import make_app
 
@@ -226,7 +227,8 @@ async def test_a_recorded_session_says_it_keeps_no_layers(tmp_path):
 
 async def test_a_replay_shows_the_lens_recorded_with_a_step(tmp_path):
     """A step whose lens was recorded shows it (no tensors: enter says so); the others keep the message."""
-    from lmscope.engine.recording import ReplayEngine, Trace
+    from lmscope.engine.recording import ReplayEngine
+    from lmscope.engine.trace_reader import Trace
     from lmscope.testing import make_lens, make_session, write_trace
     from lmscope.tui.app import make_app
 
@@ -254,8 +256,10 @@ async def test_a_replay_shows_the_lens_recorded_with_a_step(tmp_path):
 
 async def test_a_step_stepped_into_while_recording_keeps_its_lens_in_the_trace(tmp_path):
     """The TUI's lens of a step goes into the recording, and its replay shows it."""
-    from lmscope.engine.recording import RecordingEngine, ReplayEngine, Trace, TraceWriter
+    from lmscope.engine.recording import RecordingEngine, ReplayEngine
     from lmscope.engine.trace import lens_to_list
+    from lmscope.engine.trace_reader import Trace
+    from lmscope.engine.trace_writer import TraceWriter
     from lmscope.testing import FakeEngine, make_session
     from lmscope.tui.app import make_app
 

@@ -34,9 +34,10 @@ def _record_in_the_app(loaded, path, expr: str) -> tuple[set[int], str]:
     then ``c`` to the end. Returns the steps the app marked and the hit's status line."""
     import asyncio
 
-    from lmscope.engine.recording import RecordingEngine, TraceWriter
+    from lmscope.engine.recording import RecordingEngine
     from lmscope.engine.settings import GenerationSettings
     from lmscope.engine.stepper import Stepper
+    from lmscope.engine.trace_writer import TraceWriter
     from lmscope.tui.app import make_app
 
     settings = GenerationSettings(max_new_tokens=8, min_new_tokens=8)
@@ -68,7 +69,8 @@ def test_a_recorded_tui_hit_is_in_the_trace_and_marked_in_the_replay(tmp_path, t
 
     from lmscope.cli import main
     from lmscope.engine import models
-    from lmscope.engine.recording import ReplayEngine, Trace
+    from lmscope.engine.recording import ReplayEngine
+    from lmscope.engine.trace_reader import Trace
     from lmscope.tui.app import make_app
 
     loaded = models.load(str(tiny_llama_dir), "llama", device="cpu", dtype="float32")
@@ -101,9 +103,11 @@ def test_a_hit_waits_for_its_step_in_the_trace(tmp_path, tiny_llama_dir):
     """A continue's steps reach the trace when their rows are complete; a hit noted before that
     is written right after its step (a NOTE belongs to the STEP before it)."""
     from lmscope.engine import models
-    from lmscope.engine.recording import RecordingEngine, Trace, TraceWriter
+    from lmscope.engine.recording import RecordingEngine
     from lmscope.engine.settings import GenerationSettings
     from lmscope.engine.stepper import Stepper
+    from lmscope.engine.trace_reader import Trace
+    from lmscope.engine.trace_writer import TraceWriter
 
     loaded = models.load(str(tiny_llama_dir), "llama", device="cpu", dtype="float32")
     path = tmp_path / "waiting.lmscope"
@@ -125,7 +129,7 @@ def test_a_hit_waits_for_its_step_in_the_trace(tmp_path, tiny_llama_dir):
 async def test_w_writes_the_hits_of_the_steps_it_writes(tmp_path, monkeypatch):
     """``w`` keeps a breakpoint hit beside its step, as ``--record`` does: ``open --json`` shows
     it on that step's line, and the replay marks the step."""
-    from lmscope.engine.recording import Trace
+    from lmscope.engine.trace_reader import Trace
 
     monkeypatch.chdir(tmp_path)
     async with running(steps=8) as (app, pilot, engine):
@@ -143,7 +147,9 @@ async def test_w_writes_the_hits_of_the_steps_it_writes(tmp_path, monkeypatch):
 
 async def test_w_during_a_replay_keeps_its_recorded_hits(tmp_path, monkeypatch):
     """A replay's ``w`` writes the recorded hits again (the steps it marks)."""
-    from lmscope.engine.recording import ReplayEngine, Trace, write_session
+    from lmscope.engine.recording import ReplayEngine
+    from lmscope.engine.trace_reader import Trace
+    from lmscope.engine.trace_writer import write_session
     from lmscope.testing import make_session
     from lmscope.tui.app import make_app
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from lmscope.engine.recording import ReplayEngine, Trace
 from lmscope import testing
+from lmscope.engine.recording import ReplayEngine
+from lmscope.engine.trace_reader import Trace
 from lmscope.testing import make_session, screen_text
 from lmscope.tui.app import make_app
 from tui_harness import settle
@@ -85,9 +86,10 @@ async def test_w_writes_the_lens_of_the_steps_stepped_into(tmp_path, monkeypatch
 def _record_lenses(loaded, path, lens_steps) -> None:
     """A real tiny-model session of 6 steps recorded to ``path`` as the TUI records it, the lens
     of each of ``lens_steps`` asked for after the steps (as stepping into them, ``s``, asks)."""
-    from lmscope.engine.recording import RecordingEngine, TraceWriter
+    from lmscope.engine.recording import RecordingEngine
     from lmscope.engine.settings import GenerationSettings
     from lmscope.engine.stepper import Stepper
+    from lmscope.engine.trace_writer import TraceWriter
 
     settings = GenerationSettings(max_new_tokens=6, min_new_tokens=6)
     engine = RecordingEngine(Stepper(loaded, "the quick brown fox", settings), TraceWriter(path), {})

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from lmscope.engine.recording import ReplayEngine, Trace
+from lmscope.engine.recording import ReplayEngine
+from lmscope.engine.trace_reader import Trace
 from lmscope.testing import screen_text, wait_until_idle
 from lmscope.tui.app import make_app
 from trace_chunks import with_step_changed
