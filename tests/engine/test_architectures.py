@@ -1,7 +1,7 @@
 """Every architecture lmscope names as supported, stepped against transformers' own generate().
 
-The README and the refusal line name Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Phi-3 and mT5
-besides Llama and T5. Each is built here tiny and random (no downloads), with the features that
+The README and the refusal line name Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Phi-3, mT5 and T5
+v1.1 (FLAN-T5's architecture) besides Llama and T5. Each is built here tiny and random (no downloads), with the features that
 set it apart from Llama: sliding-window layers mixed with full ones (Gemma 2 and 3, Mistral and
 Qwen2 with ``layer_types``), soft-capped attention scores and logits (Gemma 2), q/k norms (Qwen3,
 Gemma 3), a fused qkv projection (Phi-3). The prompt plus the steps run past every window, so the
@@ -63,16 +63,26 @@ def build_causal(folder, name: str, tokenizer_from):
     return folder
 
 
-def build_mt5(folder, tokenizer_from):
-    """A tiny mT5 (untied head, gated GELU) with the tiny T5's tokenizer."""
+T5_LIKE = {
+    "mt5": ("MT5Config", "MT5ForConditionalGeneration", {}),
+    # T5 v1.1 and FLAN-T5: gated GELU, and a checkpoint saved with tie_word_embeddings=False,
+    # which tells transformers not to scale the decoder's output before the head.
+    "t5-v1.1": ("T5Config", "T5ForConditionalGeneration",
+                dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False)),
+}
+
+
+def build_t5_like(folder, name: str, tokenizer_from):
+    """A tiny ``name`` model (see T5_LIKE) with the tiny T5's tokenizer."""
     import transformers
 
+    config_name, model_name, extra = T5_LIKE[name]
     tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_from)
     torch.manual_seed(0)
-    config = transformers.MT5Config(vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=2,
-                                    num_decoder_layers=2, num_heads=4, decoder_start_token_id=0, pad_token_id=0,
-                                    eos_token_id=1)
-    model = transformers.MT5ForConditionalGeneration(config)
+    config = getattr(transformers, config_name)(
+        vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
+        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, **extra)
+    model = getattr(transformers, model_name)(config)
     with torch.no_grad():
         model.lm_head.weight.mul_(30)
     model.save_pretrained(folder)
@@ -80,11 +90,11 @@ def build_mt5(folder, tokenizer_from):
     return folder
 
 
-@pytest.fixture(scope="module", params=[*ARCHITECTURES, "mt5"])
+@pytest.fixture(scope="module", params=[*ARCHITECTURES, *T5_LIKE])
 def loaded(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(request.param)
-    if request.param == "mt5":
-        build_mt5(folder, build_t5(tmp_path_factory.mktemp("t5-tokenizer")))
+    if request.param in T5_LIKE:
+        build_t5_like(folder, request.param, build_t5(tmp_path_factory.mktemp("t5-tokenizer")))
         return models.load(str(folder), "t5", device="cpu", dtype="float32")
     build_causal(folder, request.param, build_llama(tmp_path_factory.mktemp("llama-tokenizer")))
     return models.load(str(folder), "llama", device="cpu", dtype="float32")
