@@ -17,7 +17,8 @@ class Decoder:
 
     Byte-fallback pieces (half of a UTF-8 character, as Chinese prompts produce) decode to
     U+FFFD alone; for those the vocabulary piece (``<0xE4>``) is shown instead, and a byte-level
-    BPE piece (``ðŁ``: GPT-2's printable stand-ins for bytes) as the bytes it is (``<0xF0><0x9F>``). SentencePiece
+    BPE piece (``ðŁ``: GPT-2's printable stand-ins for bytes) as the bytes it is (``<0xF0><0x9F>``); a
+    byte tokenizer's (ByT5's) byte of a character, which decodes to nothing alone, as ``<0xC3>``. SentencePiece
     pieces that start a word (``▁der``) lose their space when decoded alone; it is put back so
     tokens read as the text they make.
     """
@@ -33,6 +34,10 @@ class Decoder:
             piece = str(self.tokenizer.convert_ids_to_tokens(token_id))
             if REPLACEMENT in text:
                 text = byte_notation(piece)
+            elif not text and len(piece) == 1 and 0x80 <= ord(piece) <= 0xFF:
+                # A byte tokenizer's (ByT5's) piece is the byte as a character; a byte that is
+                # part of a character decodes to nothing alone.
+                text = f"<0x{ord(piece):02X}>"
             elif piece.startswith(WORD_START) and not text.startswith(" "):
                 text = " " + text
             self._texts[token_id] = text

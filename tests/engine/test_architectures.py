@@ -1,14 +1,15 @@
 """Every architecture lmscope names as supported, stepped against transformers' own generate().
 
-The README and the refusal line name Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Phi-3, mT5 and T5
-v1.1 (FLAN-T5's architecture) besides Llama and T5. Each is built here tiny and random (no downloads), with the features that
-set it apart from Llama: sliding-window layers mixed with full ones (Gemma 2 and 3, Mistral and
-Qwen2 with ``layer_types``), soft-capped attention scores and logits (Gemma 2), q/k norms (Qwen3,
-Gemma 3), a fused qkv projection (Phi-3). The prompt plus the steps run past every window, so the
-window's mask is in play. Checked for each: the tokens and raw logits equal ``generate``'s, the
-attention rows equal eager attention's weights (in the step and made later, as a continue makes
-them), the last layer's lens is the logits stage, and a rewind past the window gives the steps
-an unbroken run gave.
+The README and the refusal line name Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Phi-3, mT5 and ByT5
+besides Llama and T5; T5 v1.1 (FLAN-T5's architecture) is here too. Each is built tiny and
+random (no downloads), with what sets it apart: sliding-window layers mixed with full ones
+(Gemma 2 and 3, Mistral and Qwen2 with ``layer_types``), soft-capped attention scores and logits
+(Gemma 2), q/k norms (Qwen3, Gemma 3), a fused qkv projection (Phi-3), gated GELU and an
+unscaled decoder output (T5 v1.1, mT5), bytes for tokens (ByT5). The prompt plus the steps run
+past every window, so the window's mask is in play. Checked for each: the tokens and raw logits
+equal ``generate``'s, the attention rows equal eager attention's weights (in the step and made
+later, as a continue makes them), the last layer's lens is the logits stage, and a rewind past
+the window gives the steps an unbroken run gave.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ T5_LIKE = {
     # which tells transformers not to scale the decoder's output before the head.
     "t5-v1.1": ("T5Config", "T5ForConditionalGeneration",
                 dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False)),
+    "byt5": ("T5Config", "T5ForConditionalGeneration",  # T5 v1.1 on bytes: ByT5's tokenizer
+             dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False)),
 }
 
 
@@ -77,7 +80,10 @@ def build_t5_like(folder, name: str, tokenizer_from):
     import transformers
 
     config_name, model_name, extra = T5_LIKE[name]
-    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_from)
+    if name == "byt5":
+        tokenizer = transformers.ByT5Tokenizer()  # no vocabulary file: its tokens are the bytes
+    else:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_from)
     torch.manual_seed(0)
     config = getattr(transformers, config_name)(
         vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,

@@ -33,6 +33,18 @@ def test_decoder_shows_partial_characters_as_bytes():
     assert Decoder(_ByteLevelTokenizer()).token(5) == "<0xF0><0x9F>"
 
 
+def test_byt5_bytes_of_a_character_show_as_bytes():
+    """ByT5's tokens are bytes: one of a character's decodes to nothing alone (it was shown as an
+    empty token); whole ASCII characters and the special tokens read as themselves."""
+    from transformers import ByT5Tokenizer
+
+    tokenizer = ByT5Tokenizer()
+    ids = tokenizer("fox ä").input_ids
+    decoder = Decoder(tokenizer)
+    assert [decoder.token(i) for i in ids] == ["f", "o", "x", " ", "<0xC3>", "<0xA4>", "</s>"]
+    assert decoder.token(tokenizer.pad_token_id) == "<pad>"
+
+
 @pytest.mark.integration
 def test_smollm2_partial_tokens_are_never_mojibake():
     from transformers import AutoTokenizer
