@@ -55,7 +55,11 @@ def prepare(model, prompt_ids: torch.Tensor, generate_kwargs: dict) -> PreparedG
 
     kwargs = dict(generate_kwargs)
     if not model.config.is_encoder_decoder:
+        # In place of whatever cache the model's generation config asks for: a static or hybrid
+        # one (a generation config's cache_implementation) serves compiled generation, and
+        # neither crops for a rewind nor keeps a sliding window's earlier keys.
         kwargs[_cache_kwarg(model)] = full_cache()
+        kwargs["cache_implementation"] = None
     with torch.no_grad():
         model.generate(prompt_ids, custom_generate=capture, **kwargs)
     return captured[0]

@@ -172,3 +172,26 @@ def test_a_rewind_past_the_window_steps_again_as_before(loaded):
     assert [s.token_id for s in again] == [s.token_id for s in first[3:]]
     np.testing.assert_allclose(np.asarray(again[-1].attention.probs), np.asarray(first[-1].attention.probs),
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("implementation", ["static", "hybrid"])
+def test_a_generation_config_asking_for_a_static_cache_steps_on_a_full_one(implementation, tmp_path):
+    """Gemma checkpoints' generation configs ask for a hybrid cache (static, for compiled
+    generation), which crops for no rewind; handing generate() a cache of lmscope's own as well
+    was refused ("Passing both `cache_implementation` ... and `cache`"). lmscope's session takes
+    its full cache in place of it: the tokens are still generate()'s, made with its static cache."""
+    import json
+
+    folder = build_causal(tmp_path / "gemma3", "gemma3", build_llama(tmp_path / "tokenizer"))
+    config_file = folder / "generation_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "cache_implementation": implementation}))
+    loaded = models.load(str(folder), "llama", device="cpu", dtype="float32")
+    assert loaded.model.generation_config.cache_implementation == implementation
+    _, steps = run_stepper(loaded, GREEDY)
+    _, tokens = run_generate(loaded, GREEDY)
+    assert [step.token_id for step in steps] == tokens
+    stepper = Stepper(loaded, "the quick brown fox", GREEDY)
+    stepper.start()
+    first = [stepper.step() for _ in range(8)]
+    stepper.rewind(2)
+    assert [stepper.step().token_id for _ in range(6)] == [step.token_id for step in first[2:]]
