@@ -121,6 +121,16 @@ def test_tokens_and_logits_equal_generate(loaded, settings):
         np.testing.assert_allclose([c.score for c in step.stages[0].top], logits[0, top].numpy(), atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_tokens_equal_generate_in_half_precision(loaded, dtype):
+    half = models.load(loaded.source, loaded.family, device="cpu", dtype=dtype)
+    assert half.model.dtype == getattr(torch, dtype)
+    for settings in (GREEDY, SAMPLED):
+        _, steps = run_stepper(half, settings)
+        _, tokens = run_generate(half, settings)
+        assert [step.token_id for step in steps] == tokens
+
+
 @pytest.mark.parametrize("complete_every", [None, 4], ids=["in-the-step", "rows-later"])
 def test_attention_rows_equal_eager_weights(loaded, complete_every):
     """Each layer's rows against eager's weights for the keys that layer attends: a sliding
