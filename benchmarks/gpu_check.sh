@@ -5,13 +5,14 @@
 #
 #     bash benchmarks/gpu_check.sh [PART...]     # PARTs: fidelity transfers fast engine (default: all)
 #
-# The four parts' time limits add up to 9.6 minutes, besides the install and the twin (under a
-# minute): about one device call; "fidelity transfers fast" (at most 4.6) and then "engine" (5)
+# The four parts' time limits add up to 10.6 minutes, besides the install and the twin (under a
+# minute): about one device call; "fidelity transfers fast" (at most 5.6) and then "engine" (5)
 # split it into two calls on the same warm machine. Each part writes its log to $OUT as it goes, so a part that
 # fails or runs out leaves the others' figures:
 #
 #   device.txt          the GPU, driver, torch and transformers
-#   fidelity.txt        tests/engine/test_fidelity.py on cuda (tokens, stages, rows against generate)
+#   fidelity.txt        tests/engine/test_fidelity.py and test_architectures.py on cuda (tokens,
+#                       stages, rows against generate; every named architecture)
 #   transfers.txt       device-to-host copies and synchronisations per step (both models)
 #   fast_float32.txt, fast_bfloat16.txt     bench_fast_steps.py
 #   engine_float32.txt, engine_bfloat16.txt bench_engine.py (its table at its end; each measure's
@@ -64,7 +65,7 @@ fi
 for name in $PARTS; do
     case $name in
         fidelity)
-            part fidelity 90 env LMSCOPE_TEST_DEVICE="$DEVICE" "$PYTHON" -m pytest -q -p no:cacheprovider tests/engine/test_fidelity.py ;;
+            part fidelity 150 env LMSCOPE_TEST_DEVICE="$DEVICE" "$PYTHON" -m pytest -q -p no:cacheprovider tests/engine/test_fidelity.py tests/engine/test_architectures.py ;;
         transfers)
             part transfers 45 sh -c "\"$PYTHON\" benchmarks/count_transfers.py --family t5 --steps 5 && \"$PYTHON\" benchmarks/count_transfers.py --family llama --steps 5" ;;
         fast)

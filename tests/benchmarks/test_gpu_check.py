@@ -46,7 +46,7 @@ def test_the_parts_named_run_in_order_each_logging_to_out(tree):
     assert calls[0].startswith("-m pip install -q --no-index --no-deps")
     assert calls[2] == "benchmarks/random_twin.py .gpu/smollm2 " + str(tree / "cache" / "SmolLM2-135M-Instruct")
     assert calls[3:] == [
-        "-m pytest -q -p no:cacheprovider tests/engine/test_fidelity.py",
+        "-m pytest -q -p no:cacheprovider tests/engine/test_fidelity.py tests/engine/test_architectures.py",
         "benchmarks/bench_engine.py --device cuda --dtype float32 --rounds 2",
         "benchmarks/bench_engine.py --device cuda --dtype bfloat16 --rounds 2",
     ]
@@ -60,7 +60,7 @@ def test_no_part_named_runs_all_four(tree):
     result, calls = run(tree)
     assert result.returncode == 0, result.stderr
     ran = [call.split()[0] if call.startswith("benchmarks/") else call for call in calls[3:]]
-    assert ran[0].endswith("tests/engine/test_fidelity.py")
+    assert ran[0].endswith("tests/engine/test_fidelity.py tests/engine/test_architectures.py")
     assert [call for call in ran if call.startswith("benchmarks/")] == [
         "benchmarks/count_transfers.py", "benchmarks/count_transfers.py",
         "benchmarks/bench_fast_steps.py", "benchmarks/bench_fast_steps.py",

@@ -8,8 +8,9 @@ random (no downloads), with what sets it apart: sliding-window layers mixed with
 unscaled decoder output (T5 v1.1, mT5), bytes for tokens (ByT5). The prompt plus the steps run
 past every window, so the window's mask is in play. Checked for each: the tokens and raw logits
 equal ``generate``'s, the attention rows equal eager attention's weights (in the step and made
-later, as a continue makes them), the last layer's lens is the logits stage, and a rewind past
-the window gives the steps an unbroken run gave.
+later, as a continue makes them), the last layer's lens is the logits stage, a rewind past the
+window gives the steps an unbroken run gave, and the tokens equal generate()'s in bfloat16 and
+float16 too. ``LMSCOPE_TEST_DEVICE=cuda`` runs them on a GPU (``benchmarks/gpu_check.sh``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from lmscope.engine import models
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
 
-from test_fidelity import run_generate, run_stepper  # tests/engine is on sys.path
+from test_fidelity import DEVICE, run_generate, run_stepper  # tests/engine is on sys.path
 from tiny_models import build_llama, build_t5
 
 WINDOW = 4
@@ -101,9 +102,9 @@ def loaded(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(request.param)
     if request.param in T5_LIKE:
         build_t5_like(folder, request.param, build_t5(tmp_path_factory.mktemp("t5-tokenizer")))
-        return models.load(str(folder), "t5", device="cpu", dtype="float32")
+        return models.load(str(folder), "t5", device=DEVICE, dtype="float32")
     build_causal(folder, request.param, build_llama(tmp_path_factory.mktemp("llama-tokenizer")))
-    return models.load(str(folder), "llama", device="cpu", dtype="float32")
+    return models.load(str(folder), "llama", device=DEVICE, dtype="float32")
 
 
 GREEDY = GenerationSettings(max_new_tokens=12)
@@ -118,12 +119,12 @@ def test_tokens_and_logits_equal_generate(loaded, settings):
     assert [step.token_id for step in steps] == tokens
     for step, logits in zip(steps, out.logits):
         top = [candidate.token_id for candidate in step.stages[0].top]
-        np.testing.assert_allclose([c.score for c in step.stages[0].top], logits[0, top].numpy(), atol=1e-4)
+        np.testing.assert_allclose([c.score for c in step.stages[0].top], logits[0, top].cpu().numpy(), atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_tokens_equal_generate_in_half_precision(loaded, dtype):
-    half = models.load(loaded.source, loaded.family, device="cpu", dtype=dtype)
+    half = models.load(loaded.source, loaded.family, device=DEVICE, dtype=dtype)
     assert half.model.dtype == getattr(torch, dtype)
     for settings in (GREEDY, SAMPLED):
         _, steps = run_stepper(half, settings)
@@ -137,7 +138,7 @@ def test_attention_rows_equal_eager_weights(loaded, complete_every):
     layer's eager weights cover the window's keys only (its cache keeps no more), and lmscope's
     rows, over every key position, hold exactly zero before the window."""
     prompt, steps = run_stepper(loaded, GREEDY, complete_every)
-    eager_model = type(loaded.model).from_pretrained(loaded.source, attn_implementation="eager").eval()
+    eager_model = type(loaded.model).from_pretrained(loaded.source, attn_implementation="eager").to(DEVICE).eval()
     eager = models.LoadedModel(eager_model, loaded.tokenizer, loaded.family, loaded.source)
     out, tokens = run_generate(eager, GREEDY, output_attentions=True)
     assert [step.token_id for step in steps] == tokens
@@ -151,7 +152,7 @@ def test_attention_rows_equal_eager_weights(loaded, complete_every):
         probs = np.asarray(probs)
         for layer, weights in enumerate(per_layer):
             keys = weights.shape[-1]
-            np.testing.assert_allclose(probs[layer][..., -keys:], weights[0].numpy(), atol=1e-5)
+            np.testing.assert_allclose(probs[layer][..., -keys:], weights[0].cpu().numpy(), atol=1e-5)
             assert not probs[layer][..., :-keys].any()
             windowed += keys < probs.shape[-1]
     config = loaded.model.config
@@ -195,7 +196,7 @@ def test_a_generation_config_asking_for_a_static_cache_steps_on_a_full_one(imple
     folder = build_causal(tmp_path / "gemma3", "gemma3", build_llama(tmp_path / "tokenizer"))
     config_file = folder / "generation_config.json"
     config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "cache_implementation": implementation}))
-    loaded = models.load(str(folder), "llama", device="cpu", dtype="float32")
+    loaded = models.load(str(folder), "llama", device=DEVICE, dtype="float32")
     assert loaded.model.generation_config.cache_implementation == implementation
     _, steps = run_stepper(loaded, GREEDY)
     _, tokens = run_generate(loaded, GREEDY)
