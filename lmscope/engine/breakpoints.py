@@ -252,6 +252,10 @@ class _Parser:
             pattern = re.compile(right({}))
         except re.error as error:
             self.fail(f"bad pattern ({error.msg})", at=right_start[2])
+        except OverflowError as error:  # a repetition count past 2**32 - 2: `a{9999999999}`
+            self.fail(f"bad pattern ({error})", at=right_start[2])
+        except RecursionError:  # re's parser recurses once per nested group
+            self.fail("bad pattern (its groups are nested too deeply)", at=right_start[2])
         return "bool", lambda values: pattern.search(left(values)) is not None
 
     def operand(self):

@@ -97,6 +97,13 @@ def test_deeply_nested_break(capsys):
     fails(["t5", "--json", "--break", "not " * 5000 + "flip"], capsys, "too deeply nested")
 
 
+def test_break_pattern_that_re_cannot_compile(capsys):
+    """re raises OverflowError and RecursionError besides re.error: each was exit 1."""
+    fails(["t5", "--json", "--break", "text ~ 'a{4294967296}'"], capsys, "bad pattern", "repetition number")
+    fails(["t5", "--json", "--break", "text ~ '" + "(" * 3000 + "a" + ")" * 3000 + "'"], capsys,
+          "bad pattern", "nested too deeply")
+
+
 # D11, D12, D13, D17: `open --svg`'s path and size, checked before anything is rendered
 
 def test_svg_path_that_is_a_folder_or_in_no_folder(trace, tmp_path, no_tui, capsys):

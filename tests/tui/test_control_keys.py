@@ -72,6 +72,19 @@ async def test_a_bad_breakpoint_is_explained_inline_and_the_input_stays():
         assert app.breakpoint_entries == () and not isinstance(app.screen, TextInputScreen)
 
 
+async def test_a_pattern_re_cannot_compile_is_explained_inline_and_the_app_stays():
+    async with running() as (app, pilot, engine):
+        await pilot.press("b")
+        await pilot.pause()
+        app.screen.query_one("#text-input").value = "text ~ 'a{4294967296}'"  # typed: it crashed the app
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.is_running and isinstance(app.screen, TextInputScreen)
+        error = str(app.screen.query_one("#text-input-error").render())
+        assert "bad pattern (the repetition number is too large) at column 8" in error
+        assert app.breakpoint_entries == ()
+
+
 async def test_breakpoints_list_disables_and_deletes():
     async with running(steps=8) as (app, pilot, engine):
         await add_breakpoint(app, pilot, "step == 2")
