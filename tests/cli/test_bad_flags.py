@@ -169,6 +169,16 @@ def test_open_svg_still_renders(trace, tmp_path, capsys):
     assert (tmp_path / "o.svg").read_text().startswith("<svg")
 
 
+def test_open_svg_step_of_a_recording_without_steps(tmp_path, capsys):
+    """A recording of the prompt alone (the TUI quit before any step) said "steps 0 to -1"."""
+    path = tmp_path / "prompt-only.lmscope"
+    write_trace(path, make_session("t5", steps=0))
+    line = fails(["open", str(path), "--svg", str(tmp_path / "o.svg"), "--step", "0"], capsys,
+                 "--step 0", "no steps", "leave --step out")
+    assert "-1" not in line and not (tmp_path / "o.svg").exists()
+    assert main(["open", str(path), "--svg", str(tmp_path / "o.svg")]) == 0  # the prompt alone renders
+
+
 # D16
 
 def test_empty_record(tmp_path, monkeypatch, no_tui, capsys):
