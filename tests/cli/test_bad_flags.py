@@ -97,6 +97,13 @@ def test_deeply_nested_break(capsys):
     fails(["t5", "--json", "--break", "not " * 5000 + "flip"], capsys, "too deeply nested")
 
 
+def test_break_on_margin_with_top_1(capsys, no_tui):
+    """`margin` is best minus second-best, and --top 1 keeps no second-best: it read 0.152 where
+    the margin was 0.0121, so `--break "margin < 0.05"` never stopped there."""
+    fails(["t5", "--json", "--top", "1", "--break", "margin < 0.05"], capsys, "`margin` needs", "--top 2")
+    fails(["t5", "--top", "1", "--break", "margin < 0.05"], capsys, "`margin` needs", "--top 2")  # the TUI's
+
+
 def test_break_pattern_that_re_cannot_compile(capsys):
     """re raises OverflowError and RecursionError besides re.error: each was exit 1."""
     fails(["t5", "--json", "--break", "text ~ 'a{4294967296}'"], capsys, "bad pattern", "repetition number")
