@@ -81,6 +81,8 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self._run_began: tuple[float, int] | None = None
         self._pacer = FramePacer()
         self._footer_widget: DebuggerFooter | None = None
+        self._session_names: set[str] = set()
+        """The files ``w`` chose (:meth:`_unused_session_name`), taken before a worker writes them."""
         self._failure: Exception | None = None
         """The error of the last engine call that failed; the exit's result while the session
         stays in the error state (:meth:`action_quit`)."""
