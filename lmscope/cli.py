@@ -136,7 +136,7 @@ def run_tui(options: SessionOptions, record: str | None = None, record_dtype: st
     if record:
         factory = _recording_factory(factory, options, record, record_dtype)
     _run_app(make_app(factory, title=f"lmscope {options.family}", record_path=record,
-                      breakpoints=tuple(options.parsed_breakpoints())))
+                      breakpoints=tuple(options.parsed_breakpoints()), top=options.top))
 
 
 def _recording_factory(factory, options: SessionOptions, record: str, record_dtype: str):

@@ -165,8 +165,9 @@ def table_row(record: StepRecord, escaped: bool = False) -> str:
     """One readable line per generated token; ``escaped``: tokens as ``ascii`` writes them, for a
     stream that takes no UTF-8 (the columns are padded after escaping, so they stay aligned)."""
     shown = ascii if escaped else repr
-    chosen = record.chosen
-    prob = f"{chosen.prob:6.3f}" if chosen else "     -"
+    # the exact probability, outside the last stage's top candidates too (as --json and `p`)
+    final_prob = record.final_prob
+    prob = f"{final_prob:6.3f}" if final_prob is not None else "     -"
     top = ", ".join(f"{shown(c.token)} {c.prob:.2f}" for c in record.stages[-1].top[:3])
     cache = f"{record.cache.total_bytes / 1024:7.0f}KB" if record.cache else "        -"
     end = f"  [{record.finish_reason}]" if record.finished else ""

@@ -75,14 +75,23 @@ class Breakpoint:
         return bool(self._test(values))
 
 
-def parse(expr: str) -> Breakpoint:
-    """Parse ``expr``; raise BreakpointError naming the column of the first problem."""
+def parse(expr: str, top: int | None = None) -> Breakpoint:
+    """Parse ``expr``; raise BreakpointError naming the column of the first problem.
+
+    Args:
+        expr: the condition.
+        top: the candidates the session keeps per stage (``--top``), when known: with one,
+            ``margin`` (best minus second-best) cannot be read, and is refused.
+    """
     parser = _Parser(expr)
     kind, test = parser.expression()
     if parser.peek() is not None:
         parser.fail("expected `and`, `or` or the end")
     if kind != "bool":
         parser.fail("a condition is needed, such as `p < 0.3`", at=0)
+    if top is not None and top < 2 and "margin" in parser.columns:
+        parser.fail(f"`margin` needs the second-best candidate, and --top {top} keeps only the best: "
+                    "pass --top 2 or more", at=parser.columns["margin"])
     return Breakpoint(expr, tuple(dict.fromkeys(parser.fields)), test)
 
 
@@ -155,6 +164,8 @@ class _Parser:
 
     def __init__(self, text: str):
         self.text, self.fields = text, []
+        self.columns: dict[str, int] = {}
+        """Each field read: the column where it is first read (0-based)."""
         self.shown = text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS - 3] + "..."
         self.tokens = self._lex(text)
         self.index = 0
@@ -252,6 +263,10 @@ class _Parser:
             pattern = re.compile(right({}))
         except re.error as error:
             self.fail(f"bad pattern ({error.msg})", at=right_start[2])
+        except OverflowError as error:  # a repetition count past 2**32 - 2: `a{9999999999}`
+            self.fail(f"bad pattern ({error})", at=right_start[2])
+        except RecursionError:  # re's parser recurses once per nested group
+            self.fail("bad pattern (its groups are nested too deeply)", at=right_start[2])
         return "bool", lambda values: pattern.search(left(values)) is not None
 
     def operand(self):
@@ -279,6 +294,7 @@ class _Parser:
             return "bool", lambda values: constant
         if kind == "word" and value in FIELDS:
             self.fields.append(value)
+            self.columns.setdefault(value, column)
             return FIELDS[value][0], lambda values: values[value]
         self.index -= 1
         if kind == "word":

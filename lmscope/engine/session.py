@@ -105,7 +105,7 @@ class SessionOptions:
         """The ``--break`` expressions, parsed (BreakpointError, a UserError, for a bad one)."""
         from lmscope.engine.breakpoints import parse
 
-        return [parse(expr) for expr in self.breakpoints]
+        return [parse(expr, top=self.top) for expr in self.breakpoints]
 
 
 def model_source(options: SessionOptions, progress: Callable[[str], None] | None = None) -> str:

@@ -90,8 +90,22 @@ class BrowseActions:
         replay = None if getattr(self.engine, "live", True) else self.engine
         lenses = {} if replay is not None else \
             self.get_screen_stack_root().query_one(LayersPane).lenses_of(self.view.prompt, self.view.steps)
-        self.write_session(f"{name}-{stamp}.lmscope", self.view.info, self.view.prompt, self.view.steps, lenses,
-                           self.hits_of(self.view.steps), replay)
+        self.write_session(self._unused_session_name(f"{name}-{stamp}"), self.view.info, self.view.prompt,
+                           self.view.steps, lenses, self.hits_of(self.view.steps), replay)
+
+    def _unused_session_name(self, base: str) -> str:
+        """``BASE.lmscope``, or ``BASE-2.lmscope`` ... where that is taken: the time in the name is
+        to the second, and a second ``w`` in it (after a rewind, say) wrote over the first file.
+        Names this app chose count as taken before their worker has made the file."""
+        import os
+
+        chosen = self._session_names
+        for number in range(1, 10_000):
+            path = f"{base}.lmscope" if number == 1 else f"{base}-{number}.lmscope"
+            if path not in chosen and not os.path.lexists(path):
+                chosen.add(path)
+                return path
+        return path
 
     def on_session_written(self, message) -> None:
         path = repr(str(message.path))  # as the command line quotes paths

@@ -55,10 +55,13 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
     """Everything the panes show."""
 
     def __init__(self, engine_factory: EngineFactory, *, title: str = "lmscope", theme: str | None = None,
-                 record_path: str | None = None, breakpoints: tuple = ()) -> None:
+                 record_path: str | None = None, breakpoints: tuple = (), top: int | None = None) -> None:
         super().__init__()
         self.record_path = record_path
         """Where ``--record`` writes the session, if it does."""
+        self.session_top = top
+        """The candidates the session keeps per stage (``--top``), when known: a new breakpoint
+        is checked against it (``margin`` needs two)."""
         self._set_breakpoints(breakpoints)
         self.engine_factory = engine_factory
         self.engine: Engine | None = None
@@ -78,6 +81,8 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         self._run_began: tuple[float, int] | None = None
         self._pacer = FramePacer()
         self._footer_widget: DebuggerFooter | None = None
+        self._session_names: set[str] = set()
+        """The files ``w`` chose (:meth:`_unused_session_name`), taken before a worker writes them."""
         self._failure: Exception | None = None
         """The error of the last engine call that failed; the exit's result while the session
         stays in the error state (:meth:`action_quit`)."""
@@ -396,6 +401,6 @@ def make_app(engine_factory: EngineFactory, **kwargs) -> LmscopeApp:
     Args:
         engine_factory: builds the Engine; called in a worker thread.
         **kwargs: ``title``, ``theme``, ``record_path``, ``breakpoints`` (parsed ``--break``
-            conditions: breakpoints 1, 2 ... of the session, enabled).
+            conditions: breakpoints 1, 2 ... of the session, enabled), ``top`` (``--top``).
     """
     return LmscopeApp(engine_factory, **kwargs)

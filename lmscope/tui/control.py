@@ -8,6 +8,7 @@ deletes history: the old continuation becomes a branch (``lmscope.engine.branche
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 from lmscope.engine.branches import BranchTree
 from lmscope.engine.breakpoints import BreakpointError, parse
@@ -39,12 +40,13 @@ class ControlActions:
 
     def action_add_breakpoint(self) -> None:
         """Ask for a condition (``b``); a bad one is explained inline and the input stays."""
-        self.push_screen(TextInputScreen("Break when", "p < 0.3 and not flip", _breakpoint_problem),
+        self.push_screen(TextInputScreen("Break when", "p < 0.3 and not flip",
+                                         partial(_breakpoint_problem, top=self.session_top)),
                          self._breakpoint_added)
 
     def _breakpoint_added(self, expr: str | None) -> None:
         if expr:
-            entry = BreakpointEntry(self._next_breakpoint, parse(expr))
+            entry = BreakpointEntry(self._next_breakpoint, parse(expr, top=self.session_top))
             self._next_breakpoint += 1
             self.breakpoint_entries = (*self.breakpoint_entries, entry)
             self.notify(f"breakpoint {entry.number} `{expr}`: c stops after the step where it holds", markup=False)
@@ -165,9 +167,9 @@ class ControlActions:
         self.show_branch(message.branch)
 
 
-def _breakpoint_problem(expr: str) -> str | None:
+def _breakpoint_problem(expr: str, top: int | None = None) -> str | None:
     try:
-        parse(expr)
+        parse(expr, top=top)
     except BreakpointError as error:
         return str(error)
     return None

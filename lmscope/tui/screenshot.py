@@ -106,6 +106,8 @@ def render_svg(engine, target: Path | None, step: int | None = None, tab: str = 
     from lmscope.tui.app import make_app
 
     steps = len(engine.trace)
+    if step is not None and not steps:
+        raise UserError(f"--step {step}: the session has no steps, only its prompt: leave --step out")
     if step is not None and not 0 <= step < steps:
         raise UserError(f"--step {step}: the session has steps 0 to {steps - 1}")
     app = make_app(lambda: engine, theme="textual-dark")

@@ -97,6 +97,20 @@ def test_deeply_nested_break(capsys):
     fails(["t5", "--json", "--break", "not " * 5000 + "flip"], capsys, "too deeply nested")
 
 
+def test_break_on_margin_with_top_1(capsys, no_tui):
+    """`margin` is best minus second-best, and --top 1 keeps no second-best: it read 0.152 where
+    the margin was 0.0121, so `--break "margin < 0.05"` never stopped there."""
+    fails(["t5", "--json", "--top", "1", "--break", "margin < 0.05"], capsys, "`margin` needs", "--top 2")
+    fails(["t5", "--top", "1", "--break", "margin < 0.05"], capsys, "`margin` needs", "--top 2")  # the TUI's
+
+
+def test_break_pattern_that_re_cannot_compile(capsys):
+    """re raises OverflowError and RecursionError besides re.error: each was exit 1."""
+    fails(["t5", "--json", "--break", "text ~ 'a{4294967296}'"], capsys, "bad pattern", "repetition number")
+    fails(["t5", "--json", "--break", "text ~ '" + "(" * 3000 + "a" + ")" * 3000 + "'"], capsys,
+          "bad pattern", "nested too deeply")
+
+
 # D11, D12, D13, D17: `open --svg`'s path and size, checked before anything is rendered
 
 def test_svg_path_that_is_a_folder_or_in_no_folder(trace, tmp_path, no_tui, capsys):
@@ -160,6 +174,16 @@ def test_open_flags_without_their_output(trace, flags, needles, no_tui, monkeypa
 def test_open_svg_still_renders(trace, tmp_path, capsys):
     assert main(["open", str(trace), "--svg", str(tmp_path / "o.svg"), "--step", "1", "--size", "80x24"]) == 0
     assert (tmp_path / "o.svg").read_text().startswith("<svg")
+
+
+def test_open_svg_step_of_a_recording_without_steps(tmp_path, capsys):
+    """A recording of the prompt alone (the TUI quit before any step) said "steps 0 to -1"."""
+    path = tmp_path / "prompt-only.lmscope"
+    write_trace(path, make_session("t5", steps=0))
+    line = fails(["open", str(path), "--svg", str(tmp_path / "o.svg"), "--step", "0"], capsys,
+                 "--step 0", "no steps", "leave --step out")
+    assert "-1" not in line and not (tmp_path / "o.svg").exists()
+    assert main(["open", str(path), "--svg", str(tmp_path / "o.svg")]) == 0  # the prompt alone renders
 
 
 # D16

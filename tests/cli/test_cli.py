@@ -50,6 +50,21 @@ def test_headless_table(tiny_t5_dir, capsys):
     assert out.strip().endswith("[max_new_tokens]")
 
 
+def test_headless_prob_is_the_chosen_tokens_exact_probability_outside_the_top(capsys):
+    """The table's prob column printed `-` for a token sampled or forced outside the last stage's
+    --top candidates, where --json prints its exact probability (and `p` reads it)."""
+    flags = ["t5", "--prompt", "the woman laughs", "--do-sample", "--temperature", "3", "--seed", "1",
+             "--top", "1", "--max-new-tokens", "6"]
+    code, out, _ = run([*flags, "--json"], capsys)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and any(line["token_id"] != line["stages"][-1]["top"][0]["id"] for line in lines)
+    code, out, _ = run([*flags, "--headless"], capsys)
+    rows = [row for row in out.splitlines() if row[:4].strip().isdigit()]
+    assert code == 0 and len(rows) == len(lines)
+    for row, line in zip(rows, lines):
+        assert f" {line['chosen']['prob']:6.3f} {line['chosen']['by']:<6} " in row, row
+
+
 @pytest.mark.parametrize("args, message", [
     (["--prompt", ""], "the prompt is empty"),
     (["--do-sample", "--temperature", "0"], "--temperature must be > 0"),

@@ -33,6 +33,7 @@ def test_fields_read_are_listed_once_in_order():
     ("foo > 1", "unknown field `foo`"),
     ("p < 0.3 and", "expected a value at column 12"),
     ("token ~ 'a('", "bad pattern"),
+    ("text ~ 'a{4294967296}'", "bad pattern (the repetition number is too large) at column 8"),
     ("p $ 3", "unexpected character at column 3"),
     ("(p < 1", "expected `)` at column 7"),
     ("p < 1 )", "expected `and`, `or` or the end at column 7"),
@@ -71,3 +72,18 @@ def test_patterns_keep_their_backslashes_and_quotes_can_be_escaped():
     assert parse(r"text ~ '\d+'").holds(VALUES | {"text": "step 42"})
     assert not parse(r"text ~ '\d+'").holds(VALUES)
     assert parse(r"token == 'it\'s'").holds(VALUES | {"token": "it's"})
+
+
+def test_a_pattern_nested_deeper_than_re_can_parse_is_a_bad_pattern():
+    expr = "text ~ '" + "(" * 3000 + "a" + ")" * 3000 + "'"
+    with pytest.raises(BreakpointError, match="bad pattern .its groups are nested too deeply. at column 8"):
+        parse(expr)
+
+
+def test_margin_is_refused_where_one_candidate_is_kept():
+    """With --top 1 the final stage lists no second-best candidate, and `margin` read the best
+    probability alone: `margin < 0.05` never held on a step whose margin was 0.01."""
+    with pytest.raises(BreakpointError, match=r"`margin` needs the second-best .*--top 2 or more.* at column 13"):
+        parse("p < 0.5 and margin < 0.05", top=1)
+    assert parse("p < 0.5 and margin < 0.05", top=2).fields == ("p", "margin")
+    assert parse("p < 0.5 and token ~ 'margin'", top=1).fields == ("p", "token")  # a string is no field

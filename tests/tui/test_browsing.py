@@ -210,3 +210,22 @@ async def test_1_brings_the_attention_tab_back():
         await pilot.press("1")
         await pilot.pause()
         assert app.query_one("#tabs").active == "attention" and "layer 1/4 · head 1/9" in screen_text(app)
+
+
+async def test_the_stages_title_gives_the_exact_p_of_a_token_outside_the_top():
+    """A token sampled or forced outside the last stage's top candidates: its exact probability
+    (``chosen_prob``, as --json prints it and `p` reads it), not only "(not in top)"."""
+    from dataclasses import replace
+
+    session = make_session("llama", steps=3)
+    last = session.steps[-1].stages[-1]
+    outside = next(i for i in range(1000) if i not in {c.token_id for c in last.top})
+    steps = (*session.steps[:-1], replace(session.steps[-1], token_id=outside, chosen_prob=0.0371, chosen_by="forced"))
+    engine = FakeEngine(Recording(session.info, session.prompt, steps))
+    app = make_app(engine_factory(engine), theme="textual-dark")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("c")
+        await settle(app, pilot)
+        title = str(app.query_one(StagesPane).border_subtitle)
+        assert "p=0.04 (not in top)" in title and "forced" in title

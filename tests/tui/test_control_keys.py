@@ -72,6 +72,32 @@ async def test_a_bad_breakpoint_is_explained_inline_and_the_input_stays():
         assert app.breakpoint_entries == () and not isinstance(app.screen, TextInputScreen)
 
 
+async def test_a_pattern_re_cannot_compile_is_explained_inline_and_the_app_stays():
+    async with running() as (app, pilot, engine):
+        await pilot.press("b")
+        await pilot.pause()
+        app.screen.query_one("#text-input").value = "text ~ 'a{4294967296}'"  # typed: it crashed the app
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.is_running and isinstance(app.screen, TextInputScreen)
+        error = str(app.screen.query_one("#text-input-error").render())
+        assert "bad pattern (the repetition number is too large) at column 8" in error
+        assert app.breakpoint_entries == ()
+
+
+async def test_a_margin_breakpoint_is_explained_inline_when_the_session_keeps_one_candidate():
+    from lmscope.testing import FakeEngine, engine_factory, make_session
+    from lmscope.tui.app import make_app
+    from tui_harness import settle
+
+    app = make_app(engine_factory(FakeEngine(make_session("llama", steps=4))), theme="textual-dark", top=1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await add_breakpoint(app, pilot, "margin < 0.1")
+        assert isinstance(app.screen, TextInputScreen) and app.breakpoint_entries == ()
+        assert "`margin` needs the second-best" in str(app.screen.query_one("#text-input-error").render())
+
+
 async def test_breakpoints_list_disables_and_deletes():
     async with running(steps=8) as (app, pilot, engine):
         await add_breakpoint(app, pilot, "step == 2")

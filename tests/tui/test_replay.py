@@ -51,6 +51,38 @@ async def test_w_writes_the_session_so_far(tmp_path, monkeypatch):
         assert any(f"to {name} (lmscope open {name})" in n.message for n in app._notifications)
 
 
+async def test_a_second_w_in_the_same_second_keeps_the_first_file(tmp_path, monkeypatch):
+    """The name has the time to the second: `w`, a rewind and `w` again within it wrote the
+    shorter session over the first file, which was lost."""
+    import datetime
+
+    class Frozen(datetime.datetime):  # every `w` in the same second, however slow the machine
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 12, 7, 10, 4, 5)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datetime, "datetime", Frozen)
+    from tui_harness import running
+
+    async with running(steps=6) as (app, pilot, engine):
+        await pilot.press("n", "n", "n")
+        await settle(app, pilot)
+        (tmp_path / "notes.lmscope").write_text("")  # nothing else in the folder is touched either
+        await pilot.press("w")
+        await settle(app, pilot)
+        await pilot.press("left", "u")
+        await settle(app, pilot)
+        await pilot.press("w")
+        await settle(app, pilot)
+        await pilot.press("w")
+        await settle(app, pilot)
+        written = sorted((p for p in tmp_path.glob("*.lmscope") if p.name != "notes.lmscope"),
+                         key=lambda p: p.stat().st_mtime_ns)
+        assert [len(Trace(p)) for p in written] == [3, 1, 1], [p.name for p in written]
+        assert (tmp_path / "notes.lmscope").read_text() == ""
+
+
 async def test_w_during_a_recording_quotes_its_path():
     """``w`` while ``--record`` writes: the notification names the file as the command line does,
     its trailing space seen. Before: ``recorded to my run .lmscope  as it runs``."""

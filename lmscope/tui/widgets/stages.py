@@ -47,8 +47,10 @@ class StagesPane(Widget):
             return
         self._shown, self._cursor, self._hint = record, cursor, hint
         if record is not None:
-            chosen = record.chosen
-            prob = f" p={chosen.prob:.2f}" if chosen else " (not in top)"
+            # the exact probability (as --json and `p`), outside the last stage's top too
+            final_prob = record.final_prob
+            prob = f" p={final_prob:.2f}" if final_prob is not None else ""
+            prob += "" if record.chosen else " (not in top)"
             entropy = f"H {abs(record.entropy):.2f} nats"
             # a Text: a str border title is parsed as markup, where a token like [/INST] breaks it
             self.border_subtitle = Text(f"▸ {token_text(record.token)}{prob} · {printable(record.chosen_by)} · {entropy}")
