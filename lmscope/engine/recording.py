@@ -5,6 +5,7 @@ shows one read back (:class:`~lmscope.engine.trace_reader.Trace`). The file's la
 
 from __future__ import annotations
 
+from lmscope.engine.branches import BranchTree
 from lmscope.engine.errors import UserError
 from lmscope.engine.records import PromptRecord, StepRecord
 from lmscope.engine.trace_reader import Trace
@@ -138,6 +139,8 @@ class ReplayEngine:
         """What of the file the replay cannot show ("" when nothing): the app shows it as a notification."""
         self._failure: Exception | None = None
         self._finished: bool | None = None
+        self._live: list[StepRecord] = []
+        """The live branch's records, as :meth:`recorded_steps` gave them."""
 
     @property
     def failure(self) -> Exception | None:
@@ -191,7 +194,32 @@ class ReplayEngine:
                 raise
             if index == len(self.trace) - 1:
                 self._finished = step[0].finish_reason is not None
+            self._live[index:] = [step[0]]
             yield step
+
+    def holds(self, record: StepRecord) -> bool:
+        """Whether ``record`` is a step of the branch live at the recording's end, as
+        :meth:`recorded_steps` gave it: only those steps' lenses are :meth:`lens`'s (a step a
+        rewind left behind has the same number as the live branch's step there)."""
+        return record.step < len(self._live) and self._live[record.step] is record
+
+    def recorded_branches(self) -> BranchTree | None:
+        """The branches the recorded session's rewinds and forces made, rebuilt from the steps in
+        the order they were written (None where there were none). Call it after
+        :meth:`recorded_steps`: the tree shares the live branch's records it gave.
+
+        Each step numbered below the live branch's length is where a rewind or a force was, as
+        the app's own tree forks there. Resuming a branch re-ran its tokens, forced, on the live
+        cache: that reads as a fork into a new branch with the same tokens."""
+        if not self.trace.has_branches:
+            return None
+        tree = BranchTree()
+        for index, record in self.trace.every_step():
+            record = self._live[index] if index is not None else record
+            if record.step < len(tree.live_branch.steps):
+                tree.fork(record.step, record.token_id if record.chosen_by == "forced" else None)
+            tree.append(record)
+        return tree
 
     def step(self, force: int | None = None, rows_later: bool = False, record_later: bool = False,
              layers_later: bool | None = None, scores_in_step: bool = False) -> StepRecord:

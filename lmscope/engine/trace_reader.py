@@ -208,6 +208,27 @@ class Trace:
             raise TraceError(f"{str(self.path)!r} has no step {index!r}: it holds {steps}")
         return self._steps[index]
 
+    @property
+    def has_branches(self) -> bool:
+        """Whether a rewind or a force left steps that the branch live at the end does not hold."""
+        return sum(chunk.kind == b"STEP" for chunk in self._chunks) > len(self._steps)
+
+    def every_step(self):
+        """Every recorded step in the order it was written, a rewound branch's too: ``(index,
+        None)`` for step ``index`` of the live branch (its record is :meth:`step`'s), ``(None,
+        record)`` for a step a rewind or a force left behind (its rows mapped, as :meth:`step`'s)."""
+        live = {step.body.start: index for index, (step, _) in enumerate(self._steps)}
+        for chunk in self._chunks:
+            if chunk.kind != b"STEP":
+                continue
+            index = live.get(chunk.body.start)
+            if index is not None:
+                yield index, None
+            else:
+                _, record, rows = self._read_step(chunk)
+                yield None, replace(record, attention=rows.get("attention"),
+                                    cross_attention=rows.get("cross_attention"))
+
     def _live_steps(self) -> list[tuple[Chunk, list[Chunk]]]:
         """The steps of the branch that was live at the end: a rewind restarts the numbering
         (:func:`in_order` has checked every step number and note against the steps before it).

@@ -12,7 +12,7 @@ from functools import partial
 
 from lmscope.engine.branches import BranchTree
 from lmscope.engine.breakpoints import BreakpointError, parse
-from lmscope.tui.messages import BranchResumed, ForceRefused, Rewound
+from lmscope.tui.messages import BranchesLoaded, BranchesNotLoaded, BranchResumed, ForceRefused, Rewound
 from lmscope.tui.widgets.branches import BranchesScreen
 from lmscope.tui.widgets.breakpoints import BreakpointEntry, BreakpointsScreen
 from lmscope.tui.widgets.text_input import TextInputScreen
@@ -129,7 +129,8 @@ class ControlActions:
     def action_branches(self) -> None:
         """The tree of branches (``t``)."""
         tree = self.branch_tree
-        self.push_screen(BranchesScreen(tree, self.view.branch), lambda choice: self._branch_chosen(choice, tree))
+        self.push_screen(BranchesScreen(tree, self.view.branch, resumable=self.live_engine),
+                         lambda choice: self._branch_chosen(choice, tree))
 
     def _branch_chosen(self, choice: tuple[str, int] | None, tree: BranchTree) -> None:
         """``enter`` (show) or ``r`` (resume) in the branches view of ``tree``.
@@ -147,6 +148,8 @@ class ControlActions:
                 self.notify("wait for the engine to finish before showing or resuming another branch")
         elif what == "show" or branch_id == tree.live:
             self.show_branch(branch_id)
+        elif not self.live_engine:
+            self.notify("a replay cannot resume a branch: it has no model (enter shows it)")
         else:
             common, ids = tree.tokens_to_replay(branch_id)
             self._control(common, replay=tuple(ids), branch=branch_id)
@@ -155,11 +158,30 @@ class ControlActions:
         """Every pane shows ``branch_id``'s steps, with the breakpoint marks of that branch; no
         model work."""
         live = branch_id == self.branch_tree.live
-        notice = "" if live else f"viewing branch {branch_id} (not live): t, then r resumes it"
+        if live:  # a replay's status bar keeps saying what it replays
+            notice = "" if self.live_engine else getattr(self.engine, "label", "")
+        else:
+            resume = ": t, then r resumes it" if self.live_engine else ""
+            notice = f"viewing branch {branch_id} (not live){resume}"
         self._branch_marks[self.view.branch] = self.view.marks
         steps = self.branch_tree.branches[branch_id].steps
         marks = frozenset(m for m in self._branch_marks.get(branch_id, ()) if m < len(steps))
         self.view = self.view.showing(branch_id, steps, live, notice, marks)
+
+    @property
+    def live_engine(self) -> bool:
+        """Whether the engine runs a model (a replay's does not: it cannot rewind or resume)."""
+        return getattr(self.engine, "live", True)
+
+    def on_branches_loaded(self, message: BranchesLoaded) -> None:
+        """A replay's branches, rebuilt from its recording, take the place of the tree its history
+        made (the live branch alone), whose live branch they share."""
+        if len(message.tree.live_branch.steps) == len(self.branch_tree.live_branch.steps):
+            self.branch_tree = message.tree
+
+    def on_branches_not_loaded(self, message: BranchesNotLoaded) -> None:
+        self.notify(f"its other branches are not shown: {message.error}", title="part of the recording is not shown",
+                    severity="warning", timeout=20, markup=False)
 
     def on_branch_resumed(self, message: BranchResumed) -> None:
         """The engine re-ran the branch's tokens: it is the live one, with its own records."""

@@ -132,6 +132,20 @@ class HistoryLoaded(Message):
 
 
 @dataclass
+class BranchesLoaded(Message):
+    """A replayed session's branches, rebuilt from its recording (``ReplayEngine.recorded_branches``)."""
+
+    tree: object
+
+
+@dataclass
+class BranchesNotLoaded(Message):
+    """A step of a replay's other branches did not read: the replay shows its live branch alone."""
+
+    error: Exception
+
+
+@dataclass
 class HitNoted(Message):
     """A breakpoint held at ``record`` (live, or recorded in a replay): ``note`` as
     ``breakpoints.hit_note`` keeps it, for ``w`` to write beside the step."""

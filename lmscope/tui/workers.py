@@ -24,7 +24,8 @@ from lmscope.engine.cores import spare_core
 from lmscope.engine.errors import UserError
 from lmscope.engine.protocol import Engine, EngineFactory
 from lmscope.tui.messages import (
-    BranchResumed, EngineFailed, ForceRefused, HistoryLoaded, HitNoted, ModelLoaded, PromptEncoded, Rewound,
+    BranchesLoaded, BranchesNotLoaded, BranchResumed, EngineFailed, ForceRefused, HistoryLoaded, HitNoted,
+    ModelLoaded, PromptEncoded, Rewound,
     RunStopped, SessionNotWritten, SessionWritten, StepCompleted, StepsCompleted,
 )
 
@@ -98,6 +99,18 @@ class EngineWorkers:
             return
         self.post_message(HistoryLoaded(tuple(batch)))
         self.post_message(RunStopped(finished=engine.finished, paused=not engine.finished))
+        self._load_branches(engine)
+
+    def _load_branches(self, engine: Engine) -> None:
+        """The replay's other branches, after its history: a step of one that does not read
+        leaves the history and the live branch as they are, and says so."""
+        try:
+            tree = engine.recorded_branches()
+        except Exception as error:
+            self.post_message(BranchesNotLoaded(error))
+            return
+        if tree is not None:
+            self.post_message(BranchesLoaded(tree))
 
     @work(thread=True, group="io", exit_on_error=False)
     def write_session(self, path: str, info, prompt, steps, lenses: dict | None = None,
@@ -272,7 +285,7 @@ def recorded_lenses(replay: ReplayEngine, steps) -> tuple[dict[int, tuple], tupl
     each one that does not read (a damaged chunk): ``w`` writes the steps and the other lenses."""
     lenses, left_out = {}, []
     for record in steps:
-        if not replay.has_lens(record.step):
+        if not (replay.holds(record) and replay.has_lens(record.step)):  # another branch's: none kept
             continue
         try:
             lenses[record.step] = replay.lens(record.step)

@@ -64,6 +64,16 @@ def test_a_rewound_recording_opens_on_the_branch_live_at_the_end(tmp_path):
     writer.close()
     assert [r.step for r in (Trace(tmp_path / "r.lmscope").step(i) for i in range(4))] == [0, 1, 2, 3]
     assert len(Trace(tmp_path / "r.lmscope")) == 4
+    # the steps the rewind left behind are a branch of the replay, forked at step 2
+    from lmscope.engine.recording import ReplayEngine
+
+    replay = ReplayEngine(Trace(tmp_path / "r.lmscope"))
+    live = [record for record, _ in replay.recorded_steps()]
+    tree = replay.recorded_branches()
+    assert tree.live_branch.steps == tuple(live) and all(a is b for a, b in zip(tree.live_branch.steps, live))
+    left = tree.branches[1]
+    assert (left.parent, left.fork_step, [s.step for s in left.steps]) == (0, 2, [0, 1, 2, 3, 4])
+    assert left.steps[:2] == tuple(live[:2]) and replay.holds(live[3]) and not replay.holds(left.steps[3])
 
 
 @pytest.mark.parametrize("family", ["llama", "t5"])

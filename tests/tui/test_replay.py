@@ -231,3 +231,82 @@ async def test_a_session_recorded_before_it_ended_replays_as_paused(tmp_path):
         assert "paused" in screen_text(app).splitlines()[0]
         for action in ("step", "continue", "pause"):
             assert app.check_action(action, ()) is None
+
+
+def _tree_shape(tree) -> dict:
+    """Each branch of ``tree`` as (parent, fork step, forced id, its tokens), by id."""
+    return {branch.id: (branch.parent, branch.fork_step, branch.forced, [s.token_id for s in branch.steps])
+            for branch in tree.branches.values()}
+
+
+async def test_a_replay_shows_the_branches_the_session_made(tmp_path):
+    """Recorded live with a rewind and a forced token, a session replays with the same branch
+    tree: ``t`` lists every branch, ``enter`` shows one in every pane; ``r`` cannot resume one
+    (no model), and a left-behind step's lens is not taken for the live step of that number."""
+    from lmscope.engine.recording import RecordingEngine
+    from lmscope.engine.trace_writer import TraceWriter
+    from lmscope.tui.widgets.branches import BranchesScreen
+    from lmscope.tui.widgets.layers import LayersPane
+
+    path = tmp_path / "branched.lmscope"
+    recorder = RecordingEngine(testing.FakeEngine(make_session("llama", steps=8)), TraceWriter(path), {})
+    live_app = make_app(lambda: recorder, theme="textual-dark")
+    async with live_app.run_test(size=(120, 40)) as pilot:
+        await settle(live_app, pilot)
+        await pilot.press("c")
+        await settle(live_app, pilot)
+        await pilot.press("home", "right", "right", "u")  # rewind before step 1: branch 1 keeps steps 1-7
+        await settle(live_app, pilot)
+        for _ in range(2):
+            await pilot.press("n")
+            await settle(live_app, pilot)
+        await pilot.press("left", "f")  # force at step 1: branch 2 keeps the two new steps
+        await pilot.pause()
+        await pilot.press(*"Paris", "enter")
+        await settle(live_app, pilot)
+        live_shape = _tree_shape(live_app.branch_tree)
+        assert live_app.view.steps[1].chosen_by == "forced"
+    recorder.writer.close()
+    assert len(live_shape) == 3, live_shape
+
+    app, engine = replay_app(path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert _tree_shape(app.branch_tree) == live_shape
+        assert app.view.steps == app.branch_tree.live_branch.steps  # the history's own records
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, BranchesScreen)
+        text = screen_text(app)
+        assert "branch 1 · fork at step 1" in text and "branch 2 · fork at step 1" in text
+        assert "a replay: none resumes" in text
+        await pilot.press("down", "enter")  # branch 1: the first run's steps 1-7
+        await pilot.pause()
+        assert app.view.branch == 1 and [s.token_id for s in app.view.steps] == live_shape[1][3]
+        first_line = screen_text(app).splitlines()[0]
+        assert "viewing branch 1 (not live)" in first_line and "resumes" not in first_line
+        await pilot.press("5")  # Layers, on a step the live branch numbers too
+        await pilot.pause()
+        layers = app.screen.query_one(LayersPane)
+        assert not engine.holds(app.view.selected)
+        assert "keeps the lens of the branch live at its end only" in layers._not_held(app.view)
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("r")
+        await settle(app, pilot)
+        assert app.view.branch == 1 and app.branch_tree.live == 0
+        assert any("cannot resume" in str(note.message) for note in app._notifications)
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("up", "up", "enter")  # the live branch again: the replay's label is back
+        await pilot.pause()
+        assert app.view.branch == 0 and "replay of branched.lmscope" in screen_text(app).splitlines()[0]
+
+
+async def test_a_replay_without_rewinds_builds_no_second_tree(tmp_path):
+    write_trace(tmp_path / "s.lmscope")
+    app, engine = replay_app(tmp_path / "s.lmscope")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert engine.recorded_branches() is None and list(app.branch_tree.branches) == [0]
+        assert app.branch_tree.live_branch.steps == app.view.steps

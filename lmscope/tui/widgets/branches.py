@@ -44,13 +44,15 @@ class BranchesScreen(ModalScreen[tuple[str, int] | None]):
         Binding("escape,t", "close", "Close"),
     ]
 
-    def __init__(self, tree: BranchTree, shown: int) -> None:
+    def __init__(self, tree: BranchTree, shown: int, resumable: bool = True) -> None:
         super().__init__()
-        self.branch_tree, self.shown = tree, shown
+        self.branch_tree, self.shown, self.resumable = tree, shown, resumable
+        """``resumable``: False in a replay, which has no model to resume a branch on."""
 
     def compose(self) -> ComposeResult:
+        resume = " · r resumes it on the live cache" if self.resumable else " (a replay: none resumes)"
         with Vertical(id="branches-dialog"):
-            yield Label("Branches  (enter shows a branch · r resumes it on the live cache · esc close)")
+            yield Label(f"Branches  (enter shows a branch{resume} · esc close)")
             yield Tree(Text("session"), id="branches-tree")
 
     def on_mount(self) -> None:

@@ -146,10 +146,13 @@ class LayersPane(CatchUpWhenShown, Vertical):
         """Why the engine cannot make the selected step's lens, if it cannot: the lens runs on the
         engine's live cache, which holds the live branch's steps only (a lens computed while its
         step was live is kept, and shown without asking)."""
-        engine = self.app.engine
+        engine, record = self.app.engine, view.selected
         if engine is not None and not getattr(engine, "live", True):
-            return None if engine.has_lens(view.selected.step) else NO_LAYER_CAPTURES
-        record, live = view.selected, self.app.branch_tree.live_branch.steps
+            if not engine.holds(record):
+                return (f"step {record.step + 1} is on branch {view.branch}: a recording keeps the lens of "
+                        "the branch live at its end only")
+            return None if engine.has_lens(record.step) else NO_LAYER_CAPTURES
+        live = self.app.branch_tree.live_branch.steps
         if record.step < len(live) and live[record.step] is record:
             return None
         return (f"step {record.step + 1} is on branch {view.branch}, which the model no longer holds: "
