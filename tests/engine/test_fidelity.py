@@ -63,6 +63,13 @@ def run_generate(loaded, settings, **extra):
     return out, out.sequences[0, start:].tolist()
 
 
+def eager_copy(loaded):
+    """The same model loaded again with transformers' eager attention, whose weights
+    ``output_attentions`` returns: the oracle for the captured rows."""
+    model = type(loaded.model).from_pretrained(loaded.source, attn_implementation="eager").to(DEVICE).eval()
+    return models.LoadedModel(model, loaded.tokenizer, loaded.family, loaded.source)
+
+
 def user_generate_kwargs(settings: GenerationSettings, tokenizer) -> dict:
     """What a user of ``model.generate`` passes for these settings: the oracle's arguments."""
     kwargs = settings.config_kwargs()
@@ -134,9 +141,7 @@ def test_stages_follow_transformers_processor_order(loaded):
 def test_captured_attention_equals_eager(loaded, complete_every):
     settings = GenerationSettings(max_new_tokens=6)
     prompt, steps = run_stepper(loaded, settings, complete_every)
-    eager_model = type(loaded.model).from_pretrained(loaded.source, attn_implementation="eager").to(DEVICE).eval()
-    eager = models.LoadedModel(eager_model, loaded.tokenizer, loaded.family, loaded.source)
-    out, tokens = run_generate(eager, settings, output_attentions=True)
+    out, tokens = run_generate(eager_copy(loaded), settings, output_attentions=True)
     assert [s.token_id for s in steps] == tokens
     if loaded.family == "t5":
         check_t5_attention(prompt, steps, out)
