@@ -54,7 +54,7 @@ class SessionOptions:
     def check(self) -> None:
         """Reject bad options before any model is loaded (one-line UserError)."""
         self._check_types()
-        if not self.prompt.strip():
+        if not self.prompt:  # a prompt of spaces or a line break is text to generate from
             raise UserError("the prompt is empty: pass --prompt TEXT")
         if self.model is not None and not self.model.strip():
             raise UserError("--model is empty: name a hub id or a model folder, or leave --model out for the default")

@@ -451,6 +451,10 @@ class Stepper:
                 self._prompt_ids = self.tokenizer.apply_chat_template(
                     messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
                 )["input_ids"]
+            if self._prompt_ids.shape[-1] == 0:  # generate() would fail deep inside the model
+                self._prompt_ids = None
+                raise UserError(f"the prompt {self.prompt!r} encodes to no token (the tokenizer adds none of its "
+                                "own, such as a start token): give it some text")
         return self._prompt_ids.clone()  # the caller's own: nothing it does reaches the next start
 
     def _prompt_record(self, prompt_ids, recorder, elapsed: float) -> PromptRecord:

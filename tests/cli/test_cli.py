@@ -82,6 +82,38 @@ def test_bad_input_is_one_line_and_exit_2(tiny_llama_dir, capsys, args, message)
     assert err.count("\n") == 1 and err.startswith("lmscope: error: ") and message in err
 
 
+@pytest.mark.parametrize("prompt", [" ", "\n"])
+def test_a_prompt_of_whitespace_is_text_to_generate_from(tiny_llama_dir, capsys, prompt):
+    """A space or a line break is a prompt (as generate() takes it), not an empty one."""
+    code, out, err = run(["llama", "--model", str(tiny_llama_dir), "--json", "--prompt", prompt,
+                          "--max-new-tokens", "2"], capsys)
+    assert code == 0 and err == "" and len(out.splitlines()) == 2
+
+
+def test_a_prompt_that_encodes_to_no_token_is_one_line(tiny_llama_dir, tmp_path):
+    """With a tokenizer that adds no token of its own (no start token) and a normalizer that
+    strips spaces, a prompt of spaces reaches the model as nothing: refused, not a crash."""
+    import shutil
+
+    from tokenizers import Tokenizer, normalizers
+
+    from lmscope.engine import models
+    from lmscope.engine.errors import UserError
+    from lmscope.engine.settings import GenerationSettings
+    from lmscope.engine.stepper import Stepper
+
+    folder = tmp_path / "no-start-token"
+    shutil.copytree(tiny_llama_dir, folder)
+    raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    raw.post_processor, raw.normalizer = None, normalizers.Strip()
+    raw.save(str(folder / "tokenizer.json"))
+    loaded = models.load(str(folder), "llama", device="cpu", dtype="float32")
+    assert loaded.tokenizer("   ").input_ids == []
+    stepper = Stepper(loaded, "   ", GenerationSettings(max_new_tokens=2))
+    with pytest.raises(UserError, match="encodes to no token"):
+        stepper.start()
+
+
 def test_missing_model_and_wrong_family(tiny_llama_dir, tmp_path, capsys):
     code, _, err = run(["llama", "--model", str(tmp_path / "nothing"), "--json"], capsys)
     assert code == 2 and "does not exist" in err
