@@ -37,10 +37,11 @@ FIELDS = {
 _COMPARE: dict[str, Callable[[object, object], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
 }
-_TOKEN = re.compile(r"""\s*(?:(?P<number>-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))
+# Numbers in ASCII digits only, as every other number lmscope reads (``\d`` matches any script's).
+_TOKEN = re.compile(r"""\s*(?:(?P<number>-?(?:[0-9]+\.?[0-9]*(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?))
                       |(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
                       |(?P<op><=|>=|==|!=|<|>|~|\(|\))
-                      |(?P<word>[A-Za-z_]\w*))""", re.VERBOSE)
+                      |(?P<word>[A-Za-z_][A-Za-z0-9_]*))""", re.VERBOSE)
 
 
 MAX_DEPTH = 50

@@ -35,6 +35,8 @@ def test_fields_read_are_listed_once_in_order():
     ("token ~ 'a('", "bad pattern"),
     ("text ~ 'a{4294967296}'", "bad pattern (the repetition number is too large) at column 8"),
     ("p $ 3", "unexpected character at column 3"),
+    ("p < \u0663", "unexpected character at column 5"),  # an Arabic-Indic 3: numbers are ASCII, as --step's
+    ("step == \uff11", "unexpected character at column 9"),  # a fullwidth 1
     ("(p < 1", "expected `)` at column 7"),
     ("p < 1 )", "expected `and`, `or` or the end at column 7"),
     ("step", "a condition is needed"),
