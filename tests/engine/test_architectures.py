@@ -21,7 +21,7 @@ import torch
 
 from lmscope.engine import models
 from lmscope.engine.settings import GenerationSettings
-from lmscope.engine.stepper import Stepper
+from lmscope.engine.stepper import REPLAY, Stepper
 
 from test_fidelity import DEVICE, eager_copy, run_generate, run_stepper  # tests/engine is on sys.path
 from tiny_models import build_llama, build_t5
@@ -159,10 +159,15 @@ def test_attention_rows_equal_eager_weights(loaded, complete_every):
     assert bool(windowed) == sliding, "the steps run past the window exactly when there is one"
 
 
-def test_the_last_layers_lens_is_the_logits_stage(loaded):
+@pytest.mark.parametrize("later", [False, True], ids=["captured-in-the-step", "replayed"])
+def test_the_last_layers_lens_is_the_logits_stage(loaded, later):
+    """``later``: the steps are a continue's, whose layers are not captured in the step: the lens
+    runs the step's forward pass again on the keys it saw (``Stepper._replayed``)."""
     stepper = Stepper(loaded, "the quick brown fox", GREEDY)
     stepper.start()
-    steps = [stepper.step() for _ in range(8)]
+    steps = [stepper.step(rows_later=later) for _ in range(8)]
+    stepper.complete_waiting()
+    assert (stepper._residuals[steps[-1].step][0] is REPLAY) == later
     for record in (steps[0], steps[-1]):
         last = stepper.lens(record.step, top=5)[-1]
         stage = record.stages[0].top[:5]
