@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from lmscope.engine.models import decoder_config
 from lmscope.engine.placement import execution_device
 from lmscope.engine.records import Candidate, LayerLens
 
@@ -25,10 +26,11 @@ def lens_logits(model, residual: torch.Tensor) -> torch.Tensor:
     head = model.get_output_embeddings()
     with torch.no_grad():
         hidden = norm(residual.to(execution_device(head), head.weight.dtype))  # not meta: a device map may offload it
-        if getattr(model.config, "scale_decoder_outputs", False):  # T5 with tied embeddings
-            hidden = hidden * (model.config.d_model**-0.5)
+        config = decoder_config(model.config)
+        if getattr(config, "scale_decoder_outputs", False):  # T5 with tied embeddings
+            hidden = hidden * (config.d_model**-0.5)
         logits = head(hidden)
-        cap = getattr(model.config, "final_logit_softcapping", None)
+        cap = getattr(config, "final_logit_softcapping", None)
         if cap is not None:  # Gemma 2 caps its logits after the head, in the head's dtype
             logits = torch.tanh(logits / cap) * cap
         return logits.float()

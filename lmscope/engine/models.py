@@ -75,6 +75,12 @@ machine, where the app is otherwise up at once and loads the model in its worker
 model is checked all the same (:func:`check_steppable`)."""
 
 
+def decoder_config(config):
+    """The config that describes the model's text decoder: ``config`` itself, or a multimodal
+    model's ``text_config`` (Gemma 3's larger checkpoints: the heads, layers and positions are there)."""
+    return config.get_text_config(decoder=True)
+
+
 def family_of(config) -> str:
     """``"t5"`` or ``"llama"`` from a config, or raise ModelError naming what is supported.
 
@@ -192,7 +198,7 @@ def load(source: str, expected_family: str, device: str = "auto", dtype: str = "
     if family != expected_family:
         raise ModelError(f"{source!r} is a {family} model: run `lmscope {family}` instead of `lmscope {expected_family}`")
     if placement is not None:
-        placement.check_heads(config)
+        placement.check_heads(decoder_config(config))
     extra = placement.load_kwargs() if placement is not None else {}
     model, tokenizer = _load_weights(source, family, torch_dtype, extra)
     check_steppable(model, family)  # what the config could not tell (it may not build on meta)

@@ -168,7 +168,9 @@ def open_session(options: SessionOptions, progress: Callable[[str], None] | None
 def check_fits(loaded, prompt_tokens: int, max_new_tokens: int) -> None:
     """Refuse a prompt that leaves no room in the model's positions (transformers would only
     warn, then compute garbage or fail mid-run). T5's relative positions have no such limit."""
-    limit = getattr(loaded.model.config, "max_position_embeddings", None)
+    from lmscope.engine.models import decoder_config
+
+    limit = getattr(decoder_config(loaded.model.config), "max_position_embeddings", None)
     if loaded.family != "llama" or not limit:
         return
     if prompt_tokens + max_new_tokens > limit:

@@ -567,13 +567,13 @@ class _LastLogits:
 
 
 def _session_info(loaded: models.LoadedModel, settings: GenerationSettings) -> SessionInfo:
-    config = loaded.model.config
+    config = models.decoder_config(loaded.model.config)
     heads = getattr(config, "num_attention_heads", None) or getattr(config, "num_heads")
     layers = getattr(config, "num_decoder_layers", None) or config.num_hidden_layers
     return SessionInfo(
         model=loaded.source,
         family=loaded.family,
-        model_type=config.model_type,
+        model_type=loaded.model.config.model_type,
         device=str(loaded.model.device),
         dtype=str(loaded.model.dtype).removeprefix("torch."),
         layers=layers,

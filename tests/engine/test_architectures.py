@@ -4,7 +4,8 @@ The README and the refusal line name Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Phi-
 besides Llama and T5; T5 v1.1 (FLAN-T5's architecture) is here too. Each is built tiny and
 random (no downloads), with what sets it apart: sliding-window layers mixed with full ones
 (Gemma 2 and 3, Mistral and Qwen2 with ``layer_types``), soft-capped attention scores and logits
-(Gemma 2), q/k norms (Qwen3, Gemma 3), a fused qkv projection (Phi-3), gated GELU and an
+(Gemma 2), q/k norms (Qwen3, Gemma 3), a text decoder inside a vision-language model (Gemma 3's
+larger checkpoints), a fused qkv projection (Phi-3), gated GELU and an
 unscaled decoder output (T5 v1.1, mT5), bytes for tokens (ByT5). The prompt plus the steps run
 past every window, so the window's mask is in play. Checked for each: the tokens and raw logits
 equal ``generate``'s, the attention rows equal eager attention's weights (in the step and made
@@ -46,6 +47,9 @@ ARCHITECTURES = {
                     **MIXED)),
     "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", dict(head_dim=16, **MIXED)),
     "phi3": ("Phi3Config", "Phi3ForCausalLM", {}),
+    # Gemma 3's larger checkpoints: a text decoder inside a vision-language model, its heads,
+    # layers and positions in the config's text_config.
+    "gemma3-multimodal": ("Gemma3Config", "Gemma3ForConditionalGeneration", {}),
 }
 
 
@@ -56,7 +60,14 @@ def build_causal(folder, name: str, tokenizer_from):
     config_name, model_name, extra = ARCHITECTURES[name]
     tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_from)
     torch.manual_seed(0)
-    config = getattr(transformers, config_name)(vocab_size=len(tokenizer), **{**SMALL, **extra})
+    if name == "gemma3-multimodal":
+        text = {**SMALL, "vocab_size": len(tokenizer), "head_dim": 16, "pad_token_id": 0, **MIXED}
+        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                      image_size=28, patch_size=14)
+        config = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                                           image_token_index=5, boi_token_index=6, eoi_token_index=7)
+    else:
+        config = getattr(transformers, config_name)(vocab_size=len(tokenizer), **{**SMALL, **extra})
     model = getattr(transformers, model_name)(config)
     with torch.no_grad():  # sharper logits than the default init, as the tiny Llama's
         model.lm_head.weight.mul_(30)
@@ -153,7 +164,7 @@ def test_attention_rows_equal_eager_weights(loaded, complete_every):
             np.testing.assert_allclose(probs[layer][..., -keys:], weights[0].cpu().numpy(), atol=1e-5)
             assert not probs[layer][..., :-keys].any()
             windowed += keys < probs.shape[-1]
-    config = loaded.model.config
+    config = loaded.model.config.get_text_config(decoder=True)
     sliding = getattr(config, "sliding_window", None) is not None and "sliding_attention" in (
         getattr(config, "layer_types", None) or {"sliding_attention"})  # no layer types: every layer slides
     assert bool(windowed) == sliding, "the steps run past the window exactly when there is one"
