@@ -176,8 +176,8 @@ def capture_attention_forward(module, query, key, value, attention_mask, scaling
     Returns:
         ``(attn_output [batch, query_pos, head, head_dim], None)`` as transformers expects.
     """
-    if kwargs.get("softcap") is not None:
-        return _softcapped_attention_forward(module, query, key, value, attention_mask, scaling, dropout, kwargs)
+    if any(kwargs.get(name) is not None for name in EAGER_ONLY):
+        return _eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout, kwargs)
     recorder = _RECORDER.get()
     deferred = False
     if recorder is not None and id(module) in recorder.kinds:
@@ -207,11 +207,17 @@ def capture_attention_forward(module, query, key, value, attention_mask, scaling
     return output, None
 
 
-def _softcapped_attention_forward(module, query, key, value, attention_mask, scaling, dropout, kwargs):
-    """Attention whose scores are soft-capped (Gemma 2: ``tanh(scores / cap) * cap``), which SDPA
-    cannot compute: the model's own eager function makes the output and the weights, as
-    ``generate`` does for such a model (its default implementation is eager), and the kept rows
-    are those weights. Never deferred: a continue's later rows know no soft cap.
+EAGER_ONLY = ("softcap", "s_aux")
+"""Attention arguments SDPA does not compute as eager attention does: soft-capped scores (Gemma
+2's ``tanh(scores / cap) * cap``) and attention sinks (gpt-oss's ``s_aux``: a learned logit per
+head that joins every row's softmax and is dropped after it)."""
+
+
+def _eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout, kwargs):
+    """Attention with an argument of :data:`EAGER_ONLY`: the model's own eager function makes the
+    output and the weights, as ``generate`` does for such a model (its default implementation is
+    eager), and the kept rows are those weights (with sinks, a row's weights sum to less than 1:
+    the sink's share is not a key's). Never deferred: a continue's later rows know neither.
 
     lmscope's mask builder is SDPA's (None for plain causal, or boolean), and the eager function
     adds its mask to the scores, so the mask is handed over additive, the causal part included.

@@ -4,7 +4,7 @@ The README and the refusal line name Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Phi-
 besides Llama and T5; T5 v1.1 (FLAN-T5's architecture) is here too. Each is built tiny and
 random (no downloads), with what sets it apart: sliding-window layers mixed with full ones
 (Gemma 2 and 3, Mistral and Qwen2 with ``layer_types``), soft-capped attention scores and logits
-(Gemma 2), q/k norms (Qwen3, Gemma 3), a text decoder inside a vision-language model (Gemma 3's
+(Gemma 2), attention sinks (gpt-oss), q/k norms (Qwen3, Gemma 3), a text decoder inside a vision-language model (Gemma 3's
 larger checkpoints), a fused qkv projection (Phi-3), gated GELU and an
 unscaled decoder output (T5 v1.1, mT5), bytes for tokens (ByT5). The prompt plus the steps run
 past every window, so the window's mask is in play. Checked for each: the tokens and raw logits
@@ -47,6 +47,8 @@ ARCHITECTURES = {
                     **MIXED)),
     "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", dict(head_dim=16, **MIXED)),
     "phi3": ("Phi3Config", "Phi3ForCausalLM", {}),
+    "gpt-oss": ("GptOssConfig", "GptOssForCausalLM",  # attention sinks, mixture of experts
+                dict(head_dim=16, num_local_experts=4, num_experts_per_tok=2, **MIXED)),
     # Gemma 3's larger checkpoints: a text decoder inside a vision-language model, its heads,
     # layers and positions in the config's text_config.
     "gemma3-multimodal": ("Gemma3Config", "Gemma3ForConditionalGeneration", {}),
