@@ -143,9 +143,24 @@ def _refusal(model, model_type: str) -> str | None:
         lacking = "its decoder layers have no self_attn and mlp as Llama's do"
     elif not hasattr(decoder, "norm"):
         lacking = "its decoder has no final norm as Llama's does"
+    elif other_kinds := _layers_without_softmax_attention(model.config):
+        lacking = (f"some of its layers are {' and '.join(other_kinds)} layers, which attend without a "
+                   "softmax over the keys that lmscope could show")
     else:
         return None
     return f"model type {model_type!r} ({type(model).__name__}) is not supported: {lacking}; {SUPPORTED}"
+
+
+SOFTMAX_LAYER_TYPES = frozenset({"full_attention", "sliding_attention", "chunked_attention"})
+"""Layer types (a config's ``layer_types``) whose attention is a softmax over keys, all or a
+window of them: what lmscope's rows show. Linear attention, convolutions and state-space layers
+(MiniMax's, hybrid models') have none."""
+
+
+def _layers_without_softmax_attention(config) -> list[str]:
+    """The layer types of ``config``'s decoder that are not :data:`SOFTMAX_LAYER_TYPES`."""
+    kinds = getattr(decoder_config(config), "layer_types", None) or ()
+    return sorted(set(kinds) - SOFTMAX_LAYER_TYPES)
 
 
 def _config_field(config, name: str, default=False):

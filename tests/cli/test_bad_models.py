@@ -56,6 +56,23 @@ def test_an_unsupported_causal_lm_is_one_line_naming_what_is_supported(name, mod
           f"model type {name!r} ({model_class}) is not supported", SUPPORTED, "T5-family")
 
 
+def test_a_model_with_linear_attention_layers_is_refused(tiny_llama_dir, tmp_path, capsys):
+    """MiniMax's layers are built like Llama's, but some attend linearly, with no softmax over keys
+    for the Attention pane to show: refused in one line (it failed mid-step with exit 1)."""
+    from transformers import MiniMaxConfig, MiniMaxForCausalLM
+
+    vocab = json.loads((tiny_llama_dir / "config.json").read_text())["vocab_size"]
+    config = MiniMaxConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=2, head_dim=16, num_local_experts=2,
+                           num_experts_per_tok=1, layer_types=["linear_attention", "full_attention"],
+                           bos_token_id=1, eos_token_id=2)
+    MiniMaxForCausalLM(config).save_pretrained(tmp_path / "minimax")
+    folder = _with_tokenizer(tmp_path / "minimax", tiny_llama_dir)
+    capsys.readouterr()  # save_pretrained's own progress line
+    fails(["llama", "--json", "--max-new-tokens", "1", "-p", "hi", "--model", str(folder)], capsys,
+          "model type 'minimax' (MiniMaxForCausalLM) is not supported", "linear_attention layers", SUPPORTED)
+
+
 def test_an_unsupported_causal_lm_is_refused_before_the_tui_opens(other_models, monkeypatch, capsys):
     def no_app(*args, **kwargs):
         raise AssertionError("the TUI was made before the architecture was checked")
