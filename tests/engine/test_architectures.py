@@ -1,17 +1,18 @@
 """Every architecture lmscope names as supported, stepped against transformers' own generate().
 
 The README and the refusal line name Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Phi-3, mT5 and ByT5
-besides Llama and T5; T5 v1.1 (FLAN-T5's architecture) is here too. Each is built tiny and
-random (no downloads), with what sets it apart: sliding-window layers mixed with full ones
-(Gemma 2 and 3, Mistral and Qwen2 with ``layer_types``), soft-capped attention scores and logits
-(Gemma 2), attention sinks (gpt-oss), q/k norms (Qwen3, Gemma 3), a text decoder inside a vision-language model (Gemma 3's
-larger checkpoints), a fused qkv projection (Phi-3), gated GELU and an
-unscaled decoder output (T5 v1.1, mT5), bytes for tokens (ByT5). The prompt plus the steps run
-past every window, so the window's mask is in play. Checked for each: the tokens and raw logits
-equal ``generate``'s, the attention rows equal eager attention's weights (in the step and made
-later, as a continue makes them), the last layer's lens is the logits stage, a rewind past the
-window gives the steps an unbroken run gave, and the tokens equal generate()'s in bfloat16 and
-float16 too. ``LMSCOPE_TEST_DEVICE=cuda`` runs them on a GPU (``benchmarks/gpu_check.sh``).
+besides Llama and T5; T5 v1.1 (FLAN-T5's architecture), Gemma 3 and 4 and gpt-oss are here too.
+Each is built tiny and random (no downloads), with what sets it apart: sliding-window layers
+mixed with full ones (Gemma 2, 3 and 4, gpt-oss, Mistral and Qwen2 with ``layer_types``),
+soft-capped attention scores and logits (Gemma 2), attention sinks (gpt-oss), q/k norms (Qwen3,
+Gemma 3), per-layer settings (Gemma 4), a text decoder inside a vision-language model (Gemma 3's
+larger checkpoints), a fused qkv projection (Phi-3), gated GELU and an unscaled decoder output
+(T5 v1.1, mT5), bytes for tokens (ByT5). The prompt plus the steps run past every window, so the
+window's mask is in play. Checked for each: the tokens and raw logits equal ``generate``'s, the
+attention rows equal eager attention's weights (in the step and made later, as a continue makes
+them), the last layer's lens is the logits stage (captured and replayed), a rewind past the window
+gives the steps an unbroken run gave, and the tokens equal generate()'s in bfloat16 and float16
+too. ``LMSCOPE_TEST_DEVICE=cuda`` runs them on a GPU (``benchmarks/gpu_check.sh``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ ARCHITECTURES = {
                dict(head_dim=16, query_pre_attn_scalar=16, attn_logit_softcapping=5.0, final_logit_softcapping=3.0,
                     **MIXED)),
     "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", dict(head_dim=16, **MIXED)),
+    # Gemma 4: per-layer settings (the full-attention layers' own head size), per-layer inputs
+    "gemma4": ("Gemma4TextConfig", "Gemma4ForCausalLM",
+               dict(head_dim=16, global_head_dim=32, hidden_size_per_layer_input=8, **MIXED)),
     "phi3": ("Phi3Config", "Phi3ForCausalLM", {}),
     "gpt-oss": ("GptOssConfig", "GptOssForCausalLM",  # attention sinks, mixture of experts
                 dict(head_dim=16, num_local_experts=4, num_experts_per_tok=2, **MIXED)),
@@ -68,6 +72,9 @@ def build_causal(folder, name: str, tokenizer_from):
                       image_size=28, patch_size=14)
         config = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
                                            image_token_index=5, boi_token_index=6, eoi_token_index=7)
+    elif name == "gemma4":
+        config = transformers.Gemma4TextConfig(vocab_size=len(tokenizer), vocab_size_per_layer_input=len(tokenizer),
+                                               **{**SMALL, **extra})
     else:
         config = getattr(transformers, config_name)(vocab_size=len(tokenizer), **{**SMALL, **extra})
     model = getattr(transformers, model_name)(config)
