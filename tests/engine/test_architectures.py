@@ -1,19 +1,19 @@
 """Every architecture lmscope names as supported, stepped against transformers' own generate().
 
 The README and the refusal line name Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Phi-3, mT5 and ByT5
-besides Llama and T5 (and takes UMT5 as T5); T5 v1.1 (FLAN-T5's architecture), Gemma 3 and 4 and gpt-oss
-are here too.
-Each is built tiny and random (no downloads), with what sets it apart: sliding-window layers
-mixed with full ones (Gemma 2, 3 and 4, gpt-oss, Mistral and Qwen2 with ``layer_types``),
-soft-capped attention scores and logits (Gemma 2), attention sinks (gpt-oss), q/k norms (Qwen3,
-Gemma 3), per-layer settings (Gemma 4), a text decoder inside a vision-language model (Gemma 3's
-larger checkpoints), a fused qkv projection (Phi-3), gated GELU and an unscaled decoder output
-(T5 v1.1, mT5), a position bias in every layer (UMT5), bytes for tokens (ByT5). The prompt plus the steps run past every window, so the
-window's mask is in play. Checked for each: the tokens and raw logits equal ``generate``'s, the
-attention rows equal eager attention's weights (in the step and made later, as a continue makes
-them), the last layer's lens is the logits stage (captured and replayed), a rewind past the window
-gives the steps an unbroken run gave, and the tokens equal generate()'s in bfloat16 and float16
-too. ``LMSCOPE_TEST_DEVICE=cuda`` runs them on a GPU (``benchmarks/gpu_check.sh``).
+besides Llama and T5, and lmscope takes UMT5 as T5; T5 v1.1 (FLAN-T5's architecture), Gemma 3
+and 4 and gpt-oss are here too. Each is built tiny and random (no downloads), with what sets it
+apart: sliding-window layers mixed with full ones (Gemma 2, 3 and 4, gpt-oss, Mistral and Qwen2
+with ``layer_types``), soft-capped attention scores and logits (Gemma 2), attention sinks
+(gpt-oss), q/k norms (Qwen3, Gemma 3), per-layer settings (Gemma 4), a text decoder inside a
+vision-language model (Gemma 3's larger checkpoints), a fused qkv projection (Phi-3), gated GELU
+and an unscaled decoder output (T5 v1.1, mT5), a position bias in every layer (UMT5), bytes for
+tokens (ByT5). The prompt plus the steps run past every window, so the window's mask is in play.
+Checked for each: the tokens and raw logits equal ``generate``'s, the attention rows equal eager
+attention's weights (in the step and made later, as a continue makes them), the last layer's lens
+is the logits stage (captured and replayed), a rewind past the window gives the steps an unbroken
+run gave, and the tokens equal generate()'s in bfloat16 and float16 too.
+``LMSCOPE_TEST_DEVICE=cuda`` runs them on a GPU (``benchmarks/gpu_check.sh``).
 """
 
 from __future__ import annotations
