@@ -151,10 +151,11 @@ def _refusal(model, model_type: str) -> str | None:
     return f"model type {model_type!r} ({type(model).__name__}) is not supported: {lacking}; {SUPPORTED}"
 
 
-SOFTMAX_LAYER_TYPES = frozenset({"full_attention", "sliding_attention", "chunked_attention"})
+SOFTMAX_LAYER_TYPES = frozenset({"full_attention", "sliding_attention", "chunked_attention", "hybrid"})
 """Layer types (a config's ``layer_types``) whose attention is a softmax over keys, all or a
-window of them: what lmscope's rows show. Linear attention, convolutions and state-space layers
-(MiniMax's, hybrid models') have none."""
+window of them: what lmscope's rows show (a ``hybrid`` layer keeps a linear-attention state beside
+its softmax over every key, as ZAYA's do: the rows are that softmax's, as eager attention's
+weights are). Linear attention, convolutions and state-space layers (MiniMax's) have none."""
 
 
 def _layers_without_softmax_attention(config) -> list[str]:
