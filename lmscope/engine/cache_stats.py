@@ -53,7 +53,20 @@ def detached_copy(cache):
     return copied
 
 
-def cache_stats(cache, query_heads: int, kv_heads: int) -> CacheStats | None:
+def layer_windows(config) -> tuple[int | None, ...]:
+    """Each decoder layer's sliding window (None for a layer that sees every key), from a
+    decoder config (``models.decoder_config``): ``layer_types`` where the config has them, else
+    every layer slides when ``sliding_window`` is set (Mistral's and Phi-3's configs)."""
+    window = getattr(config, "sliding_window", None)
+    if not window:
+        return ()
+    kinds = getattr(config, "layer_types", None)
+    if kinds is None:
+        return (int(window),) * int(getattr(config, "num_hidden_layers", 0) or 0)
+    return tuple(int(window) if kind in ("sliding_attention", "chunked_attention") else None for kind in kinds)
+
+
+def cache_stats(cache, query_heads: int, kv_heads: int, windows: tuple = ()) -> CacheStats | None:
     """Shapes and bytes of every layer's keys and values.
 
     The shapes are read now (the cache grows each step); the layers' entries are made when
@@ -63,6 +76,7 @@ def cache_stats(cache, query_heads: int, kv_heads: int) -> CacheStats | None:
         cache: a transformers ``Cache`` (``DynamicCache``) or ``EncoderDecoderCache``, or None.
         query_heads: the model's attention heads, shown beside kv heads to make GQA visible.
         kv_heads: the model's key/value heads.
+        windows: each self-attention layer's sliding window, or None (:func:`layer_windows`).
     Returns:
         Self-attention layers first, then T5's cross-attention layers; None without a cache.
     """
@@ -75,7 +89,7 @@ def cache_stats(cache, query_heads: int, kv_heads: int) -> CacheStats | None:
     else:
         seen = (_signatures(cache, "self"),)
     ranks = tensor_parallel_ranks()
-    return CacheStats(layers=LazyTuple(lambda: _entries(seen, ranks)), query_heads=query_heads,
+    return CacheStats(layers=LazyTuple(lambda: _entries(seen, ranks, windows)), query_heads=query_heads,
                       kv_heads=kv_heads, cache_class=type(cache).__name__)
 
 
@@ -97,7 +111,7 @@ def _signatures(cache, kind: str) -> tuple[str, tuple]:
     return kind, tuple(signatures)
 
 
-def _entries(seen: tuple, ranks: int) -> list[LayerCache]:
+def _entries(seen: tuple, ranks: int, windows: tuple = ()) -> list[LayerCache]:
     """Each layer's entry. Under tensor parallel this rank holds ``1/ranks`` of the kv heads
     (heads split evenly: ``placement`` refuses anything else), so shapes and bytes are scaled to
     the whole model's cache, as one process would hold it. The fields of each signature are
@@ -119,7 +133,8 @@ def _entries(seen: tuple, ranks: int) -> list[LayerCache]:
                 )
             # key_shape, value_shape, dtype, bytes, device, given positionally (a frozen
             # dataclass's keywords cost twice as much)
-            entries.append(LayerCache(index, kind, *fields))
+            window = windows[index] if kind == "self" and index < len(windows) else None
+            entries.append(LayerCache(index, kind, *fields, window))
     return entries
 
 

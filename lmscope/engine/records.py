@@ -144,6 +144,8 @@ class LayerCache:
         bytes: bytes held by keys plus values.
         device: where keys and values are (``cuda:0``, ``cpu``): a device map spreads layers
             over devices. Under tensor parallel, rank 0's shard (its share of the kv heads).
+        window: a sliding-window layer's window, the last keys its attention sees (None: every
+            key). lmscope's cache keeps all of them; ``generate()``'s would keep the window's.
     """
 
     layer: int
@@ -153,6 +155,7 @@ class LayerCache:
     dtype: str
     bytes: int
     device: str = ""
+    window: int | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,7 +16,7 @@ import torch
 
 from lmscope.engine import models
 from lmscope.engine.attention import AttentionRecorder, label_modules, recording
-from lmscope.engine.cache_stats import cache_stats, generation_cache, only_appends
+from lmscope.engine.cache_stats import cache_stats, generation_cache, layer_windows, only_appends
 from lmscope.engine.deferred_rows import DeferredRows
 from lmscope.engine.distributed import tensor_parallel_ranks
 from lmscope.engine.errors import UserError, is_index
@@ -83,6 +83,8 @@ class Stepper:
         self._decoder = Decoder(self.tokenizer)
         self._inputs = ForwardInputs(self.model)
         self.info = _session_info(loaded, settings)
+        self._windows = () if self.family == "t5" else layer_windows(models.decoder_config(self.model.config))
+        """Each layer's sliding window or None, for the cache's entries (``cache_stats.layer_windows``)."""
         self._state = None
         self._rows = RowStore()
         self._prepared_at = (0, 0)
@@ -503,7 +505,8 @@ class Stepper:
         )
 
     def _cache_stats(self):
-        return cache_stats(generation_cache(self._state.model_kwargs), self.info.query_heads, self.info.kv_heads)
+        return cache_stats(generation_cache(self._state.model_kwargs), self.info.query_heads, self.info.kv_heads,
+                           self._windows)
 
 
 def _as_index(value, what: str, kind: str) -> int:

@@ -112,7 +112,7 @@ def _cache(stats: CacheStats | None) -> dict | None:
         return None
     layers = [
         {"layer": e.layer, "kind": e.kind, "key_shape": list(e.key_shape), "value_shape": list(e.value_shape),
-         "dtype": e.dtype, "bytes": e.bytes, "device": e.device}
+         "dtype": e.dtype, "bytes": e.bytes, "device": e.device, **({"window": e.window} if e.window else {})}
         for e in stats.layers
     ]
     return {"layers": layers, "total_bytes": stats.total_bytes, "query_heads": stats.query_heads,
@@ -124,7 +124,8 @@ def _cache_from(data: dict | None) -> CacheStats | None:
         return None
     layers = tuple(
         LayerCache(int(e["layer"]), str(e["kind"]), tuple(map(int, e["key_shape"])), tuple(map(int, e["value_shape"])),
-                   str(e["dtype"]), int(e["bytes"]), str(e.get("device", "")))
+                   str(e["dtype"]), int(e["bytes"]), str(e.get("device", "")),
+                   int(e["window"]) if e.get("window") is not None else None)
         for e in data["layers"]
     )
     return CacheStats(layers, int(data["query_heads"]), int(data["kv_heads"]), str(data["cache_class"]))

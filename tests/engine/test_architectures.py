@@ -231,3 +231,22 @@ def test_a_generation_config_asking_for_a_static_cache_steps_on_a_full_one(imple
     first = [stepper.step() for _ in range(8)]
     stepper.rewind(2)
     assert [stepper.step().token_id for _ in range(6)] == [step.token_id for step in first[2:]]
+
+
+def test_the_kv_cache_says_which_layers_slide(loaded):
+    """A sliding layer's entry names its window (its cache holds every key all the same, so a
+    rewind can go back past it); a layer that sees every key has none. The window survives a
+    recording's JSON."""
+    from lmscope.engine.trace import step_from_dict, step_to_dict
+
+    _, steps = run_stepper(loaded, GenerationSettings(max_new_tokens=8, min_new_tokens=8))
+    entries = [entry for entry in steps[-1].cache.layers if entry.kind == "self"]
+    config = loaded.model.config.get_text_config(decoder=True)
+    kinds = getattr(config, "layer_types", None)
+    expected = [None] * len(entries)
+    if getattr(config, "sliding_window", None) is not None and loaded.family == "llama":
+        expected = [WINDOW if kinds is None or kinds[entry.layer] == "sliding_attention" else None for entry in entries]
+    assert [entry.window for entry in entries] == expected
+    assert all(entry.key_shape[2] == entries[0].key_shape[2] for entry in entries), "every layer keeps every key"
+    again = step_from_dict(step_to_dict(steps[-1], True))
+    assert [entry.window for entry in again.cache.layers if entry.kind == "self"] == expected

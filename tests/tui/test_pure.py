@@ -196,3 +196,21 @@ def test_a_quoted_token_escapes_once():
     assert quoted_token(" Paris") == "' Paris'"
     assert quoted_token("a\x1b") == "'a" + "\\" + "x1b'"
     assert quoted_token("\n") == "'⏎'"
+
+
+def test_the_kv_layer_table_names_a_sliding_layers_window():
+    """Layers with a window make their own runs, labelled with it; the rest read as before."""
+    from rich.console import Console
+
+    from lmscope.engine.records import CacheStats, LayerCache
+    from lmscope.tui.widgets.kv_cache import layer_table
+
+    def entry(layer, window=None):
+        return LayerCache(layer, "self", (1, 2, 9, 16), (1, 2, 9, 16), "float32", 2304, "cpu", window)
+
+    stats = CacheStats((entry(0, 4), entry(1, 4), entry(2), entry(3, 4)), query_heads=4, kv_heads=2)
+    console = Console(width=120, record=True)
+    console.print(layer_table(stats))
+    rows = console.export_text().splitlines()[1:]
+    assert [row.split()[0] for row in rows] == ["0-1", "2", "3"]
+    assert "self, window 4" in rows[0] and "window" not in rows[1] and "self, window 4" in rows[2]

@@ -54,11 +54,13 @@ def layer_table(stats: CacheStats) -> Table:
         table.add_column(name, no_wrap=True)
 
     def same(entry: LayerCache) -> tuple:
-        return entry.kind, entry.key_shape, entry.value_shape, entry.dtype, entry.bytes
+        return entry.kind, entry.window, entry.key_shape, entry.value_shape, entry.dtype, entry.bytes
 
-    for (kind, key, value, dtype, size), run in groupby(stats.layers, key=same):
+    for (kind, window, key, value, dtype, size), run in groupby(stats.layers, key=same):
         layers = [entry.layer for entry in run]
         span = str(layers[0]) if len(layers) == 1 else f"{layers[0]}-{layers[-1]}"
+        # a sliding layer attends its window's keys; the cache keeps them all (rewind needs them)
+        kind = f"{kind}, window {window}" if window else kind
         cells = (span, kind, str(list(key)), str(list(value)), dtype, human_bytes(size))
         table.add_row(*(plain_text(cell) for cell in cells))  # a recording's file holds any kind
     return table
