@@ -53,17 +53,42 @@ def detached_copy(cache):
     return copied
 
 
+def full_cache(config):
+    """The cache ``generate`` would build for a model of decoder ``config``
+    (``models.decoder_config``), with every sliding-window layer made one that keeps all its keys
+    and values (transformers' ``DynamicLayer``).
+
+    ``generate`` builds its cache from the config, where a sliding-window layer (Gemma 2 and 3,
+    Qwen2 with ``use_sliding_window``, Phi-3 and Mistral configs with a window) keeps only the
+    window's last keys: its key axis then no longer matches the other layers' (the step's rows
+    could not be stacked), a rewind past the window could not be cropped back, and a continue's
+    rows could not be made later from the cache. With every key kept, the window is applied by
+    the attention mask alone, as transformers' mask functions build it for those layers: the same
+    keys are attended with the same weights, and the rows show zeros outside the window. Every
+    other kind of layer (an indexer's, a linear attention's) stays as ``generate`` makes it.
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=config)
+    cache.layers = [DynamicLayer() if _window_of(layer) else layer for layer in cache.layers]
+    return cache
+
+
 def layer_windows(config) -> tuple[int | None, ...]:
-    """Each decoder layer's sliding window (None for a layer that sees every key), from a
-    decoder config (``models.decoder_config``): ``layer_types`` where the config has them, else
-    every layer slides when ``sliding_window`` is set (Mistral's and Phi-3's configs)."""
-    window = getattr(config, "sliding_window", None)
-    if not window:
-        return ()
-    kinds = getattr(config, "layer_types", None)
-    if kinds is None:
-        return (int(window),) * int(getattr(config, "num_hidden_layers", 0) or 0)
-    return tuple(int(window) if kind in ("sliding_attention", "chunked_attention") else None for kind in kinds)
+    """Each decoder layer's sliding window, None for a layer that sees every key: the layers
+    :func:`full_cache` makes keep every key, read from the cache transformers builds for
+    ``config`` (its ``layer_types``, or every layer where only ``sliding_window`` is set)."""
+    from transformers import DynamicCache
+
+    return tuple(_window_of(layer) for layer in DynamicCache(config=config).layers)
+
+
+def _window_of(layer) -> int | None:
+    """The window of a cache layer that keeps only its window's last keys, else None."""
+    from transformers.cache_utils import DynamicSlidingWindowLayer
+
+    return int(layer.sliding_window) if type(layer) is DynamicSlidingWindowLayer else None
 
 
 def cache_stats(cache, query_heads: int, kv_heads: int, windows: tuple = ()) -> CacheStats | None:

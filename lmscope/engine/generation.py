@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
+from lmscope.engine.cache_stats import full_cache
+from lmscope.engine.models import decoder_config
+
 
 GENERATION_MODE_KWARGS = ("tokenizer", "assistant_tokenizer", "assistant_model", "streamer", "synced_gpus")
 
@@ -58,34 +61,11 @@ def prepare(model, prompt_ids: torch.Tensor, generate_kwargs: dict) -> PreparedG
         # In place of whatever cache the model's generation config asks for: a static or hybrid
         # one (a generation config's cache_implementation) serves compiled generation, and
         # neither crops for a rewind nor keeps a sliding window's earlier keys.
-        kwargs[_cache_kwarg(model)] = full_cache(model)
+        kwargs[_cache_kwarg(model)] = full_cache(decoder_config(model.config))
         kwargs["cache_implementation"] = None
     with torch.no_grad():
         model.generate(prompt_ids, custom_generate=capture, **kwargs)
     return captured[0]
-
-
-def full_cache(model):
-    """The cache ``generate`` would build for ``model``, with every sliding-window layer made one
-    that keeps all its keys and values (transformers' ``DynamicLayer``).
-
-    ``generate`` builds its cache from the config, where a sliding-window layer (Gemma 2 and 3,
-    Qwen2 with ``use_sliding_window``, Phi-3 and Mistral configs with a window) keeps only the
-    window's last keys: its key axis then no longer matches the other layers' (the step's rows
-    could not be stacked), a rewind past the window could not be cropped back, and a continue's
-    rows could not be made later from the cache. With every key kept, the window is applied by
-    the attention mask alone, as transformers' mask functions build it for those layers: the same
-    keys are attended with the same weights, and the rows show zeros outside the window. Every
-    other kind of layer (an indexer's, a linear attention's) stays as ``generate`` makes it.
-    """
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
-
-    from lmscope.engine.models import decoder_config
-
-    cache = DynamicCache(config=decoder_config(model.config))
-    cache.layers = [DynamicLayer() if type(layer) is DynamicSlidingWindowLayer else layer for layer in cache.layers]
-    return cache
 
 
 def _takes_a_dynamic_cache(model) -> bool:

@@ -109,7 +109,7 @@ def test_steps_wait_only_up_to_their_byte_budget(loaded, monkeypatch):
 
 
 def test_a_sliding_window_model_defers_and_its_window_comes_as_a_mask(tiny_llama_dir):
-    """A sliding-window model's session cache keeps every key (``generation.full_cache``), so its
+    """A sliding-window model's session cache keeps every key (``cache_stats.full_cache``), so its
     rows may wait like any other's: where the window bites, the layer's call has a mask and its
     rows are made in the step; before, they wait. Both equal the rows made in every step."""
     import torch
