@@ -87,7 +87,7 @@ class BrowseActions:
         # each breakpoint hit goes with its step, as --record keeps them, and so does each lens:
         # live, those the Layers pane shows or keeps; in a replay, every lens the recording kept
         # for the steps (the worker reads them from the file, not only those the pane loaded)
-        replay = None if getattr(self.engine, "live", True) else self.engine
+        replay = None if self.live_engine else self.engine
         lenses = {} if replay is not None else \
             self.get_screen_stack_root().query_one(LayersPane).lenses_of(self.view.prompt, self.view.steps)
         self.write_session(self._unused_session_name(f"{name}-{stamp}"), self.view.info, self.view.prompt,

@@ -117,6 +117,12 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         for pane in self._panes:
             pane.current = view
 
+    @property
+    def live_engine(self) -> bool:
+        """Whether the engine runs a model (a replay's does not: it cannot step, rewind or
+        resume a branch; its lenses are the recorded ones). True before an engine is loaded."""
+        return getattr(self.engine, "live", True)
+
     def get_screen_stack_root(self) -> Screen:
         """The debugger screen, even while a help or palette screen is on top of it."""
         return self.screen_stack[0] if self.screen_stack else self.screen
@@ -126,7 +132,7 @@ class LmscopeApp(ControlActions, PaletteCommands, BrowseActions, EngineWorkers, 
         if action in _ENGINE_ACTIONS:
             if self.busy or self.engine is None or self.view.prompt is None:
                 return None
-            if not getattr(self.engine, "live", True):
+            if not self.live_engine:
                 return None  # a replayed session shows; it cannot step
             if action in ("step", "continue") and (self.view.state == "finished" or not self.view.live):
                 return None

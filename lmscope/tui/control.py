@@ -168,11 +168,6 @@ class ControlActions:
         marks = frozenset(m for m in self._branch_marks.get(branch_id, ()) if m < len(steps))
         self.view = self.view.showing(branch_id, steps, live, notice, marks)
 
-    @property
-    def live_engine(self) -> bool:
-        """Whether the engine runs a model (a replay's does not: it cannot rewind or resume)."""
-        return getattr(self.engine, "live", True)
-
     def on_branches_loaded(self, message: BranchesLoaded) -> None:
         """A replay's branches, rebuilt from its recording, take the place of the tree its history
         made (the live branch alone), whose live branch they share."""

@@ -147,7 +147,7 @@ class LayersPane(CatchUpWhenShown, Vertical):
         engine's live cache, which holds the live branch's steps only (a lens computed while its
         step was live is kept, and shown without asking)."""
         engine, record = self.app.engine, view.selected
-        if engine is not None and not getattr(engine, "live", True):
+        if not self.app.live_engine:
             if not engine.holds(record):
                 return (f"step {record.step + 1} is on branch {view.branch}: a recording keeps the lens of "
                         "the branch live at its end only")
