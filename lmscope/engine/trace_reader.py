@@ -177,7 +177,11 @@ class Trace:
         """Step ``index`` as a record; its rows are views of the mapped file, to be read through
         ``mapped_rows.read_ahead`` (as the panes read them: only the bytes shown, and a file
         truncated since it opened is a TraceError there, not SIGBUS)."""
-        _, record, rows = self._read_step(self._step_chunks(index)[0])
+        return self._step_record(self._step_chunks(index)[0])
+
+    def _step_record(self, chunk: Chunk) -> StepRecord:
+        """A step chunk as a record, its rows mapped (:meth:`step`)."""
+        _, record, rows = self._read_step(chunk)
         return replace(record, attention=rows.get("attention"), cross_attention=rows.get("cross_attention"))
 
     def _read_step(self, chunk: Chunk) -> tuple[dict, StepRecord, dict[str, AttentionRows]]:
@@ -222,12 +226,7 @@ class Trace:
             if chunk.kind != b"STEP":
                 continue
             index = live.get(chunk.body.start)
-            if index is not None:
-                yield index, None
-            else:
-                _, record, rows = self._read_step(chunk)
-                yield None, replace(record, attention=rows.get("attention"),
-                                    cross_attention=rows.get("cross_attention"))
+            yield (index, None) if index is not None else (None, self._step_record(chunk))
 
     def _live_steps(self) -> list[tuple[Chunk, list[Chunk]]]:
         """The steps of the branch that was live at the end: a rewind restarts the numbering
