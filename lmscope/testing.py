@@ -292,6 +292,8 @@ class FakeEngine:
         """For each ``prepare_next`` call, the steps made before it."""
         self.hits_noted: list[tuple[int, dict]] = []
         """``(step, note)`` of each ``note_hit`` call."""
+        self.resumes_noted: list[tuple[int, tuple[StepRecord, ...]]] = []
+        """``(step, records)`` of each ``note_resumed`` call."""
         self.waiting_rows: set[int] = set()
         """Indices of steps returned with ``rows_later`` and not completed since."""
         self.writes_behind, self.written_after, self._checks_left = writes_behind, written_after, 0
@@ -378,6 +380,10 @@ class FakeEngine:
     def note_hit(self, step: int, note: dict) -> None:
         """Noted (``hits_noted``): the fake records nothing."""
         self.hits_noted.append((step, note))
+
+    def note_resumed(self, step: int, records: tuple[StepRecord, ...]) -> None:
+        """Noted (``resumes_noted``): the fake records nothing."""
+        self.resumes_noted.append((step, tuple(records)))
 
     def rows_written(self, wait: bool = False) -> bool:
         """True once the steps written behind are done (``wait``: at once)."""

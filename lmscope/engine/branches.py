@@ -70,13 +70,14 @@ class BranchTree:
         return abandoned
 
     def switch(self, branch_id: int) -> None:
-        """Make ``branch_id`` live, after the engine replayed ``tokens_to_replay(branch_id)``."""
+        """Make ``branch_id`` live, after the engine replayed ``steps_to_replay(branch_id)``."""
         if branch_id not in self.branches:
             raise KeyError(f"no branch {branch_id}")
         self.live = branch_id
 
-    def tokens_to_replay(self, branch_id: int) -> tuple[int, list[int]]:
-        """(fork_step, ids): ``rewind(fork_step)`` then ``step(force=id)`` for each id rebuilds the branch.
+    def steps_to_replay(self, branch_id: int) -> tuple[int, tuple[StepRecord, ...]]:
+        """(fork_step, records): ``rewind(fork_step)``, then ``step(force=record.token_id)`` for each
+        record, rebuilds the branch on the live cache; the records stay the branch's own.
 
         ``fork_step`` is the length of the history the branch shares with the live one.
         """
@@ -84,4 +85,9 @@ class BranchTree:
         common = 0
         while common < min(len(live), len(target)) and live[common] is target[common]:
             common += 1
-        return common, [record.token_id for record in target[common:]]
+        return common, target[common:]
+
+    def tokens_to_replay(self, branch_id: int) -> tuple[int, list[int]]:
+        """(fork_step, ids): :meth:`steps_to_replay`'s records as the token ids to force."""
+        common, records = self.steps_to_replay(branch_id)
+        return common, [record.token_id for record in records]

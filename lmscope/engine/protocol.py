@@ -74,6 +74,12 @@ class Engine(Protocol):
         the step; an engine that records nothing does nothing."""
         ...
 
+    def note_resumed(self, step: int, records: tuple[StepRecord, ...]) -> None:
+        """A branch resumed: the steps just made from ``step`` forced ``records``' tokens to
+        rebuild the cache, and ``records`` are the live steps again. A recording says so, so that
+        a replay shows the branch's own steps; an engine that records nothing does nothing."""
+        ...
+
     def first_token(self, text: str) -> tuple[int, str]:
         """The id and display text of the first token of ``text``, for forcing it."""
         ...

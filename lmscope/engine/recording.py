@@ -5,10 +5,13 @@ shows one read back (:class:`~lmscope.engine.trace_reader.Trace`). The file's la
 
 from __future__ import annotations
 
+import weakref
+
 from lmscope.engine.branches import BranchTree
 from lmscope.engine.errors import UserError
 from lmscope.engine.records import PromptRecord, StepRecord
-from lmscope.engine.trace_reader import Trace
+from lmscope.engine.trace_format import TraceError
+from lmscope.engine.trace_reader import Resumed, Trace
 from lmscope.engine.trace_writer import TraceWriter
 
 
@@ -29,6 +32,9 @@ class RecordingEngine:
         """By step number: lenses of steps still in ``_unwritten``, written right after them."""
         self._waiting_hits: dict[int, dict] = {}
         """By step number: breakpoint hits of steps still in ``_unwritten``, written right after them."""
+        self._places: weakref.WeakKeyDictionary[StepRecord, int] = weakref.WeakKeyDictionary()
+        """Each written record's place among the trace's steps (``TraceWriter.step``), while
+        someone holds the record: a resumed branch's steps are named by it."""
         writer.meta(engine.info, options)
 
     @property
@@ -53,7 +59,7 @@ class RecordingEngine:
         if rows_later:
             self._unwritten.append(record)
         else:
-            self.writer.step(record)
+            self._write_step(record)
         return record
 
     def complete_waiting(self, write_behind: bool = False) -> tuple[StepRecord, ...]:
@@ -61,7 +67,7 @@ class RecordingEngine:
         made = self.engine.complete_waiting()
         # A run makes its steps one way (record_later or not), so the two lists never interleave.
         for record in (*self._unwritten, *made):
-            self.writer.step(record)
+            self._write_step(record)
             hit = self._waiting_hits.pop(record.step, None)
             if hit is not None:
                 self.writer.note(record.step, hit)
@@ -70,6 +76,9 @@ class RecordingEngine:
                 self._write_lens(record.step, lens)
         self._unwritten.clear()
         return made
+
+    def _write_step(self, record: StepRecord) -> None:
+        self._places[record] = self.writer.step(record)
 
     def rows_written(self, wait: bool = False) -> bool:
         return True  # complete_waiting never leaves a write behind
@@ -87,6 +96,16 @@ class RecordingEngine:
             self._waiting_hits[step] = note
         else:
             self.writer.note(step, note)
+
+    def note_resumed(self, step: int, records: tuple[StepRecord, ...]) -> None:
+        """A branch resumed at ``step``: its re-run steps are in the trace already (forced: what
+        an older lmscope shows), and a RSUM chunk names ``records``' own steps, live again. Not
+        written when one of them is not in this trace (made before it began): then the re-run
+        steps read as a branch of their own."""
+        self.complete_waiting()
+        places = [self._places.get(record) for record in records]
+        if None not in places:
+            self.writer.resume(step, places)
 
     def lens(self, step: int, top: int = 3) -> tuple:
         """The engine's logit lens of ``step``, written to the trace beside the step (once per
@@ -113,6 +132,19 @@ class RecordingEngine:
     def __getattr__(self, name: str):
         """Everything else (the logit lens, a layer's tensors) is the engine's own."""
         return getattr(self.engine, name)
+
+
+def _branch_ending(tree: BranchTree, step: int, records: list[StepRecord]) -> int:
+    """The id of the branch of ``tree``, not the live one, whose steps from ``step`` to its end
+    are ``records`` (a branch to resume, as the app chose it); with no records, whose steps are
+    the live branch's before ``step``."""
+    shared = records or tree.live_branch.steps[:step]
+    for branch in tree.branches.values():
+        ours = branch.steps[step:] if records else branch.steps
+        if branch.id != tree.live and len(branch.steps) == step + len(records) \
+                and all(a is b for a, b in zip(ours, shared)):
+            return branch.id
+    raise TraceError(f"a branch resumed at step {step} is not one the recording made before")
 
 
 NO_LAYER_CAPTURES = ("the recording keeps no logit lens for this step: record with --json --layers, or step "
@@ -209,13 +241,18 @@ class ReplayEngine:
         :meth:`recorded_steps`: the tree shares the live branch's records it gave.
 
         Each step numbered below the live branch's length is where a rewind or a force was, as
-        the app's own tree forks there. Resuming a branch re-ran its tokens, forced, on the live
-        cache: that reads as a fork into a new branch with the same tokens."""
+        the app's own tree forks there; a resumed branch becomes the live one again, the branch
+        it left kept whole, as the app's own tree does. A TraceError where a resume names steps
+        that no branch ends with."""
         if not self.trace.has_branches:
             return None
-        tree = BranchTree()
-        for index, record in self.trace.every_step():
-            record = self._live[index] if index is not None else record
+        tree, written = BranchTree(), {}
+        for item in self.trace.every_step():
+            if isinstance(item, Resumed):
+                tree.switch(_branch_ending(tree, item.step, [written[place] for place in item.places]))
+                continue
+            place, index, record = item
+            record = written[place] = self._live[index] if index is not None else record
             if record.step < len(tree.live_branch.steps):
                 tree.fork(record.step, record.token_id if record.chosen_by == "forced" else None)
             tree.append(record)
@@ -237,6 +274,9 @@ class ReplayEngine:
 
     def note_hit(self, step: int, note: dict) -> None:
         """Nothing to write: a replay makes no steps, and its hits are recorded already."""
+
+    def note_resumed(self, step: int, records: tuple[StepRecord, ...]) -> None:
+        """Nothing to write: a replay resumes no branch."""
 
     def rewind(self, step: int) -> None:
         raise UserError("a replayed session cannot rewind")

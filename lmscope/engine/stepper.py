@@ -229,6 +229,9 @@ class Stepper:
     def note_hit(self, step: int, note: dict) -> None:
         """Nothing to keep: a Stepper records nothing (``RecordingEngine`` writes hits)."""
 
+    def note_resumed(self, step: int, records: tuple[StepRecord, ...]) -> None:
+        """Nothing to keep: a Stepper records nothing (``RecordingEngine`` writes resumes)."""
+
     def prepare_next(self) -> None:
         """Between engine calls (the TUI calls it once a call's steps are handed over): give
         the row store's next step its pages now (``RowStore.prepare``), sized by the rows

@@ -175,7 +175,8 @@ _LATER_KIND = re.compile(rb"[A-Z]{4}")
 def in_order(chunks: list[Chunk]) -> list[Chunk]:
     """The chunks up to the first that a recorder never writes where it is: the META first and
     only there, PRMTs after it, a STEP numbered at most one past the steps before it (a rewind
-    numbers it lower), a NOTE or LENS for a step before it; a kind of a newer lmscope is skipped
+    numbers it lower), a NOTE or LENS for a step before it, a RSUM at most at the step after
+    the last; a kind of a newer lmscope is skipped
     (:data:`_LATER_KIND`). The header is outside the CRC, so a flipped kind or step number is
     caught here (a STEP whose kind flipped to capitals shows as the gap before the next step's
     number), and the reading stops at that chunk as at a damaged one."""
@@ -190,6 +191,8 @@ def in_order(chunks: list[Chunk]) -> list[Chunk]:
             steps = chunk.step + 1
         elif chunk.kind in (b"NOTE", b"LENS"):
             fits = 0 <= chunk.step < steps
+        elif chunk.kind == b"RSUM":
+            fits = 0 <= chunk.step <= steps
         elif _LATER_KIND.fullmatch(chunk.kind):
             continue  # a kind a newer lmscope writes: skipped
         else:

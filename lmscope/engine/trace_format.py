@@ -9,11 +9,16 @@ an 8-byte boundary. Kinds: ``META`` (version, date, session info and options), `
 prompt), ``STEP`` (one step exactly as ``--json`` prints it, rows apart), ``NOTE`` (a breakpoint
 hit added to a step), ``LENS`` (the logit lens of a step, its ``"layers"`` exactly as ``--json
 --layers`` prints them; written only where the lens was computed: ``--json --layers``, or a step
-the TUI stepped into while recording).
+the TUI stepped into while recording), ``RSUM`` (a branch resumed: ``{"step": S, "steps": [P,
+...]}`` says that the STEP chunks written at places ``P`` (0 for the first STEP chunk of the file)
+are the live steps again from step ``S``; the STEP chunks just before it are the same tokens
+re-run, forced, to rebuild the cache).
 
-A reader skips a kind it does not know, and lmscope's readers always have (format 1): the
-``LENS`` kind came without a new format version, so an older lmscope opens a file that has it
-and shows everything but the lens.
+A rewind writes nothing: the next STEP's number, lower than the one before, says where it went
+back to. A reader skips a kind it does not know, and lmscope's readers always have (format 1):
+the ``LENS`` and ``RSUM`` kinds came without a new format version, so an older lmscope opens a
+file that has them and shows everything but the lens, and a resumed branch's steps as the forced
+re-run that rebuilt its cache.
 
 Why this and not SQLite or numpy files: a 500-step session of SmolLM2 at 2k context holds about
 a gigabyte of attention rows, and ``open`` must show its first frame in a second within 300 MB.

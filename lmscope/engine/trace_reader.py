@@ -8,7 +8,7 @@ import json
 import math
 import os
 import zlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,15 @@ from lmscope.engine.trace_checks import (
 )
 from lmscope.engine.trace_file import Chunk, TraceFile, damage_at, in_order, scan
 from lmscope.engine.trace_format import CHUNK_HEADER, FILE_HEADER, ROW_DTYPES, ROW_KINDS, TraceError
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A branch resumed at ``step`` (a RSUM chunk): the steps written at ``places`` (by their
+    place among the STEP chunks, as :meth:`Trace.every_step` numbers them) are live again."""
+
+    step: int
+    places: tuple[int, ...]
 
 
 class Trace:
@@ -66,6 +75,10 @@ class Trace:
         self._prompt_length = 0
         """Tokens in the prompt: the keys of its rows, and of every llama step's rows after them."""
         self._prompt = self._read_prompt()
+        self._resumes: dict[int, Resumed] = {}
+        """By the RSUM chunk's index in ``_chunks``: the resumes that hold (:meth:`_resumed`)."""
+        self._reruns: set[int] = set()
+        """Where the STEP chunks that re-ran a resumed branch's tokens start: no steps of their own."""
         self._steps = self._live_steps()
         live = {chunk.body.start for step, notes in self._steps for chunk in (step, *notes)}
         self._texts = {at: text for at, text in self._texts.items() if at in live}  # not a rewound step's
@@ -218,19 +231,29 @@ class Trace:
         return sum(chunk.kind == b"STEP" for chunk in self._chunks) > len(self._steps)
 
     def every_step(self):
-        """Every recorded step in the order it was written, a rewound branch's too: ``(index,
-        None)`` for step ``index`` of the live branch (its record is :meth:`step`'s), ``(None,
-        record)`` for a step a rewind or a force left behind (its rows mapped, as :meth:`step`'s)."""
+        """Every recorded step in the order it was written, a rewound branch's too, and every
+        branch resumed: ``(place, index, None)`` for step ``index`` of the live branch (its
+        record is :meth:`step`'s), ``(place, None, record)`` for a step a rewind or a force left
+        behind (its rows mapped, as :meth:`step`'s), where ``place`` counts the STEP chunks
+        written before it; a :class:`Resumed` where a branch became live again. The steps that
+        re-ran a resumed branch's tokens are not given: the branch's own steps stand for them."""
         live = {step.body.start: index for index, (step, _) in enumerate(self._steps)}
-        for chunk in self._chunks:
+        place = -1
+        for at, chunk in enumerate(self._chunks):
+            if at in self._resumes:
+                yield self._resumes[at]
             if chunk.kind != b"STEP":
                 continue
+            place += 1
+            if chunk.body.start in self._reruns:
+                continue
             index = live.get(chunk.body.start)
-            yield (index, None) if index is not None else (None, self._step_record(chunk))
+            yield (place, index, None) if index is not None else (place, None, self._step_record(chunk))
 
     def _live_steps(self) -> list[tuple[Chunk, list[Chunk]]]:
         """The steps of the branch that was live at the end: a rewind restarts the numbering
-        (:func:`in_order` has checked every step number and note against the steps before it).
+        (:func:`in_order` has checked every step number and note against the steps before it),
+        and a resume (RSUM) puts the branch's own steps back in place of their re-run.
 
         A rewind writes nothing: the next STEP's number is all that says it. A STEP chunk written
         twice reads as a rewind to it and the step made again, which it cannot be told from: a
@@ -239,13 +262,40 @@ class Trace:
         reading, that nothing keeps from being equal. Either way the same steps show, once each;
         a NOTE or LENS between the two goes with the first, as a rewound record's do."""
         steps: list[tuple[Chunk, list[Chunk]]] = []
-        for chunk in self._chunks:
+        written: list[tuple[Chunk, list[Chunk]]] = []
+        """Every STEP chunk's entry, by its place: a resumed step's notes stay with it."""
+        for at, chunk in enumerate(self._chunks):
             if chunk.kind == b"STEP":
                 del steps[chunk.step:]
                 steps.append((chunk, []))
+                written.append(steps[-1])
             elif chunk.kind in (b"NOTE", b"LENS"):
                 steps[chunk.step][1].append(chunk)
+            elif chunk.kind == b"RSUM" and (resumed := self._resumed(at, written)) is not None:
+                steps[resumed.step:] = [written[place] for place in resumed.places]
+                self._resumes[at] = resumed
+                self._reruns.update(chunk.body.start for chunk in self._chunks[at - len(resumed.places):at])
         return steps
+
+    def _resumed(self, at: int, written: list) -> Resumed | None:
+        """The resume the RSUM chunk ``self._chunks[at]`` says, if it holds: the steps it names
+        are numbered from its step on, and the chunks right before it are their re-run (STEPs of
+        the same numbers). One that does not hold is passed over, as an older lmscope does: the
+        re-run steps then stand as the live ones, forced."""
+        chunk = self._chunks[at]
+        try:
+            places = self._body(chunk)["data"].get("steps")  # its step is the header's (checked)
+        except TraceError:
+            return None
+        if not isinstance(places, list) or not all(is_whole(place) for place in places):
+            return None
+        step, count = chunk.step, len(places)
+        reruns = self._chunks[at - count:at] if count <= at else []
+        if len(reruns) != count or not all(
+                place < len(written) and written[place][0].step == step + i
+                and reruns[i].kind == b"STEP" and reruns[i].step == step + i for i, place in enumerate(places)):
+            return None
+        return Resumed(step, tuple(places))
 
     def _body(self, chunk: Chunk) -> dict:
         """A chunk's JSON part. Its CRC held, but a buggy or hostile writer computes CRCs too:
@@ -257,7 +307,7 @@ class Trace:
             raise self._damaged(chunk, f"its JSON does not parse ({type(error).__name__})") from None
         if not (isinstance(body, dict) and isinstance(body.get("data"), dict) and isinstance(body.get("rows"), dict)):
             raise self._damaged(chunk, "its JSON is not a record")
-        if chunk.kind in (b"STEP", b"NOTE", b"LENS") and not (type(body["data"].get("step")) is int
+        if chunk.kind in (b"STEP", b"NOTE", b"LENS", b"RSUM") and not (type(body["data"].get("step")) is int
                                                      and body["data"]["step"] == chunk.step):
             raise self._damaged(chunk, f"its header says step {chunk.step}, its JSON {body['data'].get('step')!r}")
         return body

@@ -65,6 +65,8 @@ class TraceWriter:
         # Whoever never closes the writer (the TUI's, when the model fails to load): the new file
         # goes when the writer does, or when the process exits.
         self._discard = weakref.finalize(self, self._pending.unlink, missing_ok=True)
+        self.steps_written = 0
+        """STEP chunks written so far: the next one's place, by which a RSUM chunk names it."""
         self._write(FILE_HEADER.pack(MAGIC, FORMAT_VERSION))
 
     def meta(self, info: SessionInfo, options: dict) -> None:
@@ -82,10 +84,19 @@ class TraceWriter:
                 raise UserError(f"cannot record to {str(self.path)!r}: {error.strerror}") from None
             self._discard.detach()
 
-    def step(self, record: StepRecord) -> None:
-        """One step, as ``--json`` prints it without attention, its rows beside it."""
+    def step(self, record: StepRecord) -> int:
+        """One step, as ``--json`` prints it without attention, its rows beside it. Returns its
+        place among the STEP chunks written (0 for the first), which :meth:`resume` takes."""
         self._chunk(b"STEP", step_to_dict(record), {"attention": record.attention,
                                                     "cross_attention": record.cross_attention}, record.step)
+        self.steps_written += 1
+        return self.steps_written - 1
+
+    def resume(self, step: int, places: list[int]) -> None:
+        """A branch resumed at ``step``: the STEP chunks written just before this one re-ran its
+        tokens, forced, to rebuild the cache; the steps written at ``places`` (what :meth:`step`
+        returned for them) are the live steps again from ``step``."""
+        self._chunk(b"RSUM", {"step": step, "steps": places}, step=step)
 
     def note(self, step: int, data: dict) -> None:
         """Fields added to the latest record of ``step`` (a breakpoint hit)."""

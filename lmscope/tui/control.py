@@ -12,6 +12,7 @@ from functools import partial
 
 from lmscope.engine.branches import BranchTree
 from lmscope.engine.breakpoints import BreakpointError, parse
+from lmscope.engine.records import StepRecord
 from lmscope.tui.messages import BranchesLoaded, BranchesNotLoaded, BranchResumed, ForceRefused, Rewound
 from lmscope.tui.widgets.branches import BranchesScreen
 from lmscope.tui.widgets.breakpoints import BreakpointEntry, BreakpointsScreen
@@ -104,7 +105,7 @@ class ControlActions:
         """Move the Stages cursor over the selected step's candidates (``↑`` ``↓``)."""
         self.view = self.view.with_cursor(delta)
 
-    def _control(self, step: int, force: int | str | None = None, replay: tuple[int, ...] = (),
+    def _control(self, step: int, force: int | str | None = None, replay: tuple[StepRecord, ...] = (),
                  branch: int | None = None) -> None:
         self.busy = True
         self.view = self.view.with_state("stepping")
@@ -151,8 +152,8 @@ class ControlActions:
         elif not self.live_engine:
             self.notify("a replay cannot resume a branch: it has no model (enter shows it)")
         else:
-            common, ids = tree.tokens_to_replay(branch_id)
-            self._control(common, replay=tuple(ids), branch=branch_id)
+            common, records = tree.steps_to_replay(branch_id)
+            self._control(common, replay=records, branch=branch_id)
 
     def show_branch(self, branch_id: int) -> None:
         """Every pane shows ``branch_id``'s steps, with the breakpoint marks of that branch; no

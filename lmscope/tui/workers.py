@@ -23,6 +23,7 @@ from lmscope.engine.breakpoints import Breakpoint, first_hit, hit_message, hit_n
 from lmscope.engine.cores import spare_core
 from lmscope.engine.errors import UserError
 from lmscope.engine.protocol import Engine, EngineFactory
+from lmscope.engine.records import StepRecord
 from lmscope.tui.messages import (
     BranchesLoaded, BranchesNotLoaded, BranchResumed, EngineFailed, ForceRefused, HistoryLoaded, HitNoted,
     ModelLoaded, PromptEncoded, Rewound,
@@ -222,15 +223,16 @@ class EngineWorkers:
 
     @on_engine_thread
     def control(self, engine: Engine, rewind_to: int, force: int | str | None = None,
-                replay: tuple[int, ...] = (), branch: int | None = None) -> None:
+                replay: tuple[StepRecord, ...] = (), branch: int | None = None) -> None:
         """Rewind, then force one token or re-run a branch's tokens, on the live cache.
 
         Args:
             engine: the engine.
             rewind_to: the step the engine goes back before.
             force: a token id to force there, or a text whose first token is forced.
-            replay: ids forced one after another to rebuild ``branch`` (their records are the
-                branch's own already: only the cache is rebuilt).
+            replay: ``branch``'s records from ``rewind_to``, their tokens forced one after another
+                (the records stay the branch's own: only the cache is rebuilt, and a recording
+                notes that they are live again).
             branch: the branch ``replay`` rebuilds.
         """
         if isinstance(force, str):
@@ -245,9 +247,10 @@ class EngineWorkers:
             self.post_message(Rewound(rewind_to, force, resuming=branch is not None))
             if force is not None:
                 self.post_message(StepCompleted(engine.step(force=force)))
-            for token_id in replay:
-                engine.step(force=token_id)
+            for record in replay:
+                engine.step(force=record.token_id)
             if branch is not None:
+                engine.note_resumed(rewind_to, replay)
                 self.post_message(BranchResumed(branch))
             finished = engine.finished
         except Exception as error:

@@ -17,7 +17,7 @@ from lmscope.engine.trace import prompt_to_dict, step_to_dict
 from lmscope.engine.trace_format import FORMAT_VERSION, TraceError
 from lmscope.engine.trace_reader import Trace
 from lmscope.engine.trace_writer import TraceWriter
-from lmscope.testing import make_session
+from lmscope.testing import make_lens, make_session
 
 
 def record_fake(path, family="llama", steps=5, dtype="float32", n_prompt=None):
@@ -76,6 +76,57 @@ def test_a_rewound_recording_opens_on_the_branch_live_at_the_end(tmp_path):
     assert left.steps[:2] == tuple(live[:2]) and replay.holds(live[3]) and not replay.holds(left.steps[3])
 
 
+def write_resumed(path, places=(1, 2, 3), reruns=3):
+    """Steps 0-3, then a force at step 1 (a branch of its own), then branch 0 resumed at step 1:
+    its tokens re-run, forced (``reruns`` of them), and a RSUM naming ``places``; then step 4."""
+    from dataclasses import replace
+
+    session = make_session("llama", steps=5)
+    steps = session.steps
+    writer = TraceWriter(path)
+    writer.meta(session.info, {})
+    writer.prompt(session.prompt)
+    for record in steps[:4]:
+        writer.step(record)  # places 0-3
+    writer.lens(2, make_lens(steps[2], session.info.layers))  # step 2's, while its branch is live
+    writer.step(replace(steps[1], token_id=7, chosen_by="forced"))  # place 4: branch 0 set aside
+    for record in steps[1:1 + reruns]:
+        writer.step(replace(record, chosen_by="forced"))  # places 5-7: the re-run
+    writer.resume(1, list(places))
+    writer.step(steps[4])
+    writer.close()
+    return session
+
+
+def test_a_resumed_branch_opens_as_its_own_steps(tmp_path):
+    """The RSUM chunk puts the branch's own steps back in place of their forced re-run: the
+    live steps, the lens written beside one of them while it was first live, and the tree
+    (the forced branch kept whole, no branch of re-run steps)."""
+    from lmscope.engine.recording import ReplayEngine
+
+    session = write_resumed(tmp_path / "r.lmscope")
+    trace = Trace(tmp_path / "r.lmscope")
+    assert [trace.step(i).chosen_by for i in range(len(trace))] == [s.chosen_by for s in session.steps]
+    assert [trace.step(i).token_id for i in range(len(trace))] == [s.token_id for s in session.steps]
+    assert [trace.has_lens(i) for i in range(len(trace))] == [False, False, True, False, False]
+    replay = ReplayEngine(trace)
+    live = [record for record, _ in replay.recorded_steps()]
+    tree = replay.recorded_branches()
+    assert sorted(tree.branches) == [0, 1] and tree.live == 1 and tree.live_branch.steps == tuple(live)
+    forced = tree.branches[0]  # the force kept the branch's id, its first run was set aside as branch 1
+    assert [s.token_id for s in forced.steps] == [session.steps[0].token_id, 7] and forced.steps[0] is live[0]
+
+
+@pytest.mark.parametrize("places, reruns", [((1, 3, 2), 3), ((1, 2, 3), 2), ((1, 2, 9), 3), ((0, 1, 2), 3)])
+def test_a_resume_that_does_not_hold_is_passed_over(places, reruns, tmp_path):
+    """A RSUM naming steps of other numbers, more steps than were re-run, a place never written:
+    passed over as an older lmscope passes it, the re-run steps standing as the live ones."""
+    session = write_resumed(tmp_path / "r.lmscope", places, reruns)
+    trace = Trace(tmp_path / "r.lmscope")
+    shown = [trace.step(i).chosen_by for i in range(len(trace))]
+    assert shown == [session.steps[0].chosen_by] + ["forced"] * reruns + [session.steps[4].chosen_by][:reruns == 3]
+
+
 @pytest.mark.parametrize("family", ["llama", "t5"])
 def test_open_json_prints_what_the_live_run_printed(family, tiny_llama_dir, tiny_t5_dir, tmp_path, capsys):
     folder = tiny_llama_dir if family == "llama" else tiny_t5_dir
@@ -105,7 +156,7 @@ def test_open_headless_prints_the_live_table(tiny_t5_dir, tmp_path, capsys):
 RECORDER = """
 import sys, time
 from lmscope.engine.trace_writer import TraceWriter
-from lmscope.testing import make_session
+from lmscope.testing import make_lens, make_session
 session = make_session("llama", steps=40)
 writer = TraceWriter(sys.argv[1])
 writer.meta(session.info, {})

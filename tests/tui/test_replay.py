@@ -303,6 +303,104 @@ async def test_a_replay_shows_the_branches_the_session_made(tmp_path):
         assert app.view.branch == 0 and "replay of branched.lmscope" in screen_text(app).splitlines()[0]
 
 
+def _tree_steps(tree) -> dict:
+    """Each branch of ``tree`` as its steps' (token id, how chosen), by id."""
+    return {branch.id: [(s.token_id, s.chosen_by) for s in branch.steps] for branch in tree.branches.values()}
+
+
+async def test_a_replay_shows_a_resumed_branch_as_its_own_steps(tmp_path):
+    """Resumed live (``t``, ``r``), a branch's steps are its own again, not the forced re-run
+    that rebuilt the cache: the replay shows them, with the tree the session had (branch 1
+    live, branch 0 kept whole beside it, no branch of re-run steps), and later steps follow
+    them; an older reader's view of the same file (its RSUM chunk skipped) is the re-run."""
+    from lmscope.engine.recording import RecordingEngine
+    from lmscope.engine.trace_reader import Trace
+    from lmscope.engine.trace_writer import TraceWriter
+
+    path = tmp_path / "resumed.lmscope"
+    fake = testing.FakeEngine(make_session("llama", steps=8))
+    recorder = RecordingEngine(fake, TraceWriter(path), {})
+    live_app = make_app(lambda: recorder, theme="textual-dark")
+    async with live_app.run_test(size=(120, 40)) as pilot:
+        await settle(live_app, pilot)
+        for _ in range(5):
+            await pilot.press("n")
+            await settle(live_app, pilot)
+        await pilot.press("home", "right", "right", "f")  # force at step 1: branch 1 keeps steps 1-4
+        await pilot.pause()
+        await pilot.press(*"Paris", "enter")
+        await settle(live_app, pilot)
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("down", "r")  # resume branch 1: steps 1-4 forced again on the cache
+        await settle(live_app, pilot)
+        assert live_app.branch_tree.live == 1
+        await pilot.press("n")  # step 5, after the resumed steps
+        await settle(live_app, pilot)
+        live_tree = _tree_steps(live_app.branch_tree)
+        live_steps = [(s.token_id, s.chosen_by) for s in live_app.view.steps]
+    recorder.writer.close()
+    assert fake.rewind_calls == 2 and len(live_steps) == 6
+    assert "forced" not in {by for _, by in live_steps} and sorted(live_tree) == [0, 1]
+    assert live_tree[0][1] == (fake.first_token("Paris")[0], "forced")
+
+    app, engine = replay_app(path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert [(s.token_id, s.chosen_by) for s in app.view.steps] == live_steps
+        assert _tree_steps(app.branch_tree) == live_tree and app.branch_tree.live == 1
+        assert app.view.steps == app.branch_tree.live_branch.steps  # the history's own records
+
+    older = Trace(path)
+    older._chunks = [chunk for chunk in older._chunks if chunk.kind != b"RSUM"]
+    older._steps = older._live_steps()
+    assert [older.step(i).chosen_by for i in range(len(older))] == [live_steps[0][1]] + ["forced"] * 4 + [live_steps[5][1]]
+
+
+async def test_a_real_session_resumed_replays_with_its_own_steps(tiny_llama_dir, tmp_path):
+    """The same with a real Stepper, whose steps complete later (a continue's rows wait) and
+    whose re-run makes new records: the trace names the branch's own steps, and the replay's
+    live branch is the session's, step for step (tokens and how each was chosen)."""
+    from lmscope.engine import models
+    from lmscope.engine.recording import RecordingEngine
+    from lmscope.engine.settings import GenerationSettings
+    from lmscope.engine.stepper import Stepper
+    from lmscope.engine.trace_reader import Resumed, Trace
+    from lmscope.engine.trace_writer import TraceWriter
+
+    loaded = models.load(str(tiny_llama_dir), "llama", device="cpu", dtype="float32")
+    stepper = Stepper(loaded, "the quick brown fox", GenerationSettings(max_new_tokens=6, min_new_tokens=6))
+    path = tmp_path / "real.lmscope"
+    recorder = RecordingEngine(stepper, TraceWriter(path), {})
+    live_app = make_app(lambda: recorder, theme="textual-dark")
+    async with live_app.run_test(size=(120, 40)) as pilot:
+        await settle(live_app, pilot)
+        await pilot.press("n")
+        await settle(live_app, pilot)
+        await pilot.press("c")  # the rest in a continue: rows and records wait, then are written
+        await settle(live_app, pilot)
+        await pilot.press("home", "right", "right")  # step 1
+        live_app.screen.query_one("#stages").focus()
+        await pilot.press("down", "enter")  # force its second candidate: branch 1 keeps the first run
+        await settle(live_app, pilot)
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("down", "r")
+        await settle(live_app, pilot)
+        assert live_app.branch_tree.live == 1 and len(live_app.view.steps) == 6
+        live_tree = _tree_steps(live_app.branch_tree)
+        live_steps = [(s.token_id, s.chosen_by) for s in live_app.view.steps]
+    recorder.writer.close()
+    assert "forced" not in {by for _, by in live_steps}
+    assert [item for item in Trace(path).every_step() if isinstance(item, Resumed)] == [Resumed(1, (1, 2, 3, 4, 5))]
+
+    app, engine = replay_app(path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert [(s.token_id, s.chosen_by) for s in app.view.steps] == live_steps
+        assert _tree_steps(app.branch_tree) == live_tree and app.branch_tree.live == 1
+
+
 async def test_a_replay_without_rewinds_builds_no_second_tree(tmp_path):
     write_trace(tmp_path / "s.lmscope")
     app, engine = replay_app(tmp_path / "s.lmscope")
