@@ -171,9 +171,12 @@ class ControlActions:
 
     def on_branches_loaded(self, message: BranchesLoaded) -> None:
         """A replay's branches, rebuilt from its recording, take the place of the tree its history
-        made (the live branch alone), whose live branch they share."""
+        made (the live branch alone), whose live branch they share; its id is the view's (not 0
+        where the session resumed another branch)."""
         if len(message.tree.live_branch.steps) == len(self.branch_tree.live_branch.steps):
             self.branch_tree = message.tree
+            if self.view.branch == 0:  # still the history's one branch: no other was shown yet
+                self.view = replace(self.view, branch=message.tree.live)
 
     def on_branches_not_loaded(self, message: BranchesNotLoaded) -> None:
         self.notify(f"its other branches are not shown: {message.error}", title="part of the recording is not shown",

@@ -350,6 +350,17 @@ async def test_a_replay_shows_a_resumed_branch_as_its_own_steps(tmp_path):
         assert [(s.token_id, s.chosen_by) for s in app.view.steps] == live_steps
         assert _tree_steps(app.branch_tree) == live_tree and app.branch_tree.live == 1
         assert app.view.steps == app.branch_tree.live_branch.steps  # the history's own records
+        assert app.view.branch == 1 and app.view.live
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("up", "enter")  # branch 0, the forced one: shown, not live
+        await pilot.pause()
+        assert app.view.branch == 0 and not app.view.live and app.view.steps[1].chosen_by == "forced"
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("down", "enter")  # branch 1 again: live, the replay's label back
+        await pilot.pause()
+        assert app.view.branch == 1 and app.view.live and "replay of resumed.lmscope" in screen_text(app)
 
     older = Trace(path)
     older._chunks = [chunk for chunk in older._chunks if chunk.kind != b"RSUM"]
