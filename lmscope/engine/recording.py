@@ -173,6 +173,9 @@ class ReplayEngine:
         self._finished: bool | None = None
         self._live: list[StepRecord] = []
         """The live branch's records, as :meth:`recorded_steps` gave them."""
+        self._places: dict[StepRecord, int] = {}
+        """Every other branch's records, as :meth:`recorded_branches` made them, by where each
+        was written (``Trace.every_step``): their lenses and hits are read by it."""
 
     @property
     def failure(self) -> Exception | None:
@@ -232,8 +235,29 @@ class ReplayEngine:
     def holds(self, record: StepRecord) -> bool:
         """Whether ``record`` is a step of the branch live at the recording's end, as
         :meth:`recorded_steps` gave it: only those steps' lenses are :meth:`lens`'s (a step a
-        rewind left behind has the same number as the live branch's step there)."""
+        rewind left behind has the same number as the live branch's step there; its lens is
+        :meth:`lens_of`'s)."""
         return record.step < len(self._live) and self._live[record.step] is record
+
+    def has_lens_of(self, record: StepRecord) -> bool:
+        """Whether the recording kept a logit lens of ``record``, a step of any branch."""
+        if self.holds(record):
+            return self.trace.has_lens(record.step)
+        return record in self._places and self.trace.has_written_lens(self._places[record])
+
+    def lens_of(self, record: StepRecord) -> tuple:
+        """The recorded logit lens of ``record``, a step of any branch (:meth:`lens`)."""
+        lens = self.trace.lens(record.step) if self.holds(record) else \
+            self.trace.written_lens(self._places[record]) if record in self._places else None
+        if lens is None:
+            raise UserError(NO_LAYER_CAPTURES)
+        return lens
+
+    def hit_of(self, record: StepRecord) -> dict | None:
+        """The breakpoint hit recorded at ``record``, a step of any branch, None where none was."""
+        if self.holds(record):
+            return self.trace.hit(record.step)
+        return self.trace.written_hit(self._places[record]) if record in self._places else None
 
     def recorded_branches(self) -> BranchTree | None:
         """The branches the recorded session's rewinds and forces made, rebuilt from the steps in
@@ -253,6 +277,8 @@ class ReplayEngine:
                 continue
             place, index, record = item
             record = written[place] = self._live[index] if index is not None else record
+            if index is None:
+                self._places[record] = place
             if record.step < len(tree.live_branch.steps):
                 tree.fork(record.step, record.token_id if record.chosen_by == "forced" else None)
             tree.append(record)

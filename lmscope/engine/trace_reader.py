@@ -79,6 +79,8 @@ class Trace:
         """By the RSUM chunk's index in ``_chunks``: the resumes that hold (:meth:`_resumed`)."""
         self._reruns: set[int] = set()
         """Where the STEP chunks that re-ran a resumed branch's tokens start: no steps of their own."""
+        self._written: list[tuple[Chunk, list[Chunk]]] = []
+        """Every STEP chunk and the NOTE and LENS chunks written beside it, by its place."""
         self._steps = self._live_steps()
         live = {chunk.body.start for step, notes in self._steps for chunk in (step, *notes)}
         self._texts = {at: text for at, text in self._texts.items() if at in live}  # not a rewound step's
@@ -146,15 +148,31 @@ class Trace:
     def hit(self, index: int) -> dict | None:
         """The breakpoint hit recorded at step ``index`` (``breakpoints.hit_note``: its number,
         expression and values), None where none was. A note ``--json`` refuses is refused here."""
+        return self._hit(self._step_chunks(index)[1])
+
+    def written_hit(self, place: int) -> dict | None:
+        """:meth:`hit` of the step written at ``place`` (:meth:`every_step`), any branch's."""
+        return self._hit(self._written[place][1])
+
+    def _hit(self, notes: list[Chunk]) -> dict | None:
         hit = None
-        for note in self._step_chunks(index)[1]:
+        for note in notes:
             if note.kind == b"NOTE":  # each checked, the last kept
                 hit = self._decoded(note, check_note, self._body(note)["data"])
         return None if hit is None else {key: value for key, value in hit.items() if key != "step"}
 
     def has_lens(self, index: int) -> bool:
         """Whether step ``index`` has a recorded logit lens (no JSON read)."""
-        return self._lens_chunk(index) is not None
+        return self._lens_chunk(self._step_chunks(index)[1]) is not None
+
+    def written_lens(self, place: int) -> tuple | None:
+        """:meth:`lens` of the step written at ``place`` (:meth:`every_step`), any branch's."""
+        chunk = self._lens_chunk(self._written[place][1])
+        return None if chunk is None else self._read_lens(chunk)[1]
+
+    def has_written_lens(self, place: int) -> bool:
+        """:meth:`has_lens` of the step written at ``place``."""
+        return self._lens_chunk(self._written[place][1]) is not None
 
     @property
     def lens_steps(self) -> int:
@@ -164,13 +182,13 @@ class Trace:
     def lens_data(self, index: int) -> list | None:
         """Step ``index``'s ``"layers"`` exactly as ``--json --layers`` printed them; None when its
         lens was not recorded. A lens :meth:`lens` refuses is refused here, with the same TraceError."""
-        chunk = self._lens_chunk(index)
+        chunk = self._lens_chunk(self._step_chunks(index)[1])
         return None if chunk is None else self._read_lens(chunk)[0]
 
     def lens(self, index: int) -> tuple | None:
         """Step ``index``'s logit lens as ``LayerLens`` records (no lens logits: see
         ``trace.lens_from_list``); None when it was not recorded."""
-        chunk = self._lens_chunk(index)
+        chunk = self._lens_chunk(self._step_chunks(index)[1])
         return None if chunk is None else self._read_lens(chunk)[1]
 
     def _read_lens(self, chunk: Chunk) -> tuple[list, tuple]:
@@ -182,9 +200,11 @@ class Trace:
             raise self._damaged(chunk, "its layers are not a list of layers")
         return layers, self._decoded(chunk, lens_from_list, layers)
 
-    def _lens_chunk(self, index: int) -> Chunk | None:
-        """The step's last ``LENS`` chunk, if any (the newest, where a lens was written twice)."""
-        return next((c for c in reversed(self._step_chunks(index)[1]) if c.kind == b"LENS"), None)
+    @staticmethod
+    def _lens_chunk(notes: list[Chunk]) -> Chunk | None:
+        """A step's last ``LENS`` chunk among its ``notes``, if any (the newest, where a lens was
+        written twice)."""
+        return next((c for c in reversed(notes) if c.kind == b"LENS"), None)
 
     def step(self, index: int) -> StepRecord:
         """Step ``index`` as a record; its rows are views of the mapped file, to be read through
@@ -262,8 +282,7 @@ class Trace:
         reading, that nothing keeps from being equal. Either way the same steps show, once each;
         a NOTE or LENS between the two goes with the first, as a rewound record's do."""
         steps: list[tuple[Chunk, list[Chunk]]] = []
-        written: list[tuple[Chunk, list[Chunk]]] = []
-        """Every STEP chunk's entry, by its place: a resumed step's notes stay with it."""
+        written = self._written  # a resumed step's notes stay with it
         for at, chunk in enumerate(self._chunks):
             if chunk.kind == b"STEP":
                 del steps[chunk.step:]

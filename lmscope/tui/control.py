@@ -175,6 +175,7 @@ class ControlActions:
         where the session resumed another branch)."""
         if len(message.tree.live_branch.steps) == len(self.branch_tree.live_branch.steps):
             self.branch_tree = message.tree
+            self._branch_marks.update(message.marks)
             if self.view.branch == 0:  # still the history's one branch: no other was shown yet
                 self.view = replace(self.view, branch=message.tree.live)
 

@@ -133,9 +133,11 @@ class HistoryLoaded(Message):
 
 @dataclass
 class BranchesLoaded(Message):
-    """A replayed session's branches, rebuilt from its recording (``ReplayEngine.recorded_branches``)."""
+    """A replayed session's branches, rebuilt from its recording (``ReplayEngine.recorded_branches``),
+    and by branch other than the live one, the steps where a breakpoint held."""
 
     tree: object
+    marks: dict
 
 
 @dataclass

@@ -103,15 +103,18 @@ class EngineWorkers:
         self._load_branches(engine)
 
     def _load_branches(self, engine: Engine) -> None:
-        """The replay's other branches, after its history: a step of one that does not read
-        leaves the history and the live branch as they are, and says so."""
+        """The replay's other branches, after its history, and where a breakpoint held in each: a
+        step or a hit of one that does not read leaves the history and the live branch as they
+        are, and says so."""
         try:
             tree = engine.recorded_branches()
+            if tree is None:
+                return
+            marks = _recorded_marks(engine, tree)
         except Exception as error:
             self.post_message(BranchesNotLoaded(error))
             return
-        if tree is not None:
-            self.post_message(BranchesLoaded(tree))
+        self.post_message(BranchesLoaded(tree, marks))
 
     @work(thread=True, group="io", exit_on_error=False)
     def write_session(self, path: str, info, prompt, steps, lenses: dict | None = None,
@@ -283,15 +286,30 @@ def _unhit(records) -> list:
     return [(record, None) for record in records]
 
 
+def _recorded_marks(replay: ReplayEngine, tree) -> dict[int, frozenset[int]]:
+    """By branch, other than the live one (its marks come with the history): the steps where a
+    breakpoint held, as the recording kept them."""
+    held: dict[StepRecord, bool] = {}  # a step shared by several branches is read once
+    marks = {}
+    for branch in tree.branches.values():
+        if branch.id == tree.live:
+            continue
+        for record in branch.steps:
+            if record not in held:
+                held[record] = replay.hit_of(record) is not None
+        marks[branch.id] = frozenset(record.step for record in branch.steps if held[record])
+    return marks
+
+
 def recorded_lenses(replay: ReplayEngine, steps) -> tuple[dict[int, tuple], tuple[str, ...]]:
     """Every logit lens ``replay``'s recording kept for ``steps``, by step number, and a line for
     each one that does not read (a damaged chunk): ``w`` writes the steps and the other lenses."""
     lenses, left_out = {}, []
     for record in steps:
-        if not (replay.holds(record) and replay.has_lens(record.step)):  # another branch's: none kept
+        if not replay.has_lens_of(record):
             continue
         try:
-            lenses[record.step] = replay.lens(record.step)
+            lenses[record.step] = replay.lens_of(record)
         except Exception as error:  # noqa: BLE001 - said in the notification; the rest is written
             left_out.append(f"step {record.step + 1}'s lens: {type(error).__name__}: {error}")
     return lenses, tuple(left_out)

@@ -241,9 +241,11 @@ def _tree_shape(tree) -> dict:
 
 async def test_a_replay_shows_the_branches_the_session_made(tmp_path):
     """Recorded live with a rewind and a forced token, a session replays with the same branch
-    tree: ``t`` lists every branch, ``enter`` shows one in every pane; ``r`` cannot resume one
-    (no model), and a left-behind step's lens is not taken for the live step of that number."""
+    tree: ``t`` lists every branch, ``enter`` shows one in every pane with the breakpoint marks
+    and the lenses recorded while it was live (a left-behind step's, not the live step's of that
+    number); ``r`` cannot resume one (no model)."""
     from lmscope.engine.recording import RecordingEngine
+    from lmscope.engine.trace import lens_to_list
     from lmscope.engine.trace_writer import TraceWriter
     from lmscope.tui.widgets.branches import BranchesScreen
     from lmscope.tui.widgets.layers import LayersPane
@@ -253,8 +255,17 @@ async def test_a_replay_shows_the_branches_the_session_made(tmp_path):
     live_app = make_app(lambda: recorder, theme="textual-dark")
     async with live_app.run_test(size=(120, 40)) as pilot:
         await settle(live_app, pilot)
-        await pilot.press("c")
+        await pilot.press("b")
+        await pilot.pause()
+        await pilot.press(*"step == 5", "enter")
+        await pilot.pause()
+        await pilot.press("c")  # held after step 5
         await settle(live_app, pilot)
+        await pilot.press("5")  # step 5's lens, computed and recorded while its branch is live
+        await settle(live_app, pilot)
+        await pilot.press("1", "c")
+        await settle(live_app, pilot)
+        assert live_app.view.marks == {5} and len(live_app.view.steps) == 8
         await pilot.press("home", "right", "right", "u")  # rewind before step 1: branch 1 keeps steps 1-7
         await settle(live_app, pilot)
         for _ in range(2):
@@ -266,6 +277,8 @@ async def test_a_replay_shows_the_branches_the_session_made(tmp_path):
         await settle(live_app, pilot)
         live_shape = _tree_shape(live_app.branch_tree)
         assert live_app.view.steps[1].chosen_by == "forced"
+        live_lens = lens_to_list(live_app.screen.query_one(LayersPane)._lenses[
+            live_app.view.prompt, live_app.branch_tree.branches[1].steps[5]][0])
     recorder.writer.close()
     assert len(live_shape) == 3, live_shape
 
@@ -283,13 +296,18 @@ async def test_a_replay_shows_the_branches_the_session_made(tmp_path):
         await pilot.press("down", "enter")  # branch 1: the first run's steps 1-7
         await pilot.pause()
         assert app.view.branch == 1 and [s.token_id for s in app.view.steps] == live_shape[1][3]
+        assert app.view.marks == {5}  # where the breakpoint held in that branch
         first_line = screen_text(app).splitlines()[0]
         assert "viewing branch 1 (not live)" in first_line and "resumes" not in first_line
-        await pilot.press("5")  # Layers, on a step the live branch numbers too
-        await pilot.pause()
+        await pilot.press("5")  # Layers, on a step the live branch numbers too: its own lens
+        await settle(app, pilot)
         layers = app.screen.query_one(LayersPane)
-        assert not engine.holds(app.view.selected)
-        assert "keeps the lens of the branch live at its end only" in layers._not_held(app.view)
+        assert app.view.index == 7 and not engine.holds(app.view.selected)
+        assert "keeps no logit lens" in layers._not_held(app.view)  # step 7: none recorded
+        await pilot.press("left", "left")
+        await settle(app, pilot)
+        assert app.view.selected is app.branch_tree.branches[1].steps[5] and layers._not_held(app.view) is None
+        assert lens_to_list(layers._lenses[app.view.prompt, app.view.selected][0]) == live_lens
         await pilot.press("t")
         await pilot.pause()
         await pilot.press("r")

@@ -145,13 +145,11 @@ class LayersPane(CatchUpWhenShown, Vertical):
     def _not_held(self, view: View) -> str | None:
         """Why the engine cannot make the selected step's lens, if it cannot: the lens runs on the
         engine's live cache, which holds the live branch's steps only (a lens computed while its
-        step was live is kept, and shown without asking)."""
+        step was live is kept, and shown without asking). A replay has the lenses it recorded, of
+        any branch's steps."""
         engine, record = self.app.engine, view.selected
         if not self.app.live_engine:
-            if not engine.holds(record):
-                return (f"step {record.step + 1} is on branch {view.branch}: a recording keeps the lens of "
-                        "the branch live at its end only")
-            return None if engine.has_lens(record.step) else NO_LAYER_CAPTURES
+            return None if engine.has_lens_of(record) else NO_LAYER_CAPTURES
         live = self.app.branch_tree.live_branch.steps
         if record.step < len(live) and live[record.step] is record:
             return None
@@ -177,10 +175,11 @@ class LayersPane(CatchUpWhenShown, Vertical):
         if key != self._asked:
             return
         try:
-            lens = engine.lens(step)
-            # a replay has the recorded lens only; its tensors are not kept
-            tensors = tuple(engine.layer_tensors(step, layer) for layer in range(len(lens))) \
-                if getattr(engine, "live", True) else ()
+            if getattr(engine, "live", True):
+                lens = engine.lens(step)
+                tensors = tuple(engine.layer_tensors(step, layer) for layer in range(len(lens)))
+            else:  # a replay has the recorded lens of the step's own record; its tensors are not kept
+                lens, tensors = engine.lens_of(key[1]), ()
         except Exception as error:  # shown in the pane; the app keeps running
             self.post_message(LensComputed(key, error=error))
             return
