@@ -332,9 +332,10 @@ def open_trace(
             print(written)
         return
     if json_lines or headless:
-        from lmscope.headless import lens_notice, print_trace
+        from lmscope.headless import lens_notice, no_steps_notice, print_trace
 
-        notice = lens_notice(trace) if layers else ""  # no lens at all: one line, before any step
+        # no lens at all: one line, before any step; no step at all: the one line says why nothing follows
+        notice = (lens_notice(trace) if layers else "") or no_steps_notice(trace)
         if notice:
             say(f"lmscope: warning: {file!r}: {notice}")
         with _printing():
