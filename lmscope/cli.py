@@ -304,7 +304,7 @@ def open_trace(
     svg: Annotated[Optional[str], Opt("--svg", metavar="OUT.svg", help="Save one screen as SVG and exit.")] = None,
     step: Annotated[Optional[int], Opt("--step", metavar="N", help="With --svg: the step to show.")] = None,
     tab: Annotated[Optional[str], Opt("--tab", metavar="TAB",
-                                      help="With --svg: attention (default), cross, kv or variables.")] = None,
+                                      help="With --svg: attention (default), cross, kv, variables or layers.")] = None,
     size: Annotated[Optional[str], Opt("--size", metavar="COLSxROWS",
                                        help="With --svg: the terminal size, 120x40 (default) up to 500x200.")] = None,
 ) -> None:

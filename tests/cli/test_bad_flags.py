@@ -186,6 +186,15 @@ def test_open_svg_step_of_a_recording_without_steps(tmp_path, capsys):
     assert main(["open", str(path), "--svg", str(tmp_path / "o.svg")]) == 0  # the prompt alone renders
 
 
+def test_open_svg_tab_cross_of_a_session_without_cross_attention(trace, tmp_path, capsys):
+    """On a llama recording the app notified that cross-attention is T5's, and the SVG showed the
+    attention tab under that notification, exit code 0."""
+    for svg in (str(tmp_path / "o.svg"), "-"):
+        fails(["open", str(trace), "--svg", svg, "--tab", "cross"], capsys, "--tab cross",
+              "this is a llama session", "choose attention, kv, variables or layers")
+    assert not (tmp_path / "o.svg").exists()
+
+
 # D16
 
 def test_empty_record(tmp_path, monkeypatch, no_tui, capsys):

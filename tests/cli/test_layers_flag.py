@@ -134,3 +134,28 @@ def test_a_trace_with_steps_prints_no_such_warning(tmp_path, capsys):
     write_trace(path, make_session("t5", steps=2), lens_steps=(0, 1))
     code, out, err = run(["open", path, "--json", "--layers"], capsys)
     assert code == 0 and len(out.splitlines()) == 2 and err == ""
+
+
+def svg_text(path) -> str:
+    """The screen's text in an SVG Textual saved (one ``<text>`` element per run of a style)."""
+    import html
+    import re
+
+    return html.unescape(" ".join(re.findall(r">([^<]*)</text>", path.read_text()))).replace("\xa0", " ")
+
+
+def test_open_svg_tab_layers_shows_the_recorded_lens(tmp_path, capsys):
+    """``--tab layers`` brings the Layers tab to the front, as key 5 does: the lens recorded with
+    the selected step once its worker has read it, or the pane's word that none was recorded."""
+    from lmscope.testing import make_session, write_trace
+
+    path = tmp_path / "tui.lmscope"
+    session = write_trace(path, make_session("llama", steps=4), lens_steps=(1,))
+    with_lens, without = tmp_path / "lens.svg", tmp_path / "none.svg"
+    assert main(["open", str(path), "--svg", str(with_lens), "--tab", "layers", "--step", "1"]) == 0
+    assert main(["open", str(path), "--svg", str(without), "--tab", "layers", "--step", "2"]) == 0
+    assert capsys.readouterr().err == ""
+    shown = svg_text(with_lens)
+    last = session.info.layers - 1
+    assert f"step 2 · chose {session.steps[1].token!r} · layer 0/{last}" in shown and "the recorded lens" in shown
+    assert "keeps no logit lens for this step" in svg_text(without)
