@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from lmscope.engine.errors import UserError, first_line
+from lmscope.engine.quiet import quiet_libraries
 from lmscope.engine.session import DEFAULT_PROMPTS, SessionOptions
 from lmscope.engine.settings import GenerationSettings
 from lmscope.streams import Terminated, quiet_progress_bars, say, signals_as_exceptions, takes_utf8
@@ -112,7 +113,7 @@ def _run(options: SessionOptions, flags: dict) -> None:
 
         hf_logging.set_verbosity_error()  # what matters became lmscope's own checks and lines
         hf_logging.disable_progress_bar()  # stdout is the data; stderr keeps only lmscope lines
-        _quiet_libraries()
+        quiet_libraries()
         from lmscope.headless import run_headless
 
         with _printing():
@@ -186,25 +187,16 @@ def _printing():
 
 
 def _quiet_open_session(options: SessionOptions):
-    """open_session with transformers' progress bars and warnings off: stderr is the app's screen."""
+    """open_session with transformers' progress bars and warnings off for the rest of the run, not
+    only while it loads (as open_session has them): stderr is the app's screen."""
     from transformers.utils import logging as hf_logging
 
     from lmscope.engine.session import open_session
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    _quiet_libraries()
+    quiet_libraries()
     return open_session(options)
-
-
-def _quiet_libraries() -> None:
-    """accelerate warns that offloaded weights sit on the meta device (the status bar shows the map
-    instead); huggingface_hub logs each retry of a hub it cannot reach (a dozen lines before the
-    one that says the model cannot be had, and over the TUI's screen)."""
-    import logging
-
-    logging.getLogger("accelerate").setLevel(logging.ERROR)
-    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
 
 
 RANK_ERROR_DELAY_S = 3.0
@@ -304,7 +296,7 @@ def open_trace(
     svg: Annotated[Optional[str], Opt("--svg", metavar="OUT.svg", help="Save one screen as SVG and exit.")] = None,
     step: Annotated[Optional[int], Opt("--step", metavar="N", help="With --svg: the step to show.")] = None,
     tab: Annotated[Optional[str], Opt("--tab", metavar="TAB",
-                                      help="With --svg: attention (default), cross, kv or variables.")] = None,
+                                      help="With --svg: attention (default), cross, kv, variables or layers.")] = None,
     size: Annotated[Optional[str], Opt("--size", metavar="COLSxROWS",
                                        help="With --svg: the terminal size, 120x40 (default) up to 500x200.")] = None,
 ) -> None:
@@ -332,9 +324,10 @@ def open_trace(
             print(written)
         return
     if json_lines or headless:
-        from lmscope.headless import lens_notice, print_trace
+        from lmscope.headless import lens_notice, no_steps_notice, print_trace
 
-        notice = lens_notice(trace) if layers else ""  # no lens at all: one line, before any step
+        # no lens at all: one line, before any step; no step at all: the one line says why nothing follows
+        notice = (lens_notice(trace) if layers else "") or no_steps_notice(trace)
         if notice:
             say(f"lmscope: warning: {file!r}: {notice}")
         with _printing():

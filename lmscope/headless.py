@@ -131,6 +131,20 @@ def lens_notice(trace: Trace) -> str:
             "the other steps' lines have no \"layers\"")
 
 
+def no_steps_notice(trace: Trace) -> str:
+    """What ``open FILE --json`` or ``--headless`` says of a recording that holds its prompt and
+    no step (a TUI session quit before its first step): "" when it has steps, or when its tail
+    notice says already why it has none.
+
+    ``--json`` prints a line per step, so such a file prints no line, with ``--layers`` too (no
+    step lacks its lens); without this line an empty output with exit code 0 looked like a
+    failure to read the file.
+    """
+    if len(trace) or trace.tail_notice:
+        return ""
+    return "it holds the prompt and no step (the session ended before its first step): no step to print"
+
+
 def options_dict(options: SessionOptions) -> dict:
     """The options a recording keeps (what the session ran with), as JSON."""
     from dataclasses import asdict

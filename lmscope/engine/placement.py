@@ -190,10 +190,12 @@ def parse_max_memory(text: str) -> dict:
     """``cpu=20GB,cuda:0=10GB`` -> ``{"cpu": 20_000_000_000, 0: 10_000_000_000}`` (accelerate's keys).
 
     Devices: ``cpu``, ``disk``, ``mps``, ``cuda:N`` or ``N``. Sizes: a number with B, KB, MB, GB,
-    TB, KiB, MiB, GiB or TiB (case-insensitive), or a plain number of bytes.
+    TB, KiB, MiB, GiB or TiB (case-insensitive); ``0GiB`` keeps a device empty (accelerate puts
+    what does not fit the other devices on disk).
 
     Raises:
-        PlacementError: any entry that is not ``DEVICE=SIZE``, an unknown device or unit, a device twice.
+        PlacementError: any entry that is not ``DEVICE=SIZE``, an unknown device, a size without a
+            unit or with an unknown one, a device twice.
     """
     budget: dict = {}
     for entry in text.split(","):
@@ -218,11 +220,15 @@ def _device_key(device: str):
 
 
 def _bytes(size: str) -> int:
+    """``20GB`` -> 20_000_000_000. A number alone is refused, not read as bytes: accelerate
+    refuses such a string too, and ``cpu=20`` meant as 20 GB would be 20 bytes, which puts every
+    layer on disk without a word."""
     match = _SIZE.match(size)
     unit = match.group(2).upper() if match else ""
-    if not match or (unit and unit not in UNITS):
-        raise PlacementError(f"bad size {size!r} in --max-memory: use a number with B, KB, MB, GB, KiB, MiB or GiB")
-    return int(float(match.group(1)) * UNITS.get(unit, 1))
+    if not match or unit not in UNITS:
+        raise PlacementError(f"bad size {size!r} in --max-memory: a number and its unit, e.g. cpu=8GiB "
+                             "(B, KB, MB, GB or TB, powers of ten; KiB, MiB, GiB or TiB, powers of two)")
+    return int(float(match.group(1)) * UNITS[unit])
 
 
 # -- after loading ---------------------------------------------------------------------------

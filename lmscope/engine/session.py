@@ -136,7 +136,19 @@ def uses_chat(options: SessionOptions, tokenizer) -> bool:
 
 
 def open_session(options: SessionOptions, progress: Callable[[str], None] | None = None):
-    """Load the model and build a Stepper (slow: call from a worker thread in a UI)."""
+    """Load the model and build a Stepper (slow: call from a worker thread in a UI).
+
+    Quiet as the command is: no "Loading weights" bar or transformers warning on stderr while
+    it loads; the program's own settings are back after (:func:`~lmscope.engine.quiet.quiet_loading`).
+    """
+    from lmscope.engine.quiet import quiet_loading
+
+    with quiet_loading():
+        return _open_session(options, progress)
+
+
+def _open_session(options: SessionOptions, progress: Callable[[str], None] | None):
+    """:func:`open_session`'s work: check the options, load the model, build the Stepper."""
     from dataclasses import replace
 
     from lmscope.engine import models

@@ -11,7 +11,9 @@ from lmscope.engine.checks import check_overwrite, stat_or_none
 from lmscope.engine.errors import UserError
 from lmscope.streams import print_line
 
-TABS = ("attention", "cross", "kv", "variables")
+TABS = ("attention", "cross", "kv", "variables", "layers")
+"""The lower tabs ``--tab`` names, as keys 1 to 5 bring them to the front. Layers shows the lens
+recorded with the step (the pane says so of a step recorded without one)."""
 
 DEFAULT_TAB = "attention"
 DEFAULT_SIZE = "120x40"
@@ -71,6 +73,15 @@ def _check_view(tab: str, size: str) -> None:
     parse_size(size)
 
 
+def _check_tab_fits(tab: str, family: str) -> None:
+    """Refuse ``--tab cross`` for a session without cross-attention: the app would notify that,
+    and the SVG would show the attention tab under the notification, exit code 0."""
+    if tab == "cross" and family != "t5":
+        *others, last = (name for name in TABS if name != "cross")
+        raise UserError(f"--tab cross: cross-attention exists only in encoder-decoder models (T5), and this is a "
+                        f"{family} session: choose {', '.join(others)} or {last}")
+
+
 def is_svg_start(start: bytes) -> bool:
     """Whether a file's first bytes are an SVG's: ``<svg`` (what :func:`render_svg` and ``ctrl+s``
     write), or an XML declaration before one."""
@@ -105,6 +116,7 @@ def render_svg(engine, target: Path | None, step: int | None = None, tab: str = 
     from lmscope import testing
     from lmscope.tui.app import make_app
 
+    _check_tab_fits(tab, engine.info.family)
     steps = len(engine.trace)
     if step is not None and not steps:
         raise UserError(f"--step {step}: the session has no steps, only its prompt: leave --step out")
@@ -125,6 +137,8 @@ def render_svg(engine, target: Path | None, step: int | None = None, tab: str = 
                 app.view = app.view.selecting(step)
             if tab != "attention":
                 app.action_show_tab(tab)
+                await pilot.pause()  # the tab shows, and its pane starts reading what it shows
+                await testing.wait_until_idle(pilot)  # the Layers pane reads its lens in a worker
             await pilot.pause()
             await pilot.wait_for_scheduled_animations()
             screen.append(app.export_screenshot())

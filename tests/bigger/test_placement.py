@@ -15,7 +15,8 @@ def options(**flags) -> SessionOptions:
 def test_max_memory_units_and_devices():
     assert parse_max_memory("cpu=20GB,cuda:0=10GiB, 1=512MB, disk=1.5TB") == {
         "cpu": 20 * 10**9, 0: 10 * 2**30, 1: 512 * 10**6, "disk": int(1.5 * 10**12)}
-    assert parse_max_memory("cpu=4096") == {"cpu": 4096}
+    assert parse_max_memory("cpu=4096B") == {"cpu": 4096}
+    assert parse_max_memory("cpu=0GiB") == {"cpu": 0}  # nothing on the CPU: accelerate offloads to disk
 
 
 @pytest.mark.parametrize("text, message", [
@@ -23,6 +24,8 @@ def test_max_memory_units_and_devices():
     ("cpu=", "expected DEVICE=SIZE"),
     ("gpu=1GB", "unknown device 'gpu'"),
     ("cpu=1XB", "bad size '1XB'"),
+    ("cpu=4096", "bad size '4096' in --max-memory: a number and its unit, e.g. cpu=8GiB"),
+    ("cpu=0", "bad size '0'"),
     ("cpu=1GB,cpu=2GB", "names 'cpu' twice"),
 ])
 def test_bad_max_memory(text, message):

@@ -186,6 +186,15 @@ def test_open_svg_step_of_a_recording_without_steps(tmp_path, capsys):
     assert main(["open", str(path), "--svg", str(tmp_path / "o.svg")]) == 0  # the prompt alone renders
 
 
+def test_open_svg_tab_cross_of_a_session_without_cross_attention(trace, tmp_path, capsys):
+    """On a llama recording the app notified that cross-attention is T5's, and the SVG showed the
+    attention tab under that notification, exit code 0."""
+    for svg in (str(tmp_path / "o.svg"), "-"):
+        fails(["open", str(trace), "--svg", svg, "--tab", "cross"], capsys, "--tab cross",
+              "this is a llama session", "choose attention, kv, variables or layers")
+    assert not (tmp_path / "o.svg").exists()
+
+
 # D16
 
 def test_empty_record(tmp_path, monkeypatch, no_tui, capsys):
@@ -260,3 +269,13 @@ def test_an_offload_folder_the_os_cannot_look_up(tmp_path, capsys):
     fails([*argv, str(tmp_path / "loop1")], capsys, "--offload-folder", "symbolic links")
     fails([*argv, str(tmp_path / "loop1" / "offload")], capsys, "--offload-folder", "symbolic links")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loop1", "loop2"]
+
+
+# --max-memory cpu=0 or cpu=20 ran: a number without a unit was read as bytes, so every layer went
+# to disk without a word (accelerate itself refuses such a string)
+
+@pytest.mark.parametrize("budget, size", [("cpu=0", "0"), ("cpu=20", "20"), ("cpu=8GiB,disk=1.5", "1.5")])
+def test_a_max_memory_size_without_a_unit_names_the_form(budget, size, capsys):
+    argv = ["t5", "--json", "--max-new-tokens", "1", "--device-map", "auto", "--max-memory", budget]
+    fails(argv, capsys, f"bad size {size!r} in --max-memory", "e.g. cpu=8GiB")
+    assert capsys.readouterr().out == ""

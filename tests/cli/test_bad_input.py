@@ -45,6 +45,9 @@ def fails(argv, capsys, *needles):
     (["llama", "--json", "--device-map", "auto", "--offload-folder", ""], "--offload-folder is empty"),
     (["llama", "--json", "--device-map", "auto", "--offload-folder", "/proc/lmscope-offload"],
      "--offload-folder '/proc/lmscope-offload' cannot be made in '/proc'"),
+    # a folder that is there and takes no files (a read-only mount, another user's): no weight has loaded yet
+    (["llama", "--json", "--device-map", "auto", "--offload-folder", "/proc"],
+     "--offload-folder '/proc' cannot be written"),
 ])
 def test_flag_errors(argv, needle, capsys):
     fails(argv, capsys, needle)

@@ -95,3 +95,67 @@ def test_open_layers_without_json_is_refused_as_the_live_command_refuses_it(flag
     code, out, err = run(["open", path, *flags], capsys)
     assert code == 2 and out == ""
     assert err == "lmscope: error: --layers adds each layer's logit lens to --json output: pass --json too\n"
+
+
+NO_STEP = "it holds the prompt and no step (the session ended before its first step): no step to print"
+
+
+@pytest.mark.parametrize("flags", [["--json"], ["--json", "--layers"], ["--json", "--attention"], ["--headless"]])
+def test_open_a_trace_of_the_prompt_alone_says_it_has_no_step(flags, tmp_path, capsys):
+    """A TUI session quit before its first step records its prompt alone. ``--json`` prints a line
+    per step, so none, ``--layers`` too (no step lacks its lens); that it printed nothing and said
+    nothing, exit code 0, read as a file that failed to open."""
+    from lmscope.testing import make_session, write_trace
+
+    path = str(tmp_path / "prompt.lmscope")
+    write_trace(path, make_session("t5", steps=0))
+    code, out, err = run(["open", path, *flags], capsys)
+    assert code == 0
+    assert out.startswith("prompt (") if "--headless" in flags else out == ""
+    assert err == f"lmscope: warning: {path!r}: {NO_STEP}\n"
+
+
+def test_a_trace_cut_short_after_its_prompt_says_so_once(tmp_path, capsys):
+    """The tail's warning already says why no step follows: one line, not two."""
+    from lmscope.testing import make_session, write_trace
+
+    path = tmp_path / "cut.lmscope"
+    write_trace(path, make_session("t5", steps=1))
+    path.write_bytes(path.read_bytes()[:-10])  # the one step cut short
+    code, out, err = run(["open", str(path), "--json", "--layers"], capsys)
+    assert code == 0 and out == ""
+    assert err.count("\n") == 1 and "cut short" in err and NO_STEP not in err
+
+
+def test_a_trace_with_steps_prints_no_such_warning(tmp_path, capsys):
+    from lmscope.testing import make_session, write_trace
+
+    path = str(tmp_path / "steps.lmscope")
+    write_trace(path, make_session("t5", steps=2), lens_steps=(0, 1))
+    code, out, err = run(["open", path, "--json", "--layers"], capsys)
+    assert code == 0 and len(out.splitlines()) == 2 and err == ""
+
+
+def svg_text(path) -> str:
+    """The screen's text in an SVG Textual saved (one ``<text>`` element per run of a style)."""
+    import html
+    import re
+
+    return html.unescape(" ".join(re.findall(r">([^<]*)</text>", path.read_text()))).replace("\xa0", " ")
+
+
+def test_open_svg_tab_layers_shows_the_recorded_lens(tmp_path, capsys):
+    """``--tab layers`` brings the Layers tab to the front, as key 5 does: the lens recorded with
+    the selected step once its worker has read it, or the pane's word that none was recorded."""
+    from lmscope.testing import make_session, write_trace
+
+    path = tmp_path / "tui.lmscope"
+    session = write_trace(path, make_session("llama", steps=4), lens_steps=(1,))
+    with_lens, without = tmp_path / "lens.svg", tmp_path / "none.svg"
+    assert main(["open", str(path), "--svg", str(with_lens), "--tab", "layers", "--step", "1"]) == 0
+    assert main(["open", str(path), "--svg", str(without), "--tab", "layers", "--step", "2"]) == 0
+    assert capsys.readouterr().err == ""
+    shown = svg_text(with_lens)
+    last = session.info.layers - 1
+    assert f"step 2 · chose {session.steps[1].token!r} · layer 0/{last}" in shown and "the recorded lens" in shown
+    assert "keeps no logit lens for this step" in svg_text(without)
