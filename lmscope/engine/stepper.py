@@ -124,9 +124,10 @@ class Stepper:
             with self._rows.joining(host_copy):
                 outputs, tensors = self._forward(recorder, host_copy)
             host_copy.copy()
-            self._state.pending = (outputs, tensors(), recorder)
-            # Rewinding to step 0 chooses again from the prefill: keep its last logits only.
-            self._state.prefill = (_LastLogits(outputs.logits[:, -1:].clone()), self._state.pending[1], recorder)
+            self._state.pending = (outputs, tensors(), recorder, self._layers.last)
+            # Rewinding to step 0 chooses again from the prefill: keep its last logits only, and
+            # its layers' capture, which step 0's lens reads (the capture made last may be a later step's).
+            self._state.prefill = (_LastLogits(outputs.logits[:, -1:].clone()), *self._state.pending[1:])
         record = self._prompt_record(prompt_ids, recorder, time.perf_counter() - began)
         self._prepared_at = (self._rows.bytes_written, 0)  # prepare_next sizes steps, not the prompt
         return record
@@ -182,7 +183,7 @@ class Stepper:
         host_copy = HostCopy()
         with self._rows.joining(host_copy):
             if state.pending:  # decoder-only step 0: the prefill already ran in start()
-                outputs, tensors, recorder = state.pending
+                outputs, tensors, recorder, layers = state.pending
                 described = lambda: tensors  # noqa: E731 - described at the prefill
             else:
                 later = rows_later and self._can_defer
@@ -190,6 +191,7 @@ class Stepper:
                                              scores_in_step=scores_in_step)
                 skip_layers = (rows_later if layers_later is None else layers_later) and self._can_defer
                 outputs, described = self._forward(recorder, host_copy, skip_layers)
+                layers = self._layers.last
             state.pending = None
             chosen = self._choose(outputs, force, host_copy, summarise=not record_later)
             del outputs  # the prefill's logits can be large; keep nothing of the forward pass
@@ -198,7 +200,7 @@ class Stepper:
                     attention_rows(recorder, "cross", query_len, last_row_only=True, late=record_later))
         host_copy.copy()
         # The tensors' infos, like a waiting record's stages, are made when first read.
-        fields = self._record_fields(chosen, LazyTuple(described), rows, began)
+        fields = self._record_fields(chosen, LazyTuple(described), rows, began, layers)
         if record_later:
             self._records.add(fields, chosen.stages, chosen.next_token)
             return None
@@ -486,13 +488,14 @@ class Stepper:
             return describe({"input_ids": prompt_ids}) + self._inputs.encoder_tensors(self._state.model_kwargs)
         return self._state.pending[1]
 
-    def _record_fields(self, chosen: "_Chosen", tensors, rows, began: float) -> dict:
+    def _record_fields(self, chosen: "_Chosen", tensors, rows, began: float, layers) -> dict:
         """The record of the step just chosen, less its stages, ``chosen_prob`` and ``raw_rank``
-        (``chosen``'s parts are on the host now): what must be read while the step is current."""
+        (``chosen``'s parts are on the host now): what must be read while the step is current.
+        ``layers``: the capture of the forward pass the step chose from (or ``REPLAY``)."""
         state = self._state
         token_id = int(chosen.token_id.array[0])
         state.stopped = bool(chosen.stop.array[0])
-        self._residuals[state.generated - 1] = (self._layers.last, token_id)
+        self._residuals[state.generated - 1] = (layers, token_id)
         return dict(
             step=state.generated - 1,
             token_id=token_id,
@@ -537,7 +540,8 @@ class _State:
         self.prefilled = False
         self.pending = None
         self.prefill = None
-        """Decoder-only: the prefill's (last logits, tensors, recorder), to choose step 0 again."""
+        """Decoder-only: the prefill's (last logits, tensors, recorder, layer capture), to choose
+        step 0 again."""
         self.generated = 0
         self.stopped = False
         eos = self.config._eos_token_tensor
