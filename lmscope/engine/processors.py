@@ -128,6 +128,22 @@ def _sample_checked_later(probs: torch.Tensor, host_copy: HostCopy, error: Calla
     return next_tokens
 
 
+def draw_set_aside(probs: torch.Tensor) -> None:
+    """The draw of a forced step in a sampling session, made and not used.
+
+    ``generate``'s loop with a processor that imposes a token still draws (from that token
+    alone), so its generator moves on by one draw at every step, whatever the step chooses;
+    ``torch.multinomial`` takes as many random numbers for any ``probs`` of a shape. Drawing here
+    too keeps the generator where such a run has it: the steps after a forced one draw what that
+    run draws, and forcing a branch's tokens again (resuming it) leaves the generator where the
+    branch had it, so a rewind inside the branch then gives the branch's own samples. Where
+    ``probs`` are no distribution it draws from a stand-in of the same shape (as
+    :func:`_sample_checked_later` does), never failing: a forced token needs no distribution.
+    """
+    drawable = probs.sum(dim=-1, keepdim=True) > 0  # [1, 1]: false where a nan or no finite score
+    torch.multinomial(torch.where(drawable, probs, 1.0), num_samples=1)
+
+
 _NO_DISTRIBUTION = ("probability tensor contains", "invalid multinomial distribution")
 """``torch.multinomial``'s messages for probabilities that are no distribution. Its checks are
 ``_assert_async``: on the CPU they raise at once, before anything is drawn; on CUDA they are a

@@ -26,7 +26,8 @@ from lmscope.engine.layers import REPLAY, LayerCapture, LayerCaptureResult
 from lmscope.engine.lens import LayerLens, logit_lens
 from lmscope.engine.placement import input_device
 from lmscope.engine.processors import (
-    StageTensors, chosen_numbers, pack_stages, run_stages, sample, stage_names, stage_scores, stages_from,
+    StageTensors, chosen_numbers, draw_set_aside, pack_stages, run_stages, sample, stage_names, stage_scores,
+    stages_from,
 )
 from lmscope.engine.records import LazyTuple, PromptRecord, SessionInfo, StepRecord, TensorInfo
 from lmscope.engine.row_store import RowStore, writing_behind_pays
@@ -421,6 +422,8 @@ class Stepper:
         # waiting record's chosen_prob is computed with the other waiting steps'.
         probs = torch.nn.functional.softmax(scores, dim=-1) if summarise or state.config.do_sample else None
         if force is not None:
+            if state.config.do_sample:
+                draw_set_aside(probs)  # the generator moves on as generate()'s does with the token imposed
             next_tokens, chosen_by = torch.tensor([force], device=scores.device), "forced"
         elif state.config.do_sample:
             next_tokens = sample(probs, step=state.generated, processors=state.processors,
