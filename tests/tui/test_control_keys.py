@@ -115,6 +115,22 @@ async def test_breakpoints_list_disables_and_deletes():
         assert len(app.view.steps) == 8 and app.view.notice == ""
 
 
+async def test_q_closes_the_breakpoints_and_branches_views_as_it_closes_help():
+    """A view over the screen takes the keys (the app's ``q`` does not reach the app): ``q``
+    closes the lists, as ``esc`` does, and ``q`` again quits."""
+    async with running(steps=8) as (app, pilot, engine):
+        for key in ("B", "t", "question_mark"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert len(app.screen_stack) == 2, key
+            await pilot.press("q")
+            await pilot.pause()
+            assert len(app.screen_stack) == 1 and app.is_running, key
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+
+
 async def test_u_rewinds_to_the_selected_step_and_keeps_the_rest_as_a_branch():
     async with running(steps=8) as (app, pilot, engine):
         await pilot.press("c")

@@ -41,7 +41,7 @@ class BranchesScreen(ModalScreen[tuple[str, int] | None]):
 
     BINDINGS = [
         Binding("r", "resume", "Resume"),
-        Binding("escape,t", "close", "Close"),
+        Binding("escape,t,q", "close", "Close"),
     ]
 
     def __init__(self, tree: BranchTree, shown: int, resumable: bool = True) -> None:

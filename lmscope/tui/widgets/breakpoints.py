@@ -36,7 +36,7 @@ class BreakpointsScreen(ModalScreen[tuple[BreakpointEntry, ...]]):
     BINDINGS = [
         Binding("space,enter", "toggle", "Enable/disable"),
         Binding("d,delete", "delete", "Delete"),
-        Binding("escape,B", "close", "Close"),
+        Binding("escape,B,q", "close", "Close"),
     ]
 
     def __init__(self, entries: tuple[BreakpointEntry, ...]) -> None:
