@@ -6,10 +6,11 @@ bytes; the JSON part's length; the rows part's length; the JSON part's CRC-32; t
 -1 for none, so opening a file reads no JSON to index it), the JSON part,
 and the rows part: the attention rows of a record as raw little-endian arrays, each starting on
 an 8-byte boundary. Kinds: ``META`` (version, date, session info and options), ``PRMT`` (the
-prompt), ``STEP`` (one step exactly as ``--json`` prints it, rows apart), ``NOTE`` (a breakpoint
-hit added to a step), ``LENS`` (the logit lens of a step, its ``"layers"`` exactly as ``--json
---layers`` prints them; written only where the lens was computed: ``--json --layers``, or a step
-the TUI stepped into while recording), ``RSUM`` (a branch resumed: ``{"step": S, "steps": [P,
+prompt; a restart writes it again, and the session shown begins at the last one), ``STEP`` (one
+step exactly as ``--json`` prints it, rows apart), ``NOTE`` (a breakpoint hit added to a step),
+``LENS`` (the logit lens of a step, its ``"layers"`` exactly as ``--json --layers`` prints them;
+written only where the lens was computed: ``--json --layers``, or a step the TUI stepped into
+while recording), ``RSUM`` (a branch resumed: ``{"step": S, "steps": [P,
 ...]}`` says that the STEP chunks written at places ``P`` (0 for the first STEP chunk of the file)
 are the live steps again from step ``S``; the STEP chunks just before it are the same tokens
 re-run, forced, to rebuild the cache).

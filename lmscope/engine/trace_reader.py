@@ -71,7 +71,12 @@ class Trace:
                 raise TraceError(f"{str(self.path)!r} has a damaged chunk before its prompt{_said(damage)}: "
                                  "no session to show")
             raise TraceError(f"{str(self.path)!r} was cut before its prompt was recorded")
-        self._prompt_chunk = prompts[0]
+        self._prompt_chunk = prompts[-1]
+        """The last prompt: a restart encodes the prompt again and the session begins again
+        there; what came before it is not shown, as the restarted TUI no longer shows it."""
+        self._session_at = self._chunks.index(self._prompt_chunk)
+        self._first_place = sum(chunk.kind == b"STEP" for chunk in self._chunks[:self._session_at])
+        """The place (:meth:`every_step`) of the first STEP chunk after the last prompt."""
         self._prompt_length = 0
         """Tokens in the prompt: the keys of its rows, and of every llama step's rows after them."""
         self._prompt = self._read_prompt()
@@ -248,7 +253,7 @@ class Trace:
     @property
     def has_branches(self) -> bool:
         """Whether a rewind or a force left steps that the branch live at the end does not hold."""
-        return sum(chunk.kind == b"STEP" for chunk in self._chunks) > len(self._steps)
+        return sum(chunk.kind == b"STEP" for chunk in self._chunks[self._session_at:]) > len(self._steps)
 
     def every_step(self):
         """Every recorded step in the order it was written, a rewound branch's too, and every
@@ -258,8 +263,8 @@ class Trace:
         written before it; a :class:`Resumed` where a branch became live again. The steps that
         re-ran a resumed branch's tokens are not given: the branch's own steps stand for them."""
         live = {step.body.start: index for index, (step, _) in enumerate(self._steps)}
-        place = -1
-        for at, chunk in enumerate(self._chunks):
+        place = self._first_place - 1
+        for at, chunk in enumerate(self._chunks[self._session_at:], start=self._session_at):
             if at in self._resumes:
                 yield self._resumes[at]
             if chunk.kind != b"STEP":
@@ -282,24 +287,27 @@ class Trace:
         reading, that nothing keeps from being equal. Either way the same steps show, once each;
         a NOTE or LENS between the two goes with the first, as a rewound record's do."""
         steps: list[tuple[Chunk, list[Chunk]]] = []
-        written = self._written  # a resumed step's notes stay with it
+        written, first = self._written, 0  # a resumed step's notes stay with it
         for at, chunk in enumerate(self._chunks):
-            if chunk.kind == b"STEP":
+            if chunk.kind == b"PRMT":  # a restart: the steps before it are gone
+                steps, first = [], len(written)
+            elif chunk.kind == b"STEP":
                 del steps[chunk.step:]
                 steps.append((chunk, []))
                 written.append(steps[-1])
             elif chunk.kind in (b"NOTE", b"LENS"):
                 steps[chunk.step][1].append(chunk)
-            elif chunk.kind == b"RSUM" and (resumed := self._resumed(at, written)) is not None:
+            elif chunk.kind == b"RSUM" and (resumed := self._resumed(at, written, first)) is not None:
                 steps[resumed.step:] = [written[place] for place in resumed.places]
                 self._resumes[at] = resumed
                 self._reruns.update(chunk.body.start for chunk in self._chunks[at - len(resumed.places):at])
         return steps
 
-    def _resumed(self, at: int, written: list) -> Resumed | None:
+    def _resumed(self, at: int, written: list, first: int) -> Resumed | None:
         """The resume the RSUM chunk ``self._chunks[at]`` says, if it holds: the steps it names
-        are numbered from its step on, and the chunks right before it are their re-run (STEPs of
-        the same numbers). One that does not hold is passed over, as an older lmscope does: the
+        are numbered from its step on, written since the prompt before it (``first``: the place
+        of the first STEP chunk after it), and the chunks right before it are their re-run (STEPs
+        of the same numbers). One that does not hold is passed over, as an older lmscope does: the
         re-run steps then stand as the live ones, forced."""
         chunk = self._chunks[at]
         try:
@@ -311,7 +319,7 @@ class Trace:
         step, count = chunk.step, len(places)
         reruns = self._chunks[at - count:at] if count <= at else []
         if len(reruns) != count or not all(
-                place < len(written) and written[place][0].step == step + i
+                first <= place < len(written) and written[place][0].step == step + i
                 and reruns[i].kind == b"STEP" and reruns[i].step == step + i for i, place in enumerate(places)):
             return None
         return Resumed(step, tuple(places))

@@ -127,6 +127,37 @@ def test_a_resume_that_does_not_hold_is_passed_over(places, reruns, tmp_path):
     assert shown == [session.steps[0].chosen_by] + ["forced"] * reruns + [session.steps[4].chosen_by][:reruns == 3]
 
 
+def test_a_restarted_recording_opens_on_the_session_after_its_last_restart(tmp_path, capsys):
+    """A restart (``r``) writes the prompt again and the session begins again: the TUI shows
+    the new prompt, no step and no branch. The reader took the first prompt and read the
+    steps after the second as a rewind to step 0: the file opened on the steps made before the
+    restart, with their branches (tests/engine/test_random_ops.py found it)."""
+    from dataclasses import replace
+
+    from lmscope.engine.recording import ReplayEngine
+
+    session = make_session("llama", steps=4)
+    again = replace(session.prompt, elapsed_s=session.prompt.elapsed_s + 1)
+    writer = TraceWriter(tmp_path / "r.lmscope")
+    writer.meta(session.info, {})
+    writer.prompt(session.prompt)
+    for record in session.steps[:3]:
+        writer.step(record)
+    writer.step(replace(session.steps[1], token_id=7, chosen_by="forced"))  # a force at step 1: a branch
+    writer.prompt(again)  # r
+    trace = Trace(tmp_path / "r.lmscope")
+    assert len(trace) == 0 and trace.prompt().elapsed_s == again.elapsed_s and not trace.has_branches
+    assert ReplayEngine(trace).recorded_branches() is None
+    for record in session.steps[:2]:  # n n after the restart: the session's one branch
+        writer.step(record)
+    writer.close()
+    replay = ReplayEngine(Trace(tmp_path / "r.lmscope"))
+    assert [record.step for record, _ in replay.recorded_steps()] == [0, 1] and replay.recorded_branches() is None
+    assert main(["open", str(tmp_path / "r.lmscope"), "--json"]) == 0
+    assert [json.loads(line)["token_id"] for line in capsys.readouterr().out.splitlines()] == \
+        [record.token_id for record in session.steps[:2]]
+
+
 @pytest.mark.parametrize("family", ["llama", "t5"])
 def test_open_json_prints_what_the_live_run_printed(family, tiny_llama_dir, tiny_t5_dir, tmp_path, capsys):
     folder = tiny_llama_dir if family == "llama" else tiny_t5_dir
