@@ -11,7 +11,7 @@ from lmscope.engine.branches import BranchTree
 from lmscope.engine.errors import UserError
 from lmscope.engine.records import PromptRecord, StepRecord
 from lmscope.engine.trace_format import TraceError
-from lmscope.engine.trace_reader import Resumed, Trace
+from lmscope.engine.trace_reader import Resumed, Rewind, Trace
 from lmscope.engine.trace_writer import TraceWriter
 
 
@@ -85,7 +85,11 @@ class RecordingEngine:
 
     def rewind(self, step: int) -> None:
         self.complete_waiting()
-        self.engine.rewind(step)  # the next STEP chunk's number tells a reader where it went back to
+        self.engine.rewind(step)
+        # Written whether or not it cut steps, and whatever follows: the next STEP's number would
+        # say nothing where none follows, and a resume's own rewind is told from a rewind before
+        # it by being the chunk right before the resume's re-run.
+        self.writer.rewind(step)
         for later in [k for k in self._lens_top if k >= step]:  # their records are gone: a new step gets its own
             del self._lens_top[later]
 
@@ -264,8 +268,9 @@ class ReplayEngine:
         the order they were written (None where there were none). Call it after
         :meth:`recorded_steps`: the tree shares the live branch's records it gave.
 
-        Each step numbered below the live branch's length is where a rewind or a force was, as
-        the app's own tree forks there; a resumed branch becomes the live one again, the branch
+        A rewind that cut the live branch (a RWND chunk), and each step numbered below the live
+        branch's length (a file of an older lmscope), is where a rewind or a force was, as the
+        app's own tree forks there; a resumed branch becomes the live one again, the branch
         it left kept whole, as the app's own tree does. A TraceError where a resume names steps
         that no branch ends with."""
         if not self.trace.has_branches:
@@ -274,6 +279,10 @@ class ReplayEngine:
         for item in self.trace.every_step():
             if isinstance(item, Resumed):
                 tree.switch(_branch_ending(tree, item.step, [written[place] for place in item.places]))
+                continue
+            if isinstance(item, Rewind):
+                if item.step < len(tree.live_branch.steps):
+                    tree.fork(item.step, None)
                 continue
             place, index, record = item
             record = written[place] = self._live[index] if index is not None else record

@@ -13,12 +13,16 @@ written only where the lens was computed: ``--json --layers``, or a step the TUI
 while recording), ``RSUM`` (a branch resumed: ``{"step": S, "steps": [P,
 ...]}`` says that the STEP chunks written at places ``P`` (0 for the first STEP chunk of the file)
 are the live steps again from step ``S``; the STEP chunks just before it are the same tokens
-re-run, forced, to rebuild the cache).
+re-run, forced, to rebuild the cache), ``RWND`` (a rewind: ``{"step": S}`` sets the live steps
+from step ``S`` on aside, whether or not a step follows; the one right before a resume's re-run
+is the resume's own, and sets no branch aside).
 
-A rewind writes nothing: the next STEP's number, lower than the one before, says where it went
-back to. A reader skips a kind it does not know, and lmscope's readers always have (format 1):
-the ``LENS`` and ``RSUM`` kinds came without a new format version, so an older lmscope opens a
-file that has them and shows everything but the lens, and a resumed branch's steps as the forced
+Before ``RWND``, a rewind wrote nothing: the next STEP's number, lower than the one before, said
+where it went back to (a reader still reads a file without RWND so), and a rewind no step
+followed was lost. A reader skips a kind it does not know, and lmscope's readers always have
+(format 1): the ``LENS``, ``RSUM`` and ``RWND`` kinds came without a new format version, so an
+older lmscope opens a file that has them and shows everything but the lens, a rewind by the next
+step's number alone, and a resumed branch's steps as the forced
 re-run that rebuilt its cache.
 
 Why this and not SQLite or numpy files: a 500-step session of SmolLM2 at 2k context holds about

@@ -25,6 +25,14 @@ from lmscope.engine.trace_format import CHUNK_HEADER, FILE_HEADER, ROW_DTYPES, R
 
 
 @dataclass(frozen=True)
+class Rewind:
+    """A rewind before ``step`` (a RWND chunk): the live branch's steps from ``step`` on, if
+    any, are set aside, whether or not a step follows."""
+
+    step: int
+
+
+@dataclass(frozen=True)
 class Resumed:
     """A branch resumed at ``step`` (a RSUM chunk): the steps written at ``places`` (by their
     place among the STEP chunks, as :meth:`Trace.every_step` numbers them) are live again."""
@@ -84,6 +92,9 @@ class Trace:
         """By the RSUM chunk's index in ``_chunks``: the resumes that hold (:meth:`_resumed`)."""
         self._reruns: set[int] = set()
         """Where the STEP chunks that re-ran a resumed branch's tokens start: no steps of their own."""
+        self._rewinds: set[int] = set()
+        """By index in ``_chunks``: the RWND chunks that hold and are no resume's (a resume
+        rewinds too, but leaves the branch it left whole)."""
         self._written: list[tuple[Chunk, list[Chunk]]] = []
         """Every STEP chunk and the NOTE and LENS chunks written beside it, by its place."""
         self._steps = self._live_steps()
@@ -260,13 +271,16 @@ class Trace:
         branch resumed: ``(place, index, None)`` for step ``index`` of the live branch (its
         record is :meth:`step`'s), ``(place, None, record)`` for a step a rewind or a force left
         behind (its rows mapped, as :meth:`step`'s), where ``place`` counts the STEP chunks
-        written before it; a :class:`Resumed` where a branch became live again. The steps that
-        re-ran a resumed branch's tokens are not given: the branch's own steps stand for them."""
+        written before it; a :class:`Rewind` where a rewind set steps aside; a :class:`Resumed`
+        where a branch became live again. The steps that re-ran a resumed branch's tokens are not
+        given, nor the rewind before them: the branch's own steps stand for them."""
         live = {step.body.start: index for index, (step, _) in enumerate(self._steps)}
         place = self._first_place - 1
         for at, chunk in enumerate(self._chunks[self._session_at:], start=self._session_at):
             if at in self._resumes:
                 yield self._resumes[at]
+            if at in self._rewinds:
+                yield Rewind(chunk.step)
             if chunk.kind != b"STEP":
                 continue
             place += 1
@@ -280,8 +294,10 @@ class Trace:
         (:func:`in_order` has checked every step number and note against the steps before it),
         and a resume (RSUM) puts the branch's own steps back in place of their re-run.
 
-        A rewind writes nothing: the next STEP's number is all that says it. A STEP chunk written
-        twice reads as a rewind to it and the step made again, which it cannot be told from: a
+        A rewind writes a RWND chunk (since 2026-12-07; before, the next STEP's number was all
+        that said it, and a rewind no step followed said nothing). A STEP
+        chunk written twice reads as a rewind to it and the step made again, which it cannot be
+        told from: a
         rewind and a step again without a force (greedy, or sampled with the generator put back)
         records a chunk that differs from the one it replaces only in ``elapsed_s``, a clock's
         reading, that nothing keeps from being equal. Either way the same steps show, once each;
@@ -297,11 +313,26 @@ class Trace:
                 written.append(steps[-1])
             elif chunk.kind in (b"NOTE", b"LENS"):
                 steps[chunk.step][1].append(chunk)
+            elif chunk.kind == b"RWND" and self._holds(chunk):
+                del steps[chunk.step:]
+                self._rewinds.add(at)
             elif chunk.kind == b"RSUM" and (resumed := self._resumed(at, written, first)) is not None:
                 steps[resumed.step:] = [written[place] for place in resumed.places]
                 self._resumes[at] = resumed
-                self._reruns.update(chunk.body.start for chunk in self._chunks[at - len(resumed.places):at])
+                before = at - len(resumed.places)
+                self._reruns.update(chunk.body.start for chunk in self._chunks[before:at])
+                if before - 1 in self._rewinds and self._chunks[before - 1].step == resumed.step:
+                    self._rewinds.remove(before - 1)  # the resume's own rewind: it forks nothing
         return steps
+
+    def _holds(self, chunk: Chunk) -> bool:
+        """Whether a RWND chunk's JSON says the step its header says; one that does not is passed
+        over, as an older lmscope passes every RWND."""
+        try:
+            self._body(chunk)
+        except TraceError:
+            return False
+        return True
 
     def _resumed(self, at: int, written: list, first: int) -> Resumed | None:
         """The resume the RSUM chunk ``self._chunks[at]`` says, if it holds: the steps it names
@@ -334,7 +365,7 @@ class Trace:
             raise self._damaged(chunk, f"its JSON does not parse ({type(error).__name__})") from None
         if not (isinstance(body, dict) and isinstance(body.get("data"), dict) and isinstance(body.get("rows"), dict)):
             raise self._damaged(chunk, "its JSON is not a record")
-        if chunk.kind in (b"STEP", b"NOTE", b"LENS", b"RSUM") and not (type(body["data"].get("step")) is int
+        if chunk.kind in (b"STEP", b"NOTE", b"LENS", b"RSUM", b"RWND") and not (type(body["data"].get("step")) is int
                                                      and body["data"]["step"] == chunk.step):
             raise self._damaged(chunk, f"its header says step {chunk.step}, its JSON {body['data'].get('step')!r}")
         return body

@@ -98,6 +98,12 @@ class TraceWriter:
         returned for them) are the live steps again from ``step``."""
         self._chunk(b"RSUM", {"step": step, "steps": places}, step=step)
 
+    def rewind(self, step: int) -> None:
+        """The session went back before ``step`` (a rewind, a force there, a branch resumed),
+        setting aside the live steps from ``step`` on: written at once, since no step may follow
+        (the session ends there, or another rewind goes further back)."""
+        self._chunk(b"RWND", {"step": step}, step=step)
+
     def note(self, step: int, data: dict) -> None:
         """Fields added to the latest record of ``step`` (a breakpoint hit)."""
         self._chunk(b"NOTE", {"step": step, **data}, step=step)

@@ -158,6 +158,82 @@ def test_a_restarted_recording_opens_on_the_session_after_its_last_restart(tmp_p
         [record.token_id for record in session.steps[:2]]
 
 
+def test_a_rewind_is_recorded_whether_or_not_a_step_follows(tmp_path):
+    """``n`` x4, ``u`` on step 2, ``u`` on step 1, then nothing; then ``t``, ``r`` on the branch
+    the first ``u`` set aside; then ``u`` on step 2 and ``t``, ``r`` on the branch it set aside
+    (no step between). A rewind wrote nothing, the next STEP's number was all that said where
+    it went back to: the file opened on the 4 steps the rewinds had set aside, a rewind that no
+    step followed made no branch, and a resume right after a rewind could not find the branch
+    it resumed (tests/engine/test_random_ops.py found them). Each state is the app's tree."""
+    from lmscope.engine.branches import BranchTree
+    from lmscope.engine.recording import RecordingEngine, ReplayEngine
+    from lmscope.testing import FakeEngine
+
+    path, tree = tmp_path / "r.lmscope", BranchTree()
+    writer = TraceWriter(path)
+    engine = RecordingEngine(FakeEngine(make_session("llama", steps=6)), writer, {})
+
+    def shape(tree) -> tuple:
+        return tree.live, {number: (branch.parent, branch.fork_step, branch.forced, [r.token_id for r in branch.steps])
+                           for number, branch in tree.branches.items()}
+
+    def rewind(step):  # u: the app's tree forks where steps are set aside
+        engine.rewind(step)
+        if step < len(tree.live_branch.steps):
+            tree.fork(step, None)
+
+    def resume(branch):  # t, then r: the workers' control
+        common, records = tree.steps_to_replay(branch)
+        engine.rewind(common)
+        for record in records:
+            engine.step(force=record.token_id)
+        engine.note_resumed(common, records)
+        tree.switch(branch)
+
+    def replayed() -> tuple:
+        replay = ReplayEngine(Trace(path))
+        live = [record for record, _ in replay.recorded_steps()]
+        recorded = replay.recorded_branches()
+        assert [r.token_id for r in live] == [r.token_id for r in tree.live_branch.steps]
+        return shape(recorded) if recorded is not None else (0, {0: (None, 0, None, [r.token_id for r in live])})
+
+    engine.start()
+    for _ in range(4):
+        tree.append(engine.step())
+    rewind(2)
+    rewind(1)
+    assert replayed() == shape(tree) and len(tree.branches) == 3
+    resume(1)
+    assert replayed() == shape(tree)
+    rewind(2)
+    resume(3)
+    assert replayed() == shape(tree) and tree.live == 3
+    tree.append(engine.step())
+    writer.close()
+    assert replayed() == shape(tree)
+
+
+@pytest.mark.parametrize("written", ["another step in its JSON", "past the steps"])
+def test_a_rewind_a_recorder_never_writes(written, tmp_path):
+    """A RWND whose JSON names another step than its header (outside the CRC) is passed over,
+    as an older lmscope passes every RWND; one past the steps made is a damaged chunk, where the
+    reading stops."""
+    session = make_session("llama", steps=4)
+    writer = TraceWriter(tmp_path / "r.lmscope")
+    writer.meta(session.info, {})
+    writer.prompt(session.prompt)
+    for record in session.steps[:3]:
+        writer.step(record)
+    if written == "past the steps":
+        writer.rewind(4)
+        writer.step(session.steps[3])
+    else:
+        writer._chunk(b"RWND", {"step": 0}, step=1)
+    writer.close()
+    trace = Trace(tmp_path / "r.lmscope")
+    assert (len(trace), trace.tail) == (3, "damaged" if written == "past the steps" else "")
+
+
 @pytest.mark.parametrize("family", ["llama", "t5"])
 def test_open_json_prints_what_the_live_run_printed(family, tiny_llama_dir, tiny_t5_dir, tmp_path, capsys):
     folder = tiny_llama_dir if family == "llama" else tiny_t5_dir
