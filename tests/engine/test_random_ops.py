@@ -28,11 +28,24 @@ switch and restart) its cache and per-step inputs equal, tensor for tensor, thos
 session stepped through the same tokens.
 
 Tolerances are test_fidelity's: 1e-4 on float32 logits, probabilities and attention.
+
+Some sequences are recorded as ``--record`` records them (the engine wrapped in a
+RecordingEngine, rows float32 or float16), and after every operation their trace, opened while
+the recorder still writes it, must replay the session as it stands (a restart begins it again):
+``ReplayEngine.recorded_steps`` the live branch's records, every field ``--json`` prints exactly
+(tokens, choice, stages' top-k, finish reason, cache) and the attention rows within 1e-6
+(float32) or 1e-3 (float16), with the breakpoint hits that held live; ``recorded_branches`` a
+tree equal to the live one (each branch's parent, fork step, forced token and steps; which is
+live); on every branch each step's hit (``hit_of``) and the marks the replay TUI shows, and each
+lens the Layers pane computed (``lens_of``, as ``lens_to_list`` writes it; none where it computed
+none). At the end ``lmscope open FILE --json`` (``--attention`` for float32 rows, ``--layers``
+where lenses were computed) prints the live branch's lines as a live ``--json`` run prints them.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,15 +56,22 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from lmscope.cli import main
 from lmscope.engine import models
 from lmscope.engine.branches import BranchTree
 from lmscope.engine.breakpoints import parse
 from lmscope.engine.cache_stats import cache_stats, generation_cache
 from lmscope.engine.errors import UserError
 from lmscope.engine.lens import lens_logits
+from lmscope.engine.mapped_rows import read_ahead
+from lmscope.engine.recording import RecordingEngine, ReplayEngine
 from lmscope.engine.rewind import GROWING_INPUTS
 from lmscope.engine.settings import GenerationSettings
 from lmscope.engine.stepper import Stepper
+from lmscope.engine.trace import lens_to_list, prompt_to_dict, step_to_dict
+from lmscope.engine.trace_reader import Trace
+from lmscope.engine.trace_writer import TraceWriter
+from lmscope.headless import json_line
 from lmscope.tui import workers
 from lmscope.tui.messages import (
     BranchResumed, EngineFailed, ForceRefused, HitNoted, PromptEncoded, Rewound, RunStopped, StepCompleted,
@@ -85,6 +105,20 @@ class App(workers.EngineWorkers):
         self.tree = BranchTree()
         self.prompt = None
         self.refused: list[Exception] = []
+        self.hits: dict[int, tuple] = {}
+        """By the record's id: ``(record, note)`` of each breakpoint hit (``HitNoted``), as the app
+        keeps them for ``w``."""
+        self.lenses: dict[int, tuple] = {}
+        """By the record's id: ``(record, lens)``, the newest lens the Layers pane computed of it."""
+        self.lenses_asked = 0
+
+    def hit(self, record) -> dict | None:
+        kept = self.hits.get(id(record))
+        return kept[1] if kept is not None and kept[0] is record else None
+
+    def lens_of(self, record) -> tuple | None:
+        kept = self.lenses.get(id(record))
+        return kept[1] if kept is not None and kept[0] is record else None
 
     @property
     def live(self) -> tuple:
@@ -95,6 +129,7 @@ class App(workers.EngineWorkers):
             raise AssertionError(f"the engine failed during {message.during}") from message.error
         if isinstance(message, PromptEncoded):
             self.prompt, self.tree = message.prompt, BranchTree()
+            self.hits, self.lenses = {}, {}
         elif isinstance(message, StepCompleted):
             self.tree.append(message.record)
         elif isinstance(message, (StepsCompleted, RunStopped)):
@@ -109,6 +144,7 @@ class App(workers.EngineWorkers):
             self.refused.append(message.error)
         else:
             assert isinstance(message, HitNoted), message
+            self.hits[id(message.record)] = (message.record, message.note)
         return True
 
     def restart(self) -> None:
@@ -430,7 +466,12 @@ def check_lens(app: App, oracle: Oracle, step: int) -> None:
     """The Layers pane on ``step``: the lens of every layer against the teacher's hidden states
     through the final norm and the head (the last layer: the logits), and each layer's tensors."""
     engine, steps = app.engine, app.live
-    lens = engine.lens(step, top=5)
+    # A recorded session asks with the Layers pane's top (3) and with 5 in turn: a lens asked
+    # again with another top is written again, and a replay shows the newest.
+    top = 3 if isinstance(engine, RecordingEngine) and app.lenses_asked % 2 == 0 else 5
+    app.lenses_asked += 1
+    lens = engine.lens(step, top=top)
+    app.lenses[id(steps[step])] = (steps[step], lens)
     tensors = [engine.layer_tensors(step, layer) for layer in range(engine.info.layers)]
     with pytest.raises(UserError, match="has not been made in the live session"):
         engine.lens(len(steps))
@@ -447,6 +488,120 @@ def check_lens(app: App, oracle: Oracle, step: int) -> None:
         np.testing.assert_allclose(named["hidden_states"].preview, hidden[layer, :4].numpy(), atol=ATOL)
         if layer < layers - 1:
             np.testing.assert_allclose(named["layer_output"].preview, hidden[layer + 1, :4].numpy(), atol=ATOL)
+
+
+# -- recorded sessions: the replay against the live session -----------------------------------
+
+ROWS_ATOL = {"float32": 1e-6, "float16": 1e-3}
+"""Recorded attention rows against the live ones (the README: float16 rows within 1e-3)."""
+
+
+class Recording:
+    """A session recorded as ``--record`` records it: the engine wrapped in a RecordingEngine
+    whose TraceWriter writes ``path`` with rows of ``rows_dtype``. The file is checked against
+    the live session at the end (:func:`check_replay`, :func:`check_open_json`), and after every
+    operation with ``every_op``, opened while the recorder still writes it."""
+
+    def __init__(self, path, rows_dtype: str, capsys, every_op: bool = False):
+        self.path, self.rows_dtype, self.capsys, self.every_op = path, rows_dtype, capsys, every_op
+        self.writer: TraceWriter | None = None
+
+    def wrap(self, stepper: Stepper) -> RecordingEngine:
+        self.writer = TraceWriter(self.path, self.rows_dtype)
+        return RecordingEngine(stepper, self.writer, {})
+
+    def check(self, app: App, last: bool = False) -> None:
+        check_replay(app, self.path, self.rows_dtype)
+        if last:
+            self.writer.close()
+            check_open_json(app, self.path, self.rows_dtype, self.capsys)
+
+
+def assert_rows_close(got, want, atol: float, what: str) -> None:
+    assert (got is None) == (want is None), what
+    if want is not None:
+        assert (got.kind, got.query_start, got.probs.shape) == (want.kind, want.query_start, want.probs.shape), what
+        np.testing.assert_allclose(read_ahead(got.probs).astype(np.float32), np.asarray(want.probs), atol=atol, rtol=0,
+                                   err_msg=what)
+
+
+def check_replayed_step(replay: ReplayEngine, got, want, app: App, atol: float, what: str) -> None:
+    """One recorded step of any branch against the live record: every field ``--json`` prints
+    (exactly: tokens, choice, each stage's top-k, finish reason, cache), the rows, its breakpoint
+    hit and its lens."""
+    assert step_to_dict(got) == step_to_dict(want), what
+    assert_rows_close(got.attention, want.attention, atol, f"{what}: self-attention rows")
+    assert_rows_close(got.cross_attention, want.cross_attention, atol, f"{what}: cross-attention rows")
+    assert replay.hit_of(got) == app.hit(want), f"{what}: its breakpoint hit"
+    lens = app.lens_of(want)
+    assert replay.has_lens_of(got) == (lens is not None), f"{what}: a lens recorded {replay.has_lens_of(got)}"
+    if lens is not None:
+        assert lens_to_list(replay.lens_of(got)) == lens_to_list(lens), f"{what}: its lens"
+
+
+def check_replay(app: App, path, rows_dtype: str) -> None:
+    """The trace replays the live session: the live branch's steps and their hits
+    (``recorded_steps``), the tree of branches (``recorded_branches``: parents, fork steps,
+    forced tokens, every step; which branch is live), and on every branch each step's hit, the
+    marks the replay TUI shows and each lens the Layers pane computed (``hit_of``, ``lens_of``)."""
+    atol = ROWS_ATOL[rows_dtype]
+    replay = ReplayEngine(Trace(path))
+    assert replay.warning == "", replay.warning
+    prompt = replay.start()
+    assert prompt_to_dict(prompt) == prompt_to_dict(app.prompt), "the prompt"
+    assert_rows_close(prompt.attention, app.prompt.attention, atol, "the prompt's rows")
+    steps = list(replay.recorded_steps())
+    assert [record.token_id for record, _ in steps] == [record.token_id for record in app.live], "the live branch"
+    assert [hit for _, hit in steps] == [app.hit(record) for record in app.live], "the live branch's hits"
+    assert replay.finished == app.engine.finished
+    tree = replay.recorded_branches()
+    if tree is None:  # every step written is the live branch's
+        tree = BranchTree()
+        for record, _ in steps:
+            tree.append(record)
+    shown = dict(workers._recorded_marks(replay, tree))  # the replay TUI's marks of the other branches
+    shown[tree.live] = frozenset(record.step for record, hit in steps if hit is not None)  # the history's marks
+    assert (tree.live, sorted(tree.branches)) == (app.tree.live, sorted(app.tree.branches)), "the branches"
+    checked = {}
+    for number, want in app.tree.branches.items():
+        got, what = tree.branches[number], f"branch {number}"
+        assert (got.parent, got.fork_step, got.forced, got.finish_reason) == \
+            (want.parent, want.fork_step, want.forced, want.finish_reason), what
+        assert [(r.token_id, r.chosen_by) for r in got.steps] == [(r.token_id, r.chosen_by) for r in want.steps], what
+        for got_record, record in zip(got.steps, want.steps):
+            if checked.get(id(record)) is not got_record:  # a record shared by several branches: once
+                check_replayed_step(replay, got_record, record, app, atol, f"{what}, step {record.step}")
+                checked[id(record)] = got_record
+        assert shown[number] == frozenset(r.step for r in want.steps if app.hit(r) is not None), f"{what}: marks"
+
+
+def check_open_json(app: App, path, rows_dtype: str, capsys) -> None:
+    """``lmscope open FILE --json`` prints the live branch's steps as ``--json`` printed them
+    (``headless._generate``'s lines: the step, its breakpoint); ``--layers`` too where the Layers
+    pane computed lenses, and ``--attention`` for float32 rows (float16 rows print the float16
+    values, within 1e-3 of the live ones: :func:`check_replay` compares them)."""
+    capsys.readouterr()
+    flags = [["--json"], ["--json", "--attention"] if rows_dtype == "float32" else None,
+             ["--json", "--layers"] if any(app.lens_of(record) is not None for record in app.live) else None]
+    for options in filter(None, flags):
+        expected = []
+        for record in app.live:
+            data = step_to_dict(record, "--attention" in options)
+            if "--layers" in options and app.lens_of(record) is not None:
+                data["layers"] = lens_to_list(app.lens_of(record))
+            if app.hit(record) is not None:
+                data["breakpoint"] = app.hit(record)["breakpoint"]
+            expected.append(json_line(data, sys.stdout) + "\n")
+        assert main(["open", str(path), *options]) == 0
+        out, err = capsys.readouterr()
+        assert out == "".join(expected), options
+        lenses = sum(app.lens_of(record) is not None for record in app.live)
+        if not app.live:
+            assert "it holds the prompt and no step" in err
+        elif "--layers" in options and lenses < len(app.live):
+            assert f"the logit lens was recorded for {lenses} of {len(app.live)} steps" in err
+        else:
+            assert err == "", err
 
 
 # -- the operations ---------------------------------------------------------------------------
@@ -512,17 +667,20 @@ def apply(app: App, oracle: Oracle, op: tuple) -> bool:
     return True
 
 
-def run_ops(loaded, settings: GenerationSettings, ops, fresh_after_control: bool = False) -> list:
+def run_ops(loaded, settings: GenerationSettings, ops, fresh_after_control: bool = False,
+            recording: Recording | None = None) -> list:
     """Start a session and apply ``ops`` (those the session allows when their turn comes; a
     callable is asked for the operation when its turn comes), checking everything after each; a
     failure names the operations that led to it. ``fresh_after_control``: compare the live cache
     with a fresh session's after every rewind, force, branch switch and restart (always: at the end).
+    ``recording``: the session is recorded, and its trace checked against it.
 
     Returns:
         The operations applied.
     """
     oracle = oracle_for(loaded, settings)
-    app, drawn, done = App(Stepper(loaded, PROMPT, settings)), {}, []
+    stepper = Stepper(loaded, PROMPT, settings)
+    app, drawn, done = App(recording.wrap(stepper) if recording else stepper), {}, []
     op = "start"
     try:
         app.restart()
@@ -534,36 +692,55 @@ def run_ops(loaded, settings: GenerationSettings, ops, fresh_after_control: bool
                 check_session(app, oracle, drawn)
                 if fresh_after_control and op[0] in ("rewind", "force", "switch", "restart"):
                     check_against_fresh(app, oracle)
+                if recording and recording.every_op:
+                    recording.check(app)
                 done.append(op)
         op = "the last check, against a fresh session"
         check_against_fresh(app, oracle)
+        if recording:
+            op = "the last check, of the recording"
+            recording.check(app, last=True)
     except Exception as error:
         raise AssertionError(f"after {done}, at {op!r}: {error}") from error
+    finally:
+        if recording and recording.writer:
+            recording.writer.close()
     return done
 
 
-def random_ops(loaded, settings: GenerationSettings, seed: int, count: int, fresh_after_control: bool = False) -> None:
+def random_ops(loaded, settings: GenerationSettings, seed: int, count: int, fresh_after_control: bool = False,
+               recording: Recording | None = None) -> None:
     """``count`` operations chosen by ``seed`` as the session goes."""
     rng = random.Random(seed)
-    done = run_ops(loaded, settings, [lambda app: random_op(rng, app)] * count, fresh_after_control)
+    done = run_ops(loaded, settings, [lambda app: random_op(rng, app)] * count, fresh_after_control, recording)
     assert len(done) == count, "every operation chosen is one the session allows"
+
+
+RECORDED = {"greedy": "float16", "sampled": "float32"}
+"""The rows a recorded sequence writes, by its settings: each model records both."""
 
 
 @pytest.mark.parametrize("seed, behind", [(0, True), (10, False)], ids=["0-written-behind", "10-written-at-once"])
 @pytest.mark.parametrize("name", list(SETTINGS))
-def test_random_operations_match_transformers(loaded, name, seed, behind, monkeypatch):
+def test_random_operations_match_transformers(loaded, name, seed, behind, monkeypatch, tmp_path, capsys):
     """``behind``: a continue's hand-overs write their rows on the writer thread, or at once.
+    The sequences that write them at once are recorded too (a RecordingEngine writes every row
+    at once), their trace opened and checked after every operation and at the end.
     (Seed 10 happens to run into both defects these runs found: see the regressions below.)"""
     monkeypatch.setattr(Stepper, "writes_behind", behind)
-    random_ops(loaded, SETTINGS[name], seed=seed, count=12)
+    recording = None if behind else Recording(tmp_path / "run.lmscope", RECORDED[name], capsys, every_op=True)
+    random_ops(loaded, SETTINGS[name], seed=seed, count=12, recording=recording)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(100, 112))
 @pytest.mark.parametrize("name", list(SETTINGS))
-def test_longer_random_operations_match_transformers(loaded, name, seed, monkeypatch):
-    monkeypatch.setattr(Stepper, "writes_behind", seed % 2 == 0)
-    random_ops(loaded, SETTINGS[name], seed=seed, count=40, fresh_after_control=True)
+def test_longer_random_operations_match_transformers(loaded, name, seed, monkeypatch, tmp_path, capsys):
+    """The sequences whose rows are written at once are recorded, as above."""
+    behind = seed % 2 == 0
+    monkeypatch.setattr(Stepper, "writes_behind", behind)
+    recording = None if behind else Recording(tmp_path / "run.lmscope", RECORDED[name], capsys, every_op=True)
+    random_ops(loaded, SETTINGS[name], seed=seed, count=40, fresh_after_control=True, recording=recording)
 
 
 @pytest.fixture(scope="module", params=["mistral-mixed", "gemma2"])
@@ -582,9 +759,11 @@ def sliding(request, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(200, 204))
 @pytest.mark.parametrize("name", list(SETTINGS))
-def test_random_operations_past_a_sliding_window(sliding, name, seed):
-    """The teacher's eager weights of a sliding layer are zero before its window, as lmscope's rows are."""
-    random_ops(sliding, SETTINGS[name], seed=seed, count=40, fresh_after_control=True)
+def test_random_operations_past_a_sliding_window(sliding, name, seed, tmp_path, capsys):
+    """The teacher's eager weights of a sliding layer are zero before its window, as lmscope's
+    rows are. The odd seeds are recorded, as above."""
+    recording = Recording(tmp_path / "run.lmscope", RECORDED[name], capsys, every_op=True) if seed % 2 else None
+    random_ops(sliding, SETTINGS[name], seed=seed, count=40, fresh_after_control=True, recording=recording)
 
 
 # -- regressions these runs found, minimised -------------------------------------------------
@@ -650,3 +829,21 @@ def test_step_0_made_again_keeps_the_prefills_layers(loaded):
         assert [lens_numbers(entry) for entry in got[0]] == [lens_numbers(entry) for entry in want[0]]
         assert [[(t.name, t.shape, t.preview) for t in layer] for layer in got[1]] == \
             [[(t.name, t.shape, t.preview) for t in layer] for layer in want[1]]
+
+
+@pytest.mark.parametrize("ops", [
+    [("step", False), ("restart",)],
+    [("step", False)] * 3 + [("rewind", 1)],
+    [("step", False)] * 4 + [("rewind", 2), ("rewind", 1), ("step", False)],
+    [("step", False)] * 3 + [("rewind", 1), ("switch", 1)],
+], ids=["n-r", "n-u", "u-u-n", "u-then-resume"])
+def test_a_recording_replays_the_session_as_it_stood(loaded, ops, tmp_path, capsys):
+    """A restart, and a rewind that no step followed, as the recorded sequences met them. The
+    reader kept the first prompt and read a restart as a rewind to step 0 (``n r`` opened on the
+    step made before it); a rewind wrote nothing, the next step's number said where it went back
+    to: ``n n n u`` opened on the three steps, ``u u n`` made one branch where the session made
+    two, and ``t r`` right after a ``u`` found no branch to resume. A restart now begins the
+    replayed session again, and a rewind writes a RWND chunk. (Checked at the end only: checked
+    after each operation, the later sequences failed at their first ``u`` already.)"""
+    recording = Recording(tmp_path / "run.lmscope", "float32", capsys)
+    assert run_ops(loaded, GREEDY_SHORT, ops, recording=recording) == ops
