@@ -22,13 +22,18 @@ from lmscope.testing import make_lens, make_session
 
 def record_fake(path, family="llama", steps=5, dtype="float32", n_prompt=None):
     session = make_session(family, steps=steps, n_prompt=n_prompt)
-    writer = TraceWriter(path, dtype)
-    writer.meta(session.info, {"family": family})
-    writer.prompt(session.prompt)
-    for record in session.steps:
-        writer.step(record)
-    writer.close()
+    began(path, session, len(session.steps), dtype, {"family": family}).close()
     return session
+
+
+def began(path, session, steps: int, dtype="float32", options=None) -> TraceWriter:
+    """A writer of ``session`` to ``path`` that has written its meta, prompt and first ``steps`` steps."""
+    writer = TraceWriter(path, dtype)
+    writer.meta(session.info, options or {})
+    writer.prompt(session.prompt)
+    for record in session.steps[:steps]:
+        writer.step(record)
+    return writer
 
 
 @pytest.mark.parametrize("family", ["llama", "t5"])
@@ -54,11 +59,7 @@ def test_float16_rows_are_half_the_size_and_within_1e_3(tmp_path):
 
 def test_a_rewound_recording_opens_on_the_branch_live_at_the_end(tmp_path):
     session = make_session("llama", steps=6)
-    writer = TraceWriter(tmp_path / "r.lmscope")
-    writer.meta(session.info, {})
-    writer.prompt(session.prompt)
-    for record in session.steps[:5]:
-        writer.step(record)
+    writer = began(tmp_path / "r.lmscope", session, 5)
     for record in session.steps[2:4]:  # rewound to step 2, stepped again
         writer.step(record)
     writer.close()
@@ -83,11 +84,7 @@ def write_resumed(path, places=(1, 2, 3), reruns=3):
 
     session = make_session("llama", steps=5)
     steps = session.steps
-    writer = TraceWriter(path)
-    writer.meta(session.info, {})
-    writer.prompt(session.prompt)
-    for record in steps[:4]:
-        writer.step(record)  # places 0-3
+    writer = began(path, session, 4)  # steps at places 0-3
     writer.lens(2, make_lens(steps[2], session.info.layers))  # step 2's, while its branch is live
     writer.step(replace(steps[1], token_id=7, chosen_by="forced"))  # place 4: branch 0 set aside
     for record in steps[1:1 + reruns]:
@@ -138,11 +135,7 @@ def test_a_restarted_recording_opens_on_the_session_after_its_last_restart(tmp_p
 
     session = make_session("llama", steps=4)
     again = replace(session.prompt, elapsed_s=session.prompt.elapsed_s + 1)
-    writer = TraceWriter(tmp_path / "r.lmscope")
-    writer.meta(session.info, {})
-    writer.prompt(session.prompt)
-    for record in session.steps[:3]:
-        writer.step(record)
+    writer = began(tmp_path / "r.lmscope", session, 3)
     writer.step(replace(session.steps[1], token_id=7, chosen_by="forced"))  # a force at step 1: a branch
     writer.prompt(again)  # r
     trace = Trace(tmp_path / "r.lmscope")
@@ -219,11 +212,7 @@ def test_a_rewind_a_recorder_never_writes(written, tmp_path):
     as an older lmscope passes every RWND; one past the steps made is a damaged chunk, where the
     reading stops."""
     session = make_session("llama", steps=4)
-    writer = TraceWriter(tmp_path / "r.lmscope")
-    writer.meta(session.info, {})
-    writer.prompt(session.prompt)
-    for record in session.steps[:3]:
-        writer.step(record)
+    writer = began(tmp_path / "r.lmscope", session, 3)
     if written == "past the steps":
         writer.rewind(4)
         writer.step(session.steps[3])
