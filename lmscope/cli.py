@@ -109,11 +109,7 @@ def _run(options: SessionOptions, flags: dict) -> None:
     """The TUI, or the headless printer for --json / --headless."""
     json_lines, headless, attention = flags["json_lines"], flags["headless"], flags["attention"]
     if json_lines or headless:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()  # what matters became lmscope's own checks and lines
-        hf_logging.disable_progress_bar()  # stdout is the data; stderr keeps only lmscope lines
-        quiet_libraries()
+        quiet_libraries()  # what matters became lmscope's own checks and lines
         from lmscope.headless import run_headless
 
         with _printing():
@@ -189,12 +185,8 @@ def _printing():
 def _quiet_open_session(options: SessionOptions):
     """open_session with transformers' progress bars and warnings off for the rest of the run, not
     only while it loads (as open_session has them): stderr is the app's screen."""
-    from transformers.utils import logging as hf_logging
-
     from lmscope.engine.session import open_session
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
     quiet_libraries()
     return open_session(options)
 

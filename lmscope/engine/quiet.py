@@ -17,24 +17,26 @@ retry of a hub it cannot reach (a dozen lines before the one that says the model
 
 
 def quiet_libraries() -> None:
-    """:data:`LOGGERS` at ERROR from now on (the command's whole run)."""
+    """From now on (the command's whole run): transformers' (and huggingface_hub's) progress bars
+    off, transformers' verbosity at error, :data:`LOGGERS` at ERROR."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # stdout is the data; stderr keeps only lmscope's lines
+    hf_logging.set_verbosity_error()
     for name in LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @contextmanager
 def quiet_loading():
-    """Inside: transformers' (and huggingface_hub's) progress bars off, transformers' verbosity
-    at error, :data:`LOGGERS` at ERROR. After: each as it was before, so a program that opens a
-    session keeps the bars and warnings it had for its own loads."""
+    """Inside: as :func:`quiet_libraries` leaves them. After: each as it was before, so a program
+    that opens a session keeps the bars and warnings it had for its own loads."""
     from huggingface_hub.utils import are_progress_bars_disabled
     from transformers.utils import logging as hf_logging
 
     bars, hub_bars = hf_logging.is_progress_bar_enabled(), not are_progress_bars_disabled()
     verbosity = hf_logging.get_verbosity()
     levels = {name: logging.getLogger(name).level for name in LOGGERS}
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
     quiet_libraries()
     try:
         yield
