@@ -178,8 +178,9 @@ class ReplayEngine:
         self._live: list[StepRecord] = []
         """The live branch's records, as :meth:`recorded_steps` gave them."""
         self._places: dict[StepRecord, int] = {}
-        """Every other branch's records, as :meth:`recorded_branches` made them, by where each
-        was written (``Trace.every_step``): their lenses and hits are read by it."""
+        """Every record of every branch, as :meth:`recorded_steps` and :meth:`recorded_branches`
+        made them, by where each was written (``Trace.every_step``): their lenses and hits are
+        read by it."""
 
     @property
     def failure(self) -> Exception | None:
@@ -234,6 +235,7 @@ class ReplayEngine:
             if index == len(self.trace) - 1:
                 self._finished = step[0].finish_reason is not None
             self._live[index:] = [step[0]]
+            self._places[step[0]] = self.trace.place(index)
             yield step
 
     def holds(self, record: StepRecord) -> bool:
@@ -245,22 +247,17 @@ class ReplayEngine:
 
     def has_lens_of(self, record: StepRecord) -> bool:
         """Whether the recording kept a logit lens of ``record``, a step of any branch."""
-        if self.holds(record):
-            return self.trace.has_lens(record.step)
         return record in self._places and self.trace.has_written_lens(self._places[record])
 
     def lens_of(self, record: StepRecord) -> tuple:
         """The recorded logit lens of ``record``, a step of any branch (:meth:`lens`)."""
-        lens = self.trace.lens(record.step) if self.holds(record) else \
-            self.trace.written_lens(self._places[record]) if record in self._places else None
+        lens = self.trace.written_lens(self._places[record]) if record in self._places else None
         if lens is None:
             raise UserError(NO_LAYER_CAPTURES)
         return lens
 
     def hit_of(self, record: StepRecord) -> dict | None:
         """The breakpoint hit recorded at ``record``, a step of any branch, None where none was."""
-        if self.holds(record):
-            return self.trace.hit(record.step)
         return self.trace.written_hit(self._places[record]) if record in self._places else None
 
     def recorded_branches(self) -> BranchTree | None:
@@ -286,8 +283,7 @@ class ReplayEngine:
                 continue
             place, index, record = item
             record = written[place] = self._live[index] if index is not None else record
-            if index is None:
-                self._places[record] = place
+            self._places[record] = place
             if record.step < len(tree.live_branch.steps):
                 tree.fork(record.step, record.token_id if record.chosen_by == "forced" else None)
             tree.append(record)

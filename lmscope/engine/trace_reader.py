@@ -83,8 +83,6 @@ class Trace:
         """The last prompt: a restart encodes the prompt again and the session begins again
         there; what came before it is not shown, as the restarted TUI no longer shows it."""
         self._session_at = self._chunks.index(self._prompt_chunk)
-        self._first_place = sum(chunk.kind == b"STEP" for chunk in self._chunks[:self._session_at])
-        """The place (:meth:`every_step`) of the first STEP chunk after the last prompt."""
         self._prompt_length = 0
         """Tokens in the prompt: the keys of its rows, and of every llama step's rows after them."""
         self._prompt = self._read_prompt()
@@ -97,6 +95,8 @@ class Trace:
         rewinds too, but leaves the branch it left whole)."""
         self._written: list[tuple[Chunk, list[Chunk]]] = []
         """Every STEP chunk and the NOTE and LENS chunks written beside it, by its place."""
+        self._place_at: dict[int, int] = {}
+        """Each STEP chunk's place (its index in ``_written``), by where its JSON starts."""
         self._steps = self._live_steps()
         live = {chunk.body.start for step, notes in self._steps for chunk in (step, *notes)}
         self._texts = {at: text for at, text in self._texts.items() if at in live}  # not a rewound step's
@@ -165,6 +165,10 @@ class Trace:
         """The breakpoint hit recorded at step ``index`` (``breakpoints.hit_note``: its number,
         expression and values), None where none was. A note ``--json`` refuses is refused here."""
         return self._hit(self._step_chunks(index)[1])
+
+    def place(self, index: int) -> int:
+        """Where step ``index`` of the live branch was written (:meth:`every_step`'s place)."""
+        return self._place_at[self._step_chunks(index)[0].body.start]
 
     def written_hit(self, place: int) -> dict | None:
         """:meth:`hit` of the step written at ``place`` (:meth:`every_step`), any branch's."""
@@ -275,18 +279,14 @@ class Trace:
         where a branch became live again. The steps that re-ran a resumed branch's tokens are not
         given, nor the rewind before them: the branch's own steps stand for them."""
         live = {step.body.start: index for index, (step, _) in enumerate(self._steps)}
-        place = self._first_place - 1
         for at, chunk in enumerate(self._chunks[self._session_at:], start=self._session_at):
             if at in self._resumes:
                 yield self._resumes[at]
             if at in self._rewinds:
                 yield Rewind(chunk.step)
-            if chunk.kind != b"STEP":
+            if chunk.kind != b"STEP" or chunk.body.start in self._reruns:
                 continue
-            place += 1
-            if chunk.body.start in self._reruns:
-                continue
-            index = live.get(chunk.body.start)
+            place, index = self._place_at[chunk.body.start], live.get(chunk.body.start)
             yield (place, index, None) if index is not None else (place, None, self._step_record(chunk))
 
     def _live_steps(self) -> list[tuple[Chunk, list[Chunk]]]:
@@ -310,6 +310,7 @@ class Trace:
             elif chunk.kind == b"STEP":
                 del steps[chunk.step:]
                 steps.append((chunk, []))
+                self._place_at[chunk.body.start] = len(written)
                 written.append(steps[-1])
             elif chunk.kind in (b"NOTE", b"LENS"):
                 steps[chunk.step][1].append(chunk)
