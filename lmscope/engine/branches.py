@@ -3,7 +3,7 @@
 Pure data, no torch: the TUI keeps a :class:`BranchTree` in its state and asks the engine only to
 rewind and force. Each branch holds its whole history (records are shared between branches, not
 copied); ``parent`` and ``fork_step`` describe where it left the branch it was cut from.
-``tokens_to_replay`` says how to rebuild any branch exactly on the live cache.
+``steps_to_replay`` says how to rebuild any branch exactly on the live cache.
 """
 
 from __future__ import annotations
@@ -86,8 +86,3 @@ class BranchTree:
         while common < min(len(live), len(target)) and live[common] is target[common]:
             common += 1
         return common, target[common:]
-
-    def tokens_to_replay(self, branch_id: int) -> tuple[int, list[int]]:
-        """(fork_step, ids): :meth:`steps_to_replay`'s records as the token ids to force."""
-        common, records = self.steps_to_replay(branch_id)
-        return common, [record.token_id for record in records]

@@ -31,17 +31,23 @@ def test_fork_records_a_forced_first_step():
     assert tree.fork(2, None).forced == 5
 
 
-def test_tokens_to_replay_from_the_shared_prefix():
+def test_steps_to_replay_from_the_shared_prefix():
     tree, steps, other = BranchTree(), _records(), _records(seed=1)
     for record in steps:
         tree.append(record)
     old = tree.fork(2, forced_id=other[2].token_id)
     for record in other[2:5]:
         tree.append(replace(record, step=record.step))
-    assert tree.tokens_to_replay(old.id) == (2, [r.token_id for r in steps[2:]])
+
+    def tokens_to_replay(branch_id: int) -> tuple[int, list[int]]:
+        common, records = tree.steps_to_replay(branch_id)
+        return common, [record.token_id for record in records]
+
+    assert tokens_to_replay(old.id) == (2, [r.token_id for r in steps[2:]])
+    assert all(a is b for a, b in zip(tree.steps_to_replay(old.id)[1], steps[2:], strict=True))
     tree.switch(old.id)
-    assert tree.tokens_to_replay(0) == (2, [r.token_id for r in other[2:5]])
-    assert tree.tokens_to_replay(old.id) == (len(steps), [])
+    assert tokens_to_replay(0) == (2, [r.token_id for r in other[2:5]])
+    assert tokens_to_replay(old.id) == (len(steps), [])
 
 
 def test_bad_calls():

@@ -205,8 +205,8 @@ async def test_branches_view_shows_and_resumes_a_branch_exactly():
         assert app.check_action("step", ()) is None and app.check_action("rewind", ()) is None
         assert "viewing branch 1" in screen_text(app).splitlines()[0]
         assert engine.step_calls == calls
-        common, replay = app.branch_tree.tokens_to_replay(1)
-        assert replay == [s.token_id for s in original[common:]] and common >= 1
+        common, replay = app.branch_tree.steps_to_replay(1)
+        assert replay == original[common:] and common >= 1
         await pilot.press("t")
         await pilot.pause()
         await pilot.press("r")  # resume it: rewind, then force its tokens
