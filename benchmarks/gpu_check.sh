@@ -12,7 +12,7 @@
 #
 #   device.txt          the GPU, driver, torch and transformers
 #   fidelity.txt        tests/engine/test_fidelity.py and test_architectures.py on cuda (tokens,
-#                       stages, rows against generate; every named architecture)
+#                       stages, rows against generate; a forced token's draw; every named architecture)
 #   transfers.txt       device-to-host copies and synchronisations per step (both models)
 #   fast_float32.txt, fast_bfloat16.txt     bench_fast_steps.py
 #   engine_float32.txt, engine_bfloat16.txt bench_engine.py (its table at its end; each measure's

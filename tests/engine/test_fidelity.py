@@ -7,12 +7,14 @@ import os
 import numpy as np
 import pytest
 import torch
+from transformers import LogitsProcessorList
 
 from lmscope.engine import models
 from lmscope.engine.host_copy import HostCopy
 from lmscope.engine.processors import NoDistributionError
 from lmscope.engine.settings import GenerationSettings, bad_words_ids
 from lmscope.engine.stepper import Stepper
+from test_control import ImposeAt  # tests/engine is on sys.path (rootdir-less test modules)
 
 PROMPT = "the quick brown fox"
 
@@ -109,6 +111,33 @@ def test_a_sampling_failure_leaves_the_device_usable(loaded):
         stepper.step()
     _, steps = run_stepper(loaded, SETTINGS["sample-warpers"])
     assert [s.token_id for s in steps] == run_generate(loaded, SETTINGS["sample-warpers"])[1]
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_a_forced_token_in_a_sampled_session_samples_on_as_generate_with_it_imposed(loaded, device_path,
+                                                                                    monkeypatch):
+    """``u`` then a forced token while sampling: the forced step draws and sets the draw aside, so
+    the steps after it sample what ``generate()`` samples with that token imposed by a processor
+    (on a GPU the draw is the device's own generator: ``benchmarks/gpu_check.sh`` runs this there)."""
+    monkeypatch.setattr(HostCopy, "join_on_host", device_path)
+    settings, at = SETTINGS["sample-everything"], 3
+    stepper = Stepper(loaded, PROMPT, settings)
+    stepper.start()
+    free = [stepper.step() for _ in range(at + 2)]
+    forced_id = next(candidate.token_id for candidate in free[at].stages[0].top[4:]  # a raw choice from the fifth on
+                     if candidate.token_id != free[at].token_id)
+    stepper.rewind(at)
+    forced = stepper.step(force=forced_id)
+    rest = []
+    while not stepper.finished:
+        rest.append(stepper.step())
+    tokens = [s.token_id for s in free[:at]] + [forced.token_id] + [s.token_id for s in rest]
+    assert forced.chosen_by == "forced"
+
+    start_len = 1 if loaded.family == "t5" else loaded.tokenizer(PROMPT, return_tensors="pt").input_ids.shape[1]
+    imposed = LogitsProcessorList([ImposeAt(start_len, at, forced_id)])
+    _, expected = run_generate(loaded, settings, logits_processor=imposed)
+    assert tokens == expected
 
 
 @pytest.mark.parametrize("name", ["greedy-penalties", "sample-everything"])
