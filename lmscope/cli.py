@@ -416,8 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     # Before anything imports torch (and with it tqdm): no third-party progress bars, neither
     # over the TUI nor in the first run's conversion, whichever command makes it.
     quiet_progress_bars()
-    with signals_as_exceptions():
-        return _main(argv)
+    frozen_before = gc.get_freeze_count()
+    try:
+        with signals_as_exceptions():
+            return _main(argv)
+    finally:
+        if not frozen_before:  # what ``open`` froze for its run (_no_collections) is the caller's garbage again
+            gc.unfreeze()
 
 
 def _main(argv: list[str] | None) -> int:

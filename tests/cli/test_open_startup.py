@@ -10,7 +10,7 @@ import typer
 
 from lmscope import cli
 from lmscope.engine.trace_writer import TraceWriter
-from lmscope.testing import make_session
+from lmscope.testing import make_session, write_trace
 
 
 def test_open_runs_the_app_with_automatic_collection_on(tmp_path, monkeypatch):
@@ -31,6 +31,17 @@ def test_open_runs_the_app_with_automatic_collection_on(tmp_path, monkeypatch):
         gc.unfreeze()
     assert [(name, enabled) for name, enabled, _ in seen] == [("LmscopeApp", True)] and seen[0][2] > 0
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("output", [[], ["--json"], ["--headless"]])
+def test_open_called_in_a_process_leaves_no_object_frozen(tmp_path, monkeypatch, output):
+    """``main(["open", ...])`` from Python (a test, a script) hands back a process whose garbage
+    is collected as before: what the command froze for its run is unfrozen when it returns."""
+    write_trace(tmp_path / "s.lmscope", make_session("llama", steps=2))
+    monkeypatch.setattr(cli, "_run_app", lambda tui: None)
+    gc.unfreeze()
+    assert cli.main(["open", str(tmp_path / "s.lmscope"), *output]) == 0
+    assert gc.get_freeze_count() == 0
 
 
 def typer_params(argv):
