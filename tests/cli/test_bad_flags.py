@@ -195,6 +195,14 @@ def test_open_svg_tab_cross_of_a_session_without_cross_attention(trace, tmp_path
     assert not (tmp_path / "o.svg").exists()
 
 
+# `open`'s fast path read `--step=--1` as a number (its sign stripped more than once), and int() failed: exit 1
+
+@pytest.mark.parametrize("step", ["--1", "---1", "--0"])
+def test_open_step_with_more_than_one_minus(step, trace, no_tui, capsys):
+    fails(["open", str(trace), "--json", f"--step={step}"], capsys, "Invalid value for '--step'")
+    fails(["open", str(trace), "--svg", "-", f"--step={step}"], capsys, "Invalid value for '--step'")
+
+
 # D16
 
 def test_empty_record(tmp_path, monkeypatch, no_tui, capsys):
