@@ -287,3 +287,13 @@ def test_a_max_memory_size_without_a_unit_names_the_form(budget, size, capsys):
     argv = ["t5", "--json", "--max-new-tokens", "1", "--device-map", "auto", "--max-memory", budget]
     fails(argv, capsys, f"bad size {size!r} in --max-memory", "e.g. cpu=8GiB")
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("budget, wrong", [("cpu=\u0663GiB", "bad size '\u0663GiB'"), ("cpu=\uff18GiB", "bad size"),
+                                           ("\u0661=1GiB", "unknown device '\u0661'"),
+                                           ("cuda:\u0661=1GiB", "unknown device 'cuda:\u0661'")])
+def test_a_max_memory_number_takes_ascii_digits_only(budget, wrong, capsys):
+    """As every other number lmscope reads: `cpu=\u0663GiB` was read as 3 GiB, `\u0661=1GiB` as cuda:1."""
+    argv = ["t5", "--json", "--max-new-tokens", "1", "--device-map", "auto", "--max-memory", budget]
+    fails(argv, capsys, wrong, "--max-memory")
+    assert capsys.readouterr().out == ""
