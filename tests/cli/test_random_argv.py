@@ -2,7 +2,7 @@
 or with exit 2 and one ``lmscope: error:`` line, never a traceback or exit 1.
 
 The flags come from typer's command objects, so a new flag is fuzzed from the day it is added
-(with the generic values of its type until it gets a pool of its own in :data:`POOLS`). Each
+(with the generic values of its type until it gets a pool of its own in :func:`pools`). Each
 case runs ``lmscope.cli.main`` in this process on the tiny models (``tests/tiny_models.py``),
 with ``--json`` or ``--headless`` and a few new tokens.
 
@@ -15,6 +15,7 @@ cases from ``LMSCOPE_FUZZ_CASES``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -108,7 +109,8 @@ def make_sandbox(root: Path, llama: Path, t5: Path) -> Sandbox:
     cut = root / "cut.lmscope"
     cut.write_bytes(box.traces["llama"].read_bytes()[:-10])
     box.traces["cut"] = cut
-    box.precious = {p: "" for p in (box.llama, box.t5, root / "notes.txt", root / "picture.svg", *box.traces.values())}
+    # not picture.svg: --svg writes over an SVG, as --record over a recording
+    box.precious = {p: "" for p in (box.llama, box.t5, root / "notes.txt", *box.traces.values())}
     box.values = {family: pools(box, family) for family in ("llama", "t5")}
     return box
 
@@ -170,7 +172,9 @@ def pools(box: Sandbox, family: str) -> dict[str, list[str]]:
         "record": [f"{box.root}/new.lmscope", f"{box.root}/rec.lmscope", *path_pool(box, traces=False)],
         "record_dtype": ["float32", "float16", "bfloat16", "int8", ""],
         # lmscope open
-        "file": [*(str(p) for p in box.traces.values()), *paths],
+        # the made-up recordings, then those the live cases write (--record), once they exist
+        "file": [*(str(p) for p in box.traces.values()), f"{box.root}/rec.lmscope", f"{box.root}/new.lmscope",
+                 f"{box.root}/valid-0.lmscope", *paths],
         "svg": [f"{box.root}/o.svg", "-", *paths],
         "step": ["0", "1", "3", "100", "-1", *NUMBER_POOL],
         "tab": ["attention", "cross", "kv", "variables", "layers", "Attention", "heads", "", *TEXT_POOL[:6]],
@@ -339,7 +343,7 @@ def random_live(rng: random.Random, box: Sandbox, family: str) -> Case:
 def random_open(rng: random.Random, box: Sandbox) -> Case:
     params = [p for p in command_params("open") if p.name != "file"]
     values = box.values["llama"]
-    file = rng.choice(values["file"][:5] if rng.random() < 0.6 else values["file"])
+    file = rng.choice(values["file"][:8] if rng.random() < 0.6 else values["file"])
     output = rng.choice([["--json"], ["--headless"], ["--svg", f"{box.root}/o.svg"], ["--json"]])
     if output[0] == "--svg" and rng.random() < 0.5:
         output = []  # an --svg may come from the pool
@@ -386,7 +390,7 @@ def valid_case(rng: random.Random, box: Sandbox) -> Case:
     if maybe(0.3):
         options.append(("--top", str(top)))
     if maybe(0.2):
-        options.append(("--prefill-rows", str(rng.randint(0, 100))))
+        options.append(("--prefill-rows", str(rng.randint(1, 100))))
     if maybe(0.2):
         options.append(("--device", rng.choice(["cpu", "auto"])))
     if maybe(0.2):
@@ -475,7 +479,7 @@ def _cases(default: int) -> int:
 
 
 def test_random_command_lines(sandbox, capsys):
-    codes = run_cases(20240601, 60, capsys, sandbox)
+    codes = run_cases(20240601, 100, capsys, sandbox)
     assert codes.get(0) and codes.get(2), codes  # the mix holds both: the pools are not all bad or all good
 
 
@@ -513,7 +517,8 @@ def recorded_steps(tiny_llama_dir, tmp_path_factory):
     return steps
 
 
-def fake_steps():
+@functools.cache
+def fake_steps() -> tuple[dict, ...]:
     """Each step's values in fake sessions of both families (end of sequence, empty text ...)."""
     values = []
     for family in ("llama", "t5"):
@@ -521,7 +526,7 @@ def fake_steps():
         for record in make_session(family, steps=6).steps:
             text += record.token
             values.append(step_values(record, text))
-    return values
+    return tuple(values)
 
 
 def check_break(expr: str, capsys, llama: Path, steps: list[dict], label: str) -> bool:
