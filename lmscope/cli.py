@@ -399,8 +399,9 @@ def _open_arguments(args: list[str]) -> dict | None:
                 text = next(rest, "-")  # a value that looks like a flag is typer's to judge
                 if text.startswith("-"):
                     return None
-            # ASCII digits only: int() also reads '٣' (and isdigit() passes it), which typer refuses
-            if kind is int and not (text.lstrip("-").isdigit() and text.isascii()):
+            # ASCII digits only: int() also reads '٣' (and isdigit() passes it), which typer refuses;
+            # one minus at most: lstrip("-") passed '--1', and int() failed on it (exit 1)
+            if kind is int and not (text.removeprefix("-").isdigit() and text.isascii()):
                 return None
             values[name] = True if kind is bool else kind(text)
         elif arg.startswith("-") or "file" in values:

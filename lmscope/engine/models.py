@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,10 @@ from lmscope.engine.errors import UserError, first_line
 FAMILIES = ("llama", "t5")
 T5_MODEL_TYPES = ("t5", "mt5", "umt5", "byt5")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+_CUDA_INDEX = re.compile(r"cuda:(?:0|[1-9][0-9]*)")
+"""``cuda:N`` as torch reads it: ASCII digits, no leading zero (``isdigit()`` also passes '01',
+'\u0661' and '\u00b9', which torch refuses as an invalid device string once the model loads)."""
 
 
 class ModelError(UserError):
@@ -42,7 +47,7 @@ def resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return device
-    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+    if device == "cuda" or _CUDA_INDEX.fullmatch(device):
         if not torch.cuda.is_available():
             raise ModelError(f"device {device!r} asked for, but no CUDA GPU is available here")
         index = int(device[5:]) if ":" in device else 0

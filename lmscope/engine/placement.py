@@ -27,8 +27,9 @@ UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 """accelerate's units: KB/MB/GB are powers of ten, KiB/MiB/GiB powers of two."""
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$")
-_GPU = re.compile(r"^(?:cuda:)?(\d+)$")
+# ASCII digits only, as every other number lmscope reads (``\d`` matches any script's: '\u0663' is 3)
+_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)$")
+_GPU = re.compile(r"^(?:cuda:)?([0-9]+)$")
 
 
 class PlacementError(UserError):

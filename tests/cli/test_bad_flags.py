@@ -195,6 +195,14 @@ def test_open_svg_tab_cross_of_a_session_without_cross_attention(trace, tmp_path
     assert not (tmp_path / "o.svg").exists()
 
 
+# `open`'s fast path read `--step=--1` as a number (its sign stripped more than once), and int() failed: exit 1
+
+@pytest.mark.parametrize("step", ["--1", "---1", "--0"])
+def test_open_step_with_more_than_one_minus(step, trace, no_tui, capsys):
+    fails(["open", str(trace), "--json", f"--step={step}"], capsys, "Invalid value for '--step'")
+    fails(["open", str(trace), "--svg", "-", f"--step={step}"], capsys, "Invalid value for '--step'")
+
+
 # D16
 
 def test_empty_record(tmp_path, monkeypatch, no_tui, capsys):
@@ -278,4 +286,14 @@ def test_an_offload_folder_the_os_cannot_look_up(tmp_path, capsys):
 def test_a_max_memory_size_without_a_unit_names_the_form(budget, size, capsys):
     argv = ["t5", "--json", "--max-new-tokens", "1", "--device-map", "auto", "--max-memory", budget]
     fails(argv, capsys, f"bad size {size!r} in --max-memory", "e.g. cpu=8GiB")
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("budget, wrong", [("cpu=\u0663GiB", "bad size '\u0663GiB'"), ("cpu=\uff18GiB", "bad size"),
+                                           ("\u0661=1GiB", "unknown device '\u0661'"),
+                                           ("cuda:\u0661=1GiB", "unknown device 'cuda:\u0661'")])
+def test_a_max_memory_number_takes_ascii_digits_only(budget, wrong, capsys):
+    """As every other number lmscope reads: `cpu=\u0663GiB` was read as 3 GiB, `\u0661=1GiB` as cuda:1."""
+    argv = ["t5", "--json", "--max-new-tokens", "1", "--device-map", "auto", "--max-memory", budget]
+    fails(argv, capsys, wrong, "--max-memory")
     assert capsys.readouterr().out == ""

@@ -53,6 +53,18 @@ def test_flag_errors(argv, needle, capsys):
     fails(argv, capsys, needle)
 
 
+@pytest.mark.parametrize("device", ["cuda:01", "cuda:\u0661", "cuda:\u00b9", "cuda:\uff11", "cuda:+1"])
+def test_a_cuda_index_torch_cannot_read(device, monkeypatch, capsys):
+    """On a machine with GPUs (faked here) these passed the device check: ``isdigit()`` takes
+    '01', Arabic-Indic and superscript digits. int('\u00b9') then failed (exit 1), and torch
+    refuses the others as "Invalid device string" once the model loads (exit 1)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    fails(["t5", "--json", "--device", device], capsys, f"unknown device {device!r}", "cuda:N")
+
+
 @pytest.mark.parametrize("flag", ["--temperature", "--top-p", "--min-p", "--typical-p", "--repetition-penalty"])
 @pytest.mark.parametrize("value", ["nan", "NaN", "-nan"])
 def test_a_nan_setting_says_it_is_no_number(flag, value, capsys):
