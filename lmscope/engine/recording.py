@@ -238,13 +238,6 @@ class ReplayEngine:
             self._places[step[0]] = self.trace.place(index)
             yield step
 
-    def holds(self, record: StepRecord) -> bool:
-        """Whether ``record`` is a step of the branch live at the recording's end, as
-        :meth:`recorded_steps` gave it: only those steps' lenses are :meth:`lens`'s (a step a
-        rewind left behind has the same number as the live branch's step there; its lens is
-        :meth:`lens_of`'s)."""
-        return record.step < len(self._live) and self._live[record.step] is record
-
     def has_lens_of(self, record: StepRecord) -> bool:
         """Whether the recording kept a logit lens of ``record``, a step of any branch."""
         return record in self._places and self.trace.has_written_lens(self._places[record])

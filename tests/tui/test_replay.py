@@ -302,7 +302,8 @@ async def test_a_replay_shows_the_branches_the_session_made(tmp_path):
         await pilot.press("5")  # Layers, on a step the live branch numbers too: its own lens
         await settle(app, pilot)
         layers = app.screen.query_one(LayersPane)
-        assert app.view.index == 7 and not engine.holds(app.view.selected)
+        assert app.view.index == 7  # not the live branch's step 7:
+        assert all(app.view.selected is not record for record in app.branch_tree.live_branch.steps)
         assert "keeps no logit lens" in layers._not_held(app.view)  # step 7: none recorded
         await pilot.press("left", "left")
         await settle(app, pilot)
