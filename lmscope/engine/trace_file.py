@@ -176,10 +176,11 @@ def in_order(chunks: list[Chunk]) -> list[Chunk]:
     """The chunks up to the first that a recorder never writes where it is: the META first and
     only there, PRMTs after it, a STEP numbered at most one past the steps before it (a rewind
     numbers it lower), a NOTE or LENS for a step before it, a RSUM at most at the step after
-    the last, a RWND at most at the step after the last (and the steps from it on gone); a kind of a newer lmscope is skipped
-    (:data:`_LATER_KIND`). The header is outside the CRC, so a flipped kind or step number is
-    caught here (a STEP whose kind flipped to capitals shows as the gap before the next step's
-    number), and the reading stops at that chunk as at a damaged one."""
+    the last, a RWND at most at the step after the last (and the steps from it on gone); a kind
+    of a newer lmscope is skipped (:data:`_LATER_KIND`). The header is outside the CRC, so a
+    flipped kind or step number is caught here (a STEP whose kind flipped to capitals shows as
+    the gap before the next step's number), and the reading stops at that chunk as at a damaged
+    one."""
     steps = prompts = 0
     for index, chunk in enumerate(chunks):
         if chunk.kind == b"META":

@@ -295,10 +295,9 @@ class Trace:
         and a resume (RSUM) puts the branch's own steps back in place of their re-run.
 
         A rewind writes a RWND chunk (since 2026-12-07; before, the next STEP's number was all
-        that said it, and a rewind no step followed said nothing). A STEP
-        chunk written twice reads as a rewind to it and the step made again, which it cannot be
-        told from: a
-        rewind and a step again without a force (greedy, or sampled with the generator put back)
+        that said it, and a rewind no step followed said nothing). A STEP chunk written twice
+        reads as a rewind to it and the step made again, which it cannot be told from: a rewind
+        and a step again without a force (greedy, or sampled with the generator put back)
         records a chunk that differs from the one it replaces only in ``elapsed_s``, a clock's
         reading, that nothing keeps from being equal. Either way the same steps show, once each;
         a NOTE or LENS between the two goes with the first, as a rewound record's do."""
